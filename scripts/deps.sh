@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cellpay needs to build and test, only those that are
+# missing. Needs root (or sudo) when something is missing; does nothing otherwise.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config   # toolchain
+  clang libclang-rt-14-dev           # fuzz targets (libFuzzer) and sanitizer runtimes
+  libjsmn-dev                        # JSON tokenizer (header only)
+  libxxhash-dev                      # hashing and checksums
+  libcmocka-dev                      # unit tests
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing missing Debian packages: ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: run as root (missing: ${missing[*]})" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

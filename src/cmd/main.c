@@ -1,0 +1,31 @@
+/* cellpay: one binary, one subcommand per role. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd/cmd.h"
+
+static const char usage[] =
+    "usage: cellpay <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  start    run what exists of the embedded default (today: the in-memory ledger driver)\n"
+    "  ledger   the ledger's JSON Lines driver: requests on stdin, replies on stdout\n"
+    "  bench    measurements (bench ledger)\n"
+    "  help     this text; `cellpay <command> --help` describes one command\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *c = argv[1];
+    if (!strcmp(c, "help") || !strcmp(c, "--help") || !strcmp(c, "-h")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (!strcmp(c, "ledger")) return cmd_ledger(argc - 1, argv + 1);
+    if (!strcmp(c, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(c, "start")) return cmd_start(argc - 1, argv + 1);
+    fprintf(stderr, "cellpay: unknown command \"%s\"\n\n%s", c, usage);
+    return 2;
+}

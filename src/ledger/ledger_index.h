@@ -1,0 +1,67 @@
+/* An open-addressing hash index from a u128 id to a 32-bit row number of a table whose rows
+ * start with that id (accounts, transfers, failed ids). Linear probing; each 8-byte slot holds
+ * a 32-bit fingerprint of the hash and row+1 (0 = empty), so a miss touches only the slot
+ * array and a hit touches one row. Sized at creation to at most half full; deletion (the undo
+ * of a linked chain) shifts entries back, so there are no tombstones. */
+#ifndef CP_LEDGER_INDEX_H
+#define CP_LEDGER_INDEX_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "base/assert.h"
+#include "base/u128.h"
+
+typedef struct lindex {
+    uint64_t *slots;
+    uint64_t mask;
+    const unsigned char *rows; /* the table: row r starts at rows + r * stride with its id */
+    size_t stride;
+} lindex_t;
+
+#define LINDEX_NONE UINT32_MAX
+
+static inline uint64_t lindex_hash(u128 id) { return XXH3_64bits(&id, sizeof id); }
+
+static inline u128 lindex_row_id(const lindex_t *ix, uint32_t row) {
+    u128 id;
+    memcpy(&id, ix->rows + (size_t)row * ix->stride, sizeof id);
+    return id;
+}
+
+static inline void lindex_prefetch(const lindex_t *ix, uint64_t hash) {
+    __builtin_prefetch(&ix->slots[hash & ix->mask]);
+}
+
+/* The row holding id, or LINDEX_NONE. */
+static inline uint32_t lindex_find(const lindex_t *ix, u128 id, uint64_t hash) {
+    uint64_t fp = hash >> 32;
+    for (uint64_t i = hash & ix->mask;; i = (i + 1) & ix->mask) {
+        uint64_t s = ix->slots[i];
+        if (s == 0) return LINDEX_NONE;
+        if ((s >> 32) == fp) {
+            uint32_t row = (uint32_t)s - 1;
+            if (lindex_row_id(ix, row) == id) return row;
+        }
+    }
+}
+
+/* Adds id -> row; the id must not be present. */
+static inline void lindex_insert(lindex_t *ix, uint64_t hash, uint32_t row) {
+    uint64_t i = hash & ix->mask;
+    while (ix->slots[i] != 0) i = (i + 1) & ix->mask;
+    ix->slots[i] = ((hash >> 32) << 32) | ((uint64_t)row + 1);
+}
+
+/* Removes the entry of row (which must be present), shifting later entries of the probe run
+ * back so that every remaining entry stays reachable from its home slot. */
+void lindex_remove(lindex_t *ix, uint64_t hash, uint32_t row);
+
+/* Slots for `capacity` rows at a load factor of at most 1/2; false when out of memory. */
+bool lindex_init(lindex_t *ix, uint32_t capacity, const void *rows, size_t stride);
+void lindex_free(lindex_t *ix);
+
+#endif
