@@ -234,6 +234,7 @@ typedef struct ledger_config {
     uint32_t transfers_max;
     uint32_t balances_max;   /* balance-history rows; 0 = 2 * transfers_max */
     uint32_t failed_ids_max; /* ids of transfers that failed for state reasons; 0 = transfers_max */
+    bool prefault;           /* commit all table memory at creation instead of on first use */
 } ledger_config_t;
 
 typedef struct ledger ledger_t;

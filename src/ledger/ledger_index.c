@@ -1,11 +1,11 @@
 #include "ledger/ledger_index.h"
 
-#include <stdlib.h>
+#include "base/table.h"
 
 bool lindex_init(lindex_t *ix, uint32_t capacity, const void *rows, size_t stride) {
     uint64_t n = 16;
     while (n < (uint64_t)capacity * 2) n <<= 1;
-    ix->slots = calloc(n, sizeof ix->slots[0]);
+    ix->slots = cp_table_alloc(n, sizeof ix->slots[0]);
     ix->mask = n - 1;
     ix->rows = rows;
     ix->stride = stride;
@@ -13,7 +13,7 @@ bool lindex_init(lindex_t *ix, uint32_t capacity, const void *rows, size_t strid
 }
 
 void lindex_free(lindex_t *ix) {
-    free(ix->slots);
+    cp_table_free(ix->slots, ix->mask + 1, sizeof ix->slots[0]);
     ix->slots = NULL;
 }
 

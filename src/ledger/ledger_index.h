@@ -36,6 +36,22 @@ static inline void lindex_prefetch(const lindex_t *ix, uint64_t hash) {
     __builtin_prefetch(&ix->slots[hash & ix->mask]);
 }
 
+/* Prefetches the row that probably holds the id (the first fingerprint match; it is not
+ * compared, which would cost the very miss the prefetch is hiding). Call after
+ * lindex_prefetch(ix, hash) had time to bring the slot in. */
+static inline void lindex_prefetch_row(const lindex_t *ix, uint64_t hash, size_t row_bytes) {
+    uint64_t fp = hash >> 32;
+    for (uint64_t i = hash & ix->mask;; i = (i + 1) & ix->mask) {
+        uint64_t s = ix->slots[i];
+        if (s == 0) return;
+        if ((s >> 32) == fp) {
+            const unsigned char *row = ix->rows + (size_t)((uint32_t)s - 1) * ix->stride;
+            for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(row + off);
+            return;
+        }
+    }
+}
+
 /* The row holding id, or LINDEX_NONE. */
 static inline uint32_t lindex_find(const lindex_t *ix, u128 id, uint64_t hash) {
     uint64_t fp = hash >> 32;

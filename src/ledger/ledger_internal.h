@@ -112,6 +112,8 @@ static inline uint64_t ledger_expires_at(const ledger_transfer_t *p) {
 uint32_t ledger_transfer_create(ledger_t *l, uint64_t timestamp, const void *transfer,
                                 uint64_t *ts_out);
 void ledger_expiry_push(ledger_t *l, uint32_t transfer_row);
+void ledger_transfer_prefetch_slots(const ledger_t *l, const ledger_transfer_t *t);
+void ledger_transfer_prefetch_rows(const ledger_t *l, const ledger_transfer_t *t);
 bool ledger_transfer_timestamp_exists(const ledger_t *l, uint64_t ts);
 bool ledger_account_timestamp_exists(const ledger_t *l, uint64_t ts);
 
