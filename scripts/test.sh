@@ -23,15 +23,17 @@ cmake --build build-asan -j"$jobs"
   CELLPAY_SANITIZED=1 ctest --output-on-failure -j"$jobs")
 
 step "fuzz targets (${fuzz_seconds}s each)"
-cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCELLPAY_FUZZ=ON >/dev/null
+cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCELLPAY_FUZZ=ON -DCELLPAY_SANITIZE=ON >/dev/null
 cmake --build build-fuzz -j"$jobs"
 fuzz_pass=0
 for target in build-fuzz/fuzz_*; do
   name=$(basename "$target")
   corpus="fuzz/corpus/${name#fuzz_}"
   work=$(mktemp -d)
+  dict=()
+  [ -f "fuzz/${name#fuzz_}.dict" ] && dict=(-dict="fuzz/${name#fuzz_}.dict")
   echo "fuzz: $name for ${fuzz_seconds}s (seed corpus $corpus)"
-  "$target" -max_total_time="$fuzz_seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
+  "$target" "${dict[@]}" -max_total_time="$fuzz_seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
     -artifact_prefix="$work/" "$work" "$corpus" 2>"$work/log" || {
       tail -n 40 "$work/log"; echo "fuzz: $name FAILED (artifacts in $work)"; exit 1; }
   grep -E '^(#[0-9]+.*(DONE|pulse))|Done' "$work/log" | tail -n 1
