@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config   # toolchain
+  build-essential make cmake pkg-config  # toolchain
   clang libclang-rt-14-dev           # fuzz targets (libFuzzer) and sanitizer runtimes
   libjsmn-dev                        # JSON tokenizer (header only)
   libxxhash-dev                      # hashing and checksums
