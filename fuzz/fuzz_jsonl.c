@@ -26,8 +26,10 @@ static void append(jsonl_out_t *o, const char *s, size_t n) {
 static void round_trip(const jsonl_request_t *r) {
     bool accounts = r->op == JSONL_CREATE_ACCOUNTS;
     out.len = 0;
-    if (accounts) jsonl_reply_accounts(&out, r->accounts, r->count);
-    else jsonl_reply_transfers(&out, r->transfers, r->count);
+    if (accounts)
+        jsonl_reply_accounts(&out, r->accounts, r->count);
+    else
+        jsonl_reply_transfers(&out, r->transfers, r->count);
     /* {"accounts":[...]} -> {"op":"create_accounts","events":[...]} */
     const char *list = strchr(out.buf, '[');
     cp_assert(list != NULL);

@@ -36,8 +36,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (h & 0x40) ledger_expire(l, clock - n);
         ledger_status_t st;
         for (uint32_t i = 0; i < n; i++) results[i].result = UINT32_MAX;
-        if (h & 0x80) st = ledger_create_transfers(l, clock, events, n, results);
-        else st = ledger_create_accounts(l, clock, ev.accounts, n, results);
+        if (h & 0x80)
+            st = ledger_create_transfers(l, clock, events, n, results);
+        else
+            st = ledger_create_accounts(l, clock, ev.accounts, n, results);
         if (st == LEDGER_OK) {
             for (uint32_t i = 0; i < n; i++)
                 cp_assert((h & 0x80) ? results[i].result < LEDGER_TRANSFER_RESULT_COUNT

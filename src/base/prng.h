@@ -23,6 +23,8 @@ static inline uint64_t prng_below(prng_t *r, uint64_t n) {
 }
 
 /* True with probability ppm / 1e6. */
-static inline int prng_chance_ppm(prng_t *r, uint32_t ppm) { return prng_below(r, 1000000) < ppm; }
+static inline int prng_chance_ppm(prng_t *r, uint32_t ppm) {
+    return prng_below(r, 1000000) < ppm;
+}
 
 #endif

@@ -29,8 +29,12 @@ static inline bool u128_add_checked(u128 a, u128 b, u128 *out) {
 }
 
 /* a - b saturating at 0. */
-static inline u128 u128_sub_sat(u128 a, u128 b) { return a > b ? a - b : 0; }
+static inline u128 u128_sub_sat(u128 a, u128 b) {
+    return a > b ? a - b : 0;
+}
 
-static inline u128 u128_min(u128 a, u128 b) { return a < b ? a : b; }
+static inline u128 u128_min(u128 a, u128 b) {
+    return a < b ? a : b;
+}
 
 #endif

@@ -18,7 +18,8 @@ bool args_u64(int argc, char **argv, int *i, unsigned long long max, unsigned lo
     u128 x;
     if (!v) return false;
     if (!u128_parse(v, strlen(v), &x) || x > max) {
-        fprintf(stderr, "cellpay: %s takes a whole number from 0 to %llu, not \"%s\"\n", opt, max, v);
+        fprintf(stderr, "cellpay: %s takes a whole number from 0 to %llu, not \"%s\"\n", opt, max,
+                v);
         return false;
     }
     *out = (unsigned long long)x;
@@ -50,7 +51,8 @@ bool args_ppm(int argc, char **argv, int *i, uint32_t *out_ppm) {
     for (size_t k = frac_len; k < 6; k++) frac *= 10;
     u128 ppm = whole * 1000000 + frac;
     if (!ok || whole > 1 || ppm > 1000000) {
-        fprintf(stderr, "cellpay: %s takes a fraction from 0 to 1 (e.g. 0.5), not \"%s\"\n", opt, v);
+        fprintf(stderr, "cellpay: %s takes a fraction from 0 to 1 (e.g. 0.5), not \"%s\"\n", opt,
+                v);
         return false;
     }
     *out_ppm = (uint32_t)ppm;

@@ -99,7 +99,9 @@ static int bench_ledger(const bench_ledger_opts_t *o) {
         for (uint32_t i = 0; i < n; i++) failed += res[i].result != LEDGER_TRANSFER_CREATED;
         done += n;
     }
-    if (failed) fprintf(stderr, "cellpay bench ledger: %llu transfers failed\n", (unsigned long long)failed);
+    if (failed)
+        fprintf(stderr, "cellpay bench ledger: %llu transfers failed\n",
+                (unsigned long long)failed);
     double secs = (double)apply_ns / 1e9; /* a measurement, not money */
     printf("applied %u transfers in %.3f s (apply time only)\n", o->transfers, secs);
     printf("ledger_apply transfers_per_second=%.0f accounts=%u batch=%u hot_share=%u.%06u\n",
@@ -128,11 +130,16 @@ int cmd_bench(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(bench_usage, stdout);
             return 0;
-        } else if (!strcmp(a, "--accounts")) ok = args_u32(argc, argv, &i, 2, CP_LEDGER_TABLE_MAX, &o.accounts);
-        else if (!strcmp(a, "--transfers")) ok = args_u32(argc, argv, &i, 1, CP_LEDGER_TABLE_MAX, &o.transfers);
-        else if (!strcmp(a, "--batch")) ok = args_u32(argc, argv, &i, 1, CP_BATCH_EVENTS_MAX, &o.batch);
-        else if (!strcmp(a, "--hot-share")) ok = args_ppm(argc, argv, &i, &o.hot_ppm);
-        else if (!strcmp(a, "--seed")) ok = args_u64(argc, argv, &i, UINT64_MAX, &o.seed);
+        } else if (!strcmp(a, "--accounts"))
+            ok = args_u32(argc, argv, &i, 2, CP_LEDGER_TABLE_MAX, &o.accounts);
+        else if (!strcmp(a, "--transfers"))
+            ok = args_u32(argc, argv, &i, 1, CP_LEDGER_TABLE_MAX, &o.transfers);
+        else if (!strcmp(a, "--batch"))
+            ok = args_u32(argc, argv, &i, 1, CP_BATCH_EVENTS_MAX, &o.batch);
+        else if (!strcmp(a, "--hot-share"))
+            ok = args_ppm(argc, argv, &i, &o.hot_ppm);
+        else if (!strcmp(a, "--seed"))
+            ok = args_u64(argc, argv, &i, UINT64_MAX, &o.seed);
         else {
             fprintf(stderr, "cellpay bench ledger: unknown option \"%s\"\n\n%s", a, bench_usage);
             return 2;

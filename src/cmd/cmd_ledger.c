@@ -54,8 +54,10 @@ static void execute_create(driver_t *d, const jsonl_request_t *r) {
     ledger_status_t st =
         transfers ? ledger_create_transfers(d->ledger, d->clock, r->transfers, r->count, d->results)
                   : ledger_create_accounts(d->ledger, d->clock, r->accounts, r->count, d->results);
-    if (st != LEDGER_OK) jsonl_reply_error(&d->out, ledger_status_str(st));
-    else jsonl_reply_results(&d->out, d->results, r->count, transfers);
+    if (st != LEDGER_OK)
+        jsonl_reply_error(&d->out, ledger_status_str(st));
+    else
+        jsonl_reply_results(&d->out, d->results, r->count, transfers);
 }
 
 static void execute(driver_t *d, const jsonl_request_t *r) {
@@ -119,11 +121,14 @@ static void handle_line(driver_t *d, const char *line, size_t len) {
     d->out.len = 0;
     jsonl_request_t req;
     char err[256];
-    if (!clock_advance(d, 1)) jsonl_reply_error(&d->out, "the clock would pass 2^63-1");
-    else if (len > LINE_MAX_BYTES) jsonl_reply_error(&d->out, "line too long (limit 64 MiB)");
+    if (!clock_advance(d, 1))
+        jsonl_reply_error(&d->out, "the clock would pass 2^63-1");
+    else if (len > LINE_MAX_BYTES)
+        jsonl_reply_error(&d->out, "line too long (limit 64 MiB)");
     else if (jsonl_parse(d->parser, line, len, &req, err, sizeof err) != 0)
         jsonl_reply_error(&d->out, err);
-    else execute(d, &req);
+    else
+        execute(d, &req);
 }
 
 int cmd_ledger_run(FILE *in, FILE *out, bool test_ops, unsigned long long clock_start) {

@@ -20,7 +20,8 @@ static const char *const transfer_result_names[] = {LEDGER_TRANSFER_RESULTS(LEDG
 #undef LEDGER_NAME
 
 /* The batch loop assigns these codes to both kinds of event. */
-#define SAME_CODE(name) CP_STATIC_ASSERT((int)LEDGER_ACCOUNT_##name == (int)LEDGER_TRANSFER_##name, #name)
+#define SAME_CODE(name)                                                                            \
+    CP_STATIC_ASSERT((int)LEDGER_ACCOUNT_##name == (int)LEDGER_TRANSFER_##name, #name)
 SAME_CODE(LINKED_EVENT_FAILED);
 SAME_CODE(LINKED_EVENT_CHAIN_OPEN);
 SAME_CODE(IMPORTED_EVENT_EXPECTED);
@@ -88,9 +89,9 @@ static void ledger_prefault(ledger_t *l) {
 
 ledger_t *ledger_create(const ledger_config_t *config) {
     ledger_config_t c = *config;
-    if (c.balances_max == 0) c.balances_max = c.transfers_max <= CP_LEDGER_TABLE_MAX / 2
-                                                  ? c.transfers_max * 2
-                                                  : CP_LEDGER_TABLE_MAX;
+    if (c.balances_max == 0)
+        c.balances_max =
+            c.transfers_max <= CP_LEDGER_TABLE_MAX / 2 ? c.transfers_max * 2 : CP_LEDGER_TABLE_MAX;
     if (c.failed_ids_max == 0) c.failed_ids_max = c.transfers_max;
     if (c.accounts_max == 0 || c.transfers_max == 0 || c.accounts_max > CP_LEDGER_TABLE_MAX ||
         c.transfers_max > CP_LEDGER_TABLE_MAX || c.balances_max > CP_LEDGER_TABLE_MAX ||
@@ -110,13 +111,11 @@ ledger_t *ledger_create(const ledger_config_t *config) {
     l->undo = calloc((size_t)CP_BATCH_EVENTS_MAX * UNDO_RECORDS_PER_EVENT, sizeof l->undo[0]);
     l->undo_bytes = calloc(CP_BATCH_EVENTS_MAX, UNDO_BYTES_PER_EVENT);
     l->chain_expiry = calloc(CP_BATCH_EVENTS_MAX, sizeof l->chain_expiry[0]);
-    bool ok = l->accounts && l->ameta && l->transfers && l->tmeta && l->balances &&
-              l->failed_ids && l->expiry && l->undo && l->undo_bytes && l->chain_expiry;
+    bool ok = l->accounts && l->ameta && l->transfers && l->tmeta && l->balances && l->failed_ids &&
+              l->expiry && l->undo && l->undo_bytes && l->chain_expiry;
     ok = ok && lindex_init(&l->accounts_ix, c.accounts_max, l->accounts, sizeof l->accounts[0]);
-    ok = ok && lindex_init(&l->transfers_ix, c.transfers_max, l->transfers,
-                           sizeof l->transfers[0]);
-    ok = ok && lindex_init(&l->failed_ix, c.failed_ids_max, l->failed_ids,
-                           sizeof l->failed_ids[0]);
+    ok = ok && lindex_init(&l->transfers_ix, c.transfers_max, l->transfers, sizeof l->transfers[0]);
+    ok = ok && lindex_init(&l->failed_ix, c.failed_ids_max, l->failed_ids, sizeof l->failed_ids[0]);
     if (!ok) {
         ledger_destroy(l);
         return NULL;
@@ -201,8 +200,7 @@ static void chain_commit(ledger_t *l) {
 
 /* Validates and applies one event stamped `timestamp`; writes the object's timestamp through
  * ts_out for created and exists, and returns the result code. */
-typedef uint32_t (*create_fn)(ledger_t *l, uint64_t timestamp, const void *event,
-                              uint64_t *ts_out);
+typedef uint32_t (*create_fn)(ledger_t *l, uint64_t timestamp, const void *event, uint64_t *ts_out);
 
 /* The 128-byte account and transfer share the positions of flags (linked is bit 0) and
  * timestamp, which is all the batch loop reads. */
@@ -228,7 +226,8 @@ static uint32_t check_event_time(const void *e, bool batch_imported, uint16_t im
                         : LEDGER_TRANSFER_IMPORTED_EVENT_EXPECTED;
     uint64_t ts = event_timestamp(e);
     if (!imported) return ts != 0 ? LEDGER_TRANSFER_TIMESTAMP_MUST_BE_ZERO : 0;
-    if (ts < 1 || ts > CP_TIMESTAMP_MAX) return LEDGER_TRANSFER_IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE;
+    if (ts < 1 || ts > CP_TIMESTAMP_MAX)
+        return LEDGER_TRANSFER_IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE;
     if (ts >= batch_timestamp) return LEDGER_TRANSFER_IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE;
     return 0;
 }
@@ -269,9 +268,11 @@ static ledger_status_t ledger_batch(ledger_t *l, uint64_t timestamp, const void 
         const void *e = base + (size_t)i * stride;
         if (transfers) {
             if (i + PREFETCH_SLOTS_AHEAD < count)
-                ledger_transfer_prefetch_slots(l, (const void *)(base + (size_t)(i + PREFETCH_SLOTS_AHEAD) * stride));
+                ledger_transfer_prefetch_slots(
+                    l, (const void *)(base + (size_t)(i + PREFETCH_SLOTS_AHEAD) * stride));
             if (i + PREFETCH_ROWS_AHEAD < count)
-                ledger_transfer_prefetch_rows(l, (const void *)(base + (size_t)(i + PREFETCH_ROWS_AHEAD) * stride));
+                ledger_transfer_prefetch_rows(
+                    l, (const void *)(base + (size_t)(i + PREFETCH_ROWS_AHEAD) * stride));
         }
         bool linked = event_flags(e) & LEDGER_TRANSFER_LINKED;
         uint64_t ts = timestamp - count + i + 1;
@@ -281,8 +282,10 @@ static ledger_status_t ledger_batch(ledger_t *l, uint64_t timestamp, const void 
             chain_start = i;
             chain_begin(l);
         }
-        if (linked && i == count - 1) r = LEDGER_TRANSFER_LINKED_EVENT_CHAIN_OPEN;
-        else if (chain_broken) r = LEDGER_TRANSFER_LINKED_EVENT_FAILED;
+        if (linked && i == count - 1)
+            r = LEDGER_TRANSFER_LINKED_EVENT_CHAIN_OPEN;
+        else if (chain_broken)
+            r = LEDGER_TRANSFER_LINKED_EVENT_FAILED;
         else {
             r = check_event_time(e, batch_imported, imported_flag, timestamp);
             if (r == 0) r = create(l, ts, e, &results[i].timestamp);
@@ -298,7 +301,8 @@ static ledger_status_t ledger_batch(ledger_t *l, uint64_t timestamp, const void 
         }
         if (transfers && transfer_result_is_transient(r))
             record_failed_id(l, ((const ledger_transfer_t *)e)->id);
-        if (chain_start != UINT32_MAX && (!linked || r == LEDGER_TRANSFER_LINKED_EVENT_CHAIN_OPEN)) {
+        if (chain_start != UINT32_MAX &&
+            (!linked || r == LEDGER_TRANSFER_LINKED_EVENT_CHAIN_OPEN)) {
             if (!chain_broken) chain_commit(l);
             chain_start = UINT32_MAX;
             chain_broken = false;
@@ -324,8 +328,10 @@ static uint32_t account_exists(const ledger_account_t *a, const ledger_account_t
     if (a->flags != e->flags) return LEDGER_ACCOUNT_EXISTS_WITH_DIFFERENT_FLAGS;
     if (a->user_data_128 != e->user_data_128)
         return LEDGER_ACCOUNT_EXISTS_WITH_DIFFERENT_USER_DATA_128;
-    if (a->user_data_64 != e->user_data_64) return LEDGER_ACCOUNT_EXISTS_WITH_DIFFERENT_USER_DATA_64;
-    if (a->user_data_32 != e->user_data_32) return LEDGER_ACCOUNT_EXISTS_WITH_DIFFERENT_USER_DATA_32;
+    if (a->user_data_64 != e->user_data_64)
+        return LEDGER_ACCOUNT_EXISTS_WITH_DIFFERENT_USER_DATA_64;
+    if (a->user_data_32 != e->user_data_32)
+        return LEDGER_ACCOUNT_EXISTS_WITH_DIFFERENT_USER_DATA_32;
     if (a->ledger != e->ledger) return LEDGER_ACCOUNT_EXISTS_WITH_DIFFERENT_LEDGER;
     if (a->code != e->code) return LEDGER_ACCOUNT_EXISTS_WITH_DIFFERENT_CODE;
     return LEDGER_ACCOUNT_EXISTS;
@@ -395,7 +401,8 @@ ledger_status_t ledger_create_transfers(ledger_t *l, uint64_t timestamp,
     ledger_status_t st = ledger_batch_admit(l, timestamp, count);
     if (st != LEDGER_OK) return st;
     if (count > l->config.transfers_max - l->n.transfers) return LEDGER_ERR_TRANSFERS_FULL;
-    if ((uint64_t)count * 2 > l->config.balances_max - l->n.balances) return LEDGER_ERR_BALANCES_FULL;
+    if ((uint64_t)count * 2 > l->config.balances_max - l->n.balances)
+        return LEDGER_ERR_BALANCES_FULL;
     if (count > l->config.failed_ids_max - l->n.failed_ids) return LEDGER_ERR_FAILED_IDS_FULL;
     return ledger_batch(l, timestamp, events, sizeof *events, count, results,
                         LEDGER_TRANSFER_IMPORTED, true, ledger_transfer_create);

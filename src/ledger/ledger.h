@@ -162,7 +162,8 @@ enum {
     X(DEBIT_ACCOUNT_NOT_FOUND, debit_account_not_found)                                            \
     X(CREDIT_ACCOUNT_NOT_FOUND, credit_account_not_found)                                          \
     X(ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER, accounts_must_have_the_same_ledger)                      \
-    X(TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS, transfer_must_have_the_same_ledger_as_accounts) \
+    X(TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS,                                              \
+      transfer_must_have_the_same_ledger_as_accounts)                                              \
     X(PENDING_TRANSFER_NOT_FOUND, pending_transfer_not_found)                                      \
     X(PENDING_TRANSFER_NOT_PENDING, pending_transfer_not_pending)                                  \
     X(PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID,                                             \
@@ -215,12 +216,12 @@ typedef struct ledger_result {
 /* System-level outcomes of a whole call. Anything but LEDGER_OK means nothing was applied. */
 typedef enum ledger_status {
     LEDGER_OK = 0,
-    LEDGER_ERR_BATCH_TOO_LARGE,  /* more than CP_BATCH_EVENTS_MAX events */
-    LEDGER_ERR_CLOCK,            /* the batch timestamp does not advance past the last one */
-    LEDGER_ERR_ACCOUNTS_FULL,    /* the batch could exceed the account table's capacity */
-    LEDGER_ERR_TRANSFERS_FULL,   /* ... the transfer table's capacity */
-    LEDGER_ERR_BALANCES_FULL,    /* ... the balance-history table's capacity */
-    LEDGER_ERR_FAILED_IDS_FULL,  /* ... the table of failed transfer ids */
+    LEDGER_ERR_BATCH_TOO_LARGE, /* more than CP_BATCH_EVENTS_MAX events */
+    LEDGER_ERR_CLOCK,           /* the batch timestamp does not advance past the last one */
+    LEDGER_ERR_ACCOUNTS_FULL,   /* the batch could exceed the account table's capacity */
+    LEDGER_ERR_TRANSFERS_FULL,  /* ... the transfer table's capacity */
+    LEDGER_ERR_BALANCES_FULL,   /* ... the balance-history table's capacity */
+    LEDGER_ERR_FAILED_IDS_FULL, /* ... the table of failed transfer ids */
 } ledger_status_t;
 
 const char *ledger_status_str(ledger_status_t status);

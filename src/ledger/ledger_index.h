@@ -24,7 +24,9 @@ typedef struct lindex {
 
 #define LINDEX_NONE UINT32_MAX
 
-static inline uint64_t lindex_hash(u128 id) { return XXH3_64bits(&id, sizeof id); }
+static inline uint64_t lindex_hash(u128 id) {
+    return XXH3_64bits(&id, sizeof id);
+}
 
 static inline u128 lindex_row_id(const lindex_t *ix, uint32_t row) {
     u128 id;

@@ -49,7 +49,8 @@ typedef struct schema {
     uint32_t flag_count;
 } schema_t;
 
-#define F(st, name, type) {#name, type, (uint16_t)offsetof(st, name)}
+#define F(st, name, type)                                                                          \
+    { #name, type, (uint16_t)offsetof(st, name) }
 
 static const field_t account_fields[] = {
     F(ledger_account_t, id, FT_U128),
@@ -84,10 +85,8 @@ static const field_t transfer_fields[] = {
 };
 
 static const field_t balance_fields[] = {
-    F(ledger_balance_t, debits_pending, FT_U128),
-    F(ledger_balance_t, debits_posted, FT_U128),
-    F(ledger_balance_t, credits_pending, FT_U128),
-    F(ledger_balance_t, credits_posted, FT_U128),
+    F(ledger_balance_t, debits_pending, FT_U128),  F(ledger_balance_t, debits_posted, FT_U128),
+    F(ledger_balance_t, credits_pending, FT_U128), F(ledger_balance_t, credits_posted, FT_U128),
     F(ledger_balance_t, timestamp, FT_U64),
 };
 
@@ -115,17 +114,22 @@ static const field_t query_filter_fields[] = {
     F(ledger_query_filter_t, flags, FT_FLAGS),
 };
 
-static const char *const account_flag_names[] = {
-    "linked", "debits_must_not_exceed_credits", "credits_must_not_exceed_debits",
-    "history", "imported", "closed"};
+static const char *const account_flag_names[] = {"linked",
+                                                 "debits_must_not_exceed_credits",
+                                                 "credits_must_not_exceed_debits",
+                                                 "history",
+                                                 "imported",
+                                                 "closed"};
 static const char *const transfer_flag_names[] = {
-    "linked", "pending", "post_pending_transfer", "void_pending_transfer", "balancing_debit",
-    "balancing_credit", "closing_debit", "closing_credit", "imported"};
+    "linked",          "pending",          "post_pending_transfer", "void_pending_transfer",
+    "balancing_debit", "balancing_credit", "closing_debit",         "closing_credit",
+    "imported"};
 static const char *const account_filter_flag_names[] = {"debits", "credits", "reversed"};
 static const char *const query_filter_flag_names[] = {"debits", "credits", "reversed"};
 
 #define COUNT(a) (uint32_t)(sizeof(a) / sizeof((a)[0]))
-#define SCHEMA(what, f, names) {what, f, COUNT(f), names, COUNT(names)}
+#define SCHEMA(what, f, names)                                                                     \
+    { what, f, COUNT(f), names, COUNT(names) }
 static const schema_t account_schema = SCHEMA("account", account_fields, account_flag_names);
 static const schema_t transfer_schema = SCHEMA("transfer", transfer_fields, transfer_flag_names);
 static const schema_t account_filter_schema =
@@ -172,12 +176,13 @@ __attribute__((format(printf, 2, 3))) static int fail(jsonl_parser_t *p, const c
     return -1;
 }
 
-static int tok_len(const jsmntok_t *t) { return t->end - t->start; }
+static int tok_len(const jsmntok_t *t) {
+    return t->end - t->start;
+}
 
 static bool tok_is(const jsonl_parser_t *p, const jsmntok_t *t, const char *s) {
     size_t n = strlen(s);
-    return t->type == JSMN_STRING && (size_t)tok_len(t) == n &&
-           memcmp(p->js + t->start, s, n) == 0;
+    return t->type == JSMN_STRING && (size_t)tok_len(t) == n && memcmp(p->js + t->start, s, n) == 0;
 }
 
 /* Index just past the subtree rooted at token i. */
@@ -186,8 +191,10 @@ static int tok_skip(const jsonl_parser_t *p, int i) {
     while (pending > 0) {
         const jsmntok_t *t = &p->tok[i++];
         pending--;
-        if (t->type == JSMN_OBJECT) pending += 2 * t->size;
-        else if (t->type == JSMN_ARRAY) pending += t->size;
+        if (t->type == JSMN_OBJECT)
+            pending += 2 * t->size;
+        else if (t->type == JSMN_ARRAY)
+            pending += t->size;
     }
     return i;
 }
@@ -230,18 +237,18 @@ static int parse_flags(jsonl_parser_t *p, int i, const schema_t *s, uint16_t *ou
         while (f < s->flag_count && !tok_is(p, &p->tok[i], s->flag_names[f])) f++;
         char buf[64];
         if (f == s->flag_count)
-            return fail(p, "unknown %s flag \"%s\"", s->what, key_text(p, &p->tok[i], buf, sizeof buf));
+            return fail(p, "unknown %s flag \"%s\"", s->what,
+                        key_text(p, &p->tok[i], buf, sizeof buf));
         flags |= (uint16_t)(1u << f);
     }
     *out = flags;
     return i;
 }
 
-static int parse_field(jsonl_parser_t *p, int i, const schema_t *s, const field_t *f,
-                       void *dst) {
+static int parse_field(jsonl_parser_t *p, int i, const schema_t *s, const field_t *f, void *dst) {
     unsigned char *d = (unsigned char *)dst + f->offset;
-    static const u128 max[] = {[FT_U128] = U128_MAX, [FT_U64] = UINT64_MAX,
-                               [FT_U32] = UINT32_MAX, [FT_U16] = UINT16_MAX};
+    static const u128 max[] = {
+        [FT_U128] = U128_MAX, [FT_U64] = UINT64_MAX, [FT_U32] = UINT32_MAX, [FT_U16] = UINT16_MAX};
     if (f->type == FT_FLAGS) {
         uint16_t v = 0;
         if ((i = parse_flags(p, i, s, &v)) >= 0) memcpy(d, &v, sizeof v);
@@ -276,8 +283,10 @@ static int parse_object(jsonl_parser_t *p, int i, const schema_t *s, void *dst, 
         while (f < s->count && !tok_is(p, &p->tok[i], s->fields[f].name)) f++;
         char buf[64];
         if (f == s->count)
-            return fail(p, "unknown %s field \"%s\"", s->what, key_text(p, &p->tok[i], buf, sizeof buf));
-        if (seen & (1u << f)) return fail(p, "repeated %s field \"%s\"", s->what, s->fields[f].name);
+            return fail(p, "unknown %s field \"%s\"", s->what,
+                        key_text(p, &p->tok[i], buf, sizeof buf));
+        if (seen & (1u << f))
+            return fail(p, "repeated %s field \"%s\"", s->what, s->fields[f].name);
         seen |= 1u << f;
         if ((i = parse_field(p, i + 1, s, &s->fields[f], dst)) < 0) return -1;
     }
@@ -323,7 +332,8 @@ static int parse_ids(jsonl_parser_t *p, int i, jsonl_request_t *r) {
         return fail(p, "too many ids: %d (at most %u a request)", t->size, CP_BATCH_EVENTS_MAX);
     r->count = (uint32_t)t->size;
     i++;
-    for (uint32_t k = 0; k < r->count && i >= 0; k++) i = parse_uint(p, i, "id", U128_MAX, &p->ids[k]);
+    for (uint32_t k = 0; k < r->count && i >= 0; k++)
+        i = parse_uint(p, i, "id", U128_MAX, &p->ids[k]);
     return i;
 }
 
@@ -346,7 +356,8 @@ static int parse_member(jsonl_parser_t *p, int i, jsonl_request_t *r, uint32_t *
     if (tok_is(p, key, "events") && (op == JSONL_CREATE_ACCOUNTS || op == JSONL_CREATE_TRANSFERS)) {
         bit = 1u << 0;
         next = parse_events(p, i + 1, r);
-    } else if (tok_is(p, key, "ids") && (op == JSONL_LOOKUP_ACCOUNTS || op == JSONL_LOOKUP_TRANSFERS)) {
+    } else if (tok_is(p, key, "ids") &&
+               (op == JSONL_LOOKUP_ACCOUNTS || op == JSONL_LOOKUP_TRANSFERS)) {
         bit = 1u << 0;
         next = parse_ids(p, i + 1, r);
     } else if (tok_is(p, key, "filter") &&
@@ -354,9 +365,11 @@ static int parse_member(jsonl_parser_t *p, int i, jsonl_request_t *r, uint32_t *
         bit = 1u << 0;
         next = parse_object(p, i + 1, &account_filter_schema, &r->account_filter,
                             sizeof r->account_filter);
-    } else if (tok_is(p, key, "filter") && (op == JSONL_QUERY_ACCOUNTS || op == JSONL_QUERY_TRANSFERS)) {
+    } else if (tok_is(p, key, "filter") &&
+               (op == JSONL_QUERY_ACCOUNTS || op == JSONL_QUERY_TRANSFERS)) {
         bit = 1u << 0;
-        next = parse_object(p, i + 1, &query_filter_schema, &r->query_filter, sizeof r->query_filter);
+        next =
+            parse_object(p, i + 1, &query_filter_schema, &r->query_filter, sizeof r->query_filter);
     } else if (op == JSONL_TICK && (tok_is(p, key, "nanoseconds") || tok_is(p, key, "seconds"))) {
         bit = 1u << 0;
         uint64_t v = 0;
@@ -426,7 +439,8 @@ int jsonl_parse(jsonl_parser_t *p, const char *line, size_t len, jsonl_request_t
     if (tok_skip(p, 0) != n) return fail(p, "trailing data after the request object");
     /* jsmn does not check what follows the object on the line. */
     for (size_t k = (size_t)p->tok[0].end; k < len; k++)
-        if (line[k] != ' ' && line[k] != '\t') return fail(p, "trailing data after the request object");
+        if (line[k] != ' ' && line[k] != '\t')
+            return fail(p, "trailing data after the request object");
 
     memset(r, 0, sizeof *r);
     r->accounts = p->accounts;
@@ -445,13 +459,17 @@ int jsonl_parse(jsonl_parser_t *p, const char *line, size_t len, jsonl_request_t
         if ((i = parse_member(p, i, r, &seen)) < 0) return -1;
     }
     if (!(seen & 1u)) {
-        static const char *const needed[] = {
-            [JSONL_CREATE_ACCOUNTS] = "events", [JSONL_CREATE_TRANSFERS] = "events",
-            [JSONL_LOOKUP_ACCOUNTS] = "ids", [JSONL_LOOKUP_TRANSFERS] = "ids",
-            [JSONL_GET_ACCOUNT_TRANSFERS] = "filter", [JSONL_GET_ACCOUNT_BALANCES] = "filter",
-            [JSONL_QUERY_ACCOUNTS] = "filter", [JSONL_QUERY_TRANSFERS] = "filter",
-            [JSONL_TICK] = "nanoseconds\" or \"seconds", [JSONL_TEST_SET_BALANCES] = "account_id",
-            [JSONL_TEST_SET_CLOCK] = "timestamp"};
+        static const char *const needed[] = {[JSONL_CREATE_ACCOUNTS] = "events",
+                                             [JSONL_CREATE_TRANSFERS] = "events",
+                                             [JSONL_LOOKUP_ACCOUNTS] = "ids",
+                                             [JSONL_LOOKUP_TRANSFERS] = "ids",
+                                             [JSONL_GET_ACCOUNT_TRANSFERS] = "filter",
+                                             [JSONL_GET_ACCOUNT_BALANCES] = "filter",
+                                             [JSONL_QUERY_ACCOUNTS] = "filter",
+                                             [JSONL_QUERY_TRANSFERS] = "filter",
+                                             [JSONL_TICK] = "nanoseconds\" or \"seconds",
+                                             [JSONL_TEST_SET_BALANCES] = "account_id",
+                                             [JSONL_TEST_SET_CLOCK] = "timestamp"};
         return fail(p, "op %s needs \"%s\"", op_names[r->op], needed[r->op]);
     }
     if ((r->op == JSONL_QUERY_ACCOUNTS || r->op == JSONL_QUERY_TRANSFERS) &&
@@ -527,10 +545,22 @@ static void out_object(jsonl_out_t *o, const schema_t *s, const void *src) {
         uint32_t v32;
         uint16_t v16;
         switch (f->type) {
-        case FT_U128: memcpy(&v128, b + f->offset, 16); out_u128(o, v128, true); break;
-        case FT_U64: memcpy(&v64, b + f->offset, 8); out_u128(o, v64, true); break;
-        case FT_U32: memcpy(&v32, b + f->offset, 4); out_u128(o, v32, false); break;
-        case FT_U16: memcpy(&v16, b + f->offset, 2); out_u128(o, v16, false); break;
+        case FT_U128:
+            memcpy(&v128, b + f->offset, 16);
+            out_u128(o, v128, true);
+            break;
+        case FT_U64:
+            memcpy(&v64, b + f->offset, 8);
+            out_u128(o, v64, true);
+            break;
+        case FT_U32:
+            memcpy(&v32, b + f->offset, 4);
+            out_u128(o, v32, false);
+            break;
+        case FT_U16:
+            memcpy(&v16, b + f->offset, 2);
+            out_u128(o, v16, false);
+            break;
         case FT_FLAGS:
             memcpy(&v16, b + f->offset, 2);
             out_flags(o, v16, s->flag_names, s->flag_count);
@@ -577,21 +607,26 @@ void jsonl_reply_transfers(jsonl_out_t *o, const ledger_transfer_t *t, uint32_t 
 }
 
 void jsonl_reply_balances(jsonl_out_t *o, const ledger_balance_t *b, uint32_t count) {
-    static const schema_t balance_schema = {"balance", balance_fields, COUNT(balance_fields),
-                                            NULL, 0};
+    static const schema_t balance_schema = {"balance", balance_fields, COUNT(balance_fields), NULL,
+                                            0};
     out_list(o, "balances", &balance_schema, b, sizeof b[0], count);
 }
 
-void jsonl_reply_ok(jsonl_out_t *o) { out_str(o, "{\"ok\":true}"); }
+void jsonl_reply_ok(jsonl_out_t *o) {
+    out_str(o, "{\"ok\":true}");
+}
 
 void jsonl_reply_error(jsonl_out_t *o, const char *message) {
     out_str(o, "{\"error\":\"");
     for (const char *c = message; *c; c++) {
         char buf[8];
         unsigned char u = (unsigned char)*c;
-        if (u == '"' || u == '\\') snprintf(buf, sizeof buf, "\\%c", u);
-        else if (u < 0x20) snprintf(buf, sizeof buf, "\\u%04x", u);
-        else snprintf(buf, sizeof buf, "%c", u);
+        if (u == '"' || u == '\\')
+            snprintf(buf, sizeof buf, "\\%c", u);
+        else if (u < 0x20)
+            snprintf(buf, sizeof buf, "\\u%04x", u);
+        else
+            snprintf(buf, sizeof buf, "%c", u);
         out_str(o, buf);
     }
     out_str(o, "\"}");

@@ -47,8 +47,8 @@ void jsonl_parser_destroy(jsonl_parser_t *p);
 
 /* Parses one line (without its newline). Returns 0 and fills *req, or -1 and writes a
  * message of at most err_size bytes (NUL-terminated, plain ASCII) into err. */
-int jsonl_parse(jsonl_parser_t *p, const char *line, size_t len, jsonl_request_t *req,
-                char *err, size_t err_size);
+int jsonl_parse(jsonl_parser_t *p, const char *line, size_t len, jsonl_request_t *req, char *err,
+                size_t err_size);
 
 /* Output buffer for replies; grows as needed (allocation only when it grows). */
 typedef struct jsonl_out {

@@ -35,8 +35,7 @@ typedef struct range {
 
 /* The shared rules: timestamps in [1, 2^63-1] or 0 (open), min <= max when max is set,
  * limit > 0 (clamped to CP_QUERY_LIMIT_MAX). */
-static bool range_parse(uint64_t tmin, uint64_t tmax, uint32_t limit, uint16_t flags,
-                        range_t *r) {
+static bool range_parse(uint64_t tmin, uint64_t tmax, uint32_t limit, uint16_t flags, range_t *r) {
     if (tmin > CP_TIMESTAMP_MAX || tmax > CP_TIMESTAMP_MAX) return false;
     if (tmax != 0 && tmin > tmax) return false;
     if (limit == 0) return false;
@@ -79,8 +78,8 @@ static uint32_t account_transfer_rows(const ledger_t *l, const ledger_account_fi
     uint64_t seen = 0;
     for (uint32_t t = l->ameta[arow]; t != LINDEX_NONE;) {
         const ledger_transfer_t *x = &l->transfers[t];
-        uint32_t next = x->debit_account_id == f->account_id ? l->tmeta[t].prev_dr
-                                                              : l->tmeta[t].prev_cr;
+        uint32_t next =
+            x->debit_account_id == f->account_id ? l->tmeta[t].prev_dr : l->tmeta[t].prev_cr;
         if (x->timestamp < r->min) break;
         if (x->timestamp <= r->max && account_filter_match(f, x)) {
             rows[seen % r->limit] = t;
@@ -142,31 +141,29 @@ static bool query_filter_valid(const ledger_query_filter_t *f, range_t *r) {
 }
 
 /* First row whose timestamp is >= ts. */
-static uint32_t lower_bound(const unsigned char *rows, size_t stride, uint32_t count,
-                            uint64_t ts) {
+static uint32_t lower_bound(const unsigned char *rows, size_t stride, uint32_t count, uint64_t ts) {
     uint32_t lo = 0, hi = count;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         uint64_t v;
         memcpy(&v, rows + (size_t)mid * stride + offsetof(ledger_transfer_t, timestamp), sizeof v);
-        if (v < ts) lo = mid + 1;
-        else hi = mid;
+        if (v < ts)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
 
 /* Both 128-byte kinds keep user_data and code at the same offsets, and ledger too. */
-CP_STATIC_ASSERT(offsetof(ledger_account_t, user_data_128) ==
-                         offsetof(ledger_transfer_t, user_data_128) &&
-                     offsetof(ledger_account_t, user_data_64) ==
-                         offsetof(ledger_transfer_t, user_data_64) &&
-                     offsetof(ledger_account_t, user_data_32) ==
-                         offsetof(ledger_transfer_t, user_data_32) &&
-                     offsetof(ledger_account_t, ledger) == offsetof(ledger_transfer_t, ledger) &&
-                     offsetof(ledger_account_t, code) == offsetof(ledger_transfer_t, code) &&
-                     offsetof(ledger_account_t, timestamp) ==
-                         offsetof(ledger_transfer_t, timestamp),
-                 "query fields share offsets");
+CP_STATIC_ASSERT(
+    offsetof(ledger_account_t, user_data_128) == offsetof(ledger_transfer_t, user_data_128) &&
+        offsetof(ledger_account_t, user_data_64) == offsetof(ledger_transfer_t, user_data_64) &&
+        offsetof(ledger_account_t, user_data_32) == offsetof(ledger_transfer_t, user_data_32) &&
+        offsetof(ledger_account_t, ledger) == offsetof(ledger_transfer_t, ledger) &&
+        offsetof(ledger_account_t, code) == offsetof(ledger_transfer_t, code) &&
+        offsetof(ledger_account_t, timestamp) == offsetof(ledger_transfer_t, timestamp),
+    "query fields share offsets");
 
 static uint32_t query_table(const void *table, uint32_t count, const ledger_query_filter_t *f,
                             void *out) {
@@ -174,12 +171,13 @@ static uint32_t query_table(const void *table, uint32_t count, const ledger_quer
     if (!query_filter_valid(f, &r)) return 0;
     const ledger_transfer_t *rows = table; /* the shared layout (asserted above) */
     uint32_t lo = lower_bound(table, sizeof rows[0], count, r.min);
-    uint32_t hi = lower_bound(table, sizeof rows[0], count, r.max == UINT64_MAX ? r.max : r.max + 1);
+    uint32_t hi =
+        lower_bound(table, sizeof rows[0], count, r.max == UINT64_MAX ? r.max : r.max + 1);
     uint32_t n = 0;
     for (uint32_t k = 0; k < hi - lo && n < r.limit; k++) {
         const ledger_transfer_t *x = &rows[r.reversed ? hi - 1 - k : lo + k];
-        if (!user_data_match(f->user_data_128, f->user_data_64, f->user_data_32,
-                             x->user_data_128, x->user_data_64, x->user_data_32))
+        if (!user_data_match(f->user_data_128, f->user_data_64, f->user_data_32, x->user_data_128,
+                             x->user_data_64, x->user_data_32))
             continue;
         if ((f->ledger && f->ledger != x->ledger) || (f->code && f->code != x->code)) continue;
         memcpy((unsigned char *)out + (size_t)n * sizeof rows[0], x, sizeof rows[0]);
@@ -217,8 +215,8 @@ static const char *ledger_check_sums(const ledger_t *l) {
     cp_assert(s != NULL);
     for (uint32_t i = 0; i < na; i++) {
         const ledger_account_t *a = &l->accounts[i];
-        s[i] = (ledger_sums_t){a->ledger, a->debits_pending, a->debits_posted,
-                               a->credits_pending, a->credits_posted};
+        s[i] = (ledger_sums_t){a->ledger, a->debits_pending, a->debits_posted, a->credits_pending,
+                               a->credits_posted};
     }
     qsort(s, na, sizeof *s, sums_cmp);
     const char *err = NULL;
@@ -231,7 +229,8 @@ static const char *ledger_check_sums(const ledger_t *l) {
             sum.credits_pending += s[j].credits_pending;
             sum.credits_posted += s[j].credits_posted;
         }
-        if (sum.debits_posted != sum.credits_posted) err = "a ledger's posted debits and credits differ";
+        if (sum.debits_posted != sum.credits_posted)
+            err = "a ledger's posted debits and credits differ";
         else if (sum.debits_pending != sum.credits_pending)
             err = "a ledger's pending debits and credits differ";
         i = j;
@@ -251,12 +250,14 @@ const char *ledger_check_invariants(const ledger_t *l) {
     uint32_t pending_open = 0;
     for (uint32_t i = 0; i < l->n.transfers && !err; i++) {
         const ledger_transfer_t *t = &l->transfers[i];
-        if (ledger_transfer_row(l, t->id) != i) err = "transfer index does not find a transfer";
+        if (ledger_transfer_row(l, t->id) != i)
+            err = "transfer index does not find a transfer";
         else if (i > 0 && t->timestamp <= l->transfers[i - 1].timestamp)
             err = "transfers are not in timestamp order";
         uint32_t dr = ledger_account_row(l, t->debit_account_id);
         uint32_t cr = ledger_account_row(l, t->credit_account_id);
-        if (!err && (dr == LINDEX_NONE || cr == LINDEX_NONE)) err = "transfer names a missing account";
+        if (!err && (dr == LINDEX_NONE || cr == LINDEX_NONE))
+            err = "transfer names a missing account";
         if (err) break;
         if (t->flags & LEDGER_TRANSFER_PENDING) {
             if (l->tmeta[i].status == LT_PENDING) {
@@ -272,7 +273,8 @@ const char *ledger_check_invariants(const ledger_t *l) {
     if (!err && pending_open != l->n.pending_open) err = "open pending count is off";
     for (uint32_t i = 0; i < na && !err; i++) {
         const ledger_account_t *a = &l->accounts[i];
-        if (ledger_account_row(l, a->id) != i) err = "account index does not find an account";
+        if (ledger_account_row(l, a->id) != i)
+            err = "account index does not find an account";
         else if (a->debits_pending != b[i][0] || a->debits_posted != b[i][1] ||
                  a->credits_pending != b[i][2] || a->credits_posted != b[i][3])
             err = "account balances differ from the sum of its transfers";

@@ -24,8 +24,10 @@ static bool table_has_timestamp(const unsigned char *rows, size_t stride, size_t
         uint64_t v;
         memcpy(&v, rows + (size_t)mid * stride + ts_offset, sizeof v);
         if (v == ts) return true;
-        if (v < ts) lo = mid + 1;
-        else hi = mid;
+        if (v < ts)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return false;
 }
@@ -65,7 +67,8 @@ static uint32_t exists_post_void(const ledger_transfer_t *t, const ledger_transf
     if (amount != e->amount) return LEDGER_TRANSFER_EXISTS_WITH_DIFFERENT_AMOUNT;
     uint32_t r = exists_user_data(t, e, p);
     if (r != LEDGER_TRANSFER_EXISTS) return r;
-    if (t->ledger != 0 && t->ledger != e->ledger) return LEDGER_TRANSFER_EXISTS_WITH_DIFFERENT_LEDGER;
+    if (t->ledger != 0 && t->ledger != e->ledger)
+        return LEDGER_TRANSFER_EXISTS_WITH_DIFFERENT_LEDGER;
     if (t->code != 0 && t->code != e->code) return LEDGER_TRANSFER_EXISTS_WITH_DIFFERENT_CODE;
     return LEDGER_TRANSFER_EXISTS;
 }
@@ -101,8 +104,8 @@ static uint32_t balance_append(ledger_t *l, const ledger_account_t *a) {
     if (!(a->flags & LEDGER_ACCOUNT_HISTORY)) return LINDEX_NONE;
     cp_assert(l->n.balances < l->config.balances_max); /* reserved by the admission check */
     uint32_t row = l->n.balances++;
-    l->balances[row] = (lbalance_t){a->debits_pending, a->debits_posted, a->credits_pending,
-                                    a->credits_posted};
+    l->balances[row] =
+        (lbalance_t){a->debits_pending, a->debits_posted, a->credits_pending, a->credits_posted};
     return row;
 }
 
@@ -146,11 +149,11 @@ static u128 transfer_amount(const ledger_transfer_t *t, const ledger_account_t *
                             const ledger_account_t *cr) {
     u128 amount = t->amount;
     if (t->flags & F_BAL_DR)
-        amount = u128_min(amount, u128_sub_sat(dr->credits_posted,
-                                               dr->debits_posted + dr->debits_pending));
+        amount = u128_min(amount,
+                          u128_sub_sat(dr->credits_posted, dr->debits_posted + dr->debits_pending));
     if (t->flags & F_BAL_CR)
-        amount = u128_min(amount, u128_sub_sat(cr->debits_posted,
-                                               cr->credits_posted + cr->credits_pending));
+        amount = u128_min(
+            amount, u128_sub_sat(cr->debits_posted, cr->credits_posted + cr->credits_pending));
     return amount;
 }
 
@@ -174,7 +177,8 @@ static uint32_t check_amount(const ledger_transfer_t *t, uint64_t ts, u128 amoun
     if (!u128_add_checked(amount, cr_total, &cr_total)) return LEDGER_TRANSFER_OVERFLOWS_CREDITS;
     if (ts + (uint64_t)t->timeout * 1000000000ull > CP_TIMESTAMP_MAX)
         return LEDGER_TRANSFER_OVERFLOWS_TIMEOUT;
-    if ((dr->flags & LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) && dr_total > dr->credits_posted)
+    if ((dr->flags & LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
+        dr_total > dr->credits_posted)
         return LEDGER_TRANSFER_EXCEEDS_CREDITS;
     if ((cr->flags & LEDGER_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS) && cr_total > cr->debits_posted)
         return LEDGER_TRANSFER_EXCEEDS_DEBITS;
@@ -190,11 +194,13 @@ static uint32_t check_imported(const ledger_t *l, uint64_t ts) {
 
 static uint32_t check_fields(const ledger_transfer_t *t) {
     if (t->debit_account_id == 0) return LEDGER_TRANSFER_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO;
-    if (t->debit_account_id == U128_MAX) return LEDGER_TRANSFER_DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX;
+    if (t->debit_account_id == U128_MAX)
+        return LEDGER_TRANSFER_DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX;
     if (t->credit_account_id == 0) return LEDGER_TRANSFER_CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO;
     if (t->credit_account_id == U128_MAX)
         return LEDGER_TRANSFER_CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX;
-    if (t->credit_account_id == t->debit_account_id) return LEDGER_TRANSFER_ACCOUNTS_MUST_BE_DIFFERENT;
+    if (t->credit_account_id == t->debit_account_id)
+        return LEDGER_TRANSFER_ACCOUNTS_MUST_BE_DIFFERENT;
     if (t->pending_id != 0) return LEDGER_TRANSFER_PENDING_ID_MUST_BE_ZERO;
     if (!(t->flags & F_PENDING)) {
         if (t->timeout != 0) return LEDGER_TRANSFER_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER;
@@ -216,11 +222,14 @@ static uint32_t transfer_ordinary(ledger_t *l, uint64_t ts, const ledger_transfe
     if (cr_row == LINDEX_NONE) return LEDGER_TRANSFER_CREDIT_ACCOUNT_NOT_FOUND;
     ledger_account_t *dr = &l->accounts[dr_row], *cr = &l->accounts[cr_row];
     if (dr->ledger != cr->ledger) return LEDGER_TRANSFER_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER;
-    if (t->ledger != dr->ledger) return LEDGER_TRANSFER_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS;
+    if (t->ledger != dr->ledger)
+        return LEDGER_TRANSFER_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS;
     if (t->flags & F_IMPORTED) {
         if ((r = check_imported(l, ts))) return r;
-        if (ts <= dr->timestamp) return LEDGER_TRANSFER_IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT;
-        if (ts <= cr->timestamp) return LEDGER_TRANSFER_IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT;
+        if (ts <= dr->timestamp)
+            return LEDGER_TRANSFER_IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT;
+        if (ts <= cr->timestamp)
+            return LEDGER_TRANSFER_IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT;
         if (t->timeout != 0) return LEDGER_TRANSFER_IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO;
     }
     if (dr->flags & LEDGER_ACCOUNT_CLOSED) return LEDGER_TRANSFER_DEBIT_ACCOUNT_ALREADY_CLOSED;
@@ -272,12 +281,14 @@ static uint32_t check_against_pending(const ledger_transfer_t *t, const ledger_t
         return LEDGER_TRANSFER_PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID;
     if (t->ledger != 0 && t->ledger != p->ledger)
         return LEDGER_TRANSFER_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER;
-    if (t->code != 0 && t->code != p->code) return LEDGER_TRANSFER_PENDING_TRANSFER_HAS_DIFFERENT_CODE;
+    if (t->code != 0 && t->code != p->code)
+        return LEDGER_TRANSFER_PENDING_TRANSFER_HAS_DIFFERENT_CODE;
     bool is_void = t->flags & F_VOID;
     u128 all = is_void ? 0 : U128_MAX; /* the amount that means "all of it" */
     *amount = t->amount == all ? p->amount : t->amount;
     if (*amount > p->amount) return LEDGER_TRANSFER_EXCEEDS_PENDING_TRANSFER_AMOUNT;
-    if (is_void && *amount < p->amount) return LEDGER_TRANSFER_PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT;
+    if (is_void && *amount < p->amount)
+        return LEDGER_TRANSFER_PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT;
     return 0;
 }
 
@@ -291,7 +302,8 @@ static uint32_t check_pending_status(const ledger_t *l, uint32_t prow, uint64_t 
     default: cp_assert(!"a pending transfer has a pending status");
     }
     /* Expired at its expiry time, whether or not ledger_expire() has run yet. */
-    if (p->timeout != 0 && ledger_expires_at(p) <= ts) return LEDGER_TRANSFER_PENDING_TRANSFER_EXPIRED;
+    if (p->timeout != 0 && ledger_expires_at(p) <= ts)
+        return LEDGER_TRANSFER_PENDING_TRANSFER_EXPIRED;
     return 0;
 }
 
@@ -334,8 +346,10 @@ static uint32_t transfer_post_void(ledger_t *l, uint64_t ts, const ledger_transf
     ledger_account_t *dr = &l->accounts[dr_row], *cr = &l->accounts[cr_row];
     bool is_void = t->flags & F_VOID;
     /* The only movement a closed account allows is a void. */
-    if (!is_void && (dr->flags & LEDGER_ACCOUNT_CLOSED)) return LEDGER_TRANSFER_DEBIT_ACCOUNT_ALREADY_CLOSED;
-    if (!is_void && (cr->flags & LEDGER_ACCOUNT_CLOSED)) return LEDGER_TRANSFER_CREDIT_ACCOUNT_ALREADY_CLOSED;
+    if (!is_void && (dr->flags & LEDGER_ACCOUNT_CLOSED))
+        return LEDGER_TRANSFER_DEBIT_ACCOUNT_ALREADY_CLOSED;
+    if (!is_void && (cr->flags & LEDGER_ACCOUNT_CLOSED))
+        return LEDGER_TRANSFER_CREDIT_ACCOUNT_ALREADY_CLOSED;
 
     pending_release(l, prow, is_void ? LT_VOIDED : LT_POSTED, is_void ? 0 : amount, dr, cr);
     ledger_transfer_t s = {
@@ -368,8 +382,10 @@ void ledger_transfer_prefetch_slots(const ledger_t *l, const ledger_transfer_t *
 }
 
 void ledger_transfer_prefetch_rows(const ledger_t *l, const ledger_transfer_t *t) {
-    lindex_prefetch_row(&l->accounts_ix, lindex_hash(t->debit_account_id), sizeof(ledger_account_t));
-    lindex_prefetch_row(&l->accounts_ix, lindex_hash(t->credit_account_id), sizeof(ledger_account_t));
+    lindex_prefetch_row(&l->accounts_ix, lindex_hash(t->debit_account_id),
+                        sizeof(ledger_account_t));
+    lindex_prefetch_row(&l->accounts_ix, lindex_hash(t->credit_account_id),
+                        sizeof(ledger_account_t));
 }
 
 /* ---- One transfer event ---- */
