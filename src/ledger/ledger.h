@@ -265,16 +265,20 @@ uint64_t ledger_next_expiry(ledger_t *ledger);
 
 /* ---- Queries. Each returns the number of objects written to out. ---- */
 
+/* Filters are wire structs too: fixed size, reserved bytes must be zero (else the filter is
+ * invalid and the query returns nothing). */
 typedef struct ledger_account_filter {
     u128 account_id;
     u128 user_data_128;
     uint64_t user_data_64;
     uint32_t user_data_32;
     uint16_t code;
-    uint16_t flags; /* LEDGER_FILTER_* */
+    uint16_t reserved_1;
     uint64_t timestamp_min;
     uint64_t timestamp_max;
     uint32_t limit;
+    uint32_t flags; /* LEDGER_FILTER_* */
+    uint8_t reserved[56];
 } ledger_account_filter_t;
 
 typedef struct ledger_query_filter {
@@ -283,10 +287,12 @@ typedef struct ledger_query_filter {
     uint32_t user_data_32;
     uint32_t ledger;
     uint16_t code;
-    uint16_t flags; /* LEDGER_FILTER_REVERSED */
+    uint16_t reserved_1;
+    uint32_t limit;
     uint64_t timestamp_min;
     uint64_t timestamp_max;
-    uint32_t limit;
+    uint32_t flags; /* LEDGER_FILTER_REVERSED */
+    uint32_t reserved_2;
 } ledger_query_filter_t;
 
 /* Missing ids are simply absent from the output; out has room for count objects. */

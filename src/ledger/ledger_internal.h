@@ -10,6 +10,22 @@
 CP_STATIC_ASSERT(sizeof(ledger_account_t) == 128, "account is 128 bytes");
 CP_STATIC_ASSERT(sizeof(ledger_transfer_t) == 128, "transfer is 128 bytes");
 CP_STATIC_ASSERT(sizeof(ledger_balance_t) == 128, "balance row is 128 bytes");
+CP_STATIC_ASSERT(sizeof(ledger_account_filter_t) == 128, "account filter is 128 bytes");
+CP_STATIC_ASSERT(sizeof(ledger_query_filter_t) == 64, "query filter is 64 bytes");
+CP_STATIC_ASSERT(offsetof(ledger_account_t, timestamp) == 120 &&
+                     offsetof(ledger_account_t, flags) == 118 &&
+                     offsetof(ledger_account_t, ledger) == 112 &&
+                     offsetof(ledger_account_t, user_data_64) == 96,
+                 "account layout");
+CP_STATIC_ASSERT(offsetof(ledger_transfer_t, pending_id) == 64 &&
+                     offsetof(ledger_transfer_t, timeout) == 108 &&
+                     offsetof(ledger_transfer_t, flags) == 118 &&
+                     offsetof(ledger_transfer_t, timestamp) == 120,
+                 "transfer layout");
+CP_STATIC_ASSERT(offsetof(ledger_account_filter_t, timestamp_min) == 48 &&
+                     offsetof(ledger_account_filter_t, flags) == 68 &&
+                     offsetof(ledger_query_filter_t, flags) == 56,
+                 "filter layout");
 
 /* Life of a pending transfer; LT_NONE for every other transfer. */
 enum { LT_NONE = 0, LT_PENDING, LT_POSTED, LT_VOIDED, LT_EXPIRED };

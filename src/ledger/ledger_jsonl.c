@@ -33,7 +33,9 @@ struct jsonl_parser {
 
 /* ---- Field tables ---- */
 
-typedef enum ftype { FT_U128, FT_U64, FT_U32, FT_U16, FT_FLAGS } ftype_t;
+/* FT_FLAGS is a u16 of object flags, FT_FLAGS32 a u32 of filter flags; both take names or a
+ * raw number. */
+typedef enum ftype { FT_U128, FT_U64, FT_U32, FT_U16, FT_FLAGS, FT_FLAGS32 } ftype_t;
 
 typedef struct field {
     const char *name;
@@ -99,7 +101,7 @@ static const field_t account_filter_fields[] = {
     F(ledger_account_filter_t, timestamp_min, FT_U64),
     F(ledger_account_filter_t, timestamp_max, FT_U64),
     F(ledger_account_filter_t, limit, FT_U32),
-    F(ledger_account_filter_t, flags, FT_FLAGS),
+    F(ledger_account_filter_t, flags, FT_FLAGS32),
 };
 
 static const field_t query_filter_fields[] = {
@@ -111,7 +113,7 @@ static const field_t query_filter_fields[] = {
     F(ledger_query_filter_t, timestamp_min, FT_U64),
     F(ledger_query_filter_t, timestamp_max, FT_U64),
     F(ledger_query_filter_t, limit, FT_U32),
-    F(ledger_query_filter_t, flags, FT_FLAGS),
+    F(ledger_query_filter_t, flags, FT_FLAGS32),
 };
 
 static const char *const account_flag_names[] = {"linked",
@@ -221,15 +223,15 @@ static int parse_uint(jsonl_parser_t *p, int i, const char *name, u128 max, u128
     return i + 1;
 }
 
-static int parse_flags(jsonl_parser_t *p, int i, const schema_t *s, uint16_t *out) {
+static int parse_flags(jsonl_parser_t *p, int i, const schema_t *s, uint32_t max, uint32_t *out) {
     const jsmntok_t *t = &p->tok[i];
     if (t->type != JSMN_ARRAY) {
         u128 v;
-        if ((i = parse_uint(p, i, "flags", UINT16_MAX, &v)) < 0) return -1;
-        *out = (uint16_t)v;
+        if ((i = parse_uint(p, i, "flags", max, &v)) < 0) return -1;
+        *out = (uint32_t)v;
         return i;
     }
-    uint16_t flags = 0;
+    uint32_t flags = 0;
     int n = t->size;
     i++;
     for (int k = 0; k < n; k++, i++) {
@@ -239,7 +241,7 @@ static int parse_flags(jsonl_parser_t *p, int i, const schema_t *s, uint16_t *ou
         if (f == s->flag_count)
             return fail(p, "unknown %s flag \"%s\"", s->what,
                         key_text(p, &p->tok[i], buf, sizeof buf));
-        flags |= (uint16_t)(1u << f);
+        flags |= 1u << f;
     }
     *out = flags;
     return i;
@@ -248,10 +250,16 @@ static int parse_flags(jsonl_parser_t *p, int i, const schema_t *s, uint16_t *ou
 static int parse_field(jsonl_parser_t *p, int i, const schema_t *s, const field_t *f, void *dst) {
     unsigned char *d = (unsigned char *)dst + f->offset;
     static const u128 max[] = {
-        [FT_U128] = U128_MAX, [FT_U64] = UINT64_MAX, [FT_U32] = UINT32_MAX, [FT_U16] = UINT16_MAX};
-    if (f->type == FT_FLAGS) {
-        uint16_t v = 0;
-        if ((i = parse_flags(p, i, s, &v)) >= 0) memcpy(d, &v, sizeof v);
+        [FT_U128] = U128_MAX,  [FT_U64] = UINT64_MAX,   [FT_U32] = UINT32_MAX,
+        [FT_U16] = UINT16_MAX, [FT_FLAGS] = UINT16_MAX, [FT_FLAGS32] = UINT32_MAX};
+    if (f->type == FT_FLAGS || f->type == FT_FLAGS32) {
+        uint32_t v = 0;
+        if ((i = parse_flags(p, i, s, (uint32_t)max[f->type], &v)) < 0) return -1;
+        uint16_t v16 = (uint16_t)v;
+        if (f->type == FT_FLAGS)
+            memcpy(d, &v16, sizeof v16);
+        else
+            memcpy(d, &v, sizeof v);
         return i;
     }
     u128 v = 0;
@@ -264,7 +272,8 @@ static int parse_field(jsonl_parser_t *p, int i, const schema_t *s, const field_
     case FT_U64: memcpy(d, &v64, sizeof v64); break;
     case FT_U32: memcpy(d, &v32, sizeof v32); break;
     case FT_U16: memcpy(d, &v16, sizeof v16); break;
-    case FT_FLAGS: break;
+    case FT_FLAGS:
+    case FT_FLAGS32: break;
     }
     return i;
 }
@@ -513,10 +522,10 @@ static void out_u128(jsonl_out_t *o, u128 v, bool quoted) {
     out_str(o, buf);
 }
 
-static void out_flags(jsonl_out_t *o, uint16_t flags, const char *const *names, uint32_t count) {
+static void out_flags(jsonl_out_t *o, uint32_t flags, const char *const *names, uint32_t count) {
     out_str(o, "[");
     bool first = true;
-    for (uint32_t f = 0; f < 16; f++) {
+    for (uint32_t f = 0; f < 32; f++) {
         if (!(flags & (1u << f))) continue;
         if (!first) out_str(o, ",");
         first = false;
@@ -564,6 +573,10 @@ static void out_object(jsonl_out_t *o, const schema_t *s, const void *src) {
         case FT_FLAGS:
             memcpy(&v16, b + f->offset, 2);
             out_flags(o, v16, s->flag_names, s->flag_count);
+            break;
+        case FT_FLAGS32:
+            memcpy(&v32, b + f->offset, 4);
+            out_flags(o, v32, s->flag_names, s->flag_count);
             break;
         }
     }

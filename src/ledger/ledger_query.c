@@ -47,6 +47,8 @@ static bool range_parse(uint64_t tmin, uint64_t tmax, uint32_t limit, uint16_t f
 }
 
 static bool account_filter_valid(const ledger_account_filter_t *f, range_t *r) {
+    static const uint8_t zero[sizeof f->reserved];
+    if (f->reserved_1 != 0 || memcmp(f->reserved, zero, sizeof zero) != 0) return false;
     if (f->account_id == 0 || f->account_id == U128_MAX) return false;
     if (f->flags & ~(LEDGER_FILTER_DEBITS | LEDGER_FILTER_CREDITS | LEDGER_FILTER_REVERSED))
         return false;
@@ -136,6 +138,7 @@ uint32_t ledger_get_account_balances(const ledger_t *l, const ledger_account_fil
 /* ---- Query filters: a scan of the timestamp range of a table kept in timestamp order ---- */
 
 static bool query_filter_valid(const ledger_query_filter_t *f, range_t *r) {
+    if (f->reserved_1 != 0 || f->reserved_2 != 0) return false;
     if (f->flags & ~LEDGER_FILTER_REVERSED) return false;
     return range_parse(f->timestamp_min, f->timestamp_max, f->limit, f->flags, r);
 }
@@ -171,8 +174,7 @@ static uint32_t query_table(const void *table, uint32_t count, const ledger_quer
     if (!query_filter_valid(f, &r)) return 0;
     const ledger_transfer_t *rows = table; /* the shared layout (asserted above) */
     uint32_t lo = lower_bound(table, sizeof rows[0], count, r.min);
-    uint32_t hi =
-        lower_bound(table, sizeof rows[0], count, r.max == UINT64_MAX ? r.max : r.max + 1);
+    uint32_t hi = lower_bound(table, sizeof rows[0], count, r.max + 1); /* max <= 2^63-1 */
     uint32_t n = 0;
     for (uint32_t k = 0; k < hi - lo && n < r.limit; k++) {
         const ledger_transfer_t *x = &rows[r.reversed ? hi - 1 - k : lo + k];
