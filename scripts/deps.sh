@@ -8,6 +8,7 @@ PACKAGES=(
   clang libclang-rt-14-dev           # fuzz targets (libFuzzer) and sanitizer runtimes
   libjsmn-dev                        # JSON tokenizer (header only)
   libxxhash-dev                      # hashing and checksums
+  libuv1-dev                         # event loop of the servers and the client
   libcmocka-dev                      # unit tests
 )
 
@@ -24,5 +25,11 @@ if [ "$(id -u)" -ne 0 ]; then
   SUDO=sudo
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+log=$(mktemp)
+if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "deps: apt-get failed (output above)" >&2
+  exit 1
+fi
+rm -f "$log"
+echo "deps: installed ${missing[*]}"
