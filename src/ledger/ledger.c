@@ -348,8 +348,10 @@ static uint32_t account_create(ledger_t *l, uint64_t timestamp, const ledger_acc
     uint64_t h = lindex_hash(a->id);
     uint32_t row = lindex_find(&l->accounts_ix, a->id, h);
     if (row != LINDEX_NONE) {
-        *ts_out = l->accounts[row].timestamp;
-        return account_exists(a, &l->accounts[row]);
+        uint32_t r = account_exists(a, &l->accounts[row]);
+        /* Only a true `exists` answers with the original; a mismatch is a failure. */
+        if (r == LEDGER_ACCOUNT_EXISTS) *ts_out = l->accounts[row].timestamp;
+        return r;
     }
     if ((a->flags & LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
         (a->flags & LEDGER_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS))

@@ -399,8 +399,10 @@ uint32_t ledger_transfer_create(ledger_t *l, uint64_t timestamp, const void *eve
     uint64_t hash = lindex_hash(t->id);
     uint32_t row = lindex_find(&l->transfers_ix, t->id, hash);
     if (row != LINDEX_NONE) {
-        *ts_out = l->transfers[row].timestamp;
-        return transfer_exists(l, t, &l->transfers[row]);
+        uint32_t r = transfer_exists(l, t, &l->transfers[row]);
+        /* Only a true `exists` answers with the original; a mismatch is a failure. */
+        if (r == LEDGER_TRANSFER_EXISTS) *ts_out = l->transfers[row].timestamp;
+        return r;
     }
     if (l->n.failed_ids != 0 && lindex_find(&l->failed_ix, t->id, hash) != LINDEX_NONE)
         return LEDGER_TRANSFER_ID_ALREADY_FAILED;
