@@ -12,6 +12,8 @@
 static const char bench_usage[] =
     "usage: cellpay bench ledger [--accounts N] [--transfers N] [--batch N] [--hot-share F]\n"
     "                            [--seed S]\n"
+    "       cellpay bench node [--replicas 1] [--clients N] [--batch N] [--transfers N]\n"
+    "                          [--accounts N] [--addr HOST:PORT] [--seed S]\n"
     "\n"
     "bench ledger applies single-phase transfers to an in-memory ledger on one thread and\n"
     "prints, as its last line,\n"
@@ -22,7 +24,20 @@ static const char bench_usage[] =
     "  --transfers N   transfers applied (default 10000000)\n"
     "  --batch N       transfers per batch, 1..8189 (default 8189)\n"
     "  --hot-share F   fraction of transfers that credit one single account (default 0)\n"
-    "  --seed S        random seed (default 1)\n";
+    "  --seed S        random seed (default 1)\n"
+    "\n"
+    "bench node starts `cellpay node` in a temporary directory (or uses --addr), drives it\n"
+    "through the client library with N requests in flight on N connections, and prints as its\n"
+    "last line\n"
+    "  node_durable transfers_per_second=<N> p50_ms=<x> p99_ms=<y> batch=<N> clients=<N>\n"
+    "Latency is per request, from submission to its durable, applied reply.\n"
+    "\n"
+    "  --replicas N    replicas of the cell (today only 1)\n"
+    "  --clients N     connections and requests in flight (default 8)\n"
+    "  --batch N       transfers per request, 1..8189 (default 8189)\n"
+    "  --transfers N   transfers in all (default 1000000)\n"
+    "  --accounts N    accounts (default 10000)\n"
+    "  --addr H:P      use a running node (its data stays)\n";
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -114,11 +129,14 @@ static int bench_ledger(const bench_ledger_opts_t *o) {
     return failed ? 1 : 0;
 }
 
+int bench_node(int argc, char **argv);
+
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(bench_usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "node")) return bench_node(argc - 1, argv + 1);
     if (strcmp(argv[1], "ledger") != 0) {
         fprintf(stderr, "cellpay bench: unknown benchmark \"%s\"\n\n%s", argv[1], bench_usage);
         return 2;

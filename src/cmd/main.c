@@ -10,6 +10,8 @@ static const char usage[] =
     "commands:\n"
     "  start    run what exists of the embedded default (today: the in-memory ledger driver)\n"
     "  ledger   the ledger's JSON Lines driver: requests on stdin, replies on stdout\n"
+    "  node     one durable cell serving the binary protocol\n"
+    "  client   JSON Lines ledger requests to a running cell, replies on stdout\n"
     "  bench    measurements (bench ledger)\n"
     "  help     this text; `cellpay <command> --help` describes one command\n";
 
@@ -26,6 +28,8 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "ledger")) return cmd_ledger(argc - 1, argv + 1);
     if (!strcmp(c, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(c, "start")) return cmd_start(argc - 1, argv + 1);
+    if (!strcmp(c, "node")) return cmd_node(argc - 1, argv + 1);
+    if (!strcmp(c, "client")) return cmd_client(argc - 1, argv + 1);
     fprintf(stderr, "cellpay: unknown command \"%s\"\n\n%s", c, usage);
     return 2;
 }

@@ -311,6 +311,45 @@ uint32_t ledger_query_accounts(const ledger_t *ledger, const ledger_query_filter
 uint32_t ledger_query_transfers(const ledger_t *ledger, const ledger_query_filter_t *f,
                                 ledger_transfer_t *out);
 
+/* ---- Images: the whole state as memory regions, for snapshots (no I/O here). ----
+ * Saving: ledger_image_header(), then write the header and the bytes of each region of
+ * ledger_image_regions() (valid until the ledger next changes; a forked child can write them
+ * while the parent goes on). Restoring: read and check the header, create a ledger with at
+ * least its capacities, fill the regions of ledger_image_restore_regions() with the saved
+ * bytes, then ledger_image_finish() rebuilds the indexes and checks the invariants. */
+
+typedef struct ledger_image_header {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t accounts;
+    uint32_t transfers;
+    uint32_t balances;
+    uint32_t failed_ids;
+    uint32_t pending_open;
+    uint64_t last_timestamp;
+    uint64_t account_timestamp_max;
+    uint64_t transfer_timestamp_max;
+    uint8_t reserved[72];
+} ledger_image_header_t;
+
+typedef struct ledger_region {
+    void *ptr;
+    size_t size;
+} ledger_region_t;
+
+#define LEDGER_IMAGE_REGIONS 6u
+
+void ledger_image_header(const ledger_t *ledger, ledger_image_header_t *out);
+uint32_t ledger_image_regions(const ledger_t *ledger, const ledger_image_header_t *h,
+                              ledger_region_t out[LEDGER_IMAGE_REGIONS]);
+/* NULL when an image with this header fits a ledger of this configuration, else why not. */
+const char *ledger_image_check(const ledger_image_header_t *h, const ledger_config_t *config);
+/* On a new, empty ledger: where the saved regions must be read to. */
+uint32_t ledger_image_restore_regions(ledger_t *ledger, const ledger_image_header_t *h,
+                                      ledger_region_t out[LEDGER_IMAGE_REGIONS]);
+/* NULL when the restored ledger is whole and consistent, else what is wrong (then destroy it). */
+const char *ledger_image_finish(ledger_t *ledger, const ledger_image_header_t *h);
+
 /* ---- Introspection (tests, metrics). ---- */
 
 typedef struct ledger_stats {

@@ -1,0 +1,198 @@
+#include "cell/cell.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/assert.h"
+#include "base/constants.h"
+
+#define CELL_IMAGE_MAGIC 0x4547414D494C4C43ull /* "CLLIMAGE" */
+
+CP_STATIC_ASSERT(sizeof(cell_command_t) == 32, "command header is 32 bytes");
+CP_STATIC_ASSERT(sizeof(cell_image_header_t) == 64, "cell image header is 64 bytes");
+
+struct cell {
+    ledger_t *ledger;
+    uint64_t clock;
+    ledger_result_t *results;
+};
+
+cell_t *cell_create(const cell_config_t *config) {
+    cell_t *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->ledger = ledger_create(&config->ledger);
+    c->results = calloc(CP_BATCH_EVENTS_MAX, sizeof c->results[0]);
+    if (!c->ledger || !c->results) {
+        cell_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+void cell_destroy(cell_t *c) {
+    if (!c) return;
+    ledger_destroy(c->ledger);
+    free(c->results);
+    free(c);
+}
+
+uint64_t cell_clock(const cell_t *c) {
+    return c->clock;
+}
+ledger_t *cell_ledger(cell_t *c) {
+    return c->ledger;
+}
+
+bool cell_op_is_write(uint8_t op) {
+    switch (op) {
+    case PROTO_OP_CREATE_ACCOUNTS:
+    case PROTO_OP_CREATE_TRANSFERS:
+    case PROTO_OP_TICK:
+    case PROTO_OP_TEST_SET_BALANCES:
+    case PROTO_OP_TEST_SET_CLOCK: return true;
+    default: return false;
+    }
+}
+
+const char *cell_entry_check(const void *body, uint32_t size) {
+    const unsigned char *p = body;
+    uint32_t pos = 0;
+    while (pos < size) {
+        if (size - pos < sizeof(cell_command_t)) return "truncated command header";
+        cell_command_t c;
+        memcpy(&c, p + pos, sizeof c);
+        pos += sizeof c;
+        if (!cell_op_is_write(c.operation)) return "a command that is not a write";
+        if (c.reserved[0] | c.reserved[1] | c.reserved[2]) return "reserved command bytes set";
+        if (c.size > size - pos) return "command body runs past the entry";
+        uint32_t item = proto_request_item_size(c.operation);
+        bool batch =
+            c.operation == PROTO_OP_CREATE_ACCOUNTS || c.operation == PROTO_OP_CREATE_TRANSFERS;
+        if (batch ? (c.size % item != 0 || c.size / item > CP_BATCH_EVENTS_MAX) : c.size != item)
+            return "command body has the wrong size";
+        pos += c.size;
+    }
+    return NULL;
+}
+
+/* Moves the clock by n (+1 for the command itself, as the JSON Lines driver does per line). */
+static bool clock_advance(cell_t *c, uint64_t n) {
+    if (n >= CP_TIMESTAMP_MAX - c->clock) return false;
+    c->clock += n + 1;
+    return true;
+}
+
+static uint32_t ledger_status_to_proto(ledger_status_t st) {
+    switch (st) {
+    case LEDGER_OK: return PROTO_STATUS_OK;
+    case LEDGER_ERR_CLOCK: return PROTO_STATUS_CLOCK;
+    case LEDGER_ERR_BATCH_TOO_LARGE: /* cell_entry_check() keeps batches in bounds */
+    case LEDGER_ERR_ACCOUNTS_FULL:
+    case LEDGER_ERR_TRANSFERS_FULL:
+    case LEDGER_ERR_BALANCES_FULL:
+    case LEDGER_ERR_FAILED_IDS_FULL: return PROTO_STATUS_LEDGER_FULL;
+    }
+    return PROTO_STATUS_REFUSED;
+}
+
+static void apply_command(cell_t *c, const cell_command_t *cmd, const void *body,
+                          cell_reply_fn reply, void *ctx) {
+    uint32_t n = cmd->size / 128;
+    uint64_t u64;
+    u128 b[5];
+    switch (cmd->operation) {
+    case PROTO_OP_CREATE_ACCOUNTS:
+    case PROTO_OP_CREATE_TRANSFERS: {
+        if (!clock_advance(c, n)) break;
+        ledger_status_t st =
+            cmd->operation == PROTO_OP_CREATE_ACCOUNTS
+                ? ledger_create_accounts(c->ledger, c->clock, body, n, c->results)
+                : ledger_create_transfers(c->ledger, c->clock, body, n, c->results);
+        uint32_t status = ledger_status_to_proto(st);
+        reply(ctx, cmd, status, c->clock, c->results,
+              status == PROTO_STATUS_OK ? n * (uint32_t)sizeof c->results[0] : 0);
+        return;
+    }
+    case PROTO_OP_TICK:
+        memcpy(&u64, body, sizeof u64);
+        if (!clock_advance(c, u64)) break;
+        ledger_expire(c->ledger, c->clock);
+        reply(ctx, cmd, PROTO_STATUS_OK, c->clock, NULL, 0);
+        return;
+    case PROTO_OP_TEST_SET_BALANCES:
+        memcpy(b, body, sizeof b);
+        reply(ctx, cmd,
+              ledger_test_set_balances(c->ledger, b[0], b[1], b[2], b[3], b[4])
+                  ? PROTO_STATUS_OK
+                  : PROTO_STATUS_REFUSED,
+              c->clock, NULL, 0);
+        return;
+    case PROTO_OP_TEST_SET_CLOCK:
+        memcpy(&u64, body, sizeof u64);
+        if (u64 > CP_TIMESTAMP_MAX) break;
+        c->clock = u64;
+        reply(ctx, cmd, PROTO_STATUS_OK, c->clock, NULL, 0);
+        return;
+    default: cp_assert(!"cell_entry_check() admits only writes");
+    }
+    reply(ctx, cmd, PROTO_STATUS_CLOCK, c->clock, NULL, 0);
+}
+
+void cell_apply_entry(cell_t *c, uint64_t entry_timestamp, const void *body, uint32_t size,
+                      cell_reply_fn reply, void *ctx) {
+    if (entry_timestamp > c->clock && entry_timestamp <= CP_TIMESTAMP_MAX)
+        c->clock = entry_timestamp;
+    ledger_expire(c->ledger, c->clock);
+    const unsigned char *p = body;
+    for (uint32_t pos = 0; pos < size;) {
+        cell_command_t cmd;
+        memcpy(&cmd, p + pos, sizeof cmd);
+        pos += sizeof cmd;
+        cp_assert(cmd.size <= size - pos); /* cell_entry_check() ran */
+        apply_command(c, &cmd, p + pos, reply, ctx);
+        pos += cmd.size;
+    }
+}
+
+uint32_t cell_read(const cell_t *c, uint8_t op, const void *body, uint32_t size, void *out) {
+    uint32_t n = 0;
+    ledger_account_filter_t af;
+    ledger_query_filter_t qf;
+    switch (op) {
+    case PROTO_OP_PING: return 0;
+    case PROTO_OP_LOOKUP_ACCOUNTS:
+        n = ledger_lookup_accounts(c->ledger, body, size / 16, out);
+        break;
+    case PROTO_OP_LOOKUP_TRANSFERS:
+        n = ledger_lookup_transfers(c->ledger, body, size / 16, out);
+        break;
+    case PROTO_OP_GET_ACCOUNT_TRANSFERS:
+        memcpy(&af, body, sizeof af);
+        n = ledger_get_account_transfers(c->ledger, &af, out);
+        break;
+    case PROTO_OP_GET_ACCOUNT_BALANCES:
+        memcpy(&af, body, sizeof af);
+        n = ledger_get_account_balances(c->ledger, &af, out);
+        break;
+    case PROTO_OP_QUERY_ACCOUNTS:
+        memcpy(&qf, body, sizeof qf);
+        n = ledger_query_accounts(c->ledger, &qf, out);
+        break;
+    case PROTO_OP_QUERY_TRANSFERS:
+        memcpy(&qf, body, sizeof qf);
+        n = ledger_query_transfers(c->ledger, &qf, out);
+        break;
+    default: cp_assert(!"cell_read() takes reads only");
+    }
+    return n * 128;
+}
+
+void cell_image_header(const cell_t *c, cell_image_header_t *h) {
+    *h = (cell_image_header_t){.magic = CELL_IMAGE_MAGIC, .clock = c->clock};
+}
+
+const char *cell_image_apply(cell_t *c, const cell_image_header_t *h) {
+    if (h->magic != CELL_IMAGE_MAGIC) return "not a cell image";
+    c->clock = h->clock;
+    return NULL;
+}

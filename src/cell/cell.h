@@ -1,0 +1,70 @@
+/* The cell state machine: what every replica of a cell applies, entry by entry, to reach the
+ * same state. Today it is the ledger plus the cell's clock; payments, credit, risk and the
+ * outbox will join it. Deterministic: an entry's effect depends only on the state and the
+ * entry (its timestamp comes in with it). No I/O.
+ *
+ * An entry body is a sequence of commands, each a 32-byte cell_command_t and its body (the
+ * 128-byte events or the op's fixed body of docs/protocol.md). */
+#ifndef CP_CELL_H
+#define CP_CELL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ledger/ledger.h"
+#include "proto/proto.h"
+
+typedef struct cell_command {
+    u128 client_id;
+    uint64_t request_id;
+    uint32_t size;     /* body bytes that follow */
+    uint8_t operation; /* proto_op_t: a command that changes state */
+    uint8_t reserved[3];
+} cell_command_t;
+
+typedef struct cell_config {
+    ledger_config_t ledger;
+} cell_config_t;
+
+typedef struct cell cell_t;
+
+cell_t *cell_create(const cell_config_t *config);
+void cell_destroy(cell_t *cell);
+
+/* Does op change state (so it goes through the log), or is it a read? */
+bool cell_op_is_write(uint8_t op);
+
+/* Called once per command of an applied entry, in order: status (proto_status_t), the
+ * timestamp the command's batch got, and the reply body (valid during the call). */
+typedef void (*cell_reply_fn)(void *ctx, const cell_command_t *cmd, uint32_t status,
+                              uint64_t timestamp, const void *reply, uint32_t reply_size);
+
+/* Checks that an entry body is a well-formed sequence of write commands; NULL when it is,
+ * else what is wrong. cell_apply_entry() only takes checked entries. */
+const char *cell_entry_check(const void *body, uint32_t size);
+
+/* Applies one entry: first the clock moves to max(clock, entry_timestamp) and due pending
+ * transfers expire, then each command applies in order. */
+void cell_apply_entry(cell_t *cell, uint64_t entry_timestamp, const void *body, uint32_t size,
+                      cell_reply_fn reply, void *ctx);
+
+/* Answers a read op (lookups and queries) from the current state into out (room for
+ * PROTO_MESSAGE_MAX bytes); returns the reply body's size. The body must have passed
+ * proto_check_message(). */
+uint32_t cell_read(const cell_t *cell, uint8_t op, const void *body, uint32_t size, void *out);
+
+uint64_t cell_clock(const cell_t *cell);
+ledger_t *cell_ledger(cell_t *cell);
+
+/* ---- Images for snapshots: the cell's own header, then the ledger's image. ---- */
+typedef struct cell_image_header {
+    uint64_t magic;
+    uint64_t clock;
+    uint8_t reserved[48];
+} cell_image_header_t;
+
+void cell_image_header(const cell_t *cell, cell_image_header_t *out);
+/* A new cell from an image header: NULL when the header is not a cell's. */
+const char *cell_image_apply(cell_t *cell, const cell_image_header_t *h);
+
+#endif

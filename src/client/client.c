@@ -1,0 +1,861 @@
+/* The client library (client.h). One libuv loop on one I/O thread owns every connection
+ * ("session"); other threads only touch the submission list and the free list, under one
+ * mutex, and wake the loop with an async handle.
+ *
+ * A request lives in a preallocated slot from client_submit() to its callback. Slots move
+ * through singly linked FIFOs: submitted (shared) -> queue (I/O thread) -> a session's message
+ * -> free list (shared). A session holds at most one message: built from the head of the
+ * queue when the session is connected and idle, kept sealed in the session's send buffer until
+ * it is answered, so that every retry sends the very same bytes (same client id and request
+ * id). */
+#include "client/client.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "base/assert.h"
+#include "base/prng.h"
+#include "ledger/ledger.h"
+
+#define REQUEST_NONE UINT32_MAX
+#define RESULT_SIZE ((uint32_t)sizeof(ledger_result_t))
+#define EVENT_SIZE 128u
+#define SWEEP_MS 10u /* how often deadlines are checked while requests are outstanding */
+#define NS_PER_MS 1000000ull
+
+/* The batching rules read only the flags of the first and last event, at the same offset in
+ * accounts and transfers; linked is bit 0 in both. */
+CP_STATIC_ASSERT(offsetof(ledger_account_t, flags) == offsetof(ledger_transfer_t, flags),
+                 "shared flags offset");
+CP_STATIC_ASSERT(sizeof(ledger_account_t) == EVENT_SIZE && sizeof(ledger_transfer_t) == EVENT_SIZE,
+                 "128-byte events");
+CP_STATIC_ASSERT(LEDGER_ACCOUNT_LINKED == 1 && LEDGER_TRANSFER_LINKED == 1, "linked is bit 0");
+CP_STATIC_ASSERT(sizeof(ledger_result_t) == 16, "16-byte results");
+
+typedef struct request {
+    client_callback_t callback;
+    void *ctx;
+    const unsigned char *body; /* borrowed from the submitter until the callback */
+    uint64_t deadline_ns;      /* uv_hrtime() clock */
+    uint32_t size;
+    uint32_t events; /* create_*: events in body; else 0 */
+    uint32_t next;   /* the next slot in whichever list holds this one */
+    uint8_t op;
+    bool mergeable; /* may share a message with its neighbours */
+} request_t;
+
+typedef struct request_list {
+    uint32_t head, tail, count;
+} request_list_t;
+
+#define LIST_EMPTY ((request_list_t){REQUEST_NONE, REQUEST_NONE, 0})
+
+typedef enum session_state {
+    SESSION_DISCONNECTED, /* no socket; the timer starts the next connect */
+    SESSION_CONNECTING,
+    SESSION_CONNECTED,
+    SESSION_CLOSING, /* uv_close() issued, waiting for its callback */
+} session_state_t;
+
+typedef struct message {
+    uint32_t first; /* REQUEST_NONE: the session has no message */
+    uint32_t requests;
+    uint32_t events;
+    uint32_t size; /* header + body */
+    uint64_t deadline_ns;
+    uint8_t op;
+    bool sent; /* written on the current connection; a reply is awaited */
+} message_t;
+
+#define MESSAGE_NONE ((message_t){.first = REQUEST_NONE})
+
+typedef struct session {
+    client_t *client;
+    uv_tcp_t tcp;
+    uv_timer_t timer; /* connect timeout, attempt timeout, reconnect and busy backoff */
+    uv_connect_t connect_req;
+    uv_write_t write_req;
+    session_state_t state;
+    bool writing;
+    uint32_t address; /* index into client->addresses */
+    uint32_t backoff_attempts;
+    prng_t prng; /* backoff jitter */
+    u128 client_id;
+    uint64_t request_id; /* of the current or last message */
+    message_t msg;
+    unsigned char *send; /* the sealed message */
+    unsigned char *recv; /* the reply being read */
+    uint32_t recv_len;
+} session_t;
+
+typedef struct stats {
+    _Atomic uint64_t submitted, messages, sends, connects, breaks, replies_invalid, timeouts;
+} stats_t;
+
+struct client {
+    client_options_t opt;
+    struct sockaddr_in addresses[CLIENT_ADDRESSES_MAX];
+    char address_names[CLIENT_ADDRESSES_MAX][24];
+    uint32_t address_count;
+    uint32_t address_hint; /* the address last seen answering: where sessions go next */
+
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t sweep;
+    uv_thread_t thread;
+
+    /* Shared with submitting threads: under lock. */
+    uv_mutex_t lock;
+    request_list_t submitted;
+    uint32_t free_head;
+    bool closing;
+    char last_error[sizeof(((client_stats_t *)0)->last_error)];
+
+    /* The I/O thread's own. */
+    request_list_t queue;
+    bool shut_down;
+
+    request_t *requests;
+    session_t *sessions;
+    stats_t stats;
+};
+
+static void dispatch(client_t *c);
+static void session_send(session_t *s);
+static void on_timer(uv_timer_t *t);
+
+static void stat_add(_Atomic uint64_t *counter, uint64_t n) {
+    atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
+}
+
+static bool op_is_create(uint8_t op) {
+    return op == PROTO_OP_CREATE_ACCOUNTS || op == PROTO_OP_CREATE_TRANSFERS;
+}
+
+static bool on_io_thread(const client_t *c) {
+    uv_thread_t self = uv_thread_self();
+    return uv_thread_equal(&self, &c->thread);
+}
+
+/* ---- Request lists. ---- */
+
+static void list_push(client_t *c, request_list_t *l, uint32_t i) {
+    c->requests[i].next = REQUEST_NONE;
+    if (l->tail == REQUEST_NONE)
+        l->head = i;
+    else
+        c->requests[l->tail].next = i;
+    l->tail = i;
+    l->count++;
+}
+
+static void list_append(client_t *c, request_list_t *l, const request_list_t *more) {
+    if (more->count == 0) return;
+    if (l->tail == REQUEST_NONE)
+        l->head = more->head;
+    else
+        c->requests[l->tail].next = more->head;
+    l->tail = more->tail;
+    l->count += more->count;
+}
+
+static uint32_t list_pop(client_t *c, request_list_t *l) {
+    cp_assert(l->count > 0);
+    uint32_t i = l->head;
+    l->head = c->requests[i].next;
+    if (l->head == REQUEST_NONE) l->tail = REQUEST_NONE;
+    l->count--;
+    c->requests[i].next = REQUEST_NONE;
+    return i;
+}
+
+/* ---- Completing requests (I/O thread). ---- */
+
+/* Frees the slot before the callback runs, so that a callback may submit again even when
+ * every slot was in use. */
+static void request_finish(client_t *c, uint32_t i, int32_t status, uint64_t timestamp,
+                           const void *reply, uint32_t reply_size) {
+    request_t *r = &c->requests[i];
+    client_callback_t callback = r->callback;
+    void *ctx = r->ctx;
+    uv_mutex_lock(&c->lock);
+    r->next = c->free_head;
+    c->free_head = i;
+    uv_mutex_unlock(&c->lock);
+    callback(ctx, status, timestamp, reply, reply_size);
+}
+
+/* Answers every request of the session's message: a create's ok results are split back by
+ * event counts; any other answer goes whole to each request. */
+static void message_finish(client_t *c, session_t *s, int32_t status, uint64_t timestamp,
+                           const unsigned char *body, uint32_t body_size) {
+    message_t m = s->msg;
+    s->msg = MESSAGE_NONE;
+    bool split = op_is_create(m.op) && status == PROTO_STATUS_OK;
+    if (op_is_create(m.op) && !split) body_size = 0;
+    uint32_t offset = 0;
+    for (uint32_t i = m.first, n = 0; i != REQUEST_NONE; n++) {
+        cp_assert(n < m.requests);
+        uint32_t next = c->requests[i].next;
+        uint32_t part = split ? c->requests[i].events * RESULT_SIZE : body_size;
+        request_finish(c, i, status, timestamp, split ? body + offset : body, part);
+        if (split) offset += part;
+        i = next;
+    }
+    cp_assert(!split || offset == body_size);
+}
+
+/* ---- Connection failures. ---- */
+
+static void note_error(client_t *c, const session_t *s, const char *why, int uv_err) {
+    char text[sizeof c->last_error];
+    snprintf(text, sizeof text, "%s: %s%s%s", c->address_names[s->address], why, uv_err ? ": " : "",
+             uv_err ? uv_strerror(uv_err) : "");
+    uv_mutex_lock(&c->lock);
+    memcpy(c->last_error, text, sizeof text);
+    uv_mutex_unlock(&c->lock);
+}
+
+/* Jittered exponential backoff, so that many sessions do not reconnect in lockstep. */
+static uint64_t backoff_next(session_t *s) {
+    const client_options_t *o = &s->client->opt;
+    uint32_t shift = s->backoff_attempts < 20 ? s->backoff_attempts : 20;
+    uint64_t d = (uint64_t)o->backoff_min_ms << shift;
+    if (d > o->backoff_max_ms) d = o->backoff_max_ms;
+    s->backoff_attempts++;
+    return d / 2 + prng_below(&s->prng, d / 2 + 1);
+}
+
+/* The next address to try after s failed at its own: the one that last answered, unless that
+ * is the one that just failed. */
+static void address_rotate(client_t *c, session_t *s) {
+    if (c->address_hint == s->address) c->address_hint = (s->address + 1) % c->address_count;
+    s->address = c->address_hint;
+}
+
+static void on_tcp_close(uv_handle_t *h) {
+    session_t *s = h->data;
+    s->state = SESSION_DISCONNECTED;
+    s->writing = false;
+    s->recv_len = 0;
+    if (s->client->shut_down) return;
+    uv_timer_start(&s->timer, on_timer, backoff_next(s), 0);
+}
+
+/* Gives up the session's connection; its message (if any) stays, to be sent again once the
+ * session has reconnected, to the next address. */
+static void session_break(session_t *s, const char *why, int uv_err) {
+    client_t *c = s->client;
+    cp_assert(s->state == SESSION_CONNECTING || s->state == SESSION_CONNECTED);
+    note_error(c, s, why, uv_err);
+    stat_add(&c->stats.breaks, 1);
+    uv_timer_stop(&s->timer);
+    s->msg.sent = false;
+    s->state = SESSION_CLOSING;
+    address_rotate(c, s);
+    uv_close((uv_handle_t *)&s->tcp, on_tcp_close);
+}
+
+static void session_invalid(session_t *s, const char *why) {
+    char text[96];
+    snprintf(text, sizeof text, "invalid reply (%s)", why);
+    stat_add(&s->client->stats.replies_invalid, 1);
+    session_break(s, text, 0);
+}
+
+/* ---- Replies. ---- */
+
+/* NULL when the reply answers the session's message, else what is wrong with it. */
+static const char *reply_check(const session_t *s, const proto_header_t *h, const void *body,
+                               uint32_t body_size) {
+    proto_error_t e = proto_check_message(h, body, PROTO_REPLY);
+    if (e != PROTO_OK) return proto_error_str(e);
+    if (h->client_id != s->client_id) return "another client's reply";
+    if (h->request_id != s->request_id) return "a reply to another request";
+    if (h->operation != s->msg.op) return "a reply of another operation";
+    if (h->status > INT32_MAX) return "status out of range"; /* would pass for a client error */
+    if (h->status == PROTO_STATUS_OK && op_is_create(s->msg.op) &&
+        body_size != s->msg.events * RESULT_SIZE)
+        return "not one result per event";
+    return NULL;
+}
+
+static void reply_handle(session_t *s, uint32_t size) {
+    client_t *c = s->client;
+    proto_header_t h;
+    memcpy(&h, s->recv, sizeof h);
+    const unsigned char *body = s->recv + PROTO_HEADER_SIZE;
+    uint32_t body_size = size - PROTO_HEADER_SIZE;
+    const char *why = reply_check(s, &h, body, body_size);
+    if (why) {
+        session_invalid(s, why);
+        return;
+    }
+    uv_timer_stop(&s->timer);
+    s->msg.sent = false;
+    s->recv_len = 0;
+    if (h.status == PROTO_STATUS_NOT_LEADER) {
+        session_break(s, "not the leader", 0);
+    } else if (h.status == PROTO_STATUS_BUSY) {
+        /* The leader is right but loaded: same connection, after a pause. */
+        uv_timer_start(&s->timer, on_timer, backoff_next(s), 0);
+    } else {
+        s->backoff_attempts = 0;
+        c->address_hint = s->address;
+        message_finish(c, s, (int32_t)h.status, h.timestamp, body, body_size);
+        dispatch(c);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)suggested;
+    session_t *s = h->data;
+    *buf = uv_buf_init((char *)s->recv + s->recv_len, PROTO_MESSAGE_MAX - s->recv_len);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    (void)buf;
+    session_t *s = stream->data;
+    if (nread == 0 || s->state != SESSION_CONNECTED) return;
+    if (nread < 0) {
+        session_break(s, nread == UV_EOF ? "connection closed by the cell" : "receiving",
+                      nread == UV_EOF ? 0 : (int)nread);
+        return;
+    }
+    /* A reply before our write completed cannot answer it; the send buffer is still busy. */
+    if (!s->msg.sent || s->writing) {
+        session_invalid(s, "bytes nobody asked for");
+        return;
+    }
+    s->recv_len += (uint32_t)nread;
+    uint32_t size = 0;
+    proto_error_t e = proto_check_header(s->recv, s->recv_len, &size);
+    if (e == PROTO_NEED_MORE) return;
+    if (e != PROTO_OK) {
+        session_invalid(s, proto_error_str(e));
+    } else if (s->recv_len > size) {
+        session_invalid(s, "bytes after the reply");
+    } else if (s->recv_len == size) {
+        reply_handle(s, size);
+    }
+}
+
+/* ---- Sending and connecting. ---- */
+
+static void on_write(uv_write_t *req, int status) {
+    session_t *s = req->data;
+    s->writing = false;
+    if (status < 0 && s->state == SESSION_CONNECTED) session_break(s, "sending", status);
+}
+
+static void session_send(session_t *s) {
+    client_t *c = s->client;
+    cp_assert(s->state == SESSION_CONNECTED && s->msg.first != REQUEST_NONE);
+    cp_assert(!s->msg.sent && !s->writing);
+    uv_buf_t buf = uv_buf_init((char *)s->send, s->msg.size);
+    s->recv_len = 0;
+    int rc = uv_write(&s->write_req, (uv_stream_t *)&s->tcp, &buf, 1, on_write);
+    if (rc < 0) {
+        session_break(s, "sending", rc);
+        return;
+    }
+    s->writing = true;
+    s->msg.sent = true;
+    stat_add(&c->stats.sends, 1);
+    uv_timer_start(&s->timer, on_timer, c->opt.attempt_timeout_ms, 0);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+    session_t *s = req->data;
+    if (s->state != SESSION_CONNECTING) return; /* closed meanwhile: status is ECANCELED */
+    if (status < 0) {
+        session_break(s, "connecting", status);
+        return;
+    }
+    uv_timer_stop(&s->timer);
+    uv_tcp_nodelay(&s->tcp, 1);
+    int rc = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+    if (rc < 0) {
+        session_break(s, "receiving", rc);
+        return;
+    }
+    s->state = SESSION_CONNECTED;
+    stat_add(&s->client->stats.connects, 1);
+    if (s->msg.first != REQUEST_NONE)
+        session_send(s); /* a message that lost its connection: the same bytes again */
+    else
+        dispatch(s->client);
+}
+
+static void session_connect(session_t *s) {
+    client_t *c = s->client;
+    cp_assert(s->state == SESSION_DISCONNECTED);
+    cp_assert(uv_tcp_init(&c->loop, &s->tcp) == 0); /* AF_UNSPEC: no socket yet, cannot fail */
+    s->tcp.data = s;
+    s->state = SESSION_CONNECTING;
+    int rc = uv_tcp_connect(&s->connect_req, &s->tcp,
+                            (const struct sockaddr *)&c->addresses[s->address], on_connect);
+    if (rc < 0) {
+        session_break(s, "connecting", rc);
+        return;
+    }
+    uv_timer_start(&s->timer, on_timer, c->opt.attempt_timeout_ms, 0);
+}
+
+static void on_timer(uv_timer_t *t) {
+    session_t *s = t->data;
+    bool has_msg = s->msg.first != REQUEST_NONE;
+    switch (s->state) {
+    case SESSION_DISCONNECTED: session_connect(s); return;
+    case SESSION_CONNECTING: session_break(s, "connecting", UV_ETIMEDOUT); return;
+    case SESSION_CONNECTED:
+        if (has_msg && s->msg.sent)
+            session_break(s, "no reply in time", UV_ETIMEDOUT);
+        else if (has_msg)
+            session_send(s); /* busy backoff is over */
+        return;
+    case SESSION_CLOSING: return;
+    }
+}
+
+/* ---- Building messages. ---- */
+
+/* Takes the longest run at the head of the queue that may share one message: a single
+ * request, or consecutive mergeable creates of the same op within PROTO_ITEMS_MAX events. */
+static void queue_take_run(client_t *c, message_t *m) {
+    const request_t *r = &c->requests[c->queue.head];
+    uint32_t last = c->queue.head;
+    *m = (message_t){.first = last,
+                     .requests = 1,
+                     .events = r->events,
+                     .op = r->op,
+                     .deadline_ns = r->deadline_ns};
+    for (uint32_t i = r->next; r->mergeable && i != REQUEST_NONE; i = c->requests[i].next) {
+        const request_t *q = &c->requests[i];
+        if (!q->mergeable || q->op != r->op || m->events + q->events > PROTO_ITEMS_MAX) break;
+        m->events += q->events;
+        m->requests++;
+        if (q->deadline_ns < m->deadline_ns) m->deadline_ns = q->deadline_ns;
+        last = i;
+    }
+    c->queue.head = c->requests[last].next;
+    if (c->queue.head == REQUEST_NONE) c->queue.tail = REQUEST_NONE;
+    c->queue.count -= m->requests;
+    c->requests[last].next = REQUEST_NONE;
+}
+
+static void message_build(client_t *c, session_t *s) {
+    cp_assert(s->msg.first == REQUEST_NONE && c->queue.count > 0);
+    message_t m;
+    queue_take_run(c, &m);
+    unsigned char *body = s->send + PROTO_HEADER_SIZE;
+    uint32_t size = 0;
+    for (uint32_t i = m.first; i != REQUEST_NONE; i = c->requests[i].next) {
+        const request_t *r = &c->requests[i];
+        cp_assert(size + r->size <= PROTO_MESSAGE_MAX - PROTO_HEADER_SIZE);
+        if (r->size > 0) memcpy(body + size, r->body, r->size); /* a ping's body is NULL */
+        size += r->size;
+    }
+    proto_header_t h = {.client_id = s->client_id,
+                        .request_id = ++s->request_id,
+                        .operation = m.op,
+                        .command = PROTO_REQUEST,
+                        .cell = c->opt.cell};
+    proto_seal(&h, body, size);
+    memcpy(s->send, &h, sizeof h);
+    m.size = h.size;
+    s->msg = m;
+    stat_add(&c->stats.messages, 1);
+}
+
+/* Gives queued requests to connected sessions that have nothing in flight. */
+static void dispatch(client_t *c) {
+    for (uint32_t i = 0; i < c->opt.sessions && c->queue.count > 0; i++) {
+        session_t *s = &c->sessions[i];
+        if (s->state != SESSION_CONNECTED || s->msg.first != REQUEST_NONE) continue;
+        message_build(c, s);
+        session_send(s);
+    }
+}
+
+/* ---- Deadlines. ---- */
+
+/* Fails a session's message at its deadline. A connection still awaiting the reply is given
+ * up, so that a late reply cannot be taken for the next message's. */
+static void session_expire(client_t *c, session_t *s) {
+    bool awaiting = s->msg.sent;
+    stat_add(&c->stats.timeouts, s->msg.requests);
+    message_finish(c, s, CLIENT_ERR_TIMEOUT, 0, NULL, 0);
+    if (s->state != SESSION_CONNECTED) return;
+    if (awaiting)
+        session_break(s, "no reply before the deadline", UV_ETIMEDOUT);
+    else
+        uv_timer_stop(&s->timer); /* was waiting out a busy backoff */
+}
+
+static void on_sweep(uv_timer_t *t) {
+    client_t *c = t->data;
+    uint64_t now = uv_hrtime();
+    /* The queue is in deadline order: deadlines are taken under the lock that orders it. */
+    while (c->queue.count > 0 && c->requests[c->queue.head].deadline_ns <= now) {
+        stat_add(&c->stats.timeouts, 1);
+        request_finish(c, list_pop(c, &c->queue), CLIENT_ERR_TIMEOUT, 0, NULL, 0);
+    }
+    bool outstanding = c->queue.count > 0;
+    for (uint32_t i = 0; i < c->opt.sessions; i++) {
+        session_t *s = &c->sessions[i];
+        if (s->msg.first != REQUEST_NONE && s->msg.deadline_ns <= now) session_expire(c, s);
+        outstanding |= s->msg.first != REQUEST_NONE;
+    }
+    if (!outstanding) uv_timer_stop(&c->sweep);
+    dispatch(c);
+}
+
+/* ---- Shutdown (I/O thread). ---- */
+
+static void client_shutdown(client_t *c) {
+    c->shut_down = true;
+    while (c->queue.count > 0)
+        request_finish(c, list_pop(c, &c->queue), CLIENT_ERR_CLOSED, 0, NULL, 0);
+    for (uint32_t i = 0; i < c->opt.sessions; i++) {
+        session_t *s = &c->sessions[i];
+        if (s->msg.first != REQUEST_NONE) message_finish(c, s, CLIENT_ERR_CLOSED, 0, NULL, 0);
+        if (s->state == SESSION_CONNECTING || s->state == SESSION_CONNECTED) {
+            s->state = SESSION_CLOSING;
+            uv_close((uv_handle_t *)&s->tcp, on_tcp_close);
+        }
+        uv_close((uv_handle_t *)&s->timer, NULL);
+    }
+    uv_close((uv_handle_t *)&c->sweep, NULL);
+    /* Safe: `closing` was read under the lock, and submitters send only under it while it is
+     * false, so nobody sends to this handle any more. */
+    uv_close((uv_handle_t *)&c->wake, NULL);
+}
+
+static void on_wake(uv_async_t *a) {
+    client_t *c = a->data;
+    uv_mutex_lock(&c->lock);
+    request_list_t got = c->submitted;
+    c->submitted = LIST_EMPTY;
+    bool closing = c->closing;
+    uv_mutex_unlock(&c->lock);
+    list_append(c, &c->queue, &got);
+    if (closing) {
+        if (!c->shut_down) client_shutdown(c);
+        return;
+    }
+    dispatch(c);
+    if (c->queue.count > 0 || got.count > 0) {
+        if (!uv_is_active((uv_handle_t *)&c->sweep))
+            uv_timer_start(&c->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    }
+}
+
+static void io_main(void *arg) {
+    client_t *c = arg;
+    for (uint32_t i = 0; i < c->opt.sessions; i++) session_connect(&c->sessions[i]);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+}
+
+/* ---- Opening and closing. ---- */
+
+/* "HOST:PORT" of len bytes, HOST an IPv4 literal or localhost. */
+static bool address_parse(const char *s, size_t len, struct sockaddr_in *out, char *name,
+                          size_t name_size) {
+    size_t host_len = len;
+    while (host_len > 0 && s[host_len - 1] != ':') host_len--;
+    if (host_len == 0) return false;
+    const char *colon = s + --host_len;
+    size_t port_len = len - host_len - 1;
+    char host[16];
+    if (host_len == 0 || host_len >= sizeof host || port_len == 0 || port_len > 5) return false;
+    memcpy(host, s, host_len);
+    host[host_len] = '\0';
+    if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
+    uint32_t port = 0;
+    for (size_t i = 0; i < port_len; i++) {
+        if (colon[1 + i] < '0' || colon[1 + i] > '9') return false;
+        port = port * 10 + (uint32_t)(colon[1 + i] - '0');
+    }
+    if (port == 0 || port > 65535 || uv_ip4_addr(host, (int)port, out) != 0) return false;
+    snprintf(name, name_size, "%s:%u", host, port);
+    return true;
+}
+
+static int addresses_parse(client_t *c, const char *list) {
+    if (!list) return CLIENT_ERR_ADDRESS;
+    for (const char *p = list;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        uint32_t n = c->address_count;
+        if (n == CLIENT_ADDRESSES_MAX ||
+            !address_parse(p, len, &c->addresses[n], c->address_names[n],
+                           sizeof c->address_names[n]))
+            return CLIENT_ERR_ADDRESS;
+        c->address_count++;
+        if (!comma) return 0;
+        p = comma + 1;
+    }
+}
+
+static bool options_fill(client_options_t *o) {
+    if (!o->sessions) o->sessions = 1;
+    if (!o->requests_max) o->requests_max = 1024;
+    if (!o->attempt_timeout_ms) o->attempt_timeout_ms = 1000;
+    if (!o->deadline_ms) o->deadline_ms = 10000;
+    if (!o->backoff_min_ms) o->backoff_min_ms = 10;
+    if (!o->backoff_max_ms) o->backoff_max_ms = 500;
+    return o->sessions <= CLIENT_SESSIONS_MAX && o->requests_max <= CLIENT_REQUESTS_MAX &&
+           o->backoff_min_ms <= o->backoff_max_ms;
+}
+
+/* A random id, never 0: two clients must not share one, or a cell could mix their replies. */
+static u128 client_id_new(uint64_t salt) {
+    u128 id = 0;
+    if (getrandom(&id, sizeof id, 0) != (ssize_t)sizeof id) {
+        prng_t r = {uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ salt};
+        id = ((u128)prng_next(&r) << 64) | prng_next(&r);
+    }
+    return id ? id : 1;
+}
+
+static int client_alloc(client_t *c) {
+    uint32_t n = c->opt.requests_max;
+    c->requests = calloc(n, sizeof c->requests[0]);
+    c->sessions = calloc(c->opt.sessions, sizeof c->sessions[0]);
+    if (!c->requests || !c->sessions) return CLIENT_ERR_SYSTEM;
+    for (uint32_t i = 0; i < n; i++) c->requests[i].next = i + 1 < n ? i + 1 : REQUEST_NONE;
+    c->free_head = 0;
+    c->submitted = c->queue = LIST_EMPTY;
+    for (uint32_t i = 0; i < c->opt.sessions; i++) {
+        session_t *s = &c->sessions[i];
+        s->client = c;
+        s->msg = MESSAGE_NONE;
+        s->client_id = client_id_new(i);
+        s->prng.state = (uint64_t)s->client_id;
+        s->connect_req.data = s;
+        s->write_req.data = s;
+        s->send = malloc(PROTO_MESSAGE_MAX);
+        s->recv = malloc(PROTO_MESSAGE_MAX);
+        if (!s->send || !s->recv) return CLIENT_ERR_SYSTEM;
+    }
+    return 0;
+}
+
+static void client_free(client_t *c) {
+    for (uint32_t i = 0; c->sessions && i < c->opt.sessions; i++) {
+        free(c->sessions[i].send);
+        free(c->sessions[i].recv);
+    }
+    free(c->sessions);
+    free(c->requests);
+    free(c);
+}
+
+static void walk_close(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* Handles are set up before the thread starts (the loop is not running yet, so this thread
+ * may touch it); on failure whatever was set up is closed again here. */
+static int loop_start(client_t *c) {
+    if (uv_loop_init(&c->loop) != 0) return CLIENT_ERR_SYSTEM;
+    int rc = uv_async_init(&c->loop, &c->wake, on_wake);
+    c->wake.data = c;
+    uv_timer_init(&c->loop, &c->sweep);
+    c->sweep.data = c;
+    for (uint32_t i = 0; i < c->opt.sessions; i++) {
+        uv_timer_init(&c->loop, &c->sessions[i].timer);
+        c->sessions[i].timer.data = &c->sessions[i];
+    }
+    if (rc == 0) rc = uv_thread_create(&c->thread, io_main, c);
+    if (rc == 0) return 0;
+    uv_walk(&c->loop, walk_close, NULL);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    cp_assert(uv_loop_close(&c->loop) == 0);
+    return CLIENT_ERR_SYSTEM;
+}
+
+int client_open(client_t **out, const char *addresses, const client_options_t *options) {
+    cp_assert(out);
+    client_options_t opt = options ? *options : (client_options_t){0};
+    if (!options_fill(&opt)) return CLIENT_ERR_INVALID;
+    client_t *c = calloc(1, sizeof *c);
+    if (!c) return CLIENT_ERR_SYSTEM;
+    c->opt = opt;
+    int rc = addresses_parse(c, addresses);
+    if (rc == 0) rc = client_alloc(c);
+    if (rc == 0 && uv_mutex_init(&c->lock) != 0) rc = CLIENT_ERR_SYSTEM;
+    if (rc == 0) {
+        rc = loop_start(c);
+        if (rc != 0) uv_mutex_destroy(&c->lock);
+    }
+    if (rc != 0) {
+        client_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void client_close(client_t *c) {
+    cp_assert(!on_io_thread(c)); /* it joins that thread */
+    uv_mutex_lock(&c->lock);
+    cp_assert(!c->closing);
+    c->closing = true;
+    uv_async_send(&c->wake);
+    uv_mutex_unlock(&c->lock);
+    cp_assert(uv_thread_join(&c->thread) == 0);
+    cp_assert(uv_loop_close(&c->loop) == 0);
+    uv_mutex_destroy(&c->lock);
+    client_free(c);
+}
+
+/* ---- Submitting. ---- */
+
+/* Checks a body against the op's rules (those of proto_check_message() for requests, and
+ * create_* needs at least one event); *events gets the event count of a create. */
+static bool request_valid(uint8_t op, const void *body, uint32_t size, uint32_t *events) {
+    *events = 0;
+    if (op < 1 || op > PROTO_OP_MAX || (size > 0 && !body)) return false;
+    uint32_t item = proto_request_item_size(op);
+    if (item == 0) return size == 0;
+    if (size % item != 0 || size / item > PROTO_ITEMS_MAX) return false;
+    switch (op) {
+    case PROTO_OP_CREATE_ACCOUNTS:
+    case PROTO_OP_CREATE_TRANSFERS: *events = size / item; return *events > 0;
+    case PROTO_OP_LOOKUP_ACCOUNTS:
+    case PROTO_OP_LOOKUP_TRANSFERS: return true;
+    default: return size == item;
+    }
+}
+
+static uint16_t event_flags(const unsigned char *events, uint32_t i) {
+    uint16_t f;
+    memcpy(&f, events + (size_t)i * EVENT_SIZE + offsetof(ledger_transfer_t, flags), sizeof f);
+    return f;
+}
+
+/* A linked last event would chain into the next submitter's first; an imported first event
+ * would switch the whole merged batch to import mode. Either way: alone. */
+static bool request_mergeable(uint8_t op, const unsigned char *body, uint32_t events) {
+    if (!op_is_create(op)) return false;
+    uint16_t imported =
+        op == PROTO_OP_CREATE_ACCOUNTS ? LEDGER_ACCOUNT_IMPORTED : LEDGER_TRANSFER_IMPORTED;
+    return !(event_flags(body, 0) & imported) && !(event_flags(body, events - 1) & 1u);
+}
+
+int client_submit(client_t *c, uint8_t op, const void *body, uint32_t size,
+                  client_callback_t callback, void *ctx) {
+    cp_assert(c && callback);
+    uint32_t events;
+    if (!request_valid(op, body, size, &events)) return CLIENT_ERR_INVALID;
+    bool mergeable = events > 0 && request_mergeable(op, body, events);
+    uv_mutex_lock(&c->lock);
+    int rc = c->closing ? CLIENT_ERR_CLOSED : c->free_head == REQUEST_NONE ? CLIENT_ERR_FULL : 0;
+    if (rc == 0) {
+        uint32_t i = c->free_head;
+        request_t *r = &c->requests[i];
+        c->free_head = r->next;
+        *r = (request_t){.callback = callback,
+                         .ctx = ctx,
+                         .body = body,
+                         .deadline_ns = uv_hrtime() + c->opt.deadline_ms * NS_PER_MS,
+                         .size = size,
+                         .events = events,
+                         .op = op,
+                         .mergeable = mergeable};
+        list_push(c, &c->submitted, i);
+        stat_add(&c->stats.submitted, 1);
+        uv_async_send(&c->wake); /* under the lock: see client_shutdown() */
+    }
+    uv_mutex_unlock(&c->lock);
+    return rc;
+}
+
+typedef struct call_wait {
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    bool done;
+    int32_t status;
+    uint64_t timestamp;
+    uint32_t reply_size;
+    void *reply;
+    uint32_t reply_capacity;
+} call_wait_t;
+
+static void call_done(void *ctx, int32_t status, uint64_t timestamp, const void *reply,
+                      uint32_t reply_size) {
+    call_wait_t *w = ctx;
+    uint32_t n = reply_size < w->reply_capacity ? reply_size : w->reply_capacity;
+    if (n > 0) memcpy(w->reply, reply, n);
+    uv_mutex_lock(&w->lock);
+    w->status = status;
+    w->timestamp = timestamp;
+    w->reply_size = reply_size;
+    w->done = true;
+    uv_cond_signal(&w->cond);
+    uv_mutex_unlock(&w->lock); /* the waiter may free w from here on */
+}
+
+int32_t client_call(client_t *c, uint8_t op, const void *body, uint32_t size, void *reply,
+                    uint32_t reply_capacity, uint32_t *reply_size, uint64_t *timestamp) {
+    cp_assert(!on_io_thread(c)); /* the wait would stop the thread that answers */
+    cp_assert(reply || reply_capacity == 0);
+    call_wait_t w = {.reply = reply, .reply_capacity = reply_capacity};
+    cp_assert(uv_mutex_init(&w.lock) == 0);
+    cp_assert(uv_cond_init(&w.cond) == 0);
+    int rc = client_submit(c, op, body, size, call_done, &w);
+    if (rc == 0) {
+        uv_mutex_lock(&w.lock);
+        while (!w.done) uv_cond_wait(&w.cond, &w.lock);
+        uv_mutex_unlock(&w.lock);
+    } else {
+        w.status = rc;
+    }
+    uv_cond_destroy(&w.cond);
+    uv_mutex_destroy(&w.lock);
+    if (reply_size) *reply_size = w.reply_size;
+    if (timestamp) *timestamp = w.timestamp;
+    return w.status;
+}
+
+/* ---- Introspection. ---- */
+
+void client_stats(client_t *c, client_stats_t *out) {
+    stats_t *s = &c->stats;
+    *out = (client_stats_t){
+        .submitted = atomic_load_explicit(&s->submitted, memory_order_relaxed),
+        .messages = atomic_load_explicit(&s->messages, memory_order_relaxed),
+        .sends = atomic_load_explicit(&s->sends, memory_order_relaxed),
+        .connects = atomic_load_explicit(&s->connects, memory_order_relaxed),
+        .breaks = atomic_load_explicit(&s->breaks, memory_order_relaxed),
+        .replies_invalid = atomic_load_explicit(&s->replies_invalid, memory_order_relaxed),
+        .timeouts = atomic_load_explicit(&s->timeouts, memory_order_relaxed),
+    };
+    uv_mutex_lock(&c->lock);
+    memcpy(out->last_error, c->last_error, sizeof out->last_error);
+    uv_mutex_unlock(&c->lock);
+}
+
+const char *client_status_str(int32_t status) {
+    switch (status) {
+    case CLIENT_OK: return "ok";
+    case CLIENT_ERR_TIMEOUT: return "no answer from the cell before the deadline";
+    case CLIENT_ERR_CLOSED: return "the client was closed before the answer came";
+    case CLIENT_ERR_INVALID: return "invalid request (operation or body size)";
+    case CLIENT_ERR_FULL: return "too many requests outstanding";
+    case CLIENT_ERR_ADDRESS:
+        return "bad address list (HOST:PORT[,HOST:PORT...], IPv4 or localhost)";
+    case CLIENT_ERR_SYSTEM: return "out of memory or system resources";
+    }
+    return status >= 0 ? proto_status_str((uint32_t)status) : "unknown client error";
+}

@@ -1,0 +1,102 @@
+/* The binary protocol between clients and cells (docs/protocol.md): a 128-byte header, then a
+ * body of fixed-size items. Encoding and validation only; no I/O. */
+#ifndef CP_PROTO_H
+#define CP_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/u128.h"
+
+#define PROTO_MAGIC 0x59415043u /* "CPAY" little-endian */
+#define PROTO_VERSION 1u
+#define PROTO_HEADER_SIZE 128u
+#define PROTO_MESSAGE_MAX (1u << 20)
+#define PROTO_ITEMS_MAX 8189u /* items in one body: a full batch of 128-byte events fits */
+
+typedef struct proto_header {
+    u128 checksum;      /* XXH3-128 of header bytes [16, 128) */
+    u128 checksum_body; /* XXH3-128 of the body (of nothing when size == 128) */
+    u128 client_id;     /* the client's random id; not 0 */
+    uint64_t request_id;
+    uint64_t timestamp; /* replies: the timestamp the cell gave the request's batch */
+    uint32_t magic;
+    uint32_t size; /* header + body, bytes */
+    uint16_t version;
+    uint8_t operation; /* proto_op_t */
+    uint8_t command;   /* proto_command_t */
+    uint32_t status;   /* replies: proto_status_t */
+    uint64_t cell;     /* the cell the request is meant for; 0 = whichever answers */
+    uint8_t reserved[40];
+} proto_header_t;
+
+typedef enum proto_command {
+    PROTO_REQUEST = 1,
+    PROTO_REPLY = 2,
+} proto_command_t;
+
+/* Operations. Body items: create_* take 128-byte events and reply 16-byte results; lookups
+ * take 16-byte ids and reply 128-byte objects; the account filters take one 128-byte filter,
+ * query filters one 64-byte filter. */
+typedef enum proto_op {
+    PROTO_OP_PING = 1,
+    PROTO_OP_CREATE_ACCOUNTS = 2,
+    PROTO_OP_CREATE_TRANSFERS = 3,
+    PROTO_OP_LOOKUP_ACCOUNTS = 4,
+    PROTO_OP_LOOKUP_TRANSFERS = 5,
+    PROTO_OP_GET_ACCOUNT_TRANSFERS = 6,
+    PROTO_OP_GET_ACCOUNT_BALANCES = 7,
+    PROTO_OP_QUERY_ACCOUNTS = 8,
+    PROTO_OP_QUERY_TRANSFERS = 9,
+    PROTO_OP_TICK = 10,              /* body: u64 nanoseconds + 8 reserved bytes */
+    PROTO_OP_TEST_SET_BALANCES = 11, /* body: u128 account id + 4 u128 balances (80 bytes) */
+    PROTO_OP_TEST_SET_CLOCK = 12,    /* body: u64 timestamp + 8 reserved bytes */
+    PROTO_OP_MAX = 12,
+} proto_op_t;
+
+typedef enum proto_status {
+    PROTO_STATUS_OK = 0,
+    PROTO_STATUS_NOT_LEADER = 1,  /* ask another replica */
+    PROTO_STATUS_BUSY = 2,        /* try again later */
+    PROTO_STATUS_REFUSED = 3,     /* the cell will not apply it (test op without --test-ops) */
+    PROTO_STATUS_LEDGER_FULL = 4, /* a table is full; nothing applied */
+    PROTO_STATUS_CLOCK = 5,       /* the clock could not advance */
+    PROTO_STATUS_WRONG_CELL = 6,
+} proto_status_t;
+
+typedef enum proto_error {
+    PROTO_OK = 0,
+    PROTO_NEED_MORE, /* not a whole header / message yet */
+    PROTO_BAD_MAGIC,
+    PROTO_BAD_VERSION,
+    PROTO_BAD_HEADER_CHECKSUM,
+    PROTO_BAD_RESERVED,
+    PROTO_BAD_SIZE, /* below the header, above 1 MiB, or not whole items */
+    PROTO_BAD_OPERATION,
+    PROTO_BAD_COMMAND,
+    PROTO_BAD_BODY_CHECKSUM,
+    PROTO_BAD_CLIENT,
+} proto_error_t;
+
+const char *proto_error_str(proto_error_t e);
+const char *proto_status_str(uint32_t status);
+const char *proto_op_str(uint32_t op);
+
+/* Size of one body item of a request / reply of op, and how many a message may carry. */
+uint32_t proto_request_item_size(uint8_t op);
+uint32_t proto_reply_item_size(uint8_t op);
+
+/* Fills in magic, version, size and both checksums of a header whose other fields are set,
+ * for the body that follows it. */
+void proto_seal(proto_header_t *h, const void *body, uint32_t body_size);
+
+/* Validates the header at buf (len bytes available; at least PROTO_HEADER_SIZE for anything
+ * but PROTO_NEED_MORE). On PROTO_OK, *size is the whole message's size. */
+proto_error_t proto_check_header(const void *buf, size_t len, uint32_t *size);
+
+/* Validates a whole message (header already checked): the body's checksum and item size.
+ * `command` is the command expected (requests at a cell, replies at a client). */
+proto_error_t proto_check_message(const proto_header_t *h, const void *body, uint8_t command);
+
+#endif

@@ -1,0 +1,96 @@
+/* Private to the node: its state, shared by node.c (serving) and node_recover.c (start-up,
+ * snapshots). */
+#ifndef CP_NODE_INTERNAL_H
+#define CP_NODE_INTERNAL_H
+
+#include <stdarg.h>
+#include <uv.h>
+
+#include "cell/cell.h"
+#include "proto/proto.h"
+#include "repl/node.h"
+#include "repl/wal.h"
+
+#define NODE_CONNS_MAX 1024u
+#define NODE_ENTRIES 8u               /* entry buffers: open + written-but-not-applied */
+#define NODE_ENTRY_COMMANDS 8189u     /* requests in one entry */
+#define NODE_ENTRY_BYTES WAL_BODY_MAX /* commands and their bodies in one entry */
+#define NODE_RBUF (PROTO_MESSAGE_MAX + (64u << 10))
+#define NODE_OUTBUF_MAX (64u << 20) /* replies a client may leave unread */
+
+typedef struct outbuf {
+    char *buf;
+    size_t len, cap;
+} outbuf_t;
+
+typedef struct node node_t;
+
+typedef struct conn {
+    uv_tcp_t tcp;
+    uv_write_t wreq;
+    node_t *node;
+    uint32_t slot, gen;
+    unsigned char *rbuf;
+    size_t rlen;
+    outbuf_t out[2]; /* out[out_fill] accumulates; the other may be in flight */
+    int out_fill;
+    bool writing, closing, waiting;
+    uint64_t barrier; /* a waiting read: the entry sequence it must see applied, 0 = none */
+} conn_t;
+
+typedef struct entry_req {
+    uint32_t slot, gen;    /* the connection to answer */
+    proto_header_t header; /* the request's header, for the reply */
+} entry_req_t;
+
+typedef struct entry {
+    unsigned char *body;
+    uint32_t size, events, ncmds;
+    entry_req_t *reqs;
+    uint64_t timestamp, index;
+} entry_t;
+
+struct node {
+    node_config_t config;
+    uv_loop_t *loop;
+    uv_tcp_t server;
+    uv_timer_t timer;
+    uv_signal_t sigterm, sigint;
+    cell_t *cell;
+    wal_t *wal;
+
+    conn_t *conns[NODE_CONNS_MAX];
+    uint32_t conn_count, conn_gen;
+    conn_t *waiting[NODE_CONNS_MAX];
+    uint32_t waiting_count;
+
+    /* Entry sequence numbers: [applied_seq, durable_seq) are durable and being applied,
+     * [durable_seq, sync_seq) are written and syncing, open_seq is the one filling up. */
+    entry_t entries[NODE_ENTRIES];
+    uint64_t applied_seq, durable_seq, sync_seq, open_seq;
+    uint64_t applied_index, last_entry_ts;
+    bool syncing, tick_wanted, stopping, stopped;
+    wal_sync_t sync;
+    wal_status_t sync_rc;
+    uv_work_t sync_req;
+    unsigned char *read_buf;
+
+    /* Snapshots (node_recover.c). */
+    uint64_t log_bytes_since_snapshot;
+    int snapshot_pid;                /* a child writing a snapshot, 0 = none */
+    uint64_t snapshot_index;         /* the newest snapshot written */
+    uint64_t snapshot_pending_index; /* the one the child is writing */
+};
+
+void node_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void node_stop_finish(node_t *n);
+void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* node_recover.c */
+int node_recover(node_t *n);
+void node_snapshot_maybe(node_t *n);
+void node_snapshot_poll(node_t *n);
+void node_snapshot_wait(node_t *n);
+
+#endif
