@@ -1,0 +1,807 @@
+/* The Raft simulator of raft_sim.h. Test infrastructure, but in the library so that
+ * `cellpay sim` replays a seed exactly as the tests ran it. It allocates freely at create. */
+#include "repl/raft_sim.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/assert.h"
+#include "base/prng.h"
+
+#define SIM_LOG_MAX 8192u  /* entries in a run: also the core's window */
+#define SIM_NET_MAX 2048u  /* messages in flight; more are lost */
+#define SIM_CMD 16u        /* a command: id and a payload */
+#define SIM_IDS_MAX 16384u /* command ids in a run */
+#define SIM_TRACE 64u
+#define SIM_LM_CAP (1u << 16) /* log-matching table (index, term) -> data, prev term */
+#define SIM_READS_MAX 4096u
+#define SIM_ANY UINT32_MAX
+
+typedef struct sim_ent {
+    uint64_t term;
+    uint32_t size;
+    uint8_t data[SIM_CMD];
+} sim_ent_t;
+
+typedef struct sim_msg {
+    rf_msg_hdr_t h;
+    sim_ent_t ents[RF_MSG_ENTRIES_MAX];
+} sim_msg_t;
+
+typedef struct sim_node {
+    rf_t *r;
+    bool up;
+    uint64_t hs_term;
+    uint32_t hs_vote;
+    sim_ent_t *log; /* log[i] is index i; [1, len] written, [1, persisted] durable */
+    uint64_t len, persisted;
+    uint64_t applied, chain;
+    uint8_t *eff; /* per command id: applied (deduplicated by id, rule 11) */
+    uint64_t commit_checked;
+    uint32_t reads_done;
+    rf_role_t role;
+    uint64_t role_term;
+} sim_node_t;
+
+typedef struct sim_com {
+    uint64_t term, hash, chain; /* 0: not known yet */
+} sim_com_t;
+
+typedef struct sim_lm {
+    uint64_t index, term, hash, prev_term;
+} sim_lm_t;
+
+typedef struct sim_pend {
+    uint64_t index, term, since, ack_index;
+    uint32_t node;
+    bool proposed, acked;
+} sim_pend_t;
+
+struct rf_sim {
+    rf_sim_config_t cfg;
+    prng_t prng;
+    sim_node_t n[RF_SIM_NODES_MAX];
+    sim_msg_t *pool;
+    uint16_t free_list[SIM_NET_MAX], queue[SIM_NET_MAX];
+    uint32_t free_count, queue_count;
+    bool blocked[RF_SIM_NODES_MAX][RF_SIM_NODES_MAX];
+    uint32_t loss_ppm, dup_ppm;
+    uint32_t *leader_of; /* by term: node id + 1 ... raft id; 0 none */
+    uint64_t leader_cap;
+    sim_com_t *com;
+    uint64_t max_commit;
+    sim_lm_t *lm;
+    sim_pend_t *pend;
+    uint64_t next_id;
+    uint64_t read_floor[SIM_READS_MAX]; /* by ctx: max commit when the read began */
+    uint64_t next_read;
+    uint64_t now;
+    char trace[SIM_TRACE][200];
+    uint32_t trace_n;
+    bool failed;
+    char failure[400];
+    rf_sim_stats_t st;
+};
+
+static const char *type_name(uint8_t t) {
+    static const char *names[] = {"?",         "APP",         "APP_RESP",     "VOTE",
+                                  "VOTE_RESP", "PREVOTE",     "PREVOTE_RESP", "HB",
+                                  "HB_RESP",   "TIMEOUT_NOW", "SNAP"};
+    return t < 11 ? names[t] : "?";
+}
+
+__attribute__((format(printf, 2, 3))) static void tracef(rf_sim_t *s, const char *fmt, ...) {
+    char *line = s->trace[s->trace_n++ % SIM_TRACE];
+    int k = snprintf(line, 200, "%6" PRIu64 " ", s->now);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + k, 200 - (size_t)k, fmt, ap);
+    va_end(ap);
+}
+
+__attribute__((format(printf, 2, 3))) static bool fail(rf_sim_t *s, const char *fmt, ...) {
+    if (s->failed) return false;
+    s->failed = true;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->failure, sizeof s->failure, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static uint64_t mix(uint64_t h, uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 29);
+}
+
+static uint64_t ent_hash(uint64_t term, const void *data, uint32_t size) {
+    uint64_t h = mix(term, size), w[2] = {0, 0};
+    if (size) memcpy(w, data, size < SIM_CMD ? size : SIM_CMD);
+    return mix(mix(h, w[0]), w[1]) | 1; /* never 0: 0 means unknown */
+}
+
+/* ---- Creation ---- */
+
+static rf_config_t node_config(const rf_sim_t *s, uint32_t i) {
+    rf_config_t c = {.id = i + 1,
+                     .voter_count = s->cfg.nodes,
+                     .election_ticks = s->cfg.election_ticks,
+                     .heartbeat_ticks = s->cfg.heartbeat_ticks,
+                     .pre_vote = true,
+                     .check_quorum = true,
+                     .seed = s->cfg.seed * 31 + s->n[i].hs_term * 7 + i,
+                     .window_entries = SIM_LOG_MAX,
+                     .window_bytes = SIM_LOG_MAX * SIM_CMD,
+                     .msg_bytes_max = 8 * SIM_CMD,
+                     .term = s->n[i].hs_term,
+                     .vote = s->n[i].hs_vote};
+    for (uint32_t k = 0; k < s->cfg.nodes; k++) c.voters[k] = k + 1;
+    return c;
+}
+
+static void node_start(rf_sim_t *s, uint32_t i) {
+    sim_node_t *n = &s->n[i];
+    rf_config_t c = node_config(s, i);
+    n->r = rf_create(&c);
+    cp_assert(n->r);
+    for (uint64_t k = 1; k <= n->persisted; k++) {
+        bool ok = rf_load(n->r, n->log[k].term, n->log[k].data, n->log[k].size);
+        cp_assert(ok);
+    }
+    n->len = n->persisted; /* the unsynced tail is gone */
+    n->up = true;
+    n->applied = n->chain = n->commit_checked = 0;
+    memset(n->eff, 0, SIM_IDS_MAX);
+    n->role = RF_FOLLOWER;
+}
+
+rf_sim_t *rf_sim_create(const rf_sim_config_t *c) {
+    cp_assert(c->nodes >= 1 && c->nodes <= RF_SIM_NODES_MAX);
+    rf_sim_t *s = calloc(1, sizeof *s);
+    cp_assert(s);
+    s->cfg = *c;
+    if (!s->cfg.election_ticks) s->cfg.election_ticks = 10;
+    if (!s->cfg.heartbeat_ticks) s->cfg.heartbeat_ticks = 2;
+    s->prng.state = c->seed;
+    s->pool = malloc(SIM_NET_MAX * sizeof *s->pool);
+    s->com = calloc(SIM_LOG_MAX + 2, sizeof *s->com);
+    s->lm = calloc(SIM_LM_CAP, sizeof *s->lm);
+    s->pend = calloc(SIM_IDS_MAX, sizeof *s->pend);
+    s->leader_cap = 1024;
+    s->leader_of = calloc(s->leader_cap, sizeof *s->leader_of);
+    cp_assert(s->pool && s->com && s->lm && s->pend && s->leader_of);
+    for (uint32_t k = 0; k < SIM_NET_MAX; k++) s->free_list[k] = (uint16_t)(SIM_NET_MAX - 1 - k);
+    s->free_count = SIM_NET_MAX;
+    s->next_id = 1;
+    if (!c->manual) {
+        s->loss_ppm = 20000;
+        s->dup_ppm = 10000;
+    }
+    for (uint32_t i = 0; i < c->nodes; i++) {
+        s->n[i].log = calloc(SIM_LOG_MAX + 2, sizeof(sim_ent_t));
+        s->n[i].eff = calloc(SIM_IDS_MAX, 1);
+        cp_assert(s->n[i].log && s->n[i].eff);
+        node_start(s, i);
+    }
+    return s;
+}
+
+void rf_sim_destroy(rf_sim_t *s) {
+    if (!s) return;
+    for (uint32_t i = 0; i < s->cfg.nodes; i++) {
+        rf_destroy(s->n[i].r);
+        free(s->n[i].log);
+        free(s->n[i].eff);
+    }
+    free(s->pool);
+    free(s->com);
+    free(s->lm);
+    free(s->pend);
+    free(s->leader_of);
+    free(s);
+}
+
+/* ---- The network ---- */
+
+static void net_put(rf_sim_t *s, const rf_msg_t *m) {
+    if (!s->free_count) return; /* full: lost */
+    uint16_t k = s->free_list[--s->free_count];
+    sim_msg_t *sm = &s->pool[k];
+    sm->h = m->h;
+    for (uint32_t j = 0; j < m->h.entry_count; j++) {
+        const rf_entry_t *e = &m->entries[j];
+        cp_assert(e->size <= SIM_CMD);
+        sm->ents[j] = (sim_ent_t){.term = e->term, .size = e->size};
+        if (e->size) memcpy(sm->ents[j].data, e->data, e->size);
+    }
+    s->queue[s->queue_count++] = k;
+}
+
+static void net_remove(rf_sim_t *s, uint32_t pos) {
+    s->free_list[s->free_count++] = s->queue[pos];
+    memmove(&s->queue[pos], &s->queue[pos + 1], (s->queue_count - pos - 1) * sizeof s->queue[0]);
+    s->queue_count--;
+}
+
+/* Delivers (or loses, across a partition or to a crashed node) the message at pos. */
+static void net_deliver(rf_sim_t *s, uint32_t pos) {
+    sim_msg_t *sm = &s->pool[s->queue[pos]];
+    uint32_t from = sm->h.from - 1, to = sm->h.to - 1;
+    sim_node_t *n = &s->n[to];
+    if (s->blocked[from][to] || !n->up) {
+        s->st.dropped++;
+        net_remove(s, pos);
+        return;
+    }
+    rf_entry_t ents[RF_MSG_ENTRIES_MAX];
+    for (uint32_t j = 0; j < sm->h.entry_count; j++)
+        ents[j] = (rf_entry_t){.term = sm->ents[j].term,
+                               .size = sm->ents[j].size,
+                               .data = sm->ents[j].size ? sm->ents[j].data : NULL};
+    rf_msg_t m = {.h = sm->h, .entries = ents};
+    tracef(s,
+           "deliver %s %u->%u term=%" PRIu64 " idx=%" PRIu64 " lt=%" PRIu64 " n=%u c=%" PRIu64
+           " rej=%u hint=%" PRIu64,
+           type_name(m.h.type), m.h.from, m.h.to, m.h.term, m.h.index, m.h.log_term,
+           m.h.entry_count, m.h.commit, m.h.reject, m.h.hint);
+    net_remove(s, pos);
+    s->st.delivered++;
+    rf_step(n->r, &m);
+}
+
+static bool msg_match(const sim_msg_t *sm, uint32_t from, uint32_t to, uint8_t type) {
+    return (from == SIM_ANY || sm->h.from == from + 1) && (to == SIM_ANY || sm->h.to == to + 1) &&
+           (type == 0 || sm->h.type == type);
+}
+
+uint32_t rf_sim_deliver(rf_sim_t *s, uint32_t from, uint32_t to, uint8_t type) {
+    uint32_t count = 0, limit = s->queue_count; /* not what the deliveries send */
+    for (uint32_t pos = 0; pos < s->queue_count && limit;) {
+        limit--;
+        if (msg_match(&s->pool[s->queue[pos]], from, to, type)) {
+            net_deliver(s, pos);
+            count++;
+        } else {
+            pos++;
+        }
+    }
+    return count;
+}
+
+uint32_t rf_sim_drop(rf_sim_t *s, uint32_t from, uint32_t to, uint8_t type) {
+    uint32_t count = 0;
+    for (uint32_t pos = 0; pos < s->queue_count;) {
+        if (msg_match(&s->pool[s->queue[pos]], from, to, type)) {
+            net_remove(s, pos);
+            count++;
+        } else {
+            pos++;
+        }
+    }
+    return count;
+}
+
+void rf_sim_block(rf_sim_t *s, uint32_t from, uint32_t to, bool blocked) {
+    s->blocked[from][to] = blocked;
+}
+
+void rf_sim_isolate(rf_sim_t *s, uint32_t i, bool isolated) {
+    for (uint32_t k = 0; k < s->cfg.nodes; k++) {
+        if (k == i) continue;
+        s->blocked[i][k] = s->blocked[k][i] = isolated;
+    }
+}
+
+/* ---- The driver of one node: the simulated WAL, the state machine, clients ---- */
+
+static bool lm_check(rf_sim_t *s, uint64_t index, uint64_t term, uint64_t hash,
+                     uint64_t prev_term) {
+    uint32_t k = (uint32_t)(mix(index, term) & (SIM_LM_CAP - 1));
+    for (uint32_t probe = 0; probe < SIM_LM_CAP; probe++, k = (k + 1) & (SIM_LM_CAP - 1)) {
+        sim_lm_t *e = &s->lm[k];
+        if (e->index == 0) {
+            *e = (sim_lm_t){index, term, hash, prev_term};
+            return true;
+        }
+        if (e->index == index && e->term == term) {
+            if (e->hash == hash && e->prev_term == prev_term) return true;
+            return fail(s, "log matching: two different entries at index %" PRIu64 " term %" PRIu64,
+                        index, term);
+        }
+    }
+    return true; /* table full: stop checking */
+}
+
+static void write_entries(rf_sim_t *s, uint32_t i, const rf_ready_t *rd) {
+    sim_node_t *n = &s->n[i];
+    uint64_t idx = rd->entries_first;
+    if (idx <= n->len) { /* a conflict: truncate (durably, like wal_truncate_after) */
+        for (uint64_t k = idx; k <= n->len; k++)
+            if (k <= s->max_commit && s->com[k].term == n->log[k].term)
+                fail(s, "node %u truncates committed entry %" PRIu64 " (term %" PRIu64 ")", i + 1,
+                     k, n->log[k].term);
+        tracef(s, "n%u truncates its log after %" PRIu64 " (had %" PRIu64 ")", i + 1, idx - 1,
+               n->len);
+        n->len = idx - 1;
+        if (n->persisted > n->len) n->persisted = n->len;
+    }
+    cp_assert(idx == n->len + 1);
+    for (uint32_t j = 0; j < rd->entry_count; j++, idx++) {
+        const rf_entry_t *e = &rd->entries[j];
+        cp_assert(idx <= SIM_LOG_MAX && e->size <= SIM_CMD);
+        sim_ent_t *se = &n->log[idx];
+        *se = (sim_ent_t){.term = e->term, .size = e->size};
+        if (e->size) memcpy(se->data, e->data, e->size);
+        lm_check(s, idx, e->term, ent_hash(e->term, e->data, e->size),
+                 idx > 1 ? n->log[idx - 1].term : 0);
+    }
+    n->len = idx - 1;
+}
+
+static uint64_t cmd_id(const rf_entry_t *e) {
+    uint64_t id = 0;
+    if (e->size == SIM_CMD) memcpy(&id, e->data, sizeof id);
+    return id;
+}
+
+static void apply_one(rf_sim_t *s, uint32_t i, uint64_t index, const rf_entry_t *e) {
+    sim_node_t *n = &s->n[i];
+    cp_assert(index == n->applied + 1);
+    uint64_t h = ent_hash(e->term, e->data, e->size);
+    n->chain = mix(n->chain, h);
+    n->applied = index;
+    sim_com_t *c = &s->com[index];
+    if (c->term && c->term != e->term)
+        fail(s, "n%u applies index %" PRIu64 " term %" PRIu64 ", committed was term %" PRIu64,
+             i + 1, index, e->term, c->term);
+    if (c->hash && (c->hash != h || c->chain != n->chain))
+        fail(s, "n%u applies a different entry or sequence at index %" PRIu64, i + 1, index);
+    c->term = e->term;
+    c->hash = h;
+    c->chain = n->chain;
+    if (index > s->max_commit) s->max_commit = index;
+    uint64_t id = cmd_id(e);
+    if (!id) return;
+    cp_assert(id < SIM_IDS_MAX);
+    bool first = !n->eff[id];
+    n->eff[id] = 1; /* a retried duplicate changes nothing: commands are idempotent by id */
+    sim_pend_t *p = &s->pend[id];
+    if (!p->acked && p->proposed && p->node == i) {
+        p->acked = true;
+        p->ack_index = index;
+        s->st.acked++;
+        tracef(s, "client: cmd %" PRIu64 " acknowledged by n%u at %" PRIu64 "%s", id, i + 1, index,
+               first ? "" : " (duplicate)");
+    }
+}
+
+static void read_done(rf_sim_t *s, uint32_t i, const rf_read_state_t *rs) {
+    s->n[i].reads_done++;
+    s->st.reads++;
+    /* Linearizable: the read reflects every write committed before it began. */
+    if (rs->ctx < SIM_READS_MAX && rs->index < s->read_floor[rs->ctx])
+        fail(s,
+             "read %" PRIu64 " at n%u got index %" PRIu64 " below commit %" PRIu64 " at its start",
+             rs->ctx, i + 1, rs->index, s->read_floor[rs->ctx]);
+}
+
+static void process_node(rf_sim_t *s, uint32_t i) {
+    sim_node_t *n = &s->n[i];
+    for (int rounds = 0; n->up && rf_has_ready(n->r) && rounds < 64; rounds++) {
+        rf_ready_t rd;
+        rf_ready(n->r, &rd);
+        if (rd.hs_changed) { /* rule 3: durable before any message of this ready leaves */
+            n->hs_term = rd.hs.term;
+            n->hs_vote = rd.hs.vote;
+        }
+        if (rd.entry_count) write_entries(s, i, &rd);
+        for (uint32_t k = 0; k < rd.msg_count; k++)
+            if (!prng_chance_ppm(&s->prng, s->loss_ppm)) net_put(s, &rd.msgs[k]);
+        for (uint32_t k = 0; k < rd.committed_count; k++)
+            apply_one(s, i, rd.committed_first + k, &rd.committed[k]);
+        for (uint32_t k = 0; k < rd.read_count; k++) read_done(s, i, &rd.reads[k]);
+        rf_advance(n->r, &rd);
+    }
+}
+
+/* ---- Invariants ---- */
+
+static bool leader_complete(rf_sim_t *s, uint32_t i) {
+    for (uint64_t k = 1; k <= s->max_commit; k++)
+        if (s->com[k].term && rf_term_at(s->n[i].r, k) != s->com[k].term)
+            return fail(s, "leader n%u lacks committed entry %" PRIu64, i + 1, k);
+    return true;
+}
+
+static bool check_node(rf_sim_t *s, uint32_t i) {
+    sim_node_t *n = &s->n[i];
+    rf_info_t inf;
+    rf_status(n->r, &inf);
+    if (inf.role != n->role || inf.term != n->role_term) {
+        tracef(s,
+               "n%u is %s in term %" PRIu64 " (last %" PRIu64 " durable %" PRIu64 " commit %" PRIu64
+               ")",
+               i + 1, rf_role_str(inf.role), inf.term, inf.last_index, inf.durable_index,
+               inf.commit_index);
+        n->role = inf.role;
+        n->role_term = inf.term;
+    }
+    if (inf.role == RF_LEADER) {
+        while (inf.term >= s->leader_cap) {
+            s->leader_of = realloc(s->leader_of, 2 * s->leader_cap * sizeof *s->leader_of);
+            cp_assert(s->leader_of);
+            memset(s->leader_of + s->leader_cap, 0, s->leader_cap * sizeof *s->leader_of);
+            s->leader_cap *= 2;
+        }
+        uint32_t *l = &s->leader_of[inf.term];
+        if (*l && *l != i + 1)
+            return fail(s, "two leaders in term %" PRIu64 ": n%u and n%u", inf.term, *l, i + 1);
+        if (!*l) {
+            *l = i + 1;
+            s->st.elections++;
+            if (!leader_complete(s, i)) return false;
+        }
+    }
+    if (inf.commit_index > inf.durable_index && inf.role == RF_LEADER)
+        return fail(s, "leader n%u commit %" PRIu64 " passes its durable index %" PRIu64, i + 1,
+                    inf.commit_index, inf.durable_index);
+    for (uint64_t k = n->commit_checked + 1; k <= inf.commit_index; k++) {
+        uint64_t t = rf_term_at(n->r, k);
+        if (s->com[k].term && s->com[k].term != t)
+            return fail(
+                s, "n%u commits index %" PRIu64 " term %" PRIu64 ", committed was term %" PRIu64,
+                i + 1, k, t, s->com[k].term);
+        s->com[k].term = t;
+    }
+    if (inf.commit_index > n->commit_checked) n->commit_checked = inf.commit_index;
+    if (inf.commit_index > s->max_commit) s->max_commit = inf.commit_index;
+    return true;
+}
+
+/* Exactly once: each acknowledged command is in the state of every replica applied that far. */
+static bool check_acked(rf_sim_t *s) {
+    for (uint64_t id = 1; id < s->next_id; id++) {
+        const sim_pend_t *p = &s->pend[id];
+        if (!p->acked) continue;
+        for (uint32_t i = 0; i < s->cfg.nodes; i++) {
+            const sim_node_t *n = &s->n[i];
+            if (n->up && n->applied >= p->ack_index && n->eff[id] != 1)
+                return fail(s,
+                            "acknowledged cmd %" PRIu64 " (index %" PRIu64 ") not applied on n%u",
+                            id, p->ack_index, i + 1);
+        }
+    }
+    return true;
+}
+
+bool rf_sim_check(rf_sim_t *s) {
+    for (uint32_t i = 0; i < s->cfg.nodes && !s->failed; i++)
+        if (s->n[i].up) check_node(s, i);
+    if (!s->failed && s->now % 64 == 0) check_acked(s);
+    return !s->failed;
+}
+
+bool rf_sim_process(rf_sim_t *s) {
+    for (int again = 1, rounds = 0; again && rounds < 16; rounds++) {
+        again = 0;
+        for (uint32_t i = 0; i < s->cfg.nodes; i++) {
+            if (!s->n[i].up) continue;
+            process_node(s, i);
+            again |= rf_has_ready(s->n[i].r);
+        }
+    }
+    return rf_sim_check(s);
+}
+
+/* ---- Manual control ---- */
+
+rf_t *rf_sim_raft(rf_sim_t *s, uint32_t i) {
+    return s->n[i].up ? s->n[i].r : NULL;
+}
+
+void rf_sim_tick(rf_sim_t *s, uint32_t i) {
+    if (s->n[i].up) rf_tick(s->n[i].r);
+}
+
+void rf_sim_fsync_upto(rf_sim_t *s, uint32_t i, uint64_t index) {
+    sim_node_t *n = &s->n[i];
+    if (index > n->len) index = n->len;
+    if (!n->up || index <= n->persisted) return;
+    n->persisted = index;
+    tracef(s, "n%u fsync up to %" PRIu64, i + 1, index);
+    rf_persisted(n->r, index, n->log[index].term);
+}
+
+void rf_sim_fsync(rf_sim_t *s, uint32_t i) {
+    rf_sim_fsync_upto(s, i, s->n[i].len);
+}
+
+uint32_t rf_sim_queued(const rf_sim_t *s) {
+    return s->queue_count;
+}
+
+void rf_sim_crash(rf_sim_t *s, uint32_t i) {
+    sim_node_t *n = &s->n[i];
+    if (!n->up) return;
+    tracef(s, "CRASH n%u (loses %" PRIu64 " unsynced entries)", i + 1, n->len - n->persisted);
+    rf_destroy(n->r);
+    n->r = NULL;
+    n->up = false;
+    n->len = n->persisted;
+    s->st.crashes++;
+}
+
+void rf_sim_restart(rf_sim_t *s, uint32_t i) {
+    if (s->n[i].up) return;
+    tracef(s, "restart n%u (term %" PRIu64 " vote %u, %" PRIu64 " entries)", i + 1, s->n[i].hs_term,
+           s->n[i].hs_vote, s->n[i].persisted);
+    node_start(s, i);
+}
+
+static rf_status_t propose_id(rf_sim_t *s, uint32_t i, uint64_t id, uint64_t *index) {
+    sim_node_t *n = &s->n[i];
+    if (!n->up) return RF_ERR_NOT_LEADER;
+    uint8_t cmd[SIM_CMD];
+    memcpy(cmd, &id, 8);
+    memcpy(cmd + 8, &s->now, 8);
+    uint64_t idx = 0;
+    rf_status_t st = rf_propose(n->r, cmd, SIM_CMD, &idx);
+    if (st != RF_OK) return st;
+    rf_info_t inf;
+    rf_status(n->r, &inf);
+    s->pend[id] =
+        (sim_pend_t){.index = idx, .term = inf.term, .since = s->now, .node = i, .proposed = true};
+    s->st.proposals++;
+    tracef(s, "client: cmd %" PRIu64 " proposed at n%u index %" PRIu64 " term %" PRIu64, id, i + 1,
+           idx, inf.term);
+    if (index) *index = idx;
+    return RF_OK;
+}
+
+rf_status_t rf_sim_propose(rf_sim_t *s, uint32_t i, uint64_t id, uint64_t *index) {
+    cp_assert(id > 0 && id < SIM_IDS_MAX);
+    if (id >= s->next_id) s->next_id = id + 1;
+    return propose_id(s, i, id, index);
+}
+
+int rf_sim_leader(const rf_sim_t *s) {
+    int best = -1;
+    uint64_t term = 0;
+    for (uint32_t i = 0; i < s->cfg.nodes; i++) {
+        if (!s->n[i].up) continue;
+        rf_info_t inf;
+        rf_status(s->n[i].r, &inf);
+        if (inf.role == RF_LEADER && inf.term >= term) {
+            best = (int)i;
+            term = inf.term;
+        }
+    }
+    return best;
+}
+
+uint64_t rf_sim_applied(const rf_sim_t *s, uint32_t i) {
+    return s->n[i].applied;
+}
+uint32_t rf_sim_reads_done(const rf_sim_t *s, uint32_t i) {
+    return s->n[i].reads_done;
+}
+uint64_t rf_sim_log_len(const rf_sim_t *s, uint32_t i) {
+    return s->n[i].len;
+}
+uint64_t rf_sim_persisted(const rf_sim_t *s, uint32_t i) {
+    return s->n[i].persisted;
+}
+const char *rf_sim_failure(const rf_sim_t *s) {
+    return s->failed ? s->failure : NULL;
+}
+
+void rf_sim_stats(const rf_sim_t *s, rf_sim_stats_t *out) {
+    *out = s->st;
+    out->steps = s->now;
+    out->max_commit = s->max_commit;
+}
+
+void rf_sim_print_trace(const rf_sim_t *s, FILE *f) {
+    uint32_t n = s->trace_n < SIM_TRACE ? s->trace_n : SIM_TRACE;
+    fprintf(f, "---- last %u events (seed %" PRIu64 ", %u nodes) ----\n", n, s->cfg.seed,
+            s->cfg.nodes);
+    for (uint32_t k = s->trace_n - n; k < s->trace_n; k++)
+        fprintf(f, "%s\n", s->trace[k % SIM_TRACE]);
+    fprintf(f, "VIOLATION: %s\n", s->failed ? s->failure : "(none)");
+}
+
+/* ---- The random schedule ---- */
+
+static uint32_t pick_node(rf_sim_t *s, bool up) {
+    uint32_t cand[RF_SIM_NODES_MAX], k = 0;
+    for (uint32_t i = 0; i < s->cfg.nodes; i++)
+        if (s->n[i].up == up) cand[k++] = i;
+    return k ? cand[prng_below(&s->prng, k)] : UINT32_MAX;
+}
+
+static void ev_propose(rf_sim_t *s) {
+    int l = rf_sim_leader(s);
+    uint32_t i = l >= 0 && prng_below(&s->prng, 10) < 8 ? (uint32_t)l : pick_node(s, true);
+    if (i == UINT32_MAX) return;
+    uint64_t id = 0;
+    if (prng_below(&s->prng, 2) && s->next_id > 1) { /* retry an unacknowledged command */
+        uint64_t c = 1 + prng_below(&s->prng, s->next_id - 1);
+        if (!s->pend[c].acked && s->now - s->pend[c].since > 100) id = c;
+    }
+    if (!id) {
+        if (s->next_id >= SIM_IDS_MAX - 1) return;
+        id = s->next_id++;
+    }
+    (void)propose_id(s, i, id, NULL);
+}
+
+static void ev_partition(rf_sim_t *s) {
+    uint32_t kind = (uint32_t)prng_below(&s->prng, 4),
+             a = (uint32_t)prng_below(&s->prng, s->cfg.nodes),
+             b = (uint32_t)prng_below(&s->prng, s->cfg.nodes);
+    if (kind == 0) {
+        memset(s->blocked, 0, sizeof s->blocked);
+        tracef(s, "heal all links");
+    } else if (kind == 1 && a != b) {
+        s->blocked[a][b] = true;
+        tracef(s, "block link n%u->n%u (one way)", a + 1, b + 1);
+    } else if (kind == 2) {
+        int l = rf_sim_leader(s); /* leaders are the interesting ones to cut off */
+        if (l >= 0 && prng_below(&s->prng, 2)) a = (uint32_t)l;
+        rf_sim_isolate(s, a, true);
+        tracef(s, "isolate n%u", a + 1);
+    } else {
+        rf_sim_isolate(s, a, false);
+        tracef(s, "reconnect n%u", a + 1);
+    }
+}
+
+static void ev_read(rf_sim_t *s) {
+    int l = rf_sim_leader(s);
+    if (l < 0 || s->next_read >= SIM_READS_MAX) return;
+    uint64_t ctx = s->next_read;
+    if (rf_read_index(s->n[l].r, ctx) != RF_OK) return;
+    s->read_floor[ctx] = s->max_commit;
+    s->next_read++;
+    tracef(s, "read index %" PRIu64 " at n%d", ctx, l + 1);
+}
+
+static void ev_transfer(rf_sim_t *s) {
+    int l = rf_sim_leader(s);
+    uint32_t to = (uint32_t)prng_below(&s->prng, s->cfg.nodes);
+    if (l < 0 || to == (uint32_t)l) return;
+    if (rf_transfer_leadership(s->n[l].r, to + 1) == RF_OK)
+        tracef(s, "transfer n%d -> n%u", l + 1, to + 1);
+}
+
+static void ev_deliver(rf_sim_t *s) {
+    if (!s->queue_count) return;
+    uint32_t pos = (uint32_t)prng_below(&s->prng, s->queue_count); /* any order */
+    if (prng_chance_ppm(&s->prng, s->dup_ppm)) {
+        sim_msg_t *sm = &s->pool[s->queue[pos]];
+        rf_entry_t ents[RF_MSG_ENTRIES_MAX];
+        for (uint32_t j = 0; j < sm->h.entry_count; j++)
+            ents[j] = (rf_entry_t){sm->ents[j].term, sm->ents[j].size, sm->ents[j].data};
+        rf_msg_t m = {.h = sm->h, .entries = ents};
+        net_put(s, &m); /* a duplicate stays queued */
+    }
+    net_deliver(s, pos);
+}
+
+/* The mix of events, per mille: ticks and deliveries dominate, so elections and
+ * replication make progress between faults; faults are frequent enough that a few thousand
+ * steps see several leader changes, crashes between write and fsync, and partitions. */
+static void step_random(rf_sim_t *s) {
+    uint32_t r = (uint32_t)prng_below(&s->prng, 1000), i;
+    if (r < 150) { /* the clock: every up node ticks (skew comes from the next case) */
+        for (i = 0; i < s->cfg.nodes; i++) rf_sim_tick(s, i);
+    } else if (r < 200) {
+        if ((i = pick_node(s, true)) != UINT32_MAX) rf_tick(s->n[i].r);
+    } else if (r < 600) {
+        ev_deliver(s);
+    } else if (r < 700) {
+        if ((i = pick_node(s, true)) != UINT32_MAX) rf_sim_fsync(s, i);
+    } else if (r < 820) {
+        ev_propose(s);
+    } else if (r < 845) {
+        ev_partition(s);
+    } else if (r < 853) {
+        int l = rf_sim_leader(s); /* half the crashes hit the leader */
+        i = l >= 0 && prng_below(&s->prng, 2) ? (uint32_t)l : pick_node(s, true);
+        if (i != UINT32_MAX) rf_sim_crash(s, i);
+    } else if (r < 870) {
+        if ((i = pick_node(s, false)) != UINT32_MAX) rf_sim_restart(s, i);
+    } else if (r < 930) {
+        ev_read(s);
+    } else if (r < 940) {
+        ev_transfer(s);
+    } else if (s->queue_count) {
+        net_remove(s, (uint32_t)prng_below(&s->prng, s->queue_count)); /* lost */
+        s->st.dropped++;
+    }
+}
+
+bool rf_sim_run(rf_sim_t *s, uint32_t steps) {
+    for (uint32_t k = 0; k < steps && !s->failed; k++) {
+        s->now++;
+        step_random(s);
+        rf_sim_process(s);
+    }
+    return !s->failed && check_acked(s);
+}
+
+/* ---- Liveness ---- */
+
+/* One calm round: every node ticks, every message is delivered, every log synced. */
+static void calm_round(rf_sim_t *s) {
+    s->now++;
+    for (uint32_t i = 0; i < s->cfg.nodes; i++) rf_sim_tick(s, i);
+    rf_sim_process(s);
+    for (int k = 0; k < 8 && s->queue_count; k++) {
+        rf_sim_deliver(s, SIM_ANY, SIM_ANY, 0);
+        for (uint32_t i = 0; i < s->cfg.nodes; i++) rf_sim_fsync(s, i);
+        rf_sim_process(s);
+    }
+    for (uint32_t i = 0; i < s->cfg.nodes; i++) rf_sim_fsync(s, i);
+    rf_sim_process(s);
+}
+
+static int stable_leader(const rf_sim_t *s) {
+    int l = rf_sim_leader(s);
+    if (l < 0) return -1;
+    rf_info_t li;
+    rf_status(s->n[l].r, &li);
+    for (uint32_t i = 0; i < s->cfg.nodes; i++) {
+        rf_info_t inf;
+        rf_status(s->n[i].r, &inf);
+        if (inf.term != li.term || inf.leader != (uint32_t)l + 1) return -1;
+    }
+    return l;
+}
+
+static bool all_done(const rf_sim_t *s) {
+    for (uint64_t id = 1; id < s->next_id; id++)
+        if (!s->pend[id].acked) return false;
+    uint64_t a = s->n[0].applied;
+    for (uint32_t i = 0; i < s->cfg.nodes; i++)
+        if (s->n[i].applied != a || a < s->max_commit) return false;
+    return true;
+}
+
+bool rf_sim_calm(rf_sim_t *s) {
+    if (s->failed) return false;
+    tracef(s, "CALM: heal, restart all, no loss");
+    memset(s->blocked, 0, sizeof s->blocked);
+    s->loss_ppm = s->dup_ppm = 0;
+    for (uint32_t i = 0; i < s->cfg.nodes; i++) rf_sim_restart(s, i);
+    uint32_t bound = 30 * s->cfg.election_ticks, k;
+    int l = -1;
+    for (k = 0; k < bound && l < 0 && !s->failed; k++) {
+        calm_round(s);
+        l = stable_leader(s);
+    }
+    if (s->failed) return false;
+    if (l < 0) return fail(s, "liveness: no stable leader within %u calm ticks", bound);
+    tracef(s, "CALM: leader n%d after %u ticks", l + 1, k);
+    if (s->next_id < SIM_IDS_MAX - 1) s->next_id++; /* a fresh command */
+    for (k = 0; k < bound && !s->failed && !all_done(s); k++) {
+        l = rf_sim_leader(s);
+        for (uint64_t id = 1; l >= 0 && id < s->next_id; id++) {
+            sim_pend_t *p = &s->pend[id];
+            bool lost = p->proposed &&
+                        (p->node != (uint32_t)l || s->now - p->since > 4 * s->cfg.election_ticks);
+            if (!p->acked && (!p->proposed || lost)) (void)propose_id(s, (uint32_t)l, id, NULL);
+        }
+        calm_round(s);
+    }
+    if (s->failed) return false;
+    if (!all_done(s))
+        return fail(s,
+                    "liveness: proposals not committed and applied everywhere within %u calm ticks",
+                    bound);
+    return check_acked(s);
+}

@@ -1,0 +1,88 @@
+/* A deterministic simulator of a Raft group (raft.h): N replicas in one process, each with a
+ * simulated durable log (a persisted prefix and a tail lost on crash) and a tiny state
+ * machine (a hash chain over applied entries and an applied-count per command id), a
+ * network that loses, duplicates, reorders and partitions (also one-way), crashes and
+ * restarts, clients that propose and retry commands with unique ids, and invariants checked
+ * after every step:
+ *   - at most one leader per term;
+ *   - a committed entry never changes (global record index -> term, data) and is never
+ *     truncated, and every new leader holds all of them;
+ *   - every replica applies the same sequence (hash chain per index);
+ *   - every command acknowledged to a client is applied exactly once on every replica that
+ *     has applied that far;
+ *   - log matching: one (data, previous term) per (index, term) in every written log.
+ * The hard state and the entries of a ready are written when it is collected (atomically);
+ * entries become durable only at a separate fsync event. A crash loses everything not
+ * reported persisted.
+ *
+ * Used by tests/sim and `cellpay sim`. Everything is reproducible from the seed. */
+#ifndef CP_RAFT_SIM_H
+#define CP_RAFT_SIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "repl/raft.h"
+
+#define RF_SIM_NODES_MAX 5u
+
+typedef struct rf_sim_config {
+    uint64_t seed;
+    uint32_t nodes;           /* 1..5 */
+    uint32_t election_ticks;  /* 0: 10 */
+    uint32_t heartbeat_ticks; /* 0: 2 */
+    bool manual;              /* unit tests: no auto fsync, lossless FIFO network, no faults */
+} rf_sim_config_t;
+
+typedef struct rf_sim rf_sim_t;
+
+rf_sim_t *rf_sim_create(const rf_sim_config_t *c);
+void rf_sim_destroy(rf_sim_t *s);
+
+/* Random faults for steps events; false at the first violated invariant. */
+bool rf_sim_run(rf_sim_t *s, uint32_t steps);
+/* Heals everything, restarts crashed nodes, then checks liveness: a leader within a bound of
+ * ticks, and every unacknowledged command (retried) and a fresh one committed and applied on
+ * every replica. false (with the failure set) when not. */
+bool rf_sim_calm(rf_sim_t *s);
+const char *rf_sim_failure(const rf_sim_t *s);
+/* The last events (up to 64), one per line, then the failure. */
+void rf_sim_print_trace(const rf_sim_t *s, FILE *f);
+
+typedef struct rf_sim_stats {
+    uint64_t steps, delivered, dropped, crashes, elections, proposals, acked, max_commit, reads;
+} rf_sim_stats_t;
+void rf_sim_stats(const rf_sim_t *s, rf_sim_stats_t *out);
+
+/* ---- Manual control, for unit tests. Nodes are 0-based here; raft ids are i + 1. ---- */
+rf_t *rf_sim_raft(rf_sim_t *s, uint32_t i);
+void rf_sim_tick(rf_sim_t *s, uint32_t i);
+/* Collects and handles every ready (write, send, apply) until none is left; checks. */
+bool rf_sim_process(rf_sim_t *s);
+/* Delivers queued messages from -> to of a type (0: any; from/to UINT32_MAX: any), FIFO;
+ * returns how many. rf_sim_drop discards them instead. */
+uint32_t rf_sim_deliver(rf_sim_t *s, uint32_t from, uint32_t to, uint8_t type);
+uint32_t rf_sim_drop(rf_sim_t *s, uint32_t from, uint32_t to, uint8_t type);
+void rf_sim_block(rf_sim_t *s, uint32_t from, uint32_t to, bool blocked);
+void rf_sim_isolate(rf_sim_t *s, uint32_t i, bool isolated);
+/* Makes node i's written log durable and tells its core. */
+void rf_sim_fsync(rf_sim_t *s, uint32_t i);
+/* Makes only [1, index] of node i's written log durable. */
+void rf_sim_fsync_upto(rf_sim_t *s, uint32_t i, uint64_t index);
+uint32_t rf_sim_queued(const rf_sim_t *s);
+void rf_sim_crash(rf_sim_t *s, uint32_t i);
+void rf_sim_restart(rf_sim_t *s, uint32_t i);
+/* Proposes command id at node i; the status of rf_propose. */
+rf_status_t rf_sim_propose(rf_sim_t *s, uint32_t i, uint64_t id, uint64_t *index);
+/* The node that is leader in the highest term, or -1. */
+int rf_sim_leader(const rf_sim_t *s);
+uint64_t rf_sim_applied(const rf_sim_t *s, uint32_t i);
+/* Reads confirmed at node i so far (read index results). */
+uint32_t rf_sim_reads_done(const rf_sim_t *s, uint32_t i);
+/* Entries written / persisted in node i's simulated log. */
+uint64_t rf_sim_log_len(const rf_sim_t *s, uint32_t i);
+uint64_t rf_sim_persisted(const rf_sim_t *s, uint32_t i);
+bool rf_sim_check(rf_sim_t *s);
+
+#endif

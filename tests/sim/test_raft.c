@@ -1,0 +1,430 @@
+/* Unit tests of the Raft core's safety rules (shared/docs/raft-notes.md), each built
+ * deterministically on the simulator's manual mode: a lossless FIFO network the test
+ * delivers by hand, and fsyncs only when the test says. Each test fails when its rule is
+ * broken in src/repl/raft.c (checked once by breaking the code on purpose). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "repl/raft.h"
+#include "repl/raft_sim.h"
+
+#define ANY UINT32_MAX
+#define ELECTION 10u
+
+static rf_sim_t *sim_new(uint32_t nodes) {
+    return rf_sim_create(&(rf_sim_config_t){.seed = 42, .nodes = nodes, .manual = true});
+}
+
+static rf_info_t info(rf_sim_t *s, uint32_t i) {
+    rf_info_t inf;
+    rf_status(rf_sim_raft(s, i), &inf);
+    return inf;
+}
+
+static void process(rf_sim_t *s) {
+    if (!rf_sim_process(s)) {
+        rf_sim_print_trace(s, stderr);
+        fail_msg("invariant: %s", rf_sim_failure(s));
+    }
+}
+
+/* Delivers everything, fsyncs every up node, until the network is quiet. */
+static void settle(rf_sim_t *s, uint32_t nodes) {
+    for (int k = 0; k < 200; k++) {
+        process(s);
+        for (uint32_t i = 0; i < nodes; i++) rf_sim_fsync(s, i);
+        process(s);
+        if (!rf_sim_queued(s)) return;
+        rf_sim_deliver(s, ANY, ANY, 0);
+    }
+}
+
+/* Ticks node i alone until it campaigns, then lets the election run. */
+static void elect(rf_sim_t *s, uint32_t nodes, uint32_t i) {
+    for (uint32_t k = 0; k < 3 * ELECTION && info(s, i).role == RF_FOLLOWER; k++) rf_sim_tick(s, i);
+    settle(s, nodes);
+    assert_int_equal(rf_sim_leader(s), (int)i);
+}
+
+static uint64_t cmd_index(rf_sim_t *s, uint32_t i, uint64_t id) {
+    uint64_t index = 0;
+    assert_int_equal(rf_sim_propose(s, i, id, &index), RF_OK);
+    process(s);
+    return index;
+}
+
+/* Rule 1 (Figure 8): n1 holds an entry of term t1 that n0 (leader of t1) replicated to it
+ * but never learned committed. n1 wins t2 and appends its no-op; once n2 also holds the old
+ * entry it sits on a majority, but n1 must not count it committed until the no-op (a
+ * current-term entry) is on a majority too. */
+static void test_figure8_old_term_not_counted(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_new(3);
+    elect(s, 3, 0);
+    uint64_t t1 = info(s, 0).term, c1 = info(s, 0).commit_index;
+    uint64_t a = cmd_index(s, 0, 1);
+    rf_sim_drop(s, 0, 2, 0);             /* n2 never sees it from n0 */
+    rf_sim_deliver(s, 0, 1, RF_MSG_APP); /* n1 does */
+    process(s);
+    rf_sim_fsync(s, 1);
+    process(s);
+    rf_sim_crash(s, 0); /* n0 dies before learning of the ack */
+    rf_sim_drop(s, ANY, ANY, 0);
+    for (uint32_t k = 0; k < ELECTION; k++) rf_sim_tick(s, 2); /* n2's lease on n0 ends */
+    process(s);
+    rf_sim_drop(s, ANY, ANY, 0);
+    for (uint32_t k = 0; k < 3 * ELECTION && info(s, 1).role != RF_LEADER; k++) {
+        rf_sim_tick(s, 1);
+        process(s);
+        rf_sim_deliver(s, 1, 2, 0);
+        process(s);
+        rf_sim_deliver(s, 2, 1, 0);
+        process(s);
+    }
+    assert_int_equal(info(s, 1).role, RF_LEADER);
+    uint64_t noop = info(s, 1).last_index;
+    assert_int_equal(noop, a + 1);
+    assert_true(rf_term_at(rf_sim_raft(s, 1), a) == t1);
+    rf_sim_fsync(s, 1); /* the leader's own log is durable */
+    process(s);
+    /* n2 lacks a: the first append is rejected, the probe carries a and the no-op. */
+    for (int k = 0; k < 4; k++) {
+        rf_sim_deliver(s, 1, 2, 0);
+        process(s);
+        rf_sim_deliver(s, 2, 1, 0);
+        process(s);
+    }
+    assert_int_equal(rf_sim_log_len(s, 2), noop);
+    rf_sim_fsync_upto(s, 2, a); /* only the old-term entry is durable on n2: ack = a */
+    process(s);
+    rf_sim_deliver(s, 2, 1, 0);
+    process(s);
+    assert_int_equal(info(s, 1).commit_index, c1); /* a is on a majority, yet not counted */
+    rf_sim_fsync(s, 2);
+    process(s);
+    rf_sim_deliver(s, 2, 1, 0);
+    process(s);
+    assert_int_equal(info(s, 1).commit_index, noop); /* the no-op commits a with it */
+    rf_sim_destroy(s);
+}
+
+/* Rule 2: a candidate whose durable log is shorter (it crashed and lost its unsynced tail)
+ * gets no vote from a node that holds the entry durably. */
+static void test_vote_denied_to_shorter_durable_log(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_new(3);
+    elect(s, 3, 0);
+    uint64_t a = cmd_index(s, 0, 1);
+    rf_sim_deliver(s, 0, ANY, RF_MSG_APP);
+    process(s);
+    rf_sim_fsync(s, 1);
+    rf_sim_crash(s, 2); /* n2 wrote a but never synced it: lost */
+    rf_sim_crash(s, 0);
+    rf_sim_drop(s, ANY, ANY, 0);
+    rf_sim_restart(s, 2);
+    assert_int_equal(info(s, 2).last_index, a - 1);
+    for (uint32_t k = 0; k < ELECTION; k++) rf_sim_tick(s, 1); /* n1's lease on n0 ends */
+    process(s);
+    for (uint32_t k = 0; k < 4 * ELECTION; k++) {
+        rf_sim_tick(s, 2);
+        process(s);
+        rf_sim_deliver(s, ANY, ANY, 0);
+        process(s);
+        assert_int_not_equal(info(s, 2).role, RF_LEADER);
+    }
+    assert_int_not_equal(info(s, 1).vote, 3u);
+    rf_sim_destroy(s);
+}
+
+/* Rule 5: a node does not campaign while an entry it holds is not durable. */
+static void test_no_election_with_write_in_flight(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_new(3);
+    elect(s, 3, 0);
+    (void)cmd_index(s, 0, 1);
+    rf_sim_deliver(s, 0, 1, RF_MSG_APP); /* n1 writes, does not sync */
+    process(s);
+    rf_sim_crash(s, 0);
+    rf_sim_drop(s, ANY, ANY, 0);
+    for (uint32_t k = 0; k < 4 * ELECTION; k++) rf_sim_tick(s, 1);
+    process(s);
+    assert_int_equal(info(s, 1).role, RF_FOLLOWER);
+    rf_sim_fsync(s, 1);
+    process(s);
+    rf_sim_tick(s, 1);
+    process(s);
+    assert_int_not_equal(info(s, 1).role, RF_FOLLOWER);
+    rf_sim_destroy(s);
+}
+
+/* Rule 8, pre-vote: a node cut off for many election timeouts does not raise its term, so
+ * when it returns the leader is undisturbed. */
+static void test_prevote_partitioned_node_does_not_disrupt(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_new(3);
+    elect(s, 3, 0);
+    uint64_t term = info(s, 0).term;
+    rf_sim_isolate(s, 2, true);
+    for (uint32_t k = 0; k < 10 * ELECTION; k++) {
+        for (uint32_t i = 0; i < 3; i++) rf_sim_tick(s, i);
+        settle(s, 3);
+    }
+    assert_int_equal(info(s, 2).term, term);
+    rf_sim_isolate(s, 2, false);
+    for (uint32_t k = 0; k < 3 * ELECTION; k++) {
+        for (uint32_t i = 0; i < 3; i++) rf_sim_tick(s, i);
+        settle(s, 3);
+    }
+    assert_int_equal(rf_sim_leader(s), 0);
+    assert_int_equal(info(s, 0).term, term);
+    assert_int_equal(info(s, 2).leader, 1u);
+    rf_sim_destroy(s);
+}
+
+/* Rule 8, the lease that comes with check-quorum: with the link leader -> n2 cut one way,
+ * n2 stops hearing the leader and campaigns, but n1, which still hears the leader, ignores
+ * its (pre-)votes; the leader and its term survive. */
+static void test_asymmetric_partition_does_not_disrupt(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_new(3);
+    elect(s, 3, 0);
+    uint64_t term = info(s, 0).term;
+    rf_sim_block(s, 0, 2, true);
+    for (uint32_t k = 0; k < 10 * ELECTION; k++) {
+        for (uint32_t i = 0; i < 3; i++) rf_sim_tick(s, i);
+        settle(s, 3);
+    }
+    assert_int_equal(rf_sim_leader(s), 0);
+    assert_int_equal(info(s, 0).term, term);
+    assert_int_equal(info(s, 1).term, term);
+    rf_sim_destroy(s);
+}
+
+/* Rule 8, check-quorum: a leader cut off from its quorum steps down within an election
+ * timeout or two. */
+static void test_check_quorum_isolated_leader_steps_down(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_new(3);
+    elect(s, 3, 0);
+    rf_sim_isolate(s, 0, true);
+    for (uint32_t k = 0; k < 2 * ELECTION; k++) {
+        rf_sim_tick(s, 0);
+        settle(s, 3);
+    }
+    assert_int_equal(info(s, 0).role, RF_FOLLOWER);
+    rf_sim_destroy(s);
+}
+
+static void test_leadership_transfer(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_new(3);
+    elect(s, 3, 0);
+    uint64_t term = info(s, 0).term;
+    (void)cmd_index(s, 0, 1);
+    assert_int_equal(rf_transfer_leadership(rf_sim_raft(s, 0), 2), RF_OK);
+    uint64_t index;
+    assert_int_equal(rf_sim_propose(s, 0, 2, &index), RF_ERR_TRANSFERRING);
+    settle(s, 3);
+    assert_int_equal(rf_sim_leader(s), 1);
+    assert_int_equal(info(s, 1).term, term + 1);
+    assert_int_equal(rf_sim_propose(s, 0, 3, &index), RF_ERR_NOT_LEADER);
+    assert_int_equal(info(s, 0).leader, 2u);
+    rf_sim_destroy(s);
+}
+
+/* Rule 9: a read index is released only after a quorum answered a heartbeat round begun
+ * after the read; an isolated leader never releases it. */
+static void test_read_index_waits_for_heartbeat_round(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_new(3);
+    elect(s, 3, 0);
+    assert_int_equal(rf_read_index(rf_sim_raft(s, 0), 7), RF_OK);
+    process(s);
+    assert_int_equal(rf_sim_reads_done(s, 0), 0);
+    rf_sim_deliver(s, 0, 1, RF_MSG_HEARTBEAT);
+    process(s);
+    assert_int_equal(rf_sim_reads_done(s, 0), 0);
+    rf_sim_deliver(s, 1, 0, RF_MSG_HEARTBEAT_RESP);
+    process(s);
+    assert_int_equal(rf_sim_reads_done(s, 0), 1);
+    /* isolated: never */
+    rf_sim_isolate(s, 0, true);
+    assert_int_equal(rf_read_index(rf_sim_raft(s, 0), 8), RF_OK);
+    settle(s, 3);
+    assert_int_equal(rf_sim_reads_done(s, 0), 1);
+    assert_int_equal(rf_read_index(rf_sim_raft(s, 1), 9), RF_ERR_NOT_LEADER);
+    rf_sim_destroy(s);
+}
+
+/* Rule 4: followers' acknowledgments alone never commit past the leader's durable index. */
+static void test_commit_never_passes_leader_durable(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_new(3);
+    elect(s, 3, 0);
+    uint64_t c = info(s, 0).commit_index;
+    uint64_t a = cmd_index(s, 0, 1);
+    for (int k = 0; k < 3; k++) {
+        rf_sim_deliver(s, 0, ANY, 0);
+        process(s);
+        rf_sim_fsync(s, 1);
+        rf_sim_fsync(s, 2);
+        process(s);
+        rf_sim_deliver(s, ANY, 0, 0);
+        process(s);
+    }
+    assert_int_equal(rf_sim_persisted(s, 1), a);
+    assert_int_equal(info(s, 0).commit_index, c);
+    rf_sim_fsync(s, 0);
+    process(s);
+    assert_int_equal(info(s, 0).commit_index, a);
+    rf_sim_destroy(s);
+}
+
+/* Rule 3: a follower acknowledges only what it has synced, so a leader whose followers have
+ * not synced does not commit. */
+static void test_follower_acks_only_durable(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_new(3);
+    elect(s, 3, 0);
+    uint64_t c = info(s, 0).commit_index;
+    uint64_t a = cmd_index(s, 0, 1);
+    rf_sim_fsync(s, 0);
+    for (int k = 0; k < 3; k++) {
+        rf_sim_deliver(s, 0, ANY, 0);
+        process(s);
+        rf_sim_deliver(s, ANY, 0, 0);
+        process(s);
+    }
+    assert_int_equal(rf_sim_log_len(s, 1), a);
+    assert_int_equal(info(s, 0).commit_index, c);
+    rf_sim_fsync(s, 2);
+    process(s);
+    rf_sim_deliver(s, 2, 0, 0);
+    process(s);
+    assert_int_equal(info(s, 0).commit_index, a);
+    rf_sim_destroy(s);
+}
+
+/* Rule 6: a follower's conflicting tail is cut from memory and from the written log. */
+static void test_conflict_truncates_log(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_new(3);
+    elect(s, 3, 0);
+    rf_sim_isolate(s, 0, true);
+    uint64_t a = cmd_index(s, 0, 1); /* n0 alone: never commits */
+    (void)cmd_index(s, 0, 2);
+    rf_sim_fsync(s, 0);
+    settle(s, 3);
+    rf_sim_crash(s, 0);
+    for (uint32_t k = 0; k < ELECTION; k++) rf_sim_tick(s, 2); /* n2's lease on n0 ends */
+    elect(s, 3, 1);
+    (void)cmd_index(s, 1, 3);
+    settle(s, 3);
+    rf_sim_restart(s, 0);
+    rf_sim_isolate(s, 0, false);
+    for (uint32_t k = 0; k < 2 * ELECTION; k++) {
+        rf_sim_tick(s, 1);
+        settle(s, 3);
+    }
+    assert_int_equal(info(s, 0).last_index, info(s, 1).last_index);
+    assert_true(rf_term_at(rf_sim_raft(s, 0), a) == rf_term_at(rf_sim_raft(s, 1), a));
+    assert_int_equal(rf_sim_log_len(s, 0), info(s, 1).last_index);
+    assert_int_equal(rf_sim_applied(s, 0), rf_sim_applied(s, 1));
+    rf_sim_destroy(s);
+}
+
+static void test_single_node_and_status(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_new(1);
+    for (uint32_t k = 0; k < 3 * ELECTION; k++) rf_sim_tick(s, 0);
+    settle(s, 1);
+    assert_int_equal(rf_sim_leader(s), 0);
+    uint64_t a = cmd_index(s, 0, 1);
+    settle(s, 1);
+    assert_int_equal(rf_sim_applied(s, 0), a);
+    assert_int_equal(rf_read_index(rf_sim_raft(s, 0), 1), RF_OK);
+    process(s);
+    assert_int_equal(rf_sim_reads_done(s, 0), 1);
+    assert_string_equal(rf_status_str(RF_ERR_NOT_LEADER), "not leader");
+    rf_sim_destroy(s);
+}
+
+/* The driver loop on the bare core: a one-voter group with a tiny window (4 entries, 40
+ * bytes) fills up, refuses proposals, and takes them again once applied entries are
+ * compacted; entry bytes survive the arena's wrap-around. */
+static void drive(rf_t *r, uint64_t *applied_sum) {
+    while (rf_has_ready(r)) {
+        rf_ready_t rd;
+        rf_ready(r, &rd);
+        for (uint32_t k = 0; k < rd.committed_count; k++)
+            if (rd.committed[k].size) *applied_sum += ((const uint8_t *)rd.committed[k].data)[9];
+        uint64_t last = rd.entries_first + rd.entry_count - 1;
+        uint64_t term = rd.entry_count ? rd.entries[rd.entry_count - 1].term : 0;
+        rf_advance(r, &rd);
+        if (term) rf_persisted(r, last, term); /* written and synced at once */
+    }
+}
+
+static void test_window_full_and_compaction(void **state) {
+    (void)state;
+    rf_config_t c = {.id = 1,
+                     .voters = {1},
+                     .voter_count = 1,
+                     .election_ticks = 10,
+                     .heartbeat_ticks = 2,
+                     .pre_vote = true,
+                     .check_quorum = true,
+                     .seed = 1,
+                     .window_entries = 4,
+                     .window_bytes = 40};
+    rf_t *r = rf_create(&c);
+    assert_non_null(r);
+    uint64_t sum = 0, expect = 0, index;
+    for (int k = 0; k < 30; k++) rf_tick(r);
+    drive(r, &sum);
+    rf_info_t inf;
+    rf_status(r, &inf);
+    assert_int_equal(inf.role, RF_LEADER);
+    uint8_t buf[12] = {0};
+    for (uint8_t v = 1; v <= 40; v++) {
+        buf[9] = v;
+        rf_status_t st = rf_propose(r, buf, sizeof buf, &index);
+        if (st == RF_ERR_FULL) {
+            rf_status(r, &inf);
+            assert_true(inf.last_index - inf.first_index + 1 >= 3); /* 3 x 12 bytes + no-op */
+            rf_compact(r, inf.applied_index);
+            st = rf_propose(r, buf, sizeof buf, &index);
+        }
+        assert_int_equal(st, RF_OK);
+        expect += v;
+        drive(r, &sum);
+    }
+    assert_int_equal(sum, expect);
+    assert_int_equal(rf_propose(r, buf, RF_ENTRY_MAX + 1, &index), RF_ERR_TOO_BIG);
+    rf_destroy(r);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_figure8_old_term_not_counted),
+        cmocka_unit_test(test_vote_denied_to_shorter_durable_log),
+        cmocka_unit_test(test_no_election_with_write_in_flight),
+        cmocka_unit_test(test_prevote_partitioned_node_does_not_disrupt),
+        cmocka_unit_test(test_asymmetric_partition_does_not_disrupt),
+        cmocka_unit_test(test_check_quorum_isolated_leader_steps_down),
+        cmocka_unit_test(test_leadership_transfer),
+        cmocka_unit_test(test_read_index_waits_for_heartbeat_round),
+        cmocka_unit_test(test_commit_never_passes_leader_durable),
+        cmocka_unit_test(test_follower_acks_only_durable),
+        cmocka_unit_test(test_conflict_truncates_log),
+        cmocka_unit_test(test_single_node_and_status),
+        cmocka_unit_test(test_window_full_and_compaction),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
