@@ -124,7 +124,7 @@ static void apply_command(cell_t *c, const cell_command_t *cmd, const void *body
         reply(ctx, cmd,
               ledger_test_set_balances(c->ledger, b[0], b[1], b[2], b[3], b[4])
                   ? PROTO_STATUS_OK
-                  : PROTO_STATUS_REFUSED,
+                  : PROTO_STATUS_NOT_FOUND,
               c->clock, NULL, 0);
         return;
     case PROTO_OP_TEST_SET_CLOCK:

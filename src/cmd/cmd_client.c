@@ -115,18 +115,6 @@ static void reply_client_error(client_driver_t *d, int32_t status) {
     jsonl_reply_error(&d->out, text);
 }
 
-/* The cell answers refused to test_set_balances both when test ops are off and when the
- * account does not exist (cell.c); a lookup tells the two apart, so that the line says what
- * `cellpay ledger --test-ops` says. */
-static const char *refused_reason(client_driver_t *d, const jsonl_request_t *r) {
-    static const char off[] = "test ops are refused (run the node with --test-ops)";
-    uint32_t n = 0;
-    if (r->op != JSONL_TEST_SET_BALANCES) return off;
-    int32_t status = client_call(d->client, PROTO_OP_LOOKUP_ACCOUNTS, &r->account_id,
-                                 sizeof r->account_id, d->reply, PROTO_MESSAGE_MAX, &n, NULL);
-    return status == PROTO_STATUS_OK && n == 0 ? "account not found" : off;
-}
-
 static void execute(client_driver_t *d, const jsonl_request_t *r) {
     unsigned char scratch[80];
     const void *body;
@@ -142,7 +130,9 @@ static void execute(client_driver_t *d, const jsonl_request_t *r) {
     if (status < 0)
         reply_client_error(d, status);
     else if (status == PROTO_STATUS_REFUSED && test_op)
-        jsonl_reply_error(&d->out, refused_reason(d, r));
+        jsonl_reply_error(&d->out, "test ops are refused (run the node with --test-ops)");
+    else if (status == PROTO_STATUS_NOT_FOUND)
+        jsonl_reply_error(&d->out, "account not found"); /* as `cellpay ledger --test-ops` */
     else if (status != PROTO_STATUS_OK)
         jsonl_reply_error(&d->out, proto_status_str((uint32_t)status));
     else

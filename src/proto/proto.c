@@ -43,6 +43,7 @@ const char *proto_status_str(uint32_t s) {
     case PROTO_STATUS_LEDGER_FULL: return "ledger table full";
     case PROTO_STATUS_CLOCK: return "clock cannot advance";
     case PROTO_STATUS_WRONG_CELL: return "wrong cell";
+    case PROTO_STATUS_NOT_FOUND: return "not found";
     }
     return "unknown status";
 }

@@ -63,6 +63,7 @@ typedef enum proto_status {
     PROTO_STATUS_LEDGER_FULL = 4, /* a table is full; nothing applied */
     PROTO_STATUS_CLOCK = 5,       /* the clock could not advance */
     PROTO_STATUS_WRONG_CELL = 6,
+    PROTO_STATUS_NOT_FOUND = 7, /* test_set_balances: no such account */
 } proto_status_t;
 
 typedef enum proto_error {

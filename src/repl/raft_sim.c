@@ -78,6 +78,14 @@ struct rf_sim {
     uint64_t read_floor[SIM_READS_MAX]; /* by ctx: max commit when the read began */
     uint64_t next_read;
     uint64_t now;
+    /* The nemesis (random mode only): scripted faults at short intervals, on top of the
+     * per-step noise, so that a run sees dozens of leader changes. */
+    uint64_t next_fault;
+    uint64_t slow_until[RF_SIM_NODES_MAX]; /* a slow disk: rare, partial fsyncs */
+    int fig8_node;                         /* -1, or the leader a Figure 8 scenario crashes */
+    uint64_t fig8_crash_at;
+    uint32_t mid_crash_ppm; /* crash in the middle of handling a ready */
+    bool calm;
     char trace[SIM_TRACE][200];
     uint32_t trace_n;
     bool failed;
@@ -177,9 +185,12 @@ rf_sim_t *rf_sim_create(const rf_sim_config_t *c) {
     for (uint32_t k = 0; k < SIM_NET_MAX; k++) s->free_list[k] = (uint16_t)(SIM_NET_MAX - 1 - k);
     s->free_count = SIM_NET_MAX;
     s->next_id = 1;
+    s->fig8_node = -1;
     if (!c->manual) {
         s->loss_ppm = 20000;
         s->dup_ppm = 10000;
+        s->mid_crash_ppm = 2000;
+        s->next_fault = 20;
     }
     for (uint32_t i = 0; i < c->nodes; i++) {
         s->n[i].log = calloc(SIM_LOG_MAX + 2, sizeof(sim_ent_t));
@@ -389,6 +400,16 @@ static void read_done(rf_sim_t *s, uint32_t i, const rf_read_state_t *rs) {
              rs->ctx, i + 1, rs->index, s->read_floor[rs->ctx]);
 }
 
+/* A ready handled non-atomically: the hard state and the entries are written (the entries
+ * unsynced), only a prefix of the messages leaves, then the node dies. */
+static void crash_mid_ready(rf_sim_t *s, uint32_t i, const rf_ready_t *rd) {
+    uint32_t sent = (uint32_t)prng_below(&s->prng, rd->msg_count + 1u);
+    for (uint32_t k = 0; k < sent; k++) net_put(s, &rd->msgs[k]);
+    tracef(s, "n%u crashes mid-ready: %u of %u messages sent, %u entries unsynced", i + 1, sent,
+           rd->msg_count, rd->entry_count);
+    rf_sim_crash(s, i);
+}
+
 static void process_node(rf_sim_t *s, uint32_t i) {
     sim_node_t *n = &s->n[i];
     for (int rounds = 0; n->up && rf_has_ready(n->r) && rounds < 64; rounds++) {
@@ -399,6 +420,10 @@ static void process_node(rf_sim_t *s, uint32_t i) {
             n->hs_vote = rd.hs.vote;
         }
         if (rd.entry_count) write_entries(s, i, &rd);
+        if (!s->calm && prng_chance_ppm(&s->prng, s->mid_crash_ppm)) {
+            crash_mid_ready(s, i, &rd); /* rd is gone with the core */
+            return;
+        }
         for (uint32_t k = 0; k < rd.msg_count; k++)
             if (!prng_chance_ppm(&s->prng, s->loss_ppm)) net_put(s, &rd.msgs[k]);
         for (uint32_t k = 0; k < rd.committed_count; k++)
@@ -491,7 +516,7 @@ bool rf_sim_process(rf_sim_t *s) {
         for (uint32_t i = 0; i < s->cfg.nodes; i++) {
             if (!s->n[i].up) continue;
             process_node(s, i);
-            again |= rf_has_ready(s->n[i].r);
+            again |= s->n[i].up && rf_has_ready(s->n[i].r); /* it may crash mid-ready */
         }
     }
     return rf_sim_check(s);
@@ -527,11 +552,17 @@ uint32_t rf_sim_queued(const rf_sim_t *s) {
 void rf_sim_crash(rf_sim_t *s, uint32_t i) {
     sim_node_t *n = &s->n[i];
     if (!n->up) return;
-    tracef(s, "CRASH n%u (loses %" PRIu64 " unsynced entries)", i + 1, n->len - n->persisted);
+    /* Entries never reported durable may or may not have reached the disk: a random prefix
+     * of the unsynced tail survives (the WAL drops a torn last entry by its checksum), the
+     * rest is lost. An entry reported durable is never lost. */
+    uint64_t keep = s->cfg.manual ? 0 : prng_below(&s->prng, n->len - n->persisted + 1);
+    tracef(s, "CRASH n%u (loses %" PRIu64 " unsynced entries, %" PRIu64 " survive)", i + 1,
+           n->len - n->persisted - keep, keep);
     rf_destroy(n->r);
     n->r = NULL;
     n->up = false;
-    n->len = n->persisted;
+    n->len = n->persisted + keep;
+    n->persisted = n->len;
     s->st.crashes++;
 }
 
@@ -678,9 +709,18 @@ static void ev_transfer(rf_sim_t *s) {
         tracef(s, "transfer n%d -> n%u", l + 1, to + 1);
 }
 
+/* Delivery order: mostly one of the newest messages, sometimes any. Old messages thus
+ * linger for hundreds of steps and arrive after terms changed (stale votes, appends and
+ * answers of deposed leaders). */
+static uint32_t pick_msg(rf_sim_t *s) {
+    uint32_t n = s->queue_count, recent = n < 6 ? n : 6;
+    if (prng_below(&s->prng, 4)) return n - 1 - (uint32_t)prng_below(&s->prng, recent);
+    return (uint32_t)prng_below(&s->prng, n);
+}
+
 static void ev_deliver(rf_sim_t *s) {
     if (!s->queue_count) return;
-    uint32_t pos = (uint32_t)prng_below(&s->prng, s->queue_count); /* any order */
+    uint32_t pos = pick_msg(s);
     if (prng_chance_ppm(&s->prng, s->dup_ppm)) {
         sim_msg_t *sm = &s->pool[s->queue[pos]];
         rf_entry_t ents[RF_MSG_ENTRIES_MAX];
@@ -692,32 +732,122 @@ static void ev_deliver(rf_sim_t *s) {
     net_deliver(s, pos);
 }
 
+/* A group commit: often only a prefix of what was written (so a follower acknowledges part
+ * of an append); a slow disk syncs rarely. */
+static void ev_fsync(rf_sim_t *s) {
+    uint32_t i = pick_node(s, true);
+    if (i == UINT32_MAX) return;
+    sim_node_t *n = &s->n[i];
+    if (s->now < s->slow_until[i] && prng_below(&s->prng, 8)) return;
+    if (n->len <= n->persisted) return;
+    if (prng_below(&s->prng, 2)) {
+        rf_sim_fsync(s, i);
+        return;
+    }
+    rf_sim_fsync_upto(s, i, n->persisted + 1 + prng_below(&s->prng, n->len - n->persisted));
+}
+
+/* The leader, or a random up node when there is none (or by chance). */
+static uint32_t pick_victim(rf_sim_t *s, uint32_t leader_pct) {
+    int l = rf_sim_leader(s);
+    if (l >= 0 && prng_below(&s->prng, 100) < leader_pct) return (uint32_t)l;
+    return pick_node(s, true);
+}
+
+/* Cuts side (a bit set) from the rest, both ways or (sometimes) one way only. */
+static void cut(rf_sim_t *s, uint32_t side, bool one_way) {
+    for (uint32_t a = 0; a < s->cfg.nodes; a++)
+        for (uint32_t b = 0; b < s->cfg.nodes; b++)
+            if ((side >> a & 1) && !(side >> b & 1)) {
+                s->blocked[a][b] = true;
+                if (!one_way) s->blocked[b][a] = true;
+            }
+}
+
+/* A random minority of the followers of l, as a bit set (may be empty). */
+static uint32_t minority_with(rf_sim_t *s, uint32_t l) {
+    uint32_t side = 1u << l, room = (s->cfg.nodes - 1) / 2; /* l plus fewer than a quorum */
+    uint32_t extra = (uint32_t)prng_below(&s->prng, room);
+    for (uint32_t k = 0; k < extra; k++) side |= 1u << prng_below(&s->prng, s->cfg.nodes);
+    return side;
+}
+
+/* Figure 8 of the Raft paper: the leader gets its newest entries to a minority at most,
+ * then crashes; others elect among themselves; later the old leader comes back. */
+static void nem_figure8(rf_sim_t *s) {
+    int l = rf_sim_leader(s);
+    if (l < 0) return;
+    uint32_t side = minority_with(s, (uint32_t)l);
+    for (uint32_t b = 0; b < s->cfg.nodes; b++) /* l's appends reach its minority only */
+        if (!(side >> b & 1)) s->blocked[l][b] = true;
+    for (int k = 0; k < 3 && s->next_id < SIM_IDS_MAX - 1; k++)
+        (void)propose_id(s, (uint32_t)l, s->next_id++, NULL);
+    s->fig8_node = l;
+    s->fig8_crash_at = s->now + 1 + prng_below(&s->prng, 20);
+    tracef(s, "NEMESIS figure 8: n%d replicates to set 0x%x only, crashes at %" PRIu64, l + 1,
+           side, s->fig8_crash_at);
+}
+
+static void nem_heal(rf_sim_t *s) {
+    memset(s->blocked, 0, sizeof s->blocked);
+    for (uint32_t i = 0; i < s->cfg.nodes; i++)
+        if (!s->n[i].up && prng_below(&s->prng, 2)) rf_sim_restart(s, i);
+    tracef(s, "NEMESIS heal links, restart some");
+}
+
+/* One scripted fault; the next one comes after a short calm window. */
+static void nemesis(rf_sim_t *s) {
+    s->next_fault = s->now + 10 + prng_below(&s->prng, 120);
+    uint32_t kind = (uint32_t)prng_below(&s->prng, 8), i;
+    if (kind == 0 || kind == 1) {
+        if ((i = pick_victim(s, 80)) != UINT32_MAX) rf_sim_crash(s, i);
+    } else if (kind == 2) {
+        if ((i = pick_victim(s, 80)) == UINT32_MAX) return;
+        uint32_t side = minority_with(s, i);
+        bool one_way = prng_below(&s->prng, 4) == 0;
+        cut(s, side, one_way);
+        tracef(s, "NEMESIS cut set 0x%x from the rest%s", side, one_way ? " (one way)" : "");
+    } else if (kind == 3) {
+        nem_figure8(s);
+    } else if (kind == 4) {
+        if ((i = pick_victim(s, 50)) == UINT32_MAX) return;
+        s->slow_until[i] = s->now + 50 + prng_below(&s->prng, 300);
+        tracef(s, "NEMESIS slow disk at n%u until %" PRIu64, i + 1, s->slow_until[i]);
+    } else {
+        nem_heal(s);
+    }
+}
+
 /* The mix of events, per mille: ticks and deliveries dominate, so elections and
- * replication make progress between faults; faults are frequent enough that a few thousand
- * steps see several leader changes, crashes between write and fsync, and partitions. */
+ * replication make progress between faults; the nemesis adds a scripted fault every few
+ * dozen steps, so a run sees many leader changes, crashes between write and fsync and in
+ * the middle of a ready, slow disks, stale messages and minority partitions. */
 static void step_random(rf_sim_t *s) {
+    if (s->fig8_node >= 0 && s->now >= s->fig8_crash_at) {
+        rf_sim_crash(s, (uint32_t)s->fig8_node);
+        s->fig8_node = -1;
+    }
+    if (s->now >= s->next_fault) nemesis(s);
     uint32_t r = (uint32_t)prng_below(&s->prng, 1000), i;
-    if (r < 150) { /* the clock: every up node ticks (skew comes from the next case) */
+    if (r < 200) { /* the clock: every up node ticks (skew comes from the next case) */
         for (i = 0; i < s->cfg.nodes; i++) rf_sim_tick(s, i);
-    } else if (r < 200) {
+    } else if (r < 250) {
         if ((i = pick_node(s, true)) != UINT32_MAX) rf_tick(s->n[i].r);
     } else if (r < 600) {
         ev_deliver(s);
     } else if (r < 700) {
-        if ((i = pick_node(s, true)) != UINT32_MAX) rf_sim_fsync(s, i);
-    } else if (r < 820) {
+        ev_fsync(s);
+    } else if (r < 810) {
         ev_propose(s);
-    } else if (r < 845) {
+    } else if (r < 830) {
         ev_partition(s);
-    } else if (r < 853) {
-        int l = rf_sim_leader(s); /* half the crashes hit the leader */
-        i = l >= 0 && prng_below(&s->prng, 2) ? (uint32_t)l : pick_node(s, true);
-        if (i != UINT32_MAX) rf_sim_crash(s, i);
+    } else if (r < 838) {
+        if ((i = pick_victim(s, 50)) != UINT32_MAX) rf_sim_crash(s, i);
     } else if (r < 870) {
         if ((i = pick_node(s, false)) != UINT32_MAX) rf_sim_restart(s, i);
-    } else if (r < 930) {
+    } else if (r < 920) {
         ev_read(s);
-    } else if (r < 940) {
+    } else if (r < 935) {
         ev_transfer(s);
     } else if (s->queue_count) {
         net_remove(s, (uint32_t)prng_below(&s->prng, s->queue_count)); /* lost */
@@ -775,6 +905,7 @@ static bool all_done(const rf_sim_t *s) {
 bool rf_sim_calm(rf_sim_t *s) {
     if (s->failed) return false;
     tracef(s, "CALM: heal, restart all, no loss");
+    s->calm = true;
     memset(s->blocked, 0, sizeof s->blocked);
     s->loss_ppm = s->dup_ppm = 0;
     for (uint32_t i = 0; i < s->cfg.nodes; i++) rf_sim_restart(s, i);
