@@ -237,11 +237,18 @@ static int parse_flags(jsonl_parser_t *p, int i, const schema_t *s, uint32_t max
     for (int k = 0; k < n; k++, i++) {
         uint32_t f = 0;
         while (f < s->flag_count && !tok_is(p, &p->tok[i], s->flag_names[f])) f++;
+        if (f < s->flag_count) {
+            flags |= 1u << f;
+            continue;
+        }
+        /* A bit without a name (reserved) is written as its value, as replies print it. */
+        const jsmntok_t *el = &p->tok[i];
+        u128 v;
         char buf[64];
-        if (f == s->flag_count)
-            return fail(p, "unknown %s flag \"%s\"", s->what,
-                        key_text(p, &p->tok[i], buf, sizeof buf));
-        flags |= 1u << f;
+        if ((el->type != JSMN_PRIMITIVE && el->type != JSMN_STRING) ||
+            !u128_parse(p->js + el->start, (size_t)tok_len(el), &v) || v > max)
+            return fail(p, "unknown %s flag \"%s\"", s->what, key_text(p, el, buf, sizeof buf));
+        flags |= (uint32_t)v;
     }
     *out = flags;
     return i;

@@ -75,6 +75,12 @@ static void test_flags(void **state) {
                      LEDGER_TRANSFER_IMPORTED | LEDGER_TRANSFER_CLOSING_CREDIT);
     expect_error("{\"op\":\"create_accounts\",\"events\":[{\"flags\":65536}]}",
                  "flags is out of range");
+    /* Reserved bits have no name: replies print them as their value, and that parses back. */
+    assert_int_equal(
+        parse("{\"op\":\"create_accounts\",\"events\":[{\"flags\":[\"history\",512,\"64\"]}]}"), 0);
+    assert_int_equal(req.accounts[0].flags, LEDGER_ACCOUNT_HISTORY | 512 | 64);
+    expect_error("{\"op\":\"create_accounts\",\"events\":[{\"flags\":[70000]}]}",
+                 "unknown account flag \"70000\"");
 }
 
 static void test_filters(void **state) {
