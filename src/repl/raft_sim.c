@@ -82,8 +82,9 @@ struct rf_sim {
      * per-step noise, so that a run sees dozens of leader changes. */
     uint64_t next_fault;
     uint64_t slow_until[RF_SIM_NODES_MAX]; /* a slow disk: rare, partial fsyncs */
-    int fig8_node;                         /* -1, or the leader a Figure 8 scenario crashes */
-    uint64_t fig8_crash_at;
+    uint32_t fig8_phase; /* 0: none; else the step of the Figure 8 script (fig8_step) */
+    uint32_t fig8_old, fig8_mid;
+    uint64_t fig8_term, fig8_at;
     uint32_t mid_crash_ppm; /* crash in the middle of handling a ready */
     bool calm;
     char trace[SIM_TRACE][200];
@@ -185,11 +186,10 @@ rf_sim_t *rf_sim_create(const rf_sim_config_t *c) {
     for (uint32_t k = 0; k < SIM_NET_MAX; k++) s->free_list[k] = (uint16_t)(SIM_NET_MAX - 1 - k);
     s->free_count = SIM_NET_MAX;
     s->next_id = 1;
-    s->fig8_node = -1;
     if (!c->manual) {
         s->loss_ppm = 20000;
         s->dup_ppm = 10000;
-        s->mid_crash_ppm = 2000;
+        s->mid_crash_ppm = 400;
         s->next_fault = 20;
     }
     for (uint32_t i = 0; i < c->nodes; i++) {
@@ -446,6 +446,23 @@ static bool check_node(rf_sim_t *s, uint32_t i) {
     sim_node_t *n = &s->n[i];
     rf_info_t inf;
     rf_status(n->r, &inf);
+    bool was_leader = n->role == RF_LEADER && n->role_term == inf.term;
+    /* Rule 1, checked where it acts: a leader moves its commit index only onto an entry of
+     * its own term (older ones commit under it), else Figure 8 can overwrite them. */
+    if (was_leader && inf.role == RF_LEADER && inf.commit_index > n->commit_checked &&
+        rf_term_at(n->r, inf.commit_index) != inf.term)
+        return fail(s,
+                    "leader n%u of term %" PRIu64 " commits index %" PRIu64 " of term %" PRIu64
+                    " by counting replicas (rule 1)",
+                    i + 1, inf.term, inf.commit_index, rf_term_at(n->r, inf.commit_index));
+    bool campaigns = inf.role == RF_PRE_CANDIDATE || inf.role == RF_CANDIDATE;
+    /* Rule 5, checked where it acts: a campaign starts only with every written entry durable,
+     * and a (pre-)candidate's log does not move until it leaves that role. */
+    if (campaigns && inf.durable_index != inf.last_index)
+        return fail(s,
+                    "n%u campaigns in term %" PRIu64 " with a write in flight (last %" PRIu64
+                    " durable %" PRIu64 ", rule 5)",
+                    i + 1, inf.term, inf.last_index, inf.durable_index);
     if (inf.role != n->role || inf.term != n->role_term) {
         tracef(s,
                "n%u is %s in term %" PRIu64 " (last %" PRIu64 " durable %" PRIu64 " commit %" PRIu64
@@ -709,13 +726,20 @@ static void ev_transfer(rf_sim_t *s) {
         tracef(s, "transfer n%d -> n%u", l + 1, to + 1);
 }
 
-/* Delivery order: mostly one of the newest messages, sometimes any. Old messages thus
- * linger for hundreds of steps and arrive after terms changed (stale votes, appends and
- * answers of deposed leaders). */
+/* Delivery order: any queued message, uniformly. A message thus waits for a random number
+ * of deliveries, geometric in the queue length: under load (partitions, stalled nodes) old
+ * messages arrive hundreds of steps late, after terms changed. */
 static uint32_t pick_msg(rf_sim_t *s) {
-    uint32_t n = s->queue_count, recent = n < 6 ? n : 6;
-    if (prng_below(&s->prng, 4)) return n - 1 - (uint32_t)prng_below(&s->prng, recent);
-    return (uint32_t)prng_below(&s->prng, n);
+    return (uint32_t)prng_below(&s->prng, s->queue_count);
+}
+
+/* A burst of up to half the queue: the network keeps up with what the nodes send (one
+ * message per event would fall behind heartbeats and leave every message stale). */
+static void ev_deliver(rf_sim_t *s);
+
+static void ev_deliver_burst(rf_sim_t *s) {
+    for (uint64_t k = prng_below(&s->prng, s->queue_count / 2 + 1) + 1; k && s->queue_count; k--)
+        ev_deliver(s);
 }
 
 static void ev_deliver(rf_sim_t *s) {
@@ -772,32 +796,87 @@ static uint32_t minority_with(rf_sim_t *s, uint32_t l) {
     return side;
 }
 
-/* Figure 8 of the Raft paper: the leader gets its newest entries to a minority at most,
- * then crashes; others elect among themselves; later the old leader comes back. */
+/* Figure 8 of the Raft paper, as a script over several steps: (1) the leader gets its newest
+ * entries to a minority at most, then crashes; (2) another node is elected, writes its own
+ * entries at those indexes, and is cut off and crashed before replicating them; (3) the old
+ * leader comes back, is elected with its old entries, its disk slow so that its own new
+ * entry lags; (4) it crashes, the middle leader comes back. A leader that committed an
+ * older-term entry by counting replicas in (3) sees it overwritten in (4). */
 static void nem_figure8(rf_sim_t *s) {
     int l = rf_sim_leader(s);
-    if (l < 0) return;
+    if (l < 0 || s->fig8_phase) return;
     uint32_t side = minority_with(s, (uint32_t)l);
     for (uint32_t b = 0; b < s->cfg.nodes; b++) /* l's appends reach its minority only */
         if (!(side >> b & 1)) s->blocked[l][b] = true;
     for (int k = 0; k < 3 && s->next_id < SIM_IDS_MAX - 1; k++)
         (void)propose_id(s, (uint32_t)l, s->next_id++, NULL);
-    s->fig8_node = l;
-    s->fig8_crash_at = s->now + 1 + prng_below(&s->prng, 20);
-    tracef(s, "NEMESIS figure 8: n%d replicates to set 0x%x only, crashes at %" PRIu64, l + 1,
-           side, s->fig8_crash_at);
+    rf_info_t inf;
+    rf_status(s->n[l].r, &inf);
+    s->fig8_old = (uint32_t)l;
+    s->fig8_term = inf.term;
+    s->fig8_phase = 1;
+    s->fig8_at = s->now + 1 + prng_below(&s->prng, 20);
+    tracef(s, "FIGURE 8 (1): n%d replicates to set 0x%x only, crashes at %" PRIu64, l + 1, side,
+           s->fig8_at);
 }
 
+/* The leader of a term above fig8_term other than node skip, or -1. */
+static int fig8_new_leader(rf_sim_t *s, uint32_t skip) {
+    int l = rf_sim_leader(s);
+    if (l < 0 || (uint32_t)l == skip) return -1;
+    rf_info_t inf;
+    rf_status(s->n[l].r, &inf);
+    if (inf.term <= s->fig8_term) return -1;
+    s->fig8_term = inf.term;
+    return l;
+}
+
+static void fig8_step(rf_sim_t *s) {
+    int l;
+    if (s->now > s->fig8_at + 600) s->fig8_phase = 0; /* the script stalled: give up */
+    if (s->fig8_phase == 1 && s->now >= s->fig8_at) {
+        rf_sim_crash(s, s->fig8_old);
+        memset(s->blocked, 0, sizeof s->blocked);
+        s->fig8_phase = 2;
+    } else if (s->fig8_phase == 2 && (l = fig8_new_leader(s, s->fig8_old)) >= 0) {
+        s->fig8_mid = (uint32_t)l;
+        rf_sim_isolate(s, s->fig8_mid, true);
+        if (s->next_id < SIM_IDS_MAX - 1) (void)propose_id(s, s->fig8_mid, s->next_id++, NULL);
+        s->fig8_phase = 3;
+        s->fig8_at = s->now + 1 + prng_below(&s->prng, 10);
+        tracef(s, "FIGURE 8 (2): n%d elected, cut off, crashes at %" PRIu64, l + 1, s->fig8_at);
+    } else if (s->fig8_phase == 3 && s->now >= s->fig8_at) {
+        rf_sim_crash(s, s->fig8_mid);
+        rf_sim_isolate(s, s->fig8_mid, false);
+        rf_sim_restart(s, s->fig8_old);
+        s->fig8_phase = 4;
+    } else if (s->fig8_phase == 4 && (l = fig8_new_leader(s, s->fig8_mid)) >= 0) {
+        s->slow_until[l] = s->now + 100;
+        s->fig8_phase = 5;
+        s->fig8_at = s->now + 5 + prng_below(&s->prng, 40);
+        tracef(s, "FIGURE 8 (3): n%d elected, slow disk, crashes at %" PRIu64, l + 1, s->fig8_at);
+        s->fig8_old = (uint32_t)l;
+    } else if (s->fig8_phase == 5 && s->now >= s->fig8_at) {
+        tracef(s, "FIGURE 8 (4): n%u crashes, n%u comes back", s->fig8_old + 1, s->fig8_mid + 1);
+        rf_sim_crash(s, s->fig8_old);
+        rf_sim_restart(s, s->fig8_mid);
+        s->fig8_phase = 0;
+    }
+}
+
+/* The last fault ends: links heal, most crashed nodes come back. Faults are short so that
+ * a quorum forms again soon and the next fault hits a fresh leader. */
 static void nem_heal(rf_sim_t *s) {
     memset(s->blocked, 0, sizeof s->blocked);
     for (uint32_t i = 0; i < s->cfg.nodes; i++)
-        if (!s->n[i].up && prng_below(&s->prng, 2)) rf_sim_restart(s, i);
-    tracef(s, "NEMESIS heal links, restart some");
+        if (!s->n[i].up && prng_below(&s->prng, 4)) rf_sim_restart(s, i);
 }
 
 /* One scripted fault; the next one comes after a short calm window. */
 static void nemesis(rf_sim_t *s) {
-    s->next_fault = s->now + 10 + prng_below(&s->prng, 120);
+    s->next_fault = s->now + 20 + prng_below(&s->prng, 80);
+    if (s->fig8_phase) return; /* the script runs its own faults */
+    nem_heal(s);
     uint32_t kind = (uint32_t)prng_below(&s->prng, 8), i;
     if (kind == 0 || kind == 1) {
         if ((i = pick_victim(s, 80)) != UINT32_MAX) rf_sim_crash(s, i);
@@ -807,14 +886,14 @@ static void nemesis(rf_sim_t *s) {
         bool one_way = prng_below(&s->prng, 4) == 0;
         cut(s, side, one_way);
         tracef(s, "NEMESIS cut set 0x%x from the rest%s", side, one_way ? " (one way)" : "");
-    } else if (kind == 3) {
+    } else if (kind == 3 || kind == 4) {
         nem_figure8(s);
-    } else if (kind == 4) {
+    } else if (kind == 5) {
         if ((i = pick_victim(s, 50)) == UINT32_MAX) return;
         s->slow_until[i] = s->now + 50 + prng_below(&s->prng, 300);
         tracef(s, "NEMESIS slow disk at n%u until %" PRIu64, i + 1, s->slow_until[i]);
     } else {
-        nem_heal(s);
+        tracef(s, "NEMESIS heal");
     }
 }
 
@@ -823,25 +902,22 @@ static void nemesis(rf_sim_t *s) {
  * dozen steps, so a run sees many leader changes, crashes between write and fsync and in
  * the middle of a ready, slow disks, stale messages and minority partitions. */
 static void step_random(rf_sim_t *s) {
-    if (s->fig8_node >= 0 && s->now >= s->fig8_crash_at) {
-        rf_sim_crash(s, (uint32_t)s->fig8_node);
-        s->fig8_node = -1;
-    }
+    if (s->fig8_phase) fig8_step(s);
     if (s->now >= s->next_fault) nemesis(s);
     uint32_t r = (uint32_t)prng_below(&s->prng, 1000), i;
-    if (r < 200) { /* the clock: every up node ticks (skew comes from the next case) */
+    if (r < 300) { /* the clock: every up node ticks (skew comes from the next case) */
         for (i = 0; i < s->cfg.nodes; i++) rf_sim_tick(s, i);
-    } else if (r < 250) {
+    } else if (r < 340) {
         if ((i = pick_node(s, true)) != UINT32_MAX) rf_tick(s->n[i].r);
-    } else if (r < 600) {
-        ev_deliver(s);
-    } else if (r < 700) {
+    } else if (r < 680) {
+        ev_deliver_burst(s);
+    } else if (r < 760) {
         ev_fsync(s);
-    } else if (r < 810) {
+    } else if (r < 840) {
         ev_propose(s);
-    } else if (r < 830) {
+    } else if (r < 848) {
         ev_partition(s);
-    } else if (r < 838) {
+    } else if (r < 851) {
         if ((i = pick_victim(s, 50)) != UINT32_MAX) rf_sim_crash(s, i);
     } else if (r < 870) {
         if ((i = pick_node(s, false)) != UINT32_MAX) rf_sim_restart(s, i);
@@ -902,6 +978,47 @@ static bool all_done(const rf_sim_t *s) {
     return true;
 }
 
+static void calm_rounds(rf_sim_t *s, uint32_t rounds) {
+    for (uint32_t k = 0; k < rounds && !s->failed; k++) calm_round(s);
+}
+
+/* Rule 8, availability: a follower cut off from the leader (only) must not depose it, during
+ * the cut or after (pre-vote, and the lease that makes the others ignore it), and a leader cut off
+ * from a quorum must step down within an election timeout or so (check-quorum). */
+static bool calm_partitions(rf_sim_t *s) {
+    int l = stable_leader(s);
+    if (l < 0 || s->cfg.nodes < 3) return true;
+    uint32_t f = ((uint32_t)l + 1) % s->cfg.nodes, et = s->cfg.election_ticks;
+    rf_info_t before, after;
+    rf_status(s->n[l].r, &before);
+    /* f hears nobody from the leader but reaches the other followers: without pre-vote it
+     * campaigns in ever higher terms, without the lease the others vote for it. */
+    tracef(s, "CALM: cut n%u from leader n%d, then heal", f + 1, l + 1);
+    rf_sim_block(s, f, (uint32_t)l, true);
+    rf_sim_block(s, (uint32_t)l, f, true);
+    calm_rounds(s, 5 * et);
+    memset(s->blocked, 0, sizeof s->blocked);
+    calm_rounds(s, 5 * et);
+    rf_status(s->n[l].r, &after);
+    if (s->failed) return false;
+    if (after.role != RF_LEADER || after.term != before.term)
+        return fail(
+            s,
+            "availability: n%u, cut from the leader only, deposed leader n%d of term %" PRIu64
+            " (now term %" PRIu64 ")",
+            f + 1, l + 1, before.term, after.term);
+    tracef(s, "CALM: isolate leader n%d", l + 1);
+    rf_sim_isolate(s, (uint32_t)l, true);
+    calm_rounds(s, 3 * et);
+    rf_status(s->n[l].r, &after);
+    rf_sim_isolate(s, (uint32_t)l, false);
+    if (s->failed) return false;
+    if (after.role == RF_LEADER)
+        return fail(s, "availability: leader n%d cut off from a quorum for %u ticks still leads",
+                    l + 1, 3 * et);
+    return true;
+}
+
 bool rf_sim_calm(rf_sim_t *s) {
     if (s->failed) return false;
     tracef(s, "CALM: heal, restart all, no loss");
@@ -934,5 +1051,5 @@ bool rf_sim_calm(rf_sim_t *s) {
         return fail(s,
                     "liveness: proposals not committed and applied everywhere within %u calm ticks",
                     bound);
-    return check_acked(s);
+    return check_acked(s) && calm_partitions(s);
 }

@@ -11,9 +11,20 @@
  *   - every command acknowledged to a client is applied exactly once on every replica that
  *     has applied that far;
  *   - log matching: one (data, previous term) per (index, term) in every written log.
- * The hard state and the entries of a ready are written when it is collected (atomically);
- * entries become durable only at a separate fsync event. A crash loses everything not
- * reported persisted.
+ * and, as rule checks where they act: a leader moves its commit only onto an entry of its
+ * term (rule 1), a node campaigns only with every written entry durable (rule 5); after the
+ * calm period, availability (rule 8): a follower cut off from the leader alone does not
+ * depose it, and a leader cut off from a quorum steps down.
+ * The hard state and the entries of a ready are written when it is collected; entries become
+ * durable only at a separate fsync event (often a prefix: group commit). A crash may hit in
+ * the middle of a ready (hard state and entries written, only some messages sent); it keeps
+ * all that was reported durable and a random prefix of the unsynced tail (a torn entry is
+ * dropped by the WAL's checksum), never less.
+ * The random schedule: per-step noise (loss, duplication, uniform reordering so that some
+ * messages arrive hundreds of steps late, one-way links, crashes, restarts, leadership
+ * transfers) and a nemesis that every few dozen steps heals the last fault and starts the
+ * next: crash the leader, cut it off with a minority (sometimes one way), give a node a slow
+ * disk, or run the Figure 8 script (raft_sim.c: nem_figure8).
  *
  * Used by tests/sim and `cellpay sim`. Everything is reproducible from the seed. */
 #ifndef CP_RAFT_SIM_H
