@@ -9,6 +9,8 @@
 
 static const char node_usage[] =
     "usage: cellpay node --data DIR [--listen HOST:PORT] [--test-ops]\n"
+    "                    [--cell C --id N --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT]\n"
+    "                    [--election-ms N] [--heartbeat-ms N]\n"
     "                    [--accounts-max N] [--transfers-max N] [--snapshot-mib N]\n"
     "\n"
     "Serves one cell over the binary protocol (docs/protocol.md): every write is in the\n"
@@ -16,10 +18,19 @@ static const char node_usage[] =
     "arrive during a sync share the next one. On start it recovers from DIR (newest whole\n"
     "snapshot, then the log). SIGTERM or SIGINT stops it cleanly.\n"
     "\n"
+    "Every cell is a Raft group. Without --peers it is a group of one; with --peers, the\n"
+    "replicas of the cell, this one among them (--id), talk Raft on the peer addresses while\n"
+    "clients use --listen; only the leader serves, the others answer not_leader.\n"
+    "\n"
     "  --data DIR          data directory (created if missing)\n"
     "  --listen HOST:PORT  address to serve (default 127.0.0.1:7001; port 0 picks one,\n"
     "                      printed as \"listening on HOST:PORT\")\n"
     "  --test-ops          accept test_set_balances and test_set_clock\n"
+    "  --cell C            the cell's number (default 0)\n"
+    "  --id N              this replica's id in --peers\n"
+    "  --peers LIST        ID=HOST:PORT of every replica's peer address, this one included\n"
+    "  --election-ms N     election timeout, randomized in [N, 2N) (default 150)\n"
+    "  --heartbeat-ms N    leader heartbeat interval (default 30)\n"
     "  --accounts-max N    account capacity, fixed when DIR is created (default 1048576)\n"
     "  --transfers-max N   transfer capacity, fixed when DIR is created (default 4194304)\n"
     "  --snapshot-mib N    write a snapshot after N MiB of log (default 256; 0 = never)\n";
@@ -29,8 +40,13 @@ int cmd_node(int argc, char **argv) {
         .listen = "127.0.0.1:7001",
         .cell.ledger = {.accounts_max = CP_LEDGER_ACCOUNTS_DEFAULT,
                         .transfers_max = CP_LEDGER_TRANSFERS_DEFAULT},
-        .snapshot_log_bytes = 256ull << 20,
+        .snapshot_log_bytes = 64ull << 20,
+        .tick_ms = 10,
+        .election_ticks = 15,
+        .heartbeat_ticks = 3,
     };
+    uint32_t election_ms = 150, heartbeat_ms = 30;
+    char err[256];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         unsigned long long mib;
@@ -50,6 +66,20 @@ int cmd_node(int argc, char **argv) {
         } else if (!strcmp(a, "--transfers-max")) {
             ok = args_u32(argc, argv, &i, 1, CP_LEDGER_TABLE_MAX, &cfg.cell.ledger.transfers_max);
             cfg.capacities_given = true;
+        } else if (!strcmp(a, "--cell")) {
+            unsigned long long cell;
+            ok = args_u64(argc, argv, &i, UINT32_MAX, &cell);
+            cfg.cell_id = cell;
+        } else if (!strcmp(a, "--id")) {
+            ok = args_u32(argc, argv, &i, 1, 1000000, &cfg.node_id);
+        } else if (!strcmp(a, "--peers") && i + 1 < argc) {
+            cfg.peer_count = peer_parse_list(argv[++i], cfg.peers, RF_NODES_MAX, err, sizeof err);
+            if (cfg.peer_count == 0) fprintf(stderr, "cellpay node: %s\n", err);
+            ok = cfg.peer_count > 0;
+        } else if (!strcmp(a, "--election-ms")) {
+            ok = args_u32(argc, argv, &i, 20, 60000, &election_ms);
+        } else if (!strcmp(a, "--heartbeat-ms")) {
+            ok = args_u32(argc, argv, &i, 10, 60000, &heartbeat_ms);
         } else if (!strcmp(a, "--snapshot-mib")) {
             ok = args_u64(argc, argv, &i, 1u << 20, &mib);
             cfg.snapshot_log_bytes = mib << 20;
@@ -59,6 +89,16 @@ int cmd_node(int argc, char **argv) {
             return 2;
         }
         if (!ok) return 2;
+    }
+    cfg.election_ticks = election_ms / cfg.tick_ms;
+    cfg.heartbeat_ticks = heartbeat_ms / cfg.tick_ms;
+    if (cfg.heartbeat_ticks >= cfg.election_ticks) {
+        fprintf(stderr, "cellpay node: --heartbeat-ms must be below --election-ms\n");
+        return 2;
+    }
+    if (cfg.peer_count > 0 && cfg.node_id == 0) {
+        fprintf(stderr, "cellpay node: --peers needs --id (this replica's id in the list)\n");
+        return 2;
     }
     if (!cfg.data_dir) {
         fprintf(stderr, "cellpay node: --data DIR is required\n\n%s", node_usage);

@@ -23,6 +23,7 @@
 
 static void node_pump(node_t *n);
 static void conn_process(conn_t *c);
+void node_wake_waiting(node_t *n);
 static void conn_close(conn_t *c, const char *why);
 
 void node_log(const char *fmt, ...) {
@@ -107,26 +108,25 @@ static void node_reply(node_t *n, uint32_t slot, uint32_t gen, const proto_heade
     conn_flush(c);
 }
 
-/* ---- Entries: a ring of buffers; [applied, written) are in the log waiting for their sync,
- * [written, open] accumulate new writes. ---- */
+/* ---- Entries: a ring of buffers; [applied_seq, open_seq) are proposed to Raft and wait
+ * for their commit, open_seq fills up. ---- */
 
 static entry_t *entry_open(node_t *n) {
     return &n->entries[n->open_seq % NODE_ENTRIES];
 }
 
+static bool node_is_leader(const node_t *n) {
+    return n->lead_term != 0;
+}
+
 /* Room in the open entry for a request of `events` events and `bytes` body bytes; opens the
- * next entry when this one is full. False when every entry buffer is taken. */
+ * next entry when this one is full. NULL when every entry buffer is taken. */
 static entry_t *entry_room(node_t *n, uint32_t events, uint32_t bytes) {
     entry_t *e = entry_open(n);
     bool fits = e->events + events <= CP_BATCH_EVENTS_MAX && e->ncmds < NODE_ENTRY_COMMANDS &&
                 e->size + sizeof(cell_command_t) + bytes <= NODE_ENTRY_BYTES;
     if (fits) return e;
-    /* Keep one buffer spare: node_pump must always be able to close the open entry. */
-    if (n->open_seq + 2 - n->applied_seq > NODE_ENTRIES - 1) return NULL;
-    n->open_seq++;
-    e = entry_open(n);
-    cp_assert(e->ncmds == 0 && e->size == 0);
-    return e;
+    return NULL; /* node_pump proposes the full entry; the request waits for room */
 }
 
 static void entry_add(entry_t *e, const proto_header_t *h, const void *body, uint32_t size,
@@ -135,52 +135,146 @@ static void entry_add(entry_t *e, const proto_header_t *h, const void *body, uin
                           .request_id = h->request_id,
                           .size = size,
                           .operation = h->operation};
-    memcpy(e->body + e->size, &cmd, sizeof cmd);
-    memcpy(e->body + e->size + sizeof cmd, body, size);
+    memcpy(e->body + NODE_ENTRY_PREFIX + e->size, &cmd, sizeof cmd);
+    memcpy(e->body + NODE_ENTRY_PREFIX + e->size + sizeof cmd, body, size);
     e->size += (uint32_t)sizeof cmd + size;
     e->events += size / 128;
     e->reqs[e->ncmds++] = (entry_req_t){.slot = slot, .gen = gen, .header = *h};
 }
 
-/* ---- Applying: after a sync, entries (applied, written] are durable. ---- */
+/* Answers every request of e with status and empties it. */
+static void entry_fail(node_t *n, entry_t *e, uint32_t status) {
+    for (uint32_t i = 0; i < e->ncmds; i++)
+        node_reply(n, e->reqs[i].slot, e->reqs[i].gen, &e->reqs[i].header, status, 0, NULL, 0);
+    e->size = e->events = e->ncmds = 0;
+    e->index = e->term = 0;
+}
+
+/* Leadership lost (or never had): every request waiting for a commit here is told to go to
+ * the leader. One that commits anyway is applied without a reply; the client's retry finds it
+ * by its ids (exists). */
+static void node_fail_pending(node_t *n) {
+    for (; n->applied_seq < n->open_seq; n->applied_seq++)
+        entry_fail(n, &n->entries[n->applied_seq % NODE_ENTRIES], PROTO_STATUS_NOT_LEADER);
+    entry_fail(n, entry_open(n), PROTO_STATUS_NOT_LEADER);
+}
+
+/* ---- Applying committed entries ---- */
 
 typedef struct apply_ctx {
     node_t *node;
-    entry_t *entry;
+    entry_t *entry; /* the requests to answer, NULL when the entry was not proposed here */
     uint32_t next;
 } apply_ctx_t;
 
 static void apply_reply(void *ctx, const cell_command_t *cmd, uint32_t status, uint64_t timestamp,
                         const void *reply, uint32_t size) {
     apply_ctx_t *a = ctx;
+    if (!a->entry) return;
     cp_assert(a->next < a->entry->ncmds);
     entry_req_t *r = &a->entry->reqs[a->next++];
     cp_assert(r->header.request_id == cmd->request_id && r->header.client_id == cmd->client_id);
     node_reply(a->node, r->slot, r->gen, &r->header, status, timestamp, reply, size);
 }
 
-static void node_apply_durable(node_t *n) {
-    while (n->applied_seq < n->durable_seq) {
+/* The proposed entry that became log entry `index` of `term`, if it is this node's. */
+static entry_t *entry_for(node_t *n, uint64_t index, uint64_t term) {
+    while (n->applied_seq < n->open_seq) {
         entry_t *e = &n->entries[n->applied_seq % NODE_ENTRIES];
-        apply_ctx_t a = {n, e, 0};
-        cell_apply_entry(n->cell, e->timestamp, e->body, e->size, apply_reply, &a);
-        cp_assert(a.next == e->ncmds);
-        n->applied_index = e->index;
-        e->size = e->events = e->ncmds = 0;
+        if (e->index > index) return NULL;
+        if (e->index == index && e->term == term) return e;
+        /* Proposed, but the log at its index holds another entry: it was overwritten. */
+        entry_fail(n, e, PROTO_STATUS_NOT_LEADER);
         n->applied_seq++;
     }
-    /* Connections waiting for a barrier or for entry room may go on; one that must wait
-     * again rejoins the list, so work on a copy. */
-    conn_t *ready[NODE_CONNS_MAX];
-    uint32_t count = n->waiting_count;
-    uint32_t gens[NODE_CONNS_MAX];
-    memcpy(ready, n->waiting, count * sizeof ready[0]);
-    for (uint32_t i = 0; i < count; i++) gens[i] = ready[i]->gen;
-    n->waiting_count = 0;
-    for (uint32_t i = 0; i < count; i++) ready[i]->waiting = false;
-    for (uint32_t i = 0; i < count; i++)
-        if (n->conns[ready[i]->slot] == ready[i] && ready[i]->gen == gens[i])
-            conn_process(ready[i]);
+    return NULL;
+}
+
+static void node_apply(node_t *n, uint64_t index, const rf_entry_t *x) {
+    entry_t *e = entry_for(n, index, x->term);
+    if (x->size >= NODE_ENTRY_PREFIX) {
+        /* The core's copy may sit at any alignment; the events are read as 16-byte-aligned
+         * structs, so apply from an aligned copy. */
+        unsigned char *b = n->apply_buf;
+        memcpy(b, x->data, x->size);
+        uint32_t size = x->size - NODE_ENTRY_PREFIX;
+        const char *why = cell_entry_check(b + NODE_ENTRY_PREFIX, size);
+        if (why) {
+            /* Every replica would have to refuse it alike; stopping is the only safe move. */
+            node_log("fatal: committed entry %llu is not a valid batch (%s)",
+                     (unsigned long long)index, why);
+            exit(1);
+        }
+        uint64_t ts;
+        memcpy(&ts, b, sizeof ts);
+        apply_ctx_t a = {n, e, 0};
+        cell_apply_entry(n->cell, ts, b + NODE_ENTRY_PREFIX, size, apply_reply, &a);
+        cp_assert(!e || a.next == e->ncmds);
+        if (ts > n->last_entry_ts) n->last_entry_ts = ts;
+    }
+    if (e) {
+        e->size = e->events = e->ncmds = 0;
+        e->index = e->term = 0;
+        n->applied_seq++;
+    }
+    n->applied_index = index;
+}
+
+/* ---- The Raft loop: collect the core's work and do it, in the order raft.h prescribes ---- */
+
+static void node_sync_maybe(node_t *n);
+
+static void node_write_entries(node_t *n, const rf_ready_t *rd) {
+    if (rd->entries_first <= wal_last_index(n->wal) &&
+        wal_truncate_after(n->wal, rd->entries_first - 1) != WAL_OK) {
+        node_log("fatal: truncating the log failed (%s)", wal_error(n->wal));
+        exit(1);
+    }
+    for (uint32_t k = 0; k < rd->entry_count; k++) {
+        const rf_entry_t *x = &rd->entries[k];
+        uint64_t ts = 0, index;
+        if (x->size >= NODE_ENTRY_PREFIX) memcpy(&ts, x->data, sizeof ts);
+        if (wal_append(n->wal, x->term, ts, x->data, x->size, &index) != WAL_OK) {
+            node_log("fatal: writing the log failed (%s); stopping without acknowledging",
+                     wal_error(n->wal));
+            exit(1);
+        }
+        cp_assert(index == rd->entries_first + k);
+        n->log_bytes_since_snapshot += x->size;
+    }
+}
+
+static void node_read_ready(node_t *n, const rf_read_state_t *rs) {
+    uint32_t slot = (uint32_t)(rs->ctx >> 32), gen = (uint32_t)rs->ctx;
+    conn_t *c = slot < NODE_CONNS_MAX ? n->conns[slot] : NULL;
+    if (c && c->gen == gen && c->read_asked) c->read_index = rs->index;
+}
+
+static void node_ready(node_t *n) {
+    for (int rounds = 0; rf_has_ready(n->rf) && rounds < 1000; rounds++) {
+        rf_ready_t rd;
+        rf_ready(n->rf, &rd);
+        if (rd.hs_changed && hardstate_save(&n->hs, rd.hs.term, rd.hs.vote) != 0) {
+            node_log("fatal: saving the Raft hard state failed; stopping");
+            exit(1);
+        }
+        if (rd.entry_count) node_write_entries(n, &rd);
+        for (uint32_t k = 0; k < rd.msg_count && n->net; k++) peer_net_send(n->net, &rd.msgs[k]);
+        for (uint32_t k = 0; k < rd.committed_count; k++)
+            node_apply(n, rd.committed_first + k, &rd.committed[k]);
+        for (uint32_t k = 0; k < rd.read_count; k++) node_read_ready(n, &rd.reads[k]);
+        rf_advance(n->rf, &rd);
+    }
+    rf_info_t info;
+    rf_status(n->rf, &info);
+    uint64_t lead = info.role == RF_LEADER ? info.term : 0;
+    if (lead != n->lead_term) {
+        if (n->lead_term != 0) node_fail_pending(n);
+        if (lead) node_log("leading the cell in term %llu", (unsigned long long)lead);
+        n->lead_term = lead;
+    }
+    node_sync_maybe(n);
+    node_wake_waiting(n);
 }
 
 static void sync_work(uv_work_t *w) {
@@ -200,44 +294,60 @@ static void sync_done(uv_work_t *w, int status) {
                  strerror(n->sync.err_no));
         exit(1);
     }
-    n->durable_seq = n->sync_seq;
-    node_apply_durable(n);
+    uint64_t durable = wal_durable_index(n->wal);
+    if (durable > 0) rf_persisted(n->rf, durable, rf_term_at(n->rf, durable));
+    node_ready(n);
     node_snapshot_maybe(n);
     node_pump(n);
 }
 
-/* Writes every non-empty open entry to the log and starts one sync for all of them. */
-static void node_pump(node_t *n) {
-    if (n->syncing) return;
-    if (n->stopping && n->applied_seq == n->durable_seq && entry_open(n)->ncmds == 0 &&
-        !n->tick_wanted) {
-        node_stop_finish(n);
+/* One fdatasync at a time covers everything written before it began (group commit). */
+static void node_sync_maybe(node_t *n) {
+    if (n->syncing || wal_durable_index(n->wal) == wal_last_index(n->wal)) return;
+    if (!wal_sync_begin(n->wal, &n->sync)) {
+        wal_sync_end(n->wal, &n->sync, WAL_OK);
         return;
     }
-    entry_t *open = entry_open(n);
-    if (open->ncmds == 0 && !n->tick_wanted) return;
-    if (open->ncmds > 0 || n->tick_wanted) n->open_seq++; /* close the open entry */
-    n->tick_wanted = false;
-    uint64_t seq = n->durable_seq;
-    for (; seq < n->open_seq; seq++) {
-        entry_t *e = &n->entries[seq % NODE_ENTRIES];
-        uint64_t now = realtime_ns();
-        e->timestamp = now > n->last_entry_ts ? now : n->last_entry_ts + 1;
-        n->last_entry_ts = e->timestamp;
-        wal_status_t rc = wal_append(n->wal, 1, e->timestamp, e->body, e->size, &e->index);
-        if (rc != WAL_OK) {
-            node_log("fatal: writing the log failed (%s); stopping without acknowledging",
-                     wal_error(n->wal));
-            exit(1);
-        }
-        n->log_bytes_since_snapshot += e->size;
-    }
-    n->sync_seq = seq;
-    (void)wal_sync_begin(n->wal, &n->sync); /* there is always something: entries were written */
     n->syncing = true;
     n->sync_req.data = n;
     int rc = uv_queue_work(n->loop, &n->sync_req, sync_work, sync_done);
     cp_assert(rc == 0);
+}
+
+/* Proposes the open entry once the previous sync is done (so that requests arriving during a
+ * sync share the next entry), or at once when it is full. */
+static void node_pump(node_t *n) {
+    if (n->stopping && !n->syncing && n->applied_seq == n->open_seq && entry_open(n)->ncmds == 0) {
+        node_stop_finish(n);
+        return;
+    }
+    entry_t *e = entry_open(n);
+    if (e->ncmds == 0 && !n->tick_wanted) return;
+    if (!node_is_leader(n)) {
+        entry_fail(n, e, PROTO_STATUS_NOT_LEADER);
+        n->tick_wanted = false;
+        return;
+    }
+    bool full = e->events >= CP_BATCH_EVENTS_MAX || e->size + 4096 > NODE_ENTRY_BYTES;
+    if (n->syncing && !full) return;
+    if (n->open_seq + 1 - n->applied_seq >= NODE_ENTRIES) return; /* ring full: wait */
+    uint64_t now = realtime_ns();
+    uint64_t ts = now > n->last_entry_ts ? now : n->last_entry_ts + 1;
+    memset(e->body, 0, NODE_ENTRY_PREFIX);
+    memcpy(e->body, &ts, sizeof ts);
+    uint64_t index = 0;
+    rf_status_t st = rf_propose(n->rf, e->body, e->size + NODE_ENTRY_PREFIX, &index);
+    if (st == RF_ERR_FULL || st == RF_ERR_NOT_READY) return; /* the next tick tries again */
+    if (st != RF_OK) {
+        entry_fail(n, e, PROTO_STATUS_NOT_LEADER);
+        return;
+    }
+    n->tick_wanted = false;
+    n->last_entry_ts = ts;
+    e->index = index;
+    e->term = n->lead_term;
+    n->open_seq++;
+    node_ready(n);
 }
 
 /* ---- Requests ---- */
@@ -251,6 +361,33 @@ static void conn_wait(conn_t *c) {
     uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
+/* A read is linearizable through the read index: the leader confirms it still leads with a
+ * heartbeat round, and the read is served once the state has applied that commit index. */
+static bool conn_read_request(conn_t *c, const proto_header_t *h, const void *body) {
+    node_t *n = c->node;
+    if (!node_is_leader(n) && !(n->config.peer_count == 0 && h->operation == PROTO_OP_PING)) {
+        c->read_asked = false;
+        c->read_index = 0;
+        node_reply(n, c->slot, c->gen, h, PROTO_STATUS_NOT_LEADER, 0, NULL, 0);
+        return true;
+    }
+    if (h->operation != PROTO_OP_PING) {
+        if (!c->read_asked) {
+            uint64_t ctx = ((uint64_t)c->slot << 32) | c->gen;
+            if (rf_read_index(n->rf, ctx) != RF_OK) return false; /* not ready: next tick */
+            c->read_asked = true;
+            node_ready(n);
+        }
+        if (c->read_index == 0 || n->applied_index < c->read_index) return false;
+    }
+    c->read_asked = false;
+    c->read_index = 0;
+    uint32_t size = h->size - PROTO_HEADER_SIZE;
+    uint32_t rsize = cell_read(n->cell, h->operation, body, size, n->read_buf);
+    node_reply(n, c->slot, c->gen, h, PROTO_STATUS_OK, 0, n->read_buf, rsize);
+    return true;
+}
+
 /* Handles one whole, valid message; false when the connection must wait and keep it. */
 static bool conn_request(conn_t *c, const proto_header_t *h, const void *body) {
     node_t *n = c->node;
@@ -259,24 +396,14 @@ static bool conn_request(conn_t *c, const proto_header_t *h, const void *body) {
         node_reply(n, c->slot, c->gen, h, PROTO_STATUS_BUSY, 0, NULL, 0);
         return true;
     }
-    if (!cell_op_is_write(h->operation)) {
-        /* A read sees every write accepted before it arrived: it waits until the entry
-         * that was open then has applied. The barrier is fixed on first sight, so a stream
-         * of later writes cannot starve the read. */
-        if (c->barrier == 0)
-            c->barrier = 1 + (entry_open(n)->ncmds > 0 ? n->open_seq + 1 : n->open_seq);
-        if (n->applied_seq + 1 < c->barrier) {
-            node_pump(n);
-            return false;
-        }
-        c->barrier = 0;
-        uint32_t rsize = cell_read(n->cell, h->operation, body, size, n->read_buf);
-        node_reply(n, c->slot, c->gen, h, PROTO_STATUS_OK, 0, n->read_buf, rsize);
-        return true;
-    }
+    if (!cell_op_is_write(h->operation)) return conn_read_request(c, h, body);
     if ((h->operation == PROTO_OP_TEST_SET_BALANCES || h->operation == PROTO_OP_TEST_SET_CLOCK) &&
         !n->config.test_ops) {
         node_reply(n, c->slot, c->gen, h, PROTO_STATUS_REFUSED, 0, NULL, 0);
+        return true;
+    }
+    if (!node_is_leader(n)) {
+        node_reply(n, c->slot, c->gen, h, PROTO_STATUS_NOT_LEADER, 0, NULL, 0);
         return true;
     }
     uint32_t events =
@@ -284,10 +411,33 @@ static bool conn_request(conn_t *c, const proto_header_t *h, const void *body) {
             ? size / 128
             : 0;
     entry_t *e = entry_room(n, events, size);
-    if (!e) return false; /* every entry buffer is taken: wait for a sync */
+    if (!e) {
+        node_pump(n);
+        return false; /* the open entry is full: wait until it is proposed */
+    }
     entry_add(e, h, body, size, c->slot, c->gen);
     node_pump(n);
     return true;
+}
+
+/* Gives connections that wait (for a read index, an apply, or entry room) another go; one
+ * that must wait again rejoins the list, so work on a copy. */
+void node_wake_waiting(node_t *n) {
+    /* Not re-entered (a woken request can propose, which runs the Raft loop, which wakes):
+     * what starts waiting meanwhile gets its turn at the next tick or apply. */
+    if (n->waking || n->waiting_count == 0) return;
+    n->waking = true;
+    conn_t *ready[NODE_CONNS_MAX];
+    uint32_t gens[NODE_CONNS_MAX];
+    uint32_t count = n->waiting_count;
+    memcpy(ready, n->waiting, count * sizeof ready[0]);
+    for (uint32_t i = 0; i < count; i++) gens[i] = ready[i]->gen;
+    n->waiting_count = 0;
+    for (uint32_t i = 0; i < count; i++) ready[i]->waiting = false;
+    for (uint32_t i = 0; i < count; i++)
+        if (n->conns[ready[i]->slot] == ready[i] && ready[i]->gen == gens[i])
+            conn_process(ready[i]);
+    n->waking = false;
 }
 
 /* Takes every whole message out of the read buffer; stops at one that must wait. */
@@ -397,14 +547,23 @@ static void on_connection(uv_stream_t *server, int status) {
 
 static void on_timer(uv_timer_t *t) {
     node_t *n = t->data;
+    rf_tick(n->rf);
+    node_ready(n);
     /* Pending transfers expire by the cell's clock, which moves only with entries: when one
-     * is due and the cell is idle, an empty entry carries the time in. */
+     * is due and the cell is idle, an empty batch carries the time in. */
     uint64_t due = ledger_next_expiry(cell_ledger(n->cell));
-    if (due != 0 && due <= realtime_ns() && !n->syncing && entry_open(n)->ncmds == 0) {
+    if (node_is_leader(n) && due != 0 && due <= realtime_ns() && entry_open(n)->ncmds == 0 &&
+        n->applied_seq == n->open_seq)
         n->tick_wanted = true;
-        node_pump(n);
-    }
+    node_pump(n);
     node_snapshot_poll(n);
+}
+
+static void on_peer_message(void *ctx, const rf_msg_t *m) {
+    node_t *n = ctx;
+    rf_step(n->rf, m);
+    node_ready(n);
+    node_pump(n);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -423,6 +582,7 @@ void node_stop_finish(node_t *n) {
         if (n->conns[i]) conn_close(n->conns[i], NULL);
     uv_timer_stop(&n->timer);
     uv_close((uv_handle_t *)&n->timer, NULL);
+    if (n->net) peer_net_close(n->net);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
 }
@@ -458,25 +618,38 @@ static int node_listen(node_t *n) {
     return 0;
 }
 
+static int node_peers(node_t *n) {
+    if (n->config.peer_count == 0) return 0;
+    char err[256];
+    n->net = peer_net_create(n->loop, n->config.cell_id, n->config.node_id, n->config.peers,
+                             n->config.peer_count, on_peer_message, n, err, sizeof err);
+    if (!n->net) node_log("%s", err);
+    return n->net ? 0 : -1;
+}
+
 static void node_free(node_t *n) {
     for (uint32_t i = 0; i < NODE_ENTRIES; i++) {
         free(n->entries[i].body);
         free(n->entries[i].reqs);
     }
     free(n->read_buf);
+    free(n->apply_buf);
     if (n->wal) wal_close(n->wal);
+    rf_destroy(n->rf);
+    hardstate_close(&n->hs);
     cell_destroy(n->cell);
     free(n);
 }
 
 static bool node_alloc(node_t *n) {
     for (uint32_t i = 0; i < NODE_ENTRIES; i++) {
-        n->entries[i].body = malloc(NODE_ENTRY_BYTES);
+        n->entries[i].body = malloc(NODE_ENTRY_BYTES + NODE_ENTRY_PREFIX);
         n->entries[i].reqs = malloc(NODE_ENTRY_COMMANDS * sizeof n->entries[i].reqs[0]);
         if (!n->entries[i].body || !n->entries[i].reqs) return false;
     }
     n->read_buf = malloc(PROTO_MESSAGE_MAX);
-    return n->read_buf != NULL;
+    n->apply_buf = malloc(NODE_ENTRY_BYTES + NODE_ENTRY_PREFIX);
+    return n->read_buf != NULL && n->apply_buf != NULL;
 }
 
 int node_run(const node_config_t *config) {
@@ -484,14 +657,15 @@ int node_run(const node_config_t *config) {
     node_t *n = calloc(1, sizeof *n);
     if (!n) return 1;
     n->config = *config;
+    n->hs.fd = -1;
     n->loop = uv_default_loop();
     int rc = 1;
     if (!node_alloc(n)) {
         node_log("out of memory");
-    } else if (node_recover(n) == 0 && node_listen(n) == 0) {
+    } else if (node_recover(n) == 0 && node_listen(n) == 0 && node_peers(n) == 0) {
         uv_timer_init(n->loop, &n->timer);
         n->timer.data = n;
-        uv_timer_start(&n->timer, on_timer, 50, 50);
+        uv_timer_start(&n->timer, on_timer, n->config.tick_ms, n->config.tick_ms);
         uv_signal_init(n->loop, &n->sigterm);
         uv_signal_init(n->loop, &n->sigint);
         n->sigterm.data = n->sigint.data = n;

@@ -1,6 +1,6 @@
 /* One replica of one cell as a server: the cell state machine behind a write-ahead log, a
  * libuv event loop serving the binary protocol (docs/protocol.md), group commit, and
- * snapshots. Today every cell is a one-voter group; replication joins in src/repl/ later. */
+ * snapshots. Every cell is a Raft group (src/repl/raft.h); without peers, of one voter. */
 #ifndef CP_NODE_H
 #define CP_NODE_H
 
@@ -8,11 +8,18 @@
 #include <stdint.h>
 
 #include "cell/cell.h"
+#include "repl/peer.h"
 
 typedef struct node_config {
     const char *data_dir;
-    const char *listen; /* "HOST:PORT", IPv4 */
+    const char *listen; /* "HOST:PORT", IPv4: where clients connect */
     bool test_ops;
+    uint64_t cell_id;
+    uint32_t node_id;                /* this replica's id in peers (1 without --peers) */
+    peer_addr_t peers[RF_NODES_MAX]; /* the group's replicas and their peer addresses */
+    uint32_t peer_count;             /* 0: a one-voter group, no peer network */
+    uint32_t tick_ms;                /* Raft tick (default 10) */
+    uint32_t election_ticks, heartbeat_ticks;
     cell_config_t cell;
     uint64_t snapshot_log_bytes; /* log bytes written between snapshots; 0 = never */
     bool capacities_given;       /* cell.ledger capacities came from the command line */

@@ -8,15 +8,25 @@
 
 #include "cell/cell.h"
 #include "proto/proto.h"
+#include "repl/hardstate.h"
 #include "repl/node.h"
+#include "repl/peer.h"
+#include "repl/raft.h"
 #include "repl/wal.h"
 
 #define NODE_CONNS_MAX 1024u
-#define NODE_ENTRIES 8u               /* entry buffers: open + written-but-not-applied */
-#define NODE_ENTRY_COMMANDS 8189u     /* requests in one entry */
-#define NODE_ENTRY_BYTES WAL_BODY_MAX /* commands and their bodies in one entry */
+#define NODE_ENTRIES 8u           /* entry buffers: open + written-but-not-applied */
+#define NODE_ENTRY_COMMANDS 8189u /* requests in one entry */
+/* A log entry: a 16-byte prefix (u64 timestamp, 8 zero bytes: keeps the commands 16-byte
+ * aligned), then commands and their bodies. */
+#define NODE_ENTRY_PREFIX 16u
+#define NODE_ENTRY_BYTES (WAL_BODY_MAX - NODE_ENTRY_PREFIX)
 #define NODE_RBUF (PROTO_MESSAGE_MAX + (64u << 10))
 #define NODE_OUTBUF_MAX (64u << 20) /* replies a client may leave unread */
+/* The Raft log window: every entry after the newest snapshot must fit (a snapshot is taken
+ * at a quarter of it). Memory is committed only as it is used. */
+#define NODE_WINDOW_ENTRIES (1u << 18)
+#define NODE_WINDOW_BYTES (512ull << 20)
 
 typedef struct outbuf {
     char *buf;
@@ -35,7 +45,9 @@ typedef struct conn {
     outbuf_t out[2]; /* out[out_fill] accumulates; the other may be in flight */
     int out_fill;
     bool writing, closing, waiting;
-    uint64_t barrier; /* a waiting read: the entry sequence it must see applied, 0 = none */
+    /* A waiting read: asked for a read index (read_asked), then got it (read_index > 0). */
+    bool read_asked;
+    uint64_t read_index;
 } conn_t;
 
 typedef struct entry_req {
@@ -43,11 +55,13 @@ typedef struct entry_req {
     proto_header_t header; /* the request's header, for the reply */
 } entry_req_t;
 
+/* A batch of requests: body[0, NODE_ENTRY_PREFIX) holds the timestamp given when it is
+ * proposed, then the commands (cell.h). Once proposed it has its log index and term. */
 typedef struct entry {
     unsigned char *body;
-    uint32_t size, events, ncmds;
+    uint32_t size, events, ncmds; /* size: command bytes after the timestamp */
     entry_req_t *reqs;
-    uint64_t timestamp, index;
+    uint64_t index, term;
 } entry_t;
 
 struct node {
@@ -58,32 +72,40 @@ struct node {
     uv_signal_t sigterm, sigint;
     cell_t *cell;
     wal_t *wal;
+    rf_t *rf;
+    peer_net_t *net;
+    hardstate_t hs;
+    uint64_t lead_term; /* the term this node leads in, 0 when it does not */
 
     conn_t *conns[NODE_CONNS_MAX];
     uint32_t conn_count, conn_gen;
     conn_t *waiting[NODE_CONNS_MAX];
     uint32_t waiting_count;
 
-    /* Entry sequence numbers: [applied_seq, durable_seq) are durable and being applied,
-     * [durable_seq, sync_seq) are written and syncing, open_seq is the one filling up. */
+    /* Entry sequence numbers: [applied_seq, open_seq) are proposed and wait to be applied,
+     * open_seq is the one filling up. */
     entry_t entries[NODE_ENTRIES];
-    uint64_t applied_seq, durable_seq, sync_seq, open_seq;
+    uint64_t applied_seq, open_seq;
     uint64_t applied_index, last_entry_ts;
-    bool syncing, tick_wanted, stopping, stopped;
+    bool syncing, tick_wanted, stopping, stopped, waking;
+    uint64_t reads_ctx; /* read-index requests issued */
     wal_sync_t sync;
     wal_status_t sync_rc;
     uv_work_t sync_req;
     unsigned char *read_buf;
+    unsigned char *apply_buf; /* an aligned copy of the entry being applied */
 
     /* Snapshots (node_recover.c). */
     uint64_t log_bytes_since_snapshot;
     int snapshot_pid;                /* a child writing a snapshot, 0 = none */
     uint64_t snapshot_index;         /* the newest snapshot written */
     uint64_t snapshot_pending_index; /* the one the child is writing */
+    uint64_t snapshot_pending_term;
 };
 
 void node_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void node_stop_finish(node_t *n);
+void node_wake_waiting(node_t *n);
 void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 

@@ -19,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/assert.h"
@@ -66,31 +67,43 @@ static int node_capacities(node_t *n) {
     return 0;
 }
 
-static void replay_reply(void *ctx, const cell_command_t *cmd, uint32_t status, uint64_t ts,
-                         const void *reply, uint32_t size) {
-    (void)ctx, (void)cmd, (void)status, (void)ts, (void)reply, (void)size;
+/* Node ids and voters: the group of --peers, or a group of one (id 1). */
+static void raft_config(const node_t *n, rf_config_t *c) {
+    const node_config_t *nc = &n->config;
+    *c = (rf_config_t){
+        .id = nc->peer_count ? nc->node_id : 1,
+        .election_ticks = nc->election_ticks,
+        .heartbeat_ticks = nc->heartbeat_ticks,
+        .pre_vote = true,
+        .check_quorum = true,
+        .window_entries = NODE_WINDOW_ENTRIES,
+        .window_bytes = NODE_WINDOW_BYTES,
+    };
+    if (nc->peer_count == 0) c->voters[c->voter_count++] = 1;
+    for (uint32_t i = 0; i < nc->peer_count; i++) c->voters[c->voter_count++] = nc->peers[i].id;
 }
 
-/* Applies every log entry after `from` to the cell. */
-static int node_replay(node_t *n, uint64_t from) {
+/* Hands the durable log after the snapshot to the Raft core. Nothing is applied here: the
+ * core hands entries out for apply once it knows they are committed. */
+static int node_load_log(node_t *n, uint64_t from) {
+    if (from > wal_last_index(n->wal)) return 0;
     wal_iter_t it;
-    if (wal_iter_open(n->wal, from + 1, &it) != WAL_OK) {
-        node_log("cannot read the log from index %" PRIu64, from + 1);
+    if (wal_iter_open(n->wal, from, &it) != WAL_OK) {
+        node_log("cannot read the log from index %" PRIu64, from);
         return -1;
     }
-    uint64_t count = 0;
     int rc;
+    uint64_t count = 0;
     wal_entry_t e;
-    while ((rc = wal_iter_next(&it, &e, n->entries[0].body, NODE_ENTRY_BYTES)) == 1) {
-        const char *why = cell_entry_check(n->entries[0].body, e.body_size);
-        if (why) {
-            node_log("log entry %" PRIu64 " is not a valid batch (%s); refusing to start", e.index,
-                     why);
-            wal_iter_close(&it);
-            return -1;
+    unsigned char *buf = n->entries[0].body;
+    while ((rc = wal_iter_next(&it, &e, buf, NODE_ENTRY_BYTES + NODE_ENTRY_PREFIX)) == 1) {
+        if (!rf_load(n->rf, e.term, buf, e.body_size)) {
+            node_log("the log after the snapshot (%" PRIu64 " entries so far) does not fit the "
+                     "Raft window; refusing to start",
+                     count);
+            rc = -1;
+            break;
         }
-        cell_apply_entry(n->cell, e.timestamp, n->entries[0].body, e.body_size, replay_reply, NULL);
-        n->applied_index = e.index;
         if (e.timestamp > n->last_entry_ts) n->last_entry_ts = e.timestamp;
         count++;
     }
@@ -98,12 +111,11 @@ static int node_replay(node_t *n, uint64_t from) {
     memcpy(iter_err, it.err, sizeof iter_err);
     wal_iter_close(&it);
     if (rc < 0) {
-        node_log("reading the log failed at index %" PRIu64 ": %s", n->applied_index + 1, iter_err);
+        if (iter_err[0]) node_log("reading the log failed: %s", iter_err);
         return -1;
     }
-    node_log("recovered: snapshot at index %" PRIu64 ", %" PRIu64 " log entries replayed, at index "
-             "%" PRIu64,
-             from, count, n->applied_index);
+    node_log("recovered: snapshot at index %" PRIu64 ", %" PRIu64 " log entries after it", from - 1,
+             count);
     return 0;
 }
 
@@ -115,6 +127,10 @@ int node_recover(node_t *n) {
     }
     if (node_capacities(n) != 0) return -1;
     char err[512], wal_dir[SNAPSHOT_PATH_MAX];
+    if (hardstate_open(&n->hs, dir, err, sizeof err) != 0) {
+        node_log("%s", err);
+        return -1;
+    }
     uint64_t snap_index = 0, snap_term = 0;
     if (snapshot_load(dir, &n->config.cell, &n->cell, &snap_index, &snap_term, err, sizeof err)) {
         node_log("%s", err);
@@ -137,20 +153,38 @@ int node_recover(node_t *n) {
                  first, snap_index);
         return -1;
     }
+    rf_config_t rc;
+    raft_config(n, &rc);
+    rc.term = n->hs.term;
+    rc.vote = n->hs.vote;
+    /* A node's term is never below its log's last term (a log written before the hard state
+     * existed); raising it gives up nothing: it holds no vote in that term. */
+    if (wal_last_term(n->wal) > rc.term) rc.term = wal_last_term(n->wal), rc.vote = RF_NONE;
+    rc.log_start_index = snap_index;
+    rc.log_start_term = snap_term;
+    rc.seed = (uint64_t)getpid() ^ ((uint64_t)time(NULL) << 20);
+    if (!(n->rf = rf_create(&rc))) {
+        node_log("cannot create the Raft group (bad --peers or out of memory)");
+        return -1;
+    }
     n->applied_index = snap_index;
     n->snapshot_index = snap_index;
-    return node_replay(n, snap_index);
+    return node_load_log(n, snap_index + 1);
 }
 
 /* ---- Snapshots ---- */
 
 void node_snapshot_maybe(node_t *n) {
-    if (n->config.snapshot_log_bytes == 0 || n->snapshot_pid != 0 ||
-        n->log_bytes_since_snapshot < n->config.snapshot_log_bytes)
-        return;
+    /* Snapshots also bound the entries the Raft window must hold after a restart. */
+    bool due = (n->config.snapshot_log_bytes != 0 &&
+                n->log_bytes_since_snapshot >= n->config.snapshot_log_bytes) ||
+               n->applied_index - n->snapshot_index >= NODE_WINDOW_ENTRIES / 4;
+    if (!due || n->snapshot_pid != 0 || n->applied_index == n->snapshot_index) return;
     /* Between entries the state is whole; the child writes that copy-on-write view while the
      * parent serves on. (Each page the parent then writes is copied once: memory, not time,
      * pays for the snapshot.) */
+    n->snapshot_pending_index = n->applied_index;
+    n->snapshot_pending_term = rf_term_at(n->rf, n->applied_index);
     fflush(stderr);
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -166,7 +200,8 @@ void node_snapshot_maybe(node_t *n) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(1); /* the parent is already gone */
         const char *what = "";
-        int rc = snapshot_write(n->config.data_dir, n->cell, n->applied_index, 1, &what);
+        int rc = snapshot_write(n->config.data_dir, n->cell, n->snapshot_pending_index,
+                                n->snapshot_pending_term, &what);
         if (rc != 0) {
             char msg[256];
             int len = snprintf(msg, sizeof msg, "cellpay node: snapshot %s failed: %s\n", what,
@@ -176,7 +211,6 @@ void node_snapshot_maybe(node_t *n) {
         _exit(rc == 0 ? 0 : 1);
     }
     n->snapshot_pid = pid;
-    n->snapshot_pending_index = n->applied_index;
     n->log_bytes_since_snapshot = 0;
 }
 
@@ -193,6 +227,7 @@ static void snapshot_finished(node_t *n, int status) {
     snapshot_prune(n->config.data_dir, older);
     if (older > 0 && wal_release_before(n->wal, older + 1) != 0)
         node_log("releasing the log before index %" PRIu64 " failed; it stays", older + 1);
+    if (older > 0) rf_compact(n->rf, older);
     node_log("snapshot at index %" PRIu64 " written", n->snapshot_index);
 }
 
