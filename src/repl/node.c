@@ -568,9 +568,13 @@ static void on_peer_message(void *ctx, const rf_msg_t *m) {
 
 static void on_signal(uv_signal_t *s, int signum) {
     node_t *n = s->data;
-    node_log("received signal %d, stopping after the writes in flight", signum);
+    node_log("received signal %d, stopping after the log write in flight", signum);
+    if (n->stopping) return;
     n->stopping = true;
     uv_close((uv_handle_t *)&n->server, NULL);
+    /* Waiting for commits could wait forever (no quorum): requests not yet answered are told
+     * to go elsewhere; one that commits anyway is found by its ids when the client retries. */
+    node_fail_pending(n);
     node_pump(n);
 }
 
