@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,8 +49,24 @@ static uint64_t mono_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Starts a node on an ephemeral port in dir; returns its pid and writes its address. */
-static pid_t bn_start_node(const char *dir, const bn_opts_t *o, char *addr, size_t n) {
+/* A loopback port that was free a moment ago (for the replicas' peer addresses, which every
+ * replica must know before any starts). */
+static int bn_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0) close(fd);
+    return port;
+}
+
+/* Starts replica `id` (0: a group of one) on an ephemeral client port in dir; returns its pid
+ * and writes its client address. */
+static pid_t bn_start_node(const char *dir, const bn_opts_t *o, uint32_t id, const char *peers,
+                           char *addr, size_t n) {
     int fds[2];
     if (pipe(fds) != 0) return -1;
     char am[16], tm[16];
@@ -59,8 +78,15 @@ static pid_t bn_start_node(const char *dir, const bn_opts_t *o, char *addr, size
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);
-        execl("/proc/self/exe", "cellpay", "node", "--data", dir, "--listen", "127.0.0.1:0",
-              "--accounts-max", am, "--transfers-max", tm, (char *)NULL);
+        char ids[16];
+        snprintf(ids, sizeof ids, "%u", id);
+        if (id == 0)
+            execl("/proc/self/exe", "cellpay", "node", "--data", dir, "--listen", "127.0.0.1:0",
+                  "--accounts-max", am, "--transfers-max", tm, (char *)NULL);
+        else
+            execl("/proc/self/exe", "cellpay", "node", "--data", dir, "--listen", "127.0.0.1:0",
+                  "--accounts-max", am, "--transfers-max", tm, "--cell", "1", "--id", ids,
+                  "--peers", peers, (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -212,9 +238,8 @@ static int bn_parse(int argc, char **argv, bn_opts_t *o) {
         }
         if (!ok) return 2;
     }
-    if (o->replicas != 1) {
-        fprintf(stderr, "cellpay bench node: --replicas %u: replication is not built yet; only 1\n",
-                o->replicas);
+    if (o->replicas != 1 && o->replicas != 3 && o->replicas != 5) {
+        fprintf(stderr, "cellpay bench node: --replicas takes 1, 3 or 5\n");
         return 2;
     }
     return 0;
@@ -229,34 +254,50 @@ int bench_node(int argc, char **argv) {
                    .seed = 1};
     int rc = bn_parse(argc, argv, &o);
     if (rc) return rc;
-    char dir[64] = "", addr[128];
-    pid_t pid = 0;
+    char dirs[5][64], addrs[5 * 32] = "", peers[5 * 32] = "";
+    pid_t pids[5] = {0};
+    uint32_t started = 0;
     if (!o.addr) {
-        snprintf(dir, sizeof dir, "/tmp/cellpay-bench-XXXXXX");
-        if (!mkdtemp(dir) || (pid = bn_start_node(dir, &o, addr, sizeof addr)) <= 0) {
-            fprintf(stderr, "cellpay bench node: could not start a node in %s\n", dir);
-            return 1;
+        size_t pl = 0;
+        for (uint32_t i = 0; o.replicas > 1 && i < o.replicas; i++)
+            pl += (size_t)snprintf(peers + pl, sizeof peers - pl, "%s%u=127.0.0.1:%d", i ? "," : "",
+                                   i + 1, bn_free_port());
+        for (; started < o.replicas; started++) {
+            char addr[32];
+            snprintf(dirs[started], sizeof dirs[started], "/tmp/cellpay-bench-XXXXXX");
+            uint32_t id = o.replicas > 1 ? started + 1 : 0;
+            if (!mkdtemp(dirs[started]) ||
+                (pids[started] = bn_start_node(dirs[started], &o, id, peers, addr, sizeof addr)) <=
+                    0) {
+                fprintf(stderr, "cellpay bench node: could not start a node in %s\n",
+                        dirs[started]);
+                rc = 1;
+                break;
+            }
+            size_t al = strlen(addrs);
+            snprintf(addrs + al, sizeof addrs - al, "%s%s", started ? "," : "", addr);
+            printf("replica %u started in %s, listening on %s\n", started + 1, dirs[started], addr);
         }
-        o.addr = addr;
-        printf("node started in %s, listening on %s\n", dir, addr);
+        o.addr = addrs;
     }
     client_t *c = NULL;
     client_options_t co = {
         .sessions = o.clients, .requests_max = o.clients * 2, .deadline_ms = 60000};
-    rc = client_open(&c, o.addr, &co);
-    if (rc != 0)
+    if (rc == 0 && (rc = client_open(&c, o.addr, &co)) != 0)
         fprintf(stderr, "cellpay bench node: %s\n", client_status_str(rc));
-    else
+    else if (rc == 0)
         rc = bn_run(c, &o);
     if (c) client_close(c);
-    if (pid > 0) {
-        kill(pid, SIGTERM);
+    for (uint32_t i = 0; i < started; i++) {
+        kill(pids[i], SIGTERM);
         int st;
-        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+        while (waitpid(pids[i], &st, 0) < 0 && errno == EINTR) {
         }
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        if (system(cmd) != 0) fprintf(stderr, "cellpay bench node: could not remove %s\n", dir);
+    }
+    for (uint32_t i = 0; i < started; i++) {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dirs[i]);
+        if (system(cmd) != 0) fprintf(stderr, "cellpay bench node: could not remove %s\n", dirs[i]);
     }
     return rc ? 1 : 0;
 }

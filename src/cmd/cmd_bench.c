@@ -32,7 +32,7 @@ static const char bench_usage[] =
     "  node_durable transfers_per_second=<N> p50_ms=<x> p99_ms=<y> batch=<N> clients=<N>\n"
     "Latency is per request, from submission to its durable, applied reply.\n"
     "\n"
-    "  --replicas N    replicas of the cell (today only 1)\n"
+    "  --replicas N    replicas of the cell: 1, 3 or 5 (all on this machine)\n"
     "  --clients N     connections and requests in flight (default 8)\n"
     "  --batch N       transfers per request, 1..8189 (default 8189)\n"
     "  --transfers N   transfers in all (default 1000000)\n"
