@@ -2,6 +2,8 @@
 #ifndef CP_LEDGER_INTERNAL_H
 #define CP_LEDGER_INTERNAL_H
 
+#include <string.h>
+
 #include "base/assert.h"
 #include "base/constants.h"
 #include "ledger/ledger.h"
@@ -130,6 +132,23 @@ uint32_t ledger_transfer_create(ledger_t *l, uint64_t timestamp, const void *tra
 void ledger_expiry_push(ledger_t *l, uint32_t transfer_row);
 void ledger_transfer_prefetch_slots(const ledger_t *l, const ledger_transfer_t *t);
 void ledger_transfer_prefetch_rows(const ledger_t *l, const ledger_transfer_t *t);
+/* Accounts and transfers are stored in timestamp order (timestamp at the same offset in both):
+ * the first row of a table whose timestamp is >= ts. */
+static inline uint32_t ledger_rows_lower_bound(const void *rows, uint32_t count, uint64_t ts) {
+    const unsigned char *r = rows; /* 128-byte rows, the layout asserted in ledger.c */
+    uint32_t lo = 0, hi = count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        uint64_t v;
+        memcpy(&v, r + (size_t)mid * 128 + offsetof(ledger_transfer_t, timestamp), sizeof v);
+        if (v < ts)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 bool ledger_transfer_timestamp_exists(const ledger_t *l, uint64_t ts);
 bool ledger_account_timestamp_exists(const ledger_t *l, uint64_t ts);
 

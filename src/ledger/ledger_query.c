@@ -143,21 +143,6 @@ static bool query_filter_valid(const ledger_query_filter_t *f, range_t *r) {
     return range_parse(f->timestamp_min, f->timestamp_max, f->limit, f->flags, r);
 }
 
-/* First row whose timestamp is >= ts. */
-static uint32_t lower_bound(const unsigned char *rows, size_t stride, uint32_t count, uint64_t ts) {
-    uint32_t lo = 0, hi = count;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        uint64_t v;
-        memcpy(&v, rows + (size_t)mid * stride + offsetof(ledger_transfer_t, timestamp), sizeof v);
-        if (v < ts)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 /* Both 128-byte kinds keep user_data and code at the same offsets, and ledger too. */
 CP_STATIC_ASSERT(
     offsetof(ledger_account_t, user_data_128) == offsetof(ledger_transfer_t, user_data_128) &&
@@ -173,8 +158,8 @@ static uint32_t query_table(const void *table, uint32_t count, const ledger_quer
     range_t r;
     if (!query_filter_valid(f, &r)) return 0;
     const ledger_transfer_t *rows = table; /* the shared layout (asserted above) */
-    uint32_t lo = lower_bound(table, sizeof rows[0], count, r.min);
-    uint32_t hi = lower_bound(table, sizeof rows[0], count, r.max + 1); /* max <= 2^63-1 */
+    uint32_t lo = ledger_rows_lower_bound(table, count, r.min);
+    uint32_t hi = ledger_rows_lower_bound(table, count, r.max + 1); /* max <= 2^63-1 */
     uint32_t n = 0;
     for (uint32_t k = 0; k < hi - lo && n < r.limit; k++) {
         const ledger_transfer_t *x = &rows[r.reversed ? hi - 1 - k : lo + k];

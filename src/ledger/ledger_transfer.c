@@ -16,30 +16,14 @@
 /* ---- Timestamps of objects, for the uniqueness rule of imported events. Both tables are
  * stored in timestamp order. ---- */
 
-static bool table_has_timestamp(const unsigned char *rows, size_t stride, size_t ts_offset,
-                                uint32_t count, uint64_t ts) {
-    uint32_t lo = 0, hi = count;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        uint64_t v;
-        memcpy(&v, rows + (size_t)mid * stride + ts_offset, sizeof v);
-        if (v == ts) return true;
-        if (v < ts)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return false;
-}
-
 bool ledger_transfer_timestamp_exists(const ledger_t *l, uint64_t ts) {
-    return table_has_timestamp((const unsigned char *)l->transfers, sizeof(ledger_transfer_t),
-                               offsetof(ledger_transfer_t, timestamp), l->n.transfers, ts);
+    uint32_t i = ledger_rows_lower_bound(l->transfers, l->n.transfers, ts);
+    return i < l->n.transfers && l->transfers[i].timestamp == ts;
 }
 
 bool ledger_account_timestamp_exists(const ledger_t *l, uint64_t ts) {
-    return table_has_timestamp((const unsigned char *)l->accounts, sizeof(ledger_account_t),
-                               offsetof(ledger_account_t, timestamp), l->n.accounts, ts);
+    uint32_t i = ledger_rows_lower_bound(l->accounts, l->n.accounts, ts);
+    return i < l->n.accounts && l->accounts[i].timestamp == ts;
 }
 
 /* ---- Idempotency: a second event with an existing id ---- */

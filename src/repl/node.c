@@ -119,14 +119,13 @@ static bool node_is_leader(const node_t *n) {
     return n->lead_term != 0;
 }
 
-/* Room in the open entry for a request of `events` events and `bytes` body bytes; opens the
- * next entry when this one is full. NULL when every entry buffer is taken. */
+/* The open entry when it has room for a request of `events` events and `bytes` body bytes;
+ * NULL when it is full (node_pump then proposes it and the request waits). */
 static entry_t *entry_room(node_t *n, uint32_t events, uint32_t bytes) {
     entry_t *e = entry_open(n);
     bool fits = e->events + events <= CP_BATCH_EVENTS_MAX && e->ncmds < NODE_ENTRY_COMMANDS &&
                 e->size + sizeof(cell_command_t) + bytes <= NODE_ENTRY_BYTES;
-    if (fits) return e;
-    return NULL; /* node_pump proposes the full entry; the request waits for room */
+    return fits ? e : NULL;
 }
 
 static void entry_add(entry_t *e, const proto_header_t *h, const void *body, uint32_t size,
