@@ -14,7 +14,7 @@ typedef struct rf_slot {
     uint32_t size;
 } rf_slot_t;
 
-enum { PR_PROBE, PR_REPLICATE };
+enum { PR_PROBE, PR_REPLICATE, PR_SNAPSHOT };
 
 /* What the leader knows of one voter (etcd's Progress). */
 typedef struct rf_progress {
@@ -28,7 +28,14 @@ typedef struct rf_progress {
     uint64_t hb_ack;                    /* highest heartbeat round acknowledged */
     uint64_t inflight[RF_INFLIGHT_MAX]; /* last index of each append in flight, oldest first */
     uint32_t in_start, in_count;
+    /* PR_SNAPSHOT: the snapshot being sent and the bytes the peer acknowledged. */
+    uint64_t snap_index, snap_term, snap_size, snap_acked;
 } rf_progress_t;
+
+/* A snapshot: the one the driver can serve (leader), or the one being received. */
+typedef struct rf_snap {
+    uint64_t index, term, size;
+} rf_snap_t;
 
 typedef struct rf_pending_read {
     rf_read_state_t rs;
@@ -63,6 +70,14 @@ struct rf {
     uint64_t hb_seq;
     rf_pending_read_t reads[RF_READS_MAX];
     uint32_t read_count;
+
+    rf_snap_t snap_avail; /* the newest snapshot the driver serves (size 0: none) */
+    rf_snap_t rx;         /* follower: the snapshot being received (size 0: none) */
+    uint64_t rx_offset;   /* bytes of rx received */
+    bool rx_pending;      /* a chunk waits in rx_buf for the next ready */
+    bool installing;      /* the last chunk went out: rf_snapshot_installed/_failed next */
+    rf_snap_chunk_t rx_chunk;
+    uint8_t *rx_buf; /* RF_SNAP_CHUNK_MAX bytes */
 
     rf_msg_t out[RF_OUTBOX_MAX];
     uint32_t out_count;
@@ -193,8 +208,51 @@ static uint64_t send_append(rf_t *r, rf_progress_t *pr) {
     return prev + m->h.entry_count;
 }
 
+/* The next chunk of pr's snapshot, at the offset the peer acknowledged. Its bytes are the
+ * driver's to fill in (raft.h, SNAPSHOTS). */
+static void send_snap_chunk(rf_t *r, rf_progress_t *pr) {
+    rf_msg_t *m = msg_new(r, RF_MSG_SNAP, pr->id, r->term);
+    if (m == &r->scratch || r->out_entry_count == RF_OUTBOX_ENTRIES_MAX) return;
+    uint64_t left = pr->snap_size - pr->snap_acked;
+    m->h.index = pr->snap_index;
+    m->h.log_term = pr->snap_term;
+    m->h.ctx = pr->snap_acked;
+    m->h.hint = pr->snap_size;
+    m->h.commit = r->commit;
+    m->h.entry_count = 1;
+    m->entries = &r->out_entries[r->out_entry_count];
+    r->out_entries[r->out_entry_count++] = (rf_entry_t){
+        .term = pr->snap_term,
+        .size = (uint32_t)(left < r->cfg.snap_chunk_bytes ? left : r->cfg.snap_chunk_bytes)};
+    pr->paused = true; /* one chunk in flight: resent when a heartbeat answer comes back */
+}
+
+/* A snapshot can replace the entries before the window when it reaches the window's start. */
+static bool snap_usable(const rf_t *r, uint64_t index) {
+    return r->snap_avail.size > 0 && index + 1 >= r->first;
+}
+
+/* pr needs entries compacted away: send it the newest snapshot, from its first byte. Also
+ * when the snapshot being sent fell behind the window (the driver may have dropped it). */
+static void pr_start_snapshot(rf_t *r, rf_progress_t *pr) {
+    if (!snap_usable(r, r->snap_avail.index)) {
+        pr->needs_snap = true;
+        return;
+    }
+    pr->needs_snap = false;
+    pr->state = PR_SNAPSHOT;
+    pr->paused = false;
+    pr->in_count = 0;
+    pr->snap_index = r->snap_avail.index;
+    pr->snap_term = r->snap_avail.term;
+    pr->snap_size = r->snap_avail.size;
+    pr->snap_acked = 0;
+}
+
 static bool pr_can_send(const rf_t *r, const rf_progress_t *pr) {
-    if (pr->id == r->cfg.id || pr->next < r->first) return false;
+    if (pr->id == r->cfg.id) return false;
+    if (pr->state == PR_SNAPSHOT) return !pr->paused && pr->snap_acked < pr->snap_size;
+    if (pr->next < r->first) return false;
     if (pr->state == PR_PROBE) return !pr->paused;
     return pr->next <= r->last && pr->in_count < RF_INFLIGHT_MAX;
 }
@@ -204,7 +262,13 @@ static bool pr_can_send(const rf_t *r, const rf_progress_t *pr) {
 static void flush_appends(rf_t *r) {
     for (uint32_t i = 0; i < r->cfg.voter_count; i++) {
         rf_progress_t *pr = &r->pr[i];
-        if (pr->id != r->cfg.id && pr->next < r->first) pr->needs_snap = true;
+        if (pr->id == r->cfg.id) continue;
+        bool stale = pr->state == PR_SNAPSHOT && !snap_usable(r, pr->snap_index);
+        if ((pr->state != PR_SNAPSHOT && pr->next < r->first) || stale) pr_start_snapshot(r, pr);
+        if (pr->state == PR_SNAPSHOT) {
+            if (pr_can_send(r, pr) && r->out_count < RF_OUTBOX_MAX) send_snap_chunk(r, pr);
+            continue;
+        }
         while (pr_can_send(r, pr) && r->out_count < RF_OUTBOX_MAX) {
             uint64_t last = send_append(r, pr);
             if (pr->state == PR_PROBE) {
@@ -252,6 +316,7 @@ static void set_term(rf_t *r, uint64_t term) {
     r->vote = RF_NONE;
     r->verified = 0;
     r->hs_dirty = true;
+    r->rx = (rf_snap_t){0}; /* a snapshot is received from one leader only */
 }
 
 static void become_follower(rf_t *r, uint64_t term, uint32_t leader) {
@@ -383,6 +448,12 @@ static void pr_probe(rf_progress_t *pr, uint64_t next) {
 }
 
 static void leader_app_resp(rf_t *r, rf_progress_t *pr, const rf_msg_hdr_t *h) {
+    if (pr->state == PR_SNAPSHOT) {
+        /* The peer installed the snapshot, or already had what it replaces: go on from what
+         * it verified. A rejection is stale (an append sent before the snapshot began). */
+        if (h->reject) return;
+        pr_probe(pr, h->hint + 1);
+    }
     if (h->reject) {
         if (pr->state == PR_REPLICATE ? h->index <= pr->match : h->index != pr->next - 1)
             return; /* stale */
@@ -406,11 +477,26 @@ static void leader_app_resp(rf_t *r, rf_progress_t *pr, const rf_msg_hdr_t *h) {
         msg_new(r, RF_MSG_TIMEOUT_NOW, pr->id, r->term);
 }
 
+/* A chunk acknowledged (ctx: the offset the peer expects next) or refused (ctx: where it
+ * wants the transfer to go on: 0 when it starts over). Once every byte is acknowledged the
+ * peer installs the snapshot before it handles anything else, so appends go on after it. */
+static void leader_snap_resp(rf_progress_t *pr, const rf_msg_hdr_t *h) {
+    if (pr->state != PR_SNAPSHOT || h->index != pr->snap_index || h->log_term != pr->snap_term)
+        return;
+    uint64_t off = h->ctx < pr->snap_size ? h->ctx : pr->snap_size;
+    if (!h->reject && off <= pr->snap_acked) return; /* a duplicate answer */
+    pr->snap_acked = off;
+    pr->paused = false;
+    if (pr->snap_acked == pr->snap_size) pr_probe(pr, pr->snap_index + 1);
+}
+
 static void leader_step(rf_t *r, int pos, const rf_msg_hdr_t *h) {
     rf_progress_t *pr = &r->pr[pos];
     pr->active = true;
     if (h->type == RF_MSG_APP_RESP) {
         leader_app_resp(r, pr, h);
+    } else if (h->type == RF_MSG_SNAP_RESP) {
+        leader_snap_resp(pr, h);
     } else if (h->type == RF_MSG_HEARTBEAT_RESP) {
         pr->paused = false;
         if (pr->state == PR_REPLICATE && pr->in_count == RF_INFLIGHT_MAX)
@@ -469,6 +555,65 @@ static void follower_append(rf_t *r, const rf_msg_t *m) {
     uint64_t c = m->h.commit < r->verified ? m->h.commit : r->verified;
     if (c > r->commit) r->commit = c;
     send_ack(r);
+}
+
+/* Whether the follower must take the snapshot (index, term): not when it is committed here
+ * already, and not when the log holds its last entry with its term (rule 10: the log, which
+ * may reach further and may have been acknowledged, stays). */
+static bool snap_needed(const rf_t *r, uint64_t index, uint64_t term) {
+    return index > r->commit && rf_term_at(r, index) != term;
+}
+
+static void snap_answer(rf_t *r, const rf_msg_hdr_t *h, uint64_t offset, bool reject) {
+    rf_msg_t *m = msg_new(r, RF_MSG_SNAP_RESP, h->from, r->term);
+    m->h.index = h->index;
+    m->h.log_term = h->log_term;
+    m->h.ctx = offset;
+    m->h.reject = reject;
+}
+
+/* A snapshot chunk: taken when it is the next one of the snapshot being received (offset 0
+ * starts a transfer), copied out for the driver in the next ready. */
+static void follower_snap(rf_t *r, const rf_msg_t *m) {
+    const rf_msg_hdr_t *h = &m->h;
+    uint32_t size = m->entries[0].size;
+    if (!snap_needed(r, h->index, h->log_term)) {
+        /* Committed entries match every later leader's, and so does the log up to an entry
+         * it shares with the leader's snapshot. */
+        uint64_t v = rf_term_at(r, h->index) == h->log_term ? h->index : 0;
+        if (r->commit > v) v = r->commit;
+        if (v > r->verified) r->verified = v;
+        r->rx = (rf_snap_t){0};
+        send_ack(r); /* the leader leaves its snapshot state on this */
+        return;
+    }
+    bool same =
+        r->rx.size && r->rx.index == h->index && r->rx.term == h->log_term && r->rx.size == h->hint;
+    if (h->ctx == 0 && !same) {
+        r->rx = (rf_snap_t){.index = h->index, .term = h->log_term, .size = h->hint};
+        r->rx_offset = 0;
+        same = true;
+    }
+    if (!same) {
+        snap_answer(r, h, 0, true); /* a chunk of a transfer this node does not know */
+        return;
+    }
+    if (h->ctx != r->rx_offset || r->rx_pending || size == 0 || size > RF_SNAP_CHUNK_MAX ||
+        h->ctx + size > r->rx.size) {
+        snap_answer(r, h, r->rx_offset, h->ctx > r->rx_offset);
+        return;
+    }
+    memcpy(r->rx_buf, m->entries[0].data, size);
+    r->rx_chunk = (rf_snap_chunk_t){.index = r->rx.index,
+                                    .term = r->rx.term,
+                                    .offset = r->rx_offset,
+                                    .total = r->rx.size,
+                                    .size = size,
+                                    .last = r->rx_offset + size == r->rx.size,
+                                    .data = r->rx_buf};
+    r->rx_pending = true;
+    r->rx_offset += size;
+    snap_answer(r, h, r->rx_offset, false);
 }
 
 /* The heartbeat's commit is min(match, leader commit): this node acknowledged match durably
@@ -535,16 +680,20 @@ void rf_step(rf_t *r, const rf_msg_t *m) {
     switch (h->type) {
     case RF_MSG_APP:
     case RF_MSG_HEARTBEAT:
+    case RF_MSG_SNAP:
         cp_assert(r->role != RF_LEADER); /* two leaders in one term */
         if (r->role != RF_FOLLOWER || r->leader != h->from) become_follower(r, h->term, h->from);
         r->election_elapsed = 0;
         if (h->type == RF_MSG_APP)
             follower_append(r, m);
+        else if (h->type == RF_MSG_SNAP)
+            follower_snap(r, m);
         else
             follower_heartbeat(r, h);
         break;
     case RF_MSG_APP_RESP:
     case RF_MSG_HEARTBEAT_RESP:
+    case RF_MSG_SNAP_RESP:
         if (r->role == RF_LEADER) leader_step(r, pos, h);
         break;
     case RF_MSG_VOTE:
@@ -559,7 +708,7 @@ void rf_step(rf_t *r, const rf_msg_t *m) {
     case RF_MSG_TIMEOUT_NOW:
         if (r->role == RF_FOLLOWER && may_campaign(r)) campaign(r, false, true);
         break;
-    default: break; /* RF_MSG_SNAP: not implemented */
+    default: break;
     }
 }
 
@@ -605,12 +754,15 @@ rf_t *rf_create(const rf_config_t *c) {
     if (!r->cfg.window_entries) r->cfg.window_entries = 4096;
     if (!r->cfg.window_bytes) r->cfg.window_bytes = 64u << 20;
     if (!r->cfg.msg_bytes_max) r->cfg.msg_bytes_max = 1u << 20;
+    if (!r->cfg.snap_chunk_bytes || r->cfg.snap_chunk_bytes > RF_SNAP_CHUNK_MAX)
+        r->cfg.snap_chunk_bytes = RF_SNAP_CHUNK_MAX;
     int pos = voter_pos(r, c->id);
     r->slot_cap = r->cfg.window_entries;
     r->arena_cap = r->cfg.window_bytes;
     r->slots = calloc(r->slot_cap, sizeof *r->slots);
     r->arena = malloc(r->arena_cap);
-    if (pos < 0 || !r->slots || !r->arena) {
+    r->rx_buf = malloc(RF_SNAP_CHUNK_MAX); /* touched only when a snapshot arrives */
+    if (pos < 0 || !r->slots || !r->arena || !r->rx_buf) {
         rf_destroy(r);
         return NULL;
     }
@@ -633,6 +785,7 @@ void rf_destroy(rf_t *r) {
     if (!r) return;
     free(r->slots);
     free(r->arena);
+    free(r->rx_buf);
     free(r);
 }
 
@@ -697,7 +850,7 @@ static uint64_t apply_limit(const rf_t *r) {
 
 bool rf_has_ready(const rf_t *r) {
     if (r->hs_dirty || r->unstable_from <= r->last || r->out_count || r->rd_read_count ||
-        r->applied < apply_limit(r))
+        r->applied < apply_limit(r) || r->rx_pending)
         return true;
     if (r->role != RF_LEADER) return false;
     for (uint32_t i = 0; i < r->cfg.voter_count; i++)
@@ -723,6 +876,13 @@ void rf_ready(rf_t *r, rf_ready_t *rd) {
     rd->committed = r->rd_committed;
     rd->read_count = r->rd_read_count;
     rd->reads = r->rd_reads;
+    /* The last chunk is checked again: since it arrived the log may have gained the
+     * snapshot's entry, or the commit index passed it; then nothing is installed. */
+    const rf_snap_chunk_t *c = &r->rx_chunk;
+    if (r->rx_pending && (!c->last || snap_needed(r, c->index, c->term))) {
+        rd->has_chunk = true;
+        rd->chunk = *c;
+    }
 }
 
 void rf_advance(rf_t *r, const rf_ready_t *rd) {
@@ -733,6 +893,8 @@ void rf_advance(rf_t *r, const rf_ready_t *rd) {
     r->out_count = 0;
     r->out_entry_count = 0;
     r->rd_read_count = 0;
+    r->rx_pending = false;
+    if (rd->has_chunk && rd->chunk.last) r->installing = true;
     cp_assert(r->unstable_from <= r->last + 1 && r->applied <= r->durable);
 }
 
@@ -751,4 +913,29 @@ void rf_status(const rf_t *r, rf_info_t *o) {
 bool rf_peer_needs_snapshot(const rf_t *r, uint32_t peer) {
     int pos = voter_pos(r, peer);
     return r->role == RF_LEADER && pos >= 0 && r->pr[pos].needs_snap;
+}
+
+void rf_snapshot_avail(rf_t *r, uint64_t index, uint64_t term, uint64_t size) {
+    cp_assert(size > 0 && index <= r->applied && index >= r->snap_avail.index);
+    r->snap_avail = (rf_snap_t){.index = index, .term = term, .size = size};
+}
+
+/* The log restarts after the snapshot: everything in it is committed, applied, durable. */
+void rf_snapshot_installed(rf_t *r, uint64_t index, uint64_t term) {
+    cp_assert(r->installing && index > r->commit);
+    r->installing = false;
+    r->rx = (rf_snap_t){0};
+    r->first = index + 1;
+    r->last = index;
+    r->start_term = term;
+    r->durable = r->commit = r->applied = r->verified = index;
+    r->unstable_from = index + 1;
+    if (index > r->snap_avail.index) r->snap_avail = (rf_snap_t){0};
+    send_ack(r);
+}
+
+void rf_snapshot_failed(rf_t *r) {
+    cp_assert(r->installing);
+    r->installing = false;
+    r->rx = (rf_snap_t){0};
 }

@@ -14,8 +14,10 @@
  *         2. write rd.entries to the log: if rd.entries_first <= the log's last index,
  *            first truncate the log after rd.entries_first - 1 (wal_truncate_after). The write
  *            may stay unsynced; report durability later with rf_persisted (group commit);
+ *            write rd.chunk if rd.has_chunk (a snapshot being received, see SNAPSHOTS);
  *         3. send rd.msgs;  4. apply rd.committed;  5. serve rd.reads once applied >= index;
  *         rf_advance(r, &rd);
+ *         if rd.has_chunk && rd.chunk.last: install, then rf_snapshot_installed / _failed
  *     }
  * Nothing else may be called between rf_ready and rf_advance: the pointers in rd (entry
  * bytes, messages) point into the core and stay valid only until rf_advance.
@@ -36,9 +38,27 @@
  * entries and config.window_bytes bytes (allocated once in rf_create; entries are opaque
  * blobs of at most RF_ENTRY_MAX bytes). rf_compact drops a prefix that was applied. When the
  * window is full a proposal fails with RF_ERR_FULL and a follower accepts only the part of
- * an append that fits (the leader resends the rest). A follower that needs entries already
- * compacted away needs a snapshot: NOT IMPLEMENTED yet (see below) — such a peer stays
- * behind and the leader reports it through rf_peer_needs_snapshot().
+ * an append that fits (the leader resends the rest).
+ *
+ * SNAPSHOTS (rule 10)
+ * A follower that needs entries the leader has compacted away gets a snapshot instead, in
+ * chunks of at most config.snap_chunk_bytes, one chunk in flight at a time (the follower
+ * acknowledges each; a lost chunk is resent when the next heartbeat answer arrives). The
+ * snapshot's bytes are the driver's: it reports each snapshot it can serve with
+ * rf_snapshot_avail (the newest; it must keep serving every reported snapshot whose index is
+ * at least the window's first index - 1, which rf_compact never passes). The core then
+ *   - on the leader, emits RF_MSG_SNAP messages whose single entry has size bytes at offset
+ *     h.ctx of snapshot (h.index, h.log_term) and data NULL: the driver reads those bytes
+ *     and sends the message with them (or drops it when it cannot);
+ *   - on the follower, hands each accepted chunk out in rd.chunk (step 2 above: write it
+ *     before sending the ready's messages). After the ready with the last chunk
+ *     (chunk.last), and before anything else is given to the core, the driver verifies and
+ *     installs the whole snapshot durably (file written, fsynced, renamed, directory synced;
+ *     log reset to start after it) and calls rf_snapshot_installed, or rf_snapshot_failed
+ *     when the bytes do not verify (the transfer starts over).
+ * A follower never installs a snapshot at or below its commit index, nor one whose last
+ * entry it already holds with the same term (it keeps its log, which may reach past it, and
+ * acknowledges instead): entries it acknowledged are never thrown away.
  *
  * READS
  * rf_read_index implements the read index of the Raft thesis (6.4): remember the commit
@@ -48,10 +68,9 @@
  * which a payment core should not bet on. Pending reads are dropped when leadership is lost
  * (the driver fails them when rf_status shows another role or term).
  *
- * NOT YET (the interface leaves room): snapshots (RF_MSG_SNAP in bounded chunks, rf_restore
- * from a snapshot point already exists as config.log_start_*), and membership changes
- * (learners, promote, remove: one server at a time, effective when appended, rule 7). The
- * voter set is fixed by rf_config_t today. */
+ * NOT YET (the interface leaves room): membership changes (learners, promote, remove: one
+ * server at a time, effective when appended, rule 7). The voter set is fixed by rf_config_t
+ * today. */
 #ifndef CP_RAFT_H
 #define CP_RAFT_H
 
@@ -65,8 +84,9 @@
 #define RF_INFLIGHT_MAX 16u     /* append messages in flight to one peer (pipelining) */
 #define RF_OUTBOX_MAX 256u      /* messages in one ready; more are dropped (safe: lost) */
 #define RF_OUTBOX_ENTRIES_MAX 2048u
-#define RF_READY_ENTRIES_MAX 256u /* entries to write / to apply in one ready */
-#define RF_READS_MAX 64u          /* pending read-index requests */
+#define RF_READY_ENTRIES_MAX 256u    /* entries to write / to apply in one ready */
+#define RF_READS_MAX 64u             /* pending read-index requests */
+#define RF_SNAP_CHUNK_MAX (1u << 20) /* bytes of one snapshot chunk */
 
 typedef enum rf_status {
     RF_OK = 0,
@@ -93,7 +113,8 @@ typedef enum rf_msg_type {
     RF_MSG_HEARTBEAT,      /* commit; ctx: the leader's heartbeat round (read index) */
     RF_MSG_HEARTBEAT_RESP, /* ctx echoed */
     RF_MSG_TIMEOUT_NOW,    /* leadership transfer: campaign now, without pre-vote */
-    RF_MSG_SNAP,           /* reserved: snapshot chunks, not implemented */
+    RF_MSG_SNAP,           /* index/log_term: the snapshot; ctx: offset; hint: total bytes */
+    RF_MSG_SNAP_RESP,      /* index/log_term echoed; ctx: the offset expected next */
 } rf_msg_type_t;
 
 #define RF_FLAG_TRANSFER 1u /* a vote of a leadership transfer: voters ignore their lease */
@@ -138,10 +159,11 @@ typedef struct rf_config {
     uint32_t heartbeat_ticks; /* < election_ticks */
     bool pre_vote;
     bool check_quorum;
-    uint64_t seed;           /* of the election-timeout PRNG */
-    uint32_t window_entries; /* log window bound (entries); 0: 4096 */
-    uint64_t window_bytes;   /* log window bound (bytes); 0: 64 MiB */
-    uint32_t msg_bytes_max;  /* bytes of entries in one append (at least one entry); 0: 1 MiB */
+    uint64_t seed;             /* of the election-timeout PRNG */
+    uint32_t window_entries;   /* log window bound (entries); 0: 4096 */
+    uint64_t window_bytes;     /* log window bound (bytes); 0: 64 MiB */
+    uint32_t msg_bytes_max;    /* bytes of entries in one append (at least one entry); 0: 1 MiB */
+    uint32_t snap_chunk_bytes; /* bytes of one snapshot chunk, <= RF_SNAP_CHUNK_MAX; 0: max */
     /* Restart: the durable hard state, and the last compacted entry (0, 0: none). The driver
      * then feeds the durable log after log_start_index with rf_load. */
     uint64_t term;
@@ -160,6 +182,15 @@ typedef struct rf_read_state {
     uint64_t index; /* serve the read once applied >= index */
 } rf_read_state_t;
 
+/* A snapshot chunk a follower received, to be written at offset of the snapshot being
+ * received (index, term; total bytes). */
+typedef struct rf_snap_chunk {
+    uint64_t index, term, offset, total;
+    uint32_t size;
+    bool last; /* offset + size == total: install after this ready */
+    const void *data;
+} rf_snap_chunk_t;
+
 typedef struct rf_ready {
     bool hs_changed;
     rf_hard_state_t hs;
@@ -173,6 +204,8 @@ typedef struct rf_ready {
     const rf_entry_t *committed;
     uint32_t read_count;
     const rf_read_state_t *reads;
+    bool has_chunk;
+    rf_snap_chunk_t chunk;
 } rf_ready_t;
 
 typedef struct rf_info {
@@ -214,7 +247,15 @@ void rf_advance(rf_t *r, const rf_ready_t *rd);
 void rf_status(const rf_t *r, rf_info_t *out);
 /* The term of the entry at index, 0 when outside the window (and not the start point). */
 uint64_t rf_term_at(const rf_t *r, uint64_t index);
-/* Leader: the peer needs entries compacted away (a snapshot, not implemented). */
+/* Leader: the peer needs entries compacted away and no reported snapshot can replace them. */
 bool rf_peer_needs_snapshot(const rf_t *r, uint32_t peer);
+
+/* The driver can serve snapshot (index, term) of size bytes (size > 0, index <= applied). */
+void rf_snapshot_avail(rf_t *r, uint64_t index, uint64_t term, uint64_t size);
+/* Follower, right after the ready whose chunk was the last: the snapshot is installed
+ * durably and the driver's log now starts after index (see SNAPSHOTS). */
+void rf_snapshot_installed(rf_t *r, uint64_t index, uint64_t term);
+/* Follower, instead: the received bytes did not verify; the transfer starts over. */
+void rf_snapshot_failed(rf_t *r);
 
 #endif

@@ -18,6 +18,12 @@
 #define SIM_LM_CAP (1u << 16) /* log-matching table (index, term) -> data, prev term */
 #define SIM_READS_MAX 4096u
 #define SIM_ANY UINT32_MAX
+/* Snapshots: a header and the applied-per-id table, sent in chunks of SIM_CHUNK bytes at most
+ * (an odd size, so the last chunk is short). */
+#define SIM_SNAP_MAGIC 0x50414e534d495355ull
+#define SIM_SNAP_HDR 32u
+#define SIM_SNAP_BYTES (SIM_SNAP_HDR + SIM_IDS_MAX)
+#define SIM_CHUNK 1500u
 
 typedef struct sim_ent {
     uint64_t term;
@@ -28,7 +34,14 @@ typedef struct sim_ent {
 typedef struct sim_msg {
     rf_msg_hdr_t h;
     sim_ent_t ents[RF_MSG_ENTRIES_MAX];
+    uint8_t chunk[SIM_CHUNK]; /* RF_MSG_SNAP: the bytes of ents[0] */
 } sim_msg_t;
+
+/* A durable snapshot: magic, index, term, chain, then eff (SIM_IDS_MAX bytes). */
+typedef struct sim_snap {
+    uint64_t index, term;
+    uint8_t bytes[SIM_SNAP_BYTES];
+} sim_snap_t;
 
 typedef struct sim_node {
     rf_t *r;
@@ -39,6 +52,11 @@ typedef struct sim_node {
     uint64_t len, persisted;
     uint64_t applied, chain;
     uint8_t *eff; /* per command id: applied (deduplicated by id, rule 11) */
+    /* Snapshots survive crashes: snaps[1] the newest, snaps[0] the one before (the window
+     * starts after it, as the node's does); rx (volatile) the one being received. */
+    sim_snap_t *snaps;
+    uint8_t *rx;
+    uint64_t installs;
     uint64_t commit_checked;
     uint32_t reads_done;
     rf_role_t role;
@@ -86,6 +104,12 @@ struct rf_sim {
     uint32_t fig8_old, fig8_mid;
     uint64_t fig8_term, fig8_at;
     uint32_t mid_crash_ppm; /* crash in the middle of handling a ready */
+    uint32_t snap_every;    /* applied entries between a node's snapshots; 0: none */
+    /* A long outage of one follower (down or cut off) while the others move on, so that it
+     * comes back behind the leader's window and needs a snapshot. */
+    uint32_t lag_node;
+    bool lag_down;
+    uint64_t lag_until;
     bool calm;
     char trace[SIM_TRACE][200];
     uint32_t trace_n;
@@ -97,8 +121,8 @@ struct rf_sim {
 static const char *type_name(uint8_t t) {
     static const char *names[] = {"?",         "APP",         "APP_RESP",     "VOTE",
                                   "VOTE_RESP", "PREVOTE",     "PREVOTE_RESP", "HB",
-                                  "HB_RESP",   "TIMEOUT_NOW", "SNAP"};
-    return t < 11 ? names[t] : "?";
+                                  "HB_RESP",   "TIMEOUT_NOW", "SNAP",         "SNAP_RESP"};
+    return t < 12 ? names[t] : "?";
 }
 
 __attribute__((format(printf, 2, 3))) static void tracef(rf_sim_t *s, const char *fmt, ...) {
@@ -146,25 +170,42 @@ static rf_config_t node_config(const rf_sim_t *s, uint32_t i) {
                      .window_entries = SIM_LOG_MAX,
                      .window_bytes = SIM_LOG_MAX * SIM_CMD,
                      .msg_bytes_max = 8 * SIM_CMD,
+                     .snap_chunk_bytes = SIM_CHUNK,
                      .term = s->n[i].hs_term,
                      .vote = s->n[i].hs_vote};
     for (uint32_t k = 0; k < s->cfg.nodes; k++) c.voters[k] = k + 1;
     return c;
 }
 
+/* The state machine as of snapshot bytes b. */
+static void state_load(sim_node_t *n, const uint8_t *b) {
+    memcpy(&n->applied, b + 8, 8);
+    memcpy(&n->chain, b + 24, 8);
+    memcpy(n->eff, b + SIM_SNAP_HDR, SIM_IDS_MAX);
+}
+
 static void node_start(rf_sim_t *s, uint32_t i) {
     sim_node_t *n = &s->n[i];
+    const sim_snap_t *sn = &n->snaps[1];
     rf_config_t c = node_config(s, i);
+    c.log_start_index = sn->index;
+    c.log_start_term = sn->term;
     n->r = rf_create(&c);
     cp_assert(n->r);
-    for (uint64_t k = 1; k <= n->persisted; k++) {
+    cp_assert(n->persisted >= sn->index);
+    for (uint64_t k = sn->index + 1; k <= n->persisted; k++) {
         bool ok = rf_load(n->r, n->log[k].term, n->log[k].data, n->log[k].size);
         cp_assert(ok);
     }
     n->len = n->persisted; /* the unsynced tail is gone */
     n->up = true;
-    n->applied = n->chain = n->commit_checked = 0;
+    n->applied = n->chain = 0;
     memset(n->eff, 0, SIM_IDS_MAX);
+    if (sn->index) {
+        state_load(n, sn->bytes);
+        rf_snapshot_avail(n->r, sn->index, sn->term, SIM_SNAP_BYTES);
+    }
+    n->commit_checked = n->applied;
     n->role = RF_FOLLOWER;
 }
 
@@ -191,11 +232,17 @@ rf_sim_t *rf_sim_create(const rf_sim_config_t *c) {
         s->dup_ppm = 10000;
         s->mid_crash_ppm = 400;
         s->next_fault = 20;
+        static const uint32_t every[] = {0, 3, 6, 12, 32};
+        s->snap_every = every[prng_below(&s->prng, 5)];
+    } else {
+        s->snap_every = c->snap_every;
     }
     for (uint32_t i = 0; i < c->nodes; i++) {
         s->n[i].log = calloc(SIM_LOG_MAX + 2, sizeof(sim_ent_t));
         s->n[i].eff = calloc(SIM_IDS_MAX, 1);
-        cp_assert(s->n[i].log && s->n[i].eff);
+        s->n[i].snaps = calloc(2, sizeof(sim_snap_t));
+        s->n[i].rx = calloc(1, SIM_SNAP_BYTES);
+        cp_assert(s->n[i].log && s->n[i].eff && s->n[i].snaps && s->n[i].rx);
         node_start(s, i);
     }
     return s;
@@ -207,6 +254,8 @@ void rf_sim_destroy(rf_sim_t *s) {
         rf_destroy(s->n[i].r);
         free(s->n[i].log);
         free(s->n[i].eff);
+        free(s->n[i].snaps);
+        free(s->n[i].rx);
     }
     free(s->pool);
     free(s->com);
@@ -225,11 +274,26 @@ static void net_put(rf_sim_t *s, const rf_msg_t *m) {
     sm->h = m->h;
     for (uint32_t j = 0; j < m->h.entry_count; j++) {
         const rf_entry_t *e = &m->entries[j];
-        cp_assert(e->size <= SIM_CMD);
         sm->ents[j] = (sim_ent_t){.term = e->term, .size = e->size};
-        if (e->size) memcpy(sm->ents[j].data, e->data, e->size);
+        if (m->h.type == RF_MSG_SNAP) {
+            cp_assert(e->size <= SIM_CHUNK && e->data);
+            memcpy(sm->chunk, e->data, e->size);
+        } else {
+            cp_assert(e->size <= SIM_CMD);
+            if (e->size) memcpy(sm->ents[j].data, e->data, e->size);
+        }
     }
     s->queue[s->queue_count++] = k;
+}
+
+/* The entries of a queued message as the core sees them. */
+static void msg_entries(sim_msg_t *sm, rf_entry_t *ents) {
+    for (uint32_t j = 0; j < sm->h.entry_count; j++) {
+        const void *data = sm->h.type == RF_MSG_SNAP ? (const void *)sm->chunk : sm->ents[j].data;
+        ents[j] = (rf_entry_t){.term = sm->ents[j].term,
+                               .size = sm->ents[j].size,
+                               .data = sm->ents[j].size ? data : NULL};
+    }
 }
 
 static void net_remove(rf_sim_t *s, uint32_t pos) {
@@ -249,10 +313,7 @@ static void net_deliver(rf_sim_t *s, uint32_t pos) {
         return;
     }
     rf_entry_t ents[RF_MSG_ENTRIES_MAX];
-    for (uint32_t j = 0; j < sm->h.entry_count; j++)
-        ents[j] = (rf_entry_t){.term = sm->ents[j].term,
-                               .size = sm->ents[j].size,
-                               .data = sm->ents[j].size ? sm->ents[j].data : NULL};
+    msg_entries(sm, ents);
     rf_msg_t m = {.h = sm->h, .entries = ents};
     tracef(s,
            "deliver %s %u->%u term=%" PRIu64 " idx=%" PRIu64 " lt=%" PRIu64 " n=%u c=%" PRIu64
@@ -400,14 +461,103 @@ static void read_done(rf_sim_t *s, uint32_t i, const rf_read_state_t *rs) {
              rs->ctx, i + 1, rs->index, s->read_floor[rs->ctx]);
 }
 
+static void send_msg(rf_sim_t *s, uint32_t i, const rf_msg_t *m);
+
 /* A ready handled non-atomically: the hard state and the entries are written (the entries
  * unsynced), only a prefix of the messages leaves, then the node dies. */
 static void crash_mid_ready(rf_sim_t *s, uint32_t i, const rf_ready_t *rd) {
     uint32_t sent = (uint32_t)prng_below(&s->prng, rd->msg_count + 1u);
-    for (uint32_t k = 0; k < sent; k++) net_put(s, &rd->msgs[k]);
+    for (uint32_t k = 0; k < sent; k++) send_msg(s, i, &rd->msgs[k]);
     tracef(s, "n%u crashes mid-ready: %u of %u messages sent, %u entries unsynced", i + 1, sent,
            rd->msg_count, rd->entry_count);
     rf_sim_crash(s, i);
+}
+
+/* ---- Snapshots ---- */
+
+/* A leader's chunk gets its bytes from the snapshot it names; the core names only snapshots
+ * it was told of that still reach its window, which this node keeps (the two newest). */
+static void send_msg(rf_sim_t *s, uint32_t i, const rf_msg_t *m) {
+    if (m->h.type != RF_MSG_SNAP) {
+        net_put(s, m);
+        return;
+    }
+    const sim_node_t *n = &s->n[i];
+    const sim_snap_t *sn = NULL;
+    for (int k = 1; k >= 0 && !sn; k--)
+        if (n->snaps[k].index == m->h.index && n->snaps[k].term == m->h.log_term) sn = &n->snaps[k];
+    if (!sn) {
+        fail(s, "n%u sends a chunk of snapshot %" PRIu64 "/%" PRIu64 " it does not keep", i + 1,
+             m->h.index, m->h.log_term);
+        return;
+    }
+    cp_assert(m->h.entry_count == 1 && m->h.ctx + m->entries[0].size <= SIM_SNAP_BYTES);
+    rf_entry_t e = {
+        .term = m->entries[0].term, .size = m->entries[0].size, .data = sn->bytes + m->h.ctx};
+    rf_msg_t c = {.h = m->h, .entries = &e};
+    net_put(s, &c);
+}
+
+/* Every snap_every applied entries: the state at applied, kept durably; the window is
+ * compacted to the snapshot before (as the node does, so a damaged newest one is survivable). */
+static void take_snapshot(rf_sim_t *s, uint32_t i) {
+    sim_node_t *n = &s->n[i];
+    if (!s->snap_every || n->applied < n->snaps[1].index + s->snap_every) return;
+    sim_snap_t *sn = &n->snaps[0];
+    *sn = n->snaps[1];
+    n->snaps[1].index = n->applied;
+    n->snaps[1].term = rf_term_at(n->r, n->applied);
+    uint8_t *b = n->snaps[1].bytes;
+    uint64_t magic = SIM_SNAP_MAGIC;
+    memcpy(b, &magic, 8);
+    memcpy(b + 8, &n->applied, 8);
+    memcpy(b + 16, &n->snaps[1].term, 8);
+    memcpy(b + 24, &n->chain, 8);
+    memcpy(b + SIM_SNAP_HDR, n->eff, SIM_IDS_MAX);
+    cp_assert(n->snaps[1].term != 0);
+    rf_snapshot_avail(n->r, n->snaps[1].index, n->snaps[1].term, SIM_SNAP_BYTES);
+    if (sn->index) rf_compact(n->r, sn->index);
+    s->st.snapshots++;
+}
+
+/* The whole snapshot arrived: verify it against what every replica applied at its index,
+ * install it (durably: it survives a crash from here on) and restart the log after it. */
+static void install_snapshot(rf_sim_t *s, uint32_t i, const rf_snap_chunk_t *c) {
+    sim_node_t *n = &s->n[i];
+    uint64_t magic, index, term, chain;
+    memcpy(&magic, n->rx, 8);
+    memcpy(&index, n->rx + 8, 8);
+    memcpy(&term, n->rx + 16, 8);
+    memcpy(&chain, n->rx + 24, 8);
+    if (magic != SIM_SNAP_MAGIC || index != c->index || term != c->term ||
+        c->total != SIM_SNAP_BYTES || prng_chance_ppm(&s->prng, 50000)) {
+        tracef(s, "n%u: snapshot %" PRIu64 " does not verify, dropped", i + 1, c->index);
+        s->st.install_failures++;
+        rf_snapshot_failed(n->r);
+        return;
+    }
+    const sim_com_t *com = &s->com[index];
+    if (com->chain && com->chain != chain)
+        fail(s, "n%u installs snapshot %" PRIu64 " whose state no replica had there", i + 1, index);
+    if (index > s->max_commit) fail(s, "n%u installs uncommitted snapshot %" PRIu64, i + 1, index);
+    for (uint64_t k = index + 1; k <= n->persisted; k++)
+        if (k <= s->max_commit && s->com[k].term == n->log[k].term && k <= n->commit_checked)
+            fail(s, "n%u installing snapshot %" PRIu64 " throws away committed entry %" PRIu64,
+                 i + 1, index, k);
+    tracef(s, "n%u installs snapshot %" PRIu64 " term %" PRIu64 " (log had %" PRIu64 ")", i + 1,
+           index, term, n->len);
+    n->snaps[0].index = n->snaps[0].term = 0;
+    n->snaps[1].index = index;
+    n->snaps[1].term = term;
+    memcpy(n->snaps[1].bytes, n->rx, SIM_SNAP_BYTES);
+    n->len = n->persisted = index;
+    n->log[index] = (sim_ent_t){.term = term};
+    state_load(n, n->rx);
+    n->commit_checked = index;
+    n->installs++;
+    s->st.installs++;
+    rf_snapshot_installed(n->r, index, term);
+    rf_snapshot_avail(n->r, index, term, SIM_SNAP_BYTES);
 }
 
 static void process_node(rf_sim_t *s, uint32_t i) {
@@ -420,23 +570,32 @@ static void process_node(rf_sim_t *s, uint32_t i) {
             n->hs_vote = rd.hs.vote;
         }
         if (rd.entry_count) write_entries(s, i, &rd);
+        if (rd.has_chunk) {
+            cp_assert(rd.chunk.offset + rd.chunk.size <= SIM_SNAP_BYTES);
+            memcpy(n->rx + rd.chunk.offset, rd.chunk.data, rd.chunk.size);
+        }
         if (!s->calm && prng_chance_ppm(&s->prng, s->mid_crash_ppm)) {
             crash_mid_ready(s, i, &rd); /* rd is gone with the core */
             return;
         }
         for (uint32_t k = 0; k < rd.msg_count; k++)
-            if (!prng_chance_ppm(&s->prng, s->loss_ppm)) net_put(s, &rd.msgs[k]);
+            if (!prng_chance_ppm(&s->prng, s->loss_ppm)) send_msg(s, i, &rd.msgs[k]);
         for (uint32_t k = 0; k < rd.committed_count; k++)
             apply_one(s, i, rd.committed_first + k, &rd.committed[k]);
         for (uint32_t k = 0; k < rd.read_count; k++) read_done(s, i, &rd.reads[k]);
+        rf_snap_chunk_t chunk = rd.chunk;
         rf_advance(n->r, &rd);
+        if (rd.has_chunk && chunk.last) install_snapshot(s, i, &chunk);
+        take_snapshot(s, i);
     }
 }
 
 /* ---- Invariants ---- */
 
 static bool leader_complete(rf_sim_t *s, uint32_t i) {
-    for (uint64_t k = 1; k <= s->max_commit; k++)
+    rf_info_t inf;
+    rf_status(s->n[i].r, &inf);
+    for (uint64_t k = inf.first_index - 1; k <= s->max_commit; k++) /* the rest: snapshot */
         if (s->com[k].term && rf_term_at(s->n[i].r, k) != s->com[k].term)
             return fail(s, "leader n%u lacks committed entry %" PRIu64, i + 1, k);
     return true;
@@ -491,7 +650,9 @@ static bool check_node(rf_sim_t *s, uint32_t i) {
     if (inf.commit_index > inf.durable_index && inf.role == RF_LEADER)
         return fail(s, "leader n%u commit %" PRIu64 " passes its durable index %" PRIu64, i + 1,
                     inf.commit_index, inf.durable_index);
-    for (uint64_t k = n->commit_checked + 1; k <= inf.commit_index; k++) {
+    uint64_t from = n->commit_checked + 1;
+    if (from + 1 < inf.first_index) from = inf.first_index - 1; /* below: in a snapshot */
+    for (uint64_t k = from; k <= inf.commit_index; k++) {
         uint64_t t = rf_term_at(n->r, k);
         if (s->com[k].term && s->com[k].term != t)
             return fail(
@@ -748,8 +909,7 @@ static void ev_deliver(rf_sim_t *s) {
     if (prng_chance_ppm(&s->prng, s->dup_ppm)) {
         sim_msg_t *sm = &s->pool[s->queue[pos]];
         rf_entry_t ents[RF_MSG_ENTRIES_MAX];
-        for (uint32_t j = 0; j < sm->h.entry_count; j++)
-            ents[j] = (rf_entry_t){sm->ents[j].term, sm->ents[j].size, sm->ents[j].data};
+        msg_entries(sm, ents);
         rf_msg_t m = {.h = sm->h, .entries = ents};
         net_put(s, &m); /* a duplicate stays queued */
     }
@@ -872,12 +1032,33 @@ static void nem_heal(rf_sim_t *s) {
         if (!s->n[i].up && prng_below(&s->prng, 4)) rf_sim_restart(s, i);
 }
 
+static void nem_lag(rf_sim_t *s) {
+    int l = rf_sim_leader(s);
+    uint32_t i = pick_node(s, true);
+    if (l < 0 || i == UINT32_MAX || i == (uint32_t)l) return;
+    s->lag_node = i;
+    s->lag_down = prng_below(&s->prng, 2);
+    s->lag_until = s->now + 200 + prng_below(&s->prng, 600);
+    if (s->lag_down) rf_sim_crash(s, i);
+    tracef(s, "NEMESIS n%u %s until %" PRIu64, i + 1, s->lag_down ? "down" : "cut off",
+           s->lag_until);
+}
+
+/* Keeps the lagging follower down or cut off through other faults and heals. */
+static void lag_enforce(rf_sim_t *s) {
+    if (s->now >= s->lag_until) return;
+    if (s->lag_down)
+        rf_sim_crash(s, s->lag_node);
+    else
+        rf_sim_isolate(s, s->lag_node, true);
+}
+
 /* One scripted fault; the next one comes after a short calm window. */
 static void nemesis(rf_sim_t *s) {
     s->next_fault = s->now + 20 + prng_below(&s->prng, 80);
     if (s->fig8_phase) return; /* the script runs its own faults */
     nem_heal(s);
-    uint32_t kind = (uint32_t)prng_below(&s->prng, 8), i;
+    uint32_t kind = (uint32_t)prng_below(&s->prng, 9), i;
     if (kind == 0 || kind == 1) {
         if ((i = pick_victim(s, 80)) != UINT32_MAX) rf_sim_crash(s, i);
     } else if (kind == 2) {
@@ -888,6 +1069,8 @@ static void nemesis(rf_sim_t *s) {
         tracef(s, "NEMESIS cut set 0x%x from the rest%s", side, one_way ? " (one way)" : "");
     } else if (kind == 3 || kind == 4) {
         nem_figure8(s);
+    } else if (kind == 8) {
+        if (s->now >= s->lag_until && s->snap_every) nem_lag(s);
     } else if (kind == 5) {
         if ((i = pick_victim(s, 50)) == UINT32_MAX) return;
         s->slow_until[i] = s->now + 50 + prng_below(&s->prng, 300);
@@ -904,6 +1087,7 @@ static void nemesis(rf_sim_t *s) {
 static void step_random(rf_sim_t *s) {
     if (s->fig8_phase) fig8_step(s);
     if (s->now >= s->next_fault) nemesis(s);
+    lag_enforce(s);
     uint32_t r = (uint32_t)prng_below(&s->prng, 1000), i;
     if (r < 300) { /* the clock: every up node ticks (skew comes from the next case) */
         for (i = 0; i < s->cfg.nodes; i++) rf_sim_tick(s, i);
@@ -921,6 +1105,7 @@ static void step_random(rf_sim_t *s) {
         if ((i = pick_victim(s, 50)) != UINT32_MAX) rf_sim_crash(s, i);
     } else if (r < 870) {
         if ((i = pick_node(s, false)) != UINT32_MAX) rf_sim_restart(s, i);
+        lag_enforce(s);
     } else if (r < 920) {
         ev_read(s);
     } else if (r < 935) {

@@ -10,7 +10,12 @@
  *   - every replica applies the same sequence (hash chain per index);
  *   - every command acknowledged to a client is applied exactly once on every replica that
  *     has applied that far;
- *   - log matching: one (data, previous term) per (index, term) in every written log.
+ *   - log matching: one (data, previous term) per (index, term) in every written log;
+ *   - a snapshot installed from the leader holds the state every replica had at its index,
+ *     and installing it throws away no committed entry the replica held.
+ * Nodes take snapshots every few dozen applied entries (per seed; some seeds never) and
+ * compact their window to the older of their two newest, so replicas that fall behind catch
+ * up by snapshot transfer in chunks; a received snapshot sometimes fails to verify.
  * and, as rule checks where they act: a leader moves its commit only onto an entry of its
  * term (rule 1), a node campaigns only with every written entry durable (rule 5); after the
  * calm period, availability (rule 8): a follower cut off from the leader alone does not
@@ -44,6 +49,8 @@ typedef struct rf_sim_config {
     uint32_t election_ticks;  /* 0: 10 */
     uint32_t heartbeat_ticks; /* 0: 2 */
     bool manual;              /* unit tests: no auto fsync, lossless FIFO network, no faults */
+    uint32_t snap_every;      /* manual mode: snapshot each node every N applied entries (0: never);
+                                 random mode picks per seed */
 } rf_sim_config_t;
 
 typedef struct rf_sim rf_sim_t;
@@ -63,6 +70,7 @@ void rf_sim_print_trace(const rf_sim_t *s, FILE *f);
 
 typedef struct rf_sim_stats {
     uint64_t steps, delivered, dropped, crashes, elections, proposals, acked, max_commit, reads;
+    uint64_t snapshots, installs, install_failures;
 } rf_sim_stats_t;
 void rf_sim_stats(const rf_sim_t *s, rf_sim_stats_t *out);
 

@@ -39,7 +39,8 @@ static u128 checksum(const void *p, size_t n) {
 
 uint32_t rfw_frame_size(const rf_msg_t *m) {
     uint32_t n = m->h.entry_count;
-    if (n > RF_MSG_ENTRIES_MAX || (n > 0 && m->h.type != RF_MSG_APP)) return 0;
+    if (n > RF_MSG_ENTRIES_MAX || (n > 0 && m->h.type != RF_MSG_APP && m->h.type != RF_MSG_SNAP))
+        return 0;
     uint64_t size = RFW_PREFIX + sizeof(rf_msg_hdr_t) + (uint64_t)n * sizeof(rfw_desc_t);
     for (uint32_t i = 0; i < n; i++) {
         if (m->entries[i].size > RF_ENTRY_MAX) return 0;
@@ -89,9 +90,10 @@ rfw_error_t rfw_peek(const void *buf, size_t len, uint32_t *size) {
 
 /* Header fields a sender can never produce: rejected before the core sees them. */
 static bool header_valid(const rf_msg_hdr_t *h) {
-    if (h->type < RF_MSG_APP || h->type > RF_MSG_TIMEOUT_NOW) return false; /* SNAP: not yet */
+    if (h->type < RF_MSG_APP || h->type > RF_MSG_SNAP_RESP) return false;
     if (h->entry_count > RF_MSG_ENTRIES_MAX) return false;
-    if (h->entry_count > 0 && h->type != RF_MSG_APP) return false;
+    if (h->type == RF_MSG_SNAP ? h->entry_count != 1 : h->entry_count > 0 && h->type != RF_MSG_APP)
+        return false; /* a snapshot chunk is one entry; only appends carry entries besides */
     if (h->from == RF_NONE || h->to == RF_NONE || h->from == h->to) return false;
     if (h->reject > 1 || (h->flags & ~RF_FLAG_TRANSFER) || h->reserved != 0) return false;
     return true;

@@ -87,7 +87,8 @@ static void test_invalid_messages(void **state) {
         {.h = {.term = 1, .from = 1, .to = 1, .type = RF_MSG_VOTE}}, /* to itself */
         {.h = {.term = 1, .from = 0, .to = 2, .type = RF_MSG_VOTE}}, /* from nobody */
         {.h = {.term = 1, .from = 1, .to = 2, .type = 0}},           /* no such type */
-        {.h = {.term = 1, .from = 1, .to = 2, .type = RF_MSG_SNAP}}, /* not implemented */
+        {.h = {.term = 1, .from = 1, .to = 2, .type = RF_MSG_SNAP_RESP + 1}},
+        {.h = {.term = 1, .from = 1, .to = 2, .type = RF_MSG_SNAP}}, /* a chunk without bytes */
         {.h = {.term = 1, .from = 1, .to = 2, .type = RF_MSG_VOTE, .reject = 2}},
         {.h = {.term = 1, .from = 1, .to = 2, .type = RF_MSG_VOTE, .reserved = 1}},
         {.h = {.term = 1, .from = 1, .to = 2, .type = RF_MSG_VOTE, .flags = 0x80}},

@@ -410,6 +410,169 @@ static void test_window_full_and_compaction(void **state) {
     rf_destroy(r);
 }
 
+/* ---- Snapshots (rule 10) ---- */
+
+/* A follower down while the leader snapshots and compacts its window past it comes back and
+ * catches up through a snapshot sent in chunks, then through appends. */
+static void test_snapshot_catch_up(void **state) {
+    (void)state;
+    rf_sim_t *s =
+        rf_sim_create(&(rf_sim_config_t){.seed = 42, .nodes = 3, .manual = true, .snap_every = 4});
+    elect(s, 3, 0);
+    rf_sim_crash(s, 2);
+    for (uint64_t id = 1; id <= 20; id++) {
+        cmd_index(s, 0, id);
+        settle(s, 3);
+    }
+    assert_true(info(s, 0).first_index > 2); /* n2's next entry is gone from the window */
+    rf_sim_restart(s, 2);
+    for (int k = 0; k < 400 && rf_sim_applied(s, 2) < rf_sim_applied(s, 0); k++) {
+        rf_sim_tick(s, 0); /* heartbeat answers resend what the network lost */
+        settle(s, 3);
+    }
+    rf_sim_stats_t st;
+    rf_sim_stats(s, &st);
+    assert_int_equal(st.installs, 1);
+    assert_int_equal(rf_sim_applied(s, 2), rf_sim_applied(s, 0));
+    cmd_index(s, 0, 21);                          /* and appends go on after it */
+    for (uint32_t k = 0; k < 2 * ELECTION; k++) { /* the commit index travels with heartbeats */
+        rf_sim_tick(s, 0);
+        settle(s, 3);
+    }
+    assert_int_equal(rf_sim_applied(s, 2), rf_sim_applied(s, 0));
+    rf_sim_destroy(s);
+}
+
+/* Direct tests of a follower's core (id 2 of 1..3, leader 1 in term 1). */
+static rf_t *snap_follower(uint32_t preloaded) {
+    rf_config_t c = {.id = 2,
+                     .voters = {1, 2, 3},
+                     .voter_count = 3,
+                     .election_ticks = 10,
+                     .heartbeat_ticks = 2,
+                     .pre_vote = true,
+                     .check_quorum = true,
+                     .seed = 1,
+                     .term = 1,
+                     .snap_chunk_bytes = 1500};
+    rf_t *r = rf_create(&c);
+    assert_non_null(r);
+    for (uint32_t k = 0; k < preloaded; k++) assert_true(rf_load(r, 1, NULL, 0));
+    return r;
+}
+
+static uint8_t snap_bytes[2500];
+
+static void snap_send(rf_t *r, uint64_t index, uint64_t offset, uint32_t size) {
+    rf_entry_t e = {.term = 1, .size = size, .data = snap_bytes + offset};
+    rf_msg_t m = {.h = {.type = RF_MSG_SNAP,
+                        .term = 1,
+                        .from = 1,
+                        .to = 2,
+                        .index = index,
+                        .log_term = 1,
+                        .ctx = offset,
+                        .hint = sizeof snap_bytes,
+                        .entry_count = 1},
+                  .entries = &e};
+    rf_step(r, &m);
+}
+
+/* Takes the ready; returns the answer to the leader (its type in *type). */
+static rf_msg_hdr_t snap_ready(rf_t *r, rf_ready_t *rd) {
+    rf_msg_hdr_t h = {0};
+    assert_true(rf_has_ready(r));
+    rf_ready(r, rd);
+    for (uint32_t k = 0; k < rd->msg_count; k++)
+        if (rd->msgs[k].h.type == RF_MSG_SNAP_RESP || rd->msgs[k].h.type == RF_MSG_APP_RESP)
+            h = rd->msgs[k].h;
+    return h;
+}
+
+static void test_snapshot_chunks_follower(void **state) {
+    (void)state;
+    for (uint32_t k = 0; k < sizeof snap_bytes; k++) snap_bytes[k] = (uint8_t)(k * 7);
+    rf_t *r = snap_follower(0);
+    rf_ready_t rd;
+    snap_send(r, 10, 0, 1500);
+    rf_msg_hdr_t a = snap_ready(r, &rd);
+    assert_true(rd.has_chunk && !rd.chunk.last);
+    assert_int_equal(rd.chunk.offset, 0);
+    assert_memory_equal(rd.chunk.data, snap_bytes, 1500);
+    assert_int_equal(a.type, RF_MSG_SNAP_RESP);
+    assert_int_equal(a.ctx, 1500);
+    assert_false(a.reject);
+    rf_advance(r, &rd);
+    snap_send(r, 10, 2000, 500); /* a gap: refused, with where to go on */
+    a = snap_ready(r, &rd);
+    assert_false(rd.has_chunk);
+    assert_true(a.reject);
+    assert_int_equal(a.ctx, 1500);
+    rf_advance(r, &rd);
+    snap_send(r, 10, 0, 1500); /* a duplicate: nothing written again */
+    a = snap_ready(r, &rd);
+    assert_false(rd.has_chunk);
+    assert_int_equal(a.ctx, 1500);
+    rf_advance(r, &rd);
+    snap_send(r, 10, 1500, 1000);
+    a = snap_ready(r, &rd);
+    assert_true(rd.has_chunk && rd.chunk.last);
+    assert_memory_equal(rd.chunk.data, snap_bytes + 1500, 1000);
+    rf_advance(r, &rd);
+    rf_snapshot_installed(r, 10, 1);
+    rf_info_t inf;
+    rf_status(r, &inf);
+    assert_int_equal(inf.first_index, 11);
+    assert_int_equal(inf.commit_index, 10);
+    assert_int_equal(inf.applied_index, 10);
+    a = snap_ready(r, &rd);
+    assert_int_equal(a.type, RF_MSG_APP_RESP); /* the leader goes on after it */
+    assert_int_equal(a.index, 10);
+    rf_advance(r, &rd);
+    snap_send(r, 8, 0, 1500); /* at or below the commit index: never installed */
+    a = snap_ready(r, &rd);
+    assert_false(rd.has_chunk);
+    assert_int_equal(a.type, RF_MSG_APP_RESP);
+    rf_advance(r, &rd);
+    rf_destroy(r);
+}
+
+/* A follower whose log holds the snapshot's last entry keeps its log (it may reach further
+ * and may have been acknowledged) instead of installing. */
+static void test_snapshot_not_installed_over_own_log(void **state) {
+    (void)state;
+    rf_t *r = snap_follower(12);
+    rf_ready_t rd;
+    snap_send(r, 10, 0, 1500);
+    rf_msg_hdr_t a = snap_ready(r, &rd);
+    assert_false(rd.has_chunk);
+    assert_int_equal(a.type, RF_MSG_APP_RESP);
+    assert_true(a.hint >= 10);
+    rf_advance(r, &rd);
+    rf_info_t inf;
+    rf_status(r, &inf);
+    assert_int_equal(inf.last_index, 12);
+    rf_destroy(r);
+
+    /* The log gains the entry while the last chunk waits for its ready: not installed. */
+    r = snap_follower(0);
+    snap_send(r, 10, 0, 1500);
+    (void)snap_ready(r, &rd);
+    rf_advance(r, &rd);
+    snap_send(r, 10, 1500, 1000);
+    rf_entry_t ents[12];
+    for (int k = 0; k < 12; k++) ents[k] = (rf_entry_t){.term = 1};
+    rf_msg_t app = {.h = {.type = RF_MSG_APP, .term = 1, .from = 1, .to = 2, .entry_count = 12},
+                    .entries = ents};
+    rf_step(r, &app);
+    (void)snap_ready(r, &rd);
+    assert_false(rd.has_chunk);
+    rf_advance(r, &rd);
+    rf_status(r, &inf);
+    assert_int_equal(inf.last_index, 12);
+    rf_destroy(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_figure8_old_term_not_counted),
@@ -425,6 +588,9 @@ int main(void) {
         cmocka_unit_test(test_conflict_truncates_log),
         cmocka_unit_test(test_single_node_and_status),
         cmocka_unit_test(test_window_full_and_compaction),
+        cmocka_unit_test(test_snapshot_catch_up),
+        cmocka_unit_test(test_snapshot_chunks_follower),
+        cmocka_unit_test(test_snapshot_not_installed_over_own_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

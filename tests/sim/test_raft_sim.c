@@ -64,14 +64,20 @@ static void test_seeds(void **state) {
         total.acked += st.acked;
         total.reads += st.reads;
         total.delivered += st.delivered;
+        total.snapshots += st.snapshots;
+        total.installs += st.installs;
+        total.install_failures += st.install_failures;
     }
     fprintf(stderr,
             "raft sim: %u failures; %" PRIu64 " steps, %" PRIu64 " leaders, %" PRIu64
             " crashes, %" PRIu64 " commands acknowledged, %" PRIu64 " reads, %" PRIu64
-            " messages delivered\n",
+            " messages delivered, %" PRIu64 " snapshots taken, %" PRIu64
+            " installed from the leader (%" PRIu64 " failed to verify)\n",
             failures, total.steps, total.elections, total.crashes, total.acked, total.reads,
-            total.delivered);
+            total.delivered, total.snapshots, total.installs, total.install_failures);
     assert_int_equal(failures, 0);
+    /* The budget must exercise snapshot transfer, not only allow it. */
+    if (seeds >= 100) assert_true(total.installs > 0 && total.install_failures > 0);
 }
 
 int main(void) {
