@@ -7,7 +7,10 @@
  * Whatever the bytes, wal_open must not crash. When it fails it must leave the files exactly
  * as they were. When it succeeds: every entry must read back and verify (checked here
  * independently of the log's own checks), indexes must be consecutive, and the repaired log
- * must be clean: an append, a close and a second open must succeed without any repair. */
+ * must be clean: an append, a close and a second open must succeed without any repair. Then
+ * the log is reset to an index near its end (below, at or beyond it, from the input's last
+ * byte): it must hold nothing, continue at index + 1, and reopen as exactly that, one empty
+ * segment file plus the entry appended after the reset, with no repair. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -154,6 +157,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_repairs = 0;
     cp_assert(wal_open(fuzz_dir, &opt, &w, err, sizeof err) == WAL_OK);
     cp_assert(fuzz_repairs == 0 && wal_last_index(w) == last + 1);
+    fuzz_read_all(w);
+
+    uint64_t to = last + 1 + data[size - 1] % 7, term = wal_last_term(w) / 2 + 1;
+    to = to > 3 ? to - 3 : 0; /* [last - 2, last + 4], not below 0 */
+    cp_assert(wal_reset(w, to, term) == WAL_OK);
+    cp_assert(wal_first_index(w) == to + 1 && wal_last_index(w) == to &&
+              wal_durable_index(w) == to && wal_last_term(w) == term && wal_segment_count(w) == 1);
+    fuzz_read_all(w);
+    cp_assert(wal_append(w, term, 2, data, (uint32_t)(size < 50 ? size : 50), &index) == WAL_OK);
+    cp_assert(index == to + 1);
+    wal_close(w);
+    fuzz_repairs = 0;
+    cp_assert(wal_open(fuzz_dir, &opt, &w, err, sizeof err) == WAL_OK);
+    cp_assert(fuzz_repairs == 0 && wal_first_index(w) == to + 1 && wal_last_index(w) == to + 1 &&
+              wal_last_term(w) == term && wal_segment_count(w) == 1);
     fuzz_read_all(w);
     wal_close(w);
     return 0;

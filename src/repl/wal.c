@@ -32,6 +32,9 @@ CP_STATIC_ASSERT(offsetof(wal_entry_t, checksum) == 0 &&
 CP_STATIC_ASSERT(WAL_BODY_MAX % 8 == 0, "the largest entry needs no padding");
 
 #define WAL_NAME_LEN 28 /* "wal-" + 20 digits + ".log" */
+#define WAL_RESET_NAME "wal-reset"
+#define WAL_RESET_TMP "wal-reset.tmp"
+#define WAL_RESET_SIZE 40u
 #define WAL_DIR_MAX (PATH_MAX - WAL_NAME_LEN - 2)
 
 typedef struct wal_segment {
@@ -50,9 +53,10 @@ struct wal {
     uint32_t seg_count;
     uint64_t last_index;
     uint64_t last_term;
+    uint64_t base_term; /* of entry first - 1, when known (reset, release); else 0 */
     uint64_t durable_index;
     uint64_t captured_index; /* covered by the running sync or a finished one */
-    uint64_t gen;            /* bumped by each truncation: voids the running sync */
+    uint64_t gen;            /* bumped by each truncation and reset: voids the running sync */
     bool dir_dirty;          /* a segment was created since the last captured dir fsync */
     bool syncing;
     bool broken;
@@ -411,6 +415,129 @@ static wal_status_t wal_seg_cut(wal_t *w, uint32_t i, uint64_t size, uint64_t la
     return WAL_OK;
 }
 
+/* ---- reset: the marker and the file steps (the protocol: RESET in wal.h) ---- */
+
+/* The calls of a reset that change files, each offered to options.fault first (tests inject
+ * failures and crashes there). Each returns 0 or an errno. */
+static int wal_fault(const wal_t *w, const char *call) {
+    return w->opt.fault ? w->opt.fault(w->opt.fault_ctx, call) : 0;
+}
+
+static int wal_r_create(const wal_t *w, const char *path, int flags, int *fd) {
+    *fd = -1;
+    int e = wal_fault(w, "create");
+    if (e) return e;
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | flags, 0644);
+    return *fd < 0 ? errno : 0;
+}
+
+static int wal_r_write(const wal_t *w, int fd, const void *p, size_t n) {
+    int e = wal_fault(w, "write");
+    struct iovec iov = {(void *)(uintptr_t)p, n};
+    return e ? e : wal_pwritev_all(fd, &iov, 1, 0);
+}
+
+static int wal_r_fsync(const wal_t *w, int fd) {
+    int e = wal_fault(w, "fsync");
+    return e ? e : wal_fsync_fd(w, fd);
+}
+
+static int wal_r_rename(const wal_t *w, const char *from, const char *to) {
+    int e = wal_fault(w, "rename");
+    return e ? e : rename(from, to) == 0 ? 0 : errno;
+}
+
+static int wal_r_unlink(const wal_t *w, const char *path) {
+    int e = wal_fault(w, "unlink");
+    return e ? e : unlink(path) == 0 ? 0 : errno;
+}
+
+static void wal_file_path(const wal_t *w, const char *name, char *buf, size_t n) {
+    snprintf(buf, n, "%s/%s", w->dir, name);
+}
+
+static void wal_marker_encode(uint8_t *rec, uint64_t index, uint64_t term) {
+    uint32_t magic = WAL_RESET_MAGIC;
+    memset(rec, 0, WAL_RESET_SIZE);
+    memcpy(rec + 16, &index, 8);
+    memcpy(rec + 24, &term, 8);
+    memcpy(rec + 32, &magic, 4);
+    u128 sum = wal_hash(rec + 16, WAL_RESET_SIZE - 16);
+    memcpy(rec, &sum, 16);
+}
+
+/* Step 1: the marker written, synced, renamed into place, the directory synced. *renamed tells
+ * whether the rename was made: from then on a crash may finish the reset, so a failure can no
+ * longer be undone. Before it, the temporary file is removed and nothing has changed. */
+static wal_status_t wal_reset_commit(wal_t *w, uint64_t index, uint64_t term, bool *renamed) {
+    uint8_t rec[WAL_RESET_SIZE];
+    wal_marker_encode(rec, index, term);
+    char tmp[PATH_MAX], marker[PATH_MAX];
+    wal_file_path(w, WAL_RESET_TMP, tmp, sizeof tmp);
+    wal_file_path(w, WAL_RESET_NAME, marker, sizeof marker);
+    *renamed = false;
+    const char *what = "create";
+    int fd, e = wal_r_create(w, tmp, O_TRUNC, &fd);
+    bool created = fd >= 0;
+    if (!e && (e = wal_r_write(w, fd, rec, sizeof rec))) what = "write";
+    /* Synced before the rename: the name wal-reset must never point at a torn file, so that a
+     * marker that does not verify can be called corruption. */
+    if (!e && (e = wal_r_fsync(w, fd))) what = "fsync";
+    if (created) close(fd);
+    if (!e && (e = wal_r_rename(w, tmp, marker))) what = "rename";
+    if (e) {
+        if (created) wal_r_unlink(w, tmp); /* a leftover is removed by the next open anyway */
+        return wal_fail(w->err, sizeof w->err, WAL_ERR_IO, "wal: reset: %s %s: %s", what, tmp,
+                        strerror(e));
+    }
+    *renamed = true;
+    /* The commit point is reached once the rename is durable; before this fsync returns, a
+     * crash may still leave the old log. */
+    if ((e = wal_r_fsync(w, w->dir_fd)))
+        return wal_fail(w->err, sizeof w->err, WAL_ERR_IO, "wal: reset: fsync %s: %s", w->dir,
+                        strerror(e));
+    return WAL_OK;
+}
+
+/* Steps 2 and 3, once a marker for index is durable: every segment unlinked (in any order:
+ * the marker voids them all; newest first all the same), the empty segment index + 1
+ * created, the directory synced (the unlinks and the new segment must be on disk before the
+ * marker that stands for them goes, or a crash could bring back old segments without it), the
+ * marker unlinked, the directory synced (appends may begin only once the marker is gone for
+ * good: while it exists, recovery deletes every segment). Segments are described by w->segs
+ * (fds open or not). Whatever it returns, memory describes the reset log afterwards: on disk
+ * the marker makes the next open finish the job. */
+static wal_status_t wal_reset_files(wal_t *w, uint64_t index, uint64_t term, char *err, size_t n) {
+    char path[PATH_MAX];
+    const char *what = "unlink";
+    int e = 0, fd = -1;
+    for (uint32_t i = w->seg_count; i-- > 0 && !e;) {
+        wal_seg_path(w, w->segs[i].first, path, sizeof path);
+        e = wal_r_unlink(w, path);
+    }
+    if (!e) {
+        wal_seg_path(w, index + 1, path, sizeof path);
+        if ((e = wal_r_create(w, path, O_EXCL, &fd))) what = "create";
+    }
+    if (!e && (e = wal_r_fsync(w, w->dir_fd)))
+        what = "fsync", snprintf(path, sizeof path, "%s", w->dir);
+    /* The old fds go (a running sync's stay open until its wal_sync_end). */
+    for (uint32_t i = 0; i < w->seg_count; i++) wal_fd_release(w, w->segs[i].fd);
+    w->segs[0] =
+        (wal_segment_t){.first = index + 1, .last = index, .last_term = term, .size = 0, .fd = fd};
+    w->seg_count = 1;
+    w->last_index = index;
+    w->last_term = w->base_term = term;
+    if (!e) {
+        wal_file_path(w, WAL_RESET_NAME, path, sizeof path);
+        e = wal_r_unlink(w, path);
+    }
+    if (!e && (e = wal_r_fsync(w, w->dir_fd)))
+        what = "fsync", snprintf(path, sizeof path, "%s", w->dir);
+    if (e) return wal_fail(err, n, WAL_ERR_IO, "wal: reset: %s %s: %s", what, path, strerror(e));
+    return WAL_OK;
+}
+
 /* ---- open: directory, lock, listing ---- */
 
 static wal_status_t wal_alloc(const char *dir, const wal_options_t *opt, wal_t **out, char *err,
@@ -536,6 +663,43 @@ static wal_status_t wal_list(wal_t *w, char *err, size_t n) {
     closedir(d);
     if (st == WAL_OK) qsort(w->segs, w->seg_count, sizeof *w->segs, wal_seg_cmp);
     return st;
+}
+
+/* An interrupted reset (RESET in wal.h): *pending and the marker's index and term when a
+ * committed one is there. A marker that does not verify fails the open before anything
+ * changes; a temporary one (a reset that never committed) is removed. */
+static wal_status_t wal_reset_pending(wal_t *w, bool *pending, uint64_t *index, uint64_t *term,
+                                      char *err, size_t n) {
+    char path[PATH_MAX];
+    wal_file_path(w, WAL_RESET_NAME, path, sizeof path);
+    *pending = false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT)
+        return wal_fail(err, n, WAL_ERR_IO, "wal: open %s: %s", path, strerror(errno));
+    if (fd >= 0) {
+        uint8_t rec[WAL_RESET_SIZE + 1] = {0};
+        ssize_t got = pread(fd, rec, sizeof rec, 0);
+        int e = errno;
+        close(fd);
+        if (got < 0) return wal_fail(err, n, WAL_ERR_IO, "wal: read %s: %s", path, strerror(e));
+        u128 sum;
+        uint32_t magic = 0, zero = 0;
+        memcpy(&sum, rec, 16);
+        memcpy(index, rec + 16, 8);
+        memcpy(term, rec + 24, 8);
+        memcpy(&magic, rec + 32, 4);
+        memcpy(&zero, rec + 36, 4);
+        if (got != WAL_RESET_SIZE || magic != WAL_RESET_MAGIC || zero != 0 ||
+            sum != wal_hash(rec + 16, WAL_RESET_SIZE - 16) || *index >= UINT64_MAX / 2)
+            return wal_fail(err, n, WAL_ERR_CORRUPT,
+                            "wal: %s is damaged: a reset of the log was under way and whether "
+                            "its segments were already removed is unknown; refusing to open",
+                            path);
+        *pending = true;
+    }
+    wal_file_path(w, WAL_RESET_TMP, path, sizeof path);
+    if (unlink(path) == 0) wal_log(w, "wal: removing %s (a reset that never committed)", path);
+    return WAL_OK;
 }
 
 /* ---- open: recovery ---- */
@@ -752,8 +916,18 @@ wal_status_t wal_open(const char *dir, const wal_options_t *opt, wal_t **out, ch
     wal_t *w = NULL;
     wal_status_t st = wal_alloc(dir, opt, &w, err, err_size);
     if (st == WAL_OK) st = wal_lock_dir(w, err, err_size);
+    bool reset = false;
+    uint64_t reset_index = 0, reset_term = 0;
+    if (st == WAL_OK) st = wal_reset_pending(w, &reset, &reset_index, &reset_term, err, err_size);
     if (st == WAL_OK) st = wal_list(w, err, err_size);
-    if (st == WAL_OK && w->seg_count == 0) {
+    if (st == WAL_OK && reset) {
+        wal_log(w,
+                "wal: finishing an interrupted reset to index %" PRIu64 " (term %" PRIu64
+                "): removing %" PRIu32 " segment(s), the log continues at %" PRIu64,
+                reset_index, reset_term, w->seg_count, reset_index + 1);
+        /* Term 0, not the marker's: the same log opened after a clean reset reads 0 too. */
+        st = wal_reset_files(w, reset_index, 0, err, err_size);
+    } else if (st == WAL_OK && w->seg_count == 0) {
         st = wal_seg_create(w, w->opt.first_index, true, err, err_size);
         if (st == WAL_OK) w->last_index = w->opt.first_index - 1;
     } else if (st == WAL_OK) {
@@ -921,7 +1095,8 @@ static wal_status_t wal_locate_cut(wal_t *w, uint32_t k, uint64_t index, uint64_
     wal_seg_path(w, s->first, path, sizeof path);
     wal_reader_reset(&w->reader, s->fd, s->size);
     st = wal_walk(&w->reader, path, s->first, index + 1, off, term, w->err, sizeof w->err);
-    if (st == WAL_OK && index + 1 == s->first) *term = k > 0 ? w->segs[k - 1].last_term : 0;
+    if (st == WAL_OK && index + 1 == s->first)
+        *term = k > 0 ? w->segs[k - 1].last_term : w->base_term;
     return st;
 }
 
@@ -977,12 +1152,43 @@ wal_status_t wal_release_before(wal_t *w, uint64_t index) {
                           strerror(e));
         }
         wal_fd_release(w, w->segs[gone].fd);
+        w->base_term = w->segs[gone].last_term;
         gone++;
         if (e) break;
     }
     memmove(w->segs, w->segs + gone, (w->seg_count - gone) * sizeof *w->segs);
     w->seg_count -= gone;
     return st;
+}
+
+wal_status_t wal_reset(wal_t *w, uint64_t index, uint64_t term) {
+    cp_assert(w != NULL && w->iters_open == 0);
+    if (w->broken) return wal_fail(w->err, sizeof w->err, WAL_ERR_BROKEN, "wal: broken");
+    /* index + 1 names the new segment; wal_list rejects names above UINT64_MAX / 2. */
+    if (index >= UINT64_MAX / 2)
+        return wal_fail(w->err, sizeof w->err, WAL_ERR_RANGE,
+                        "wal: reset to %" PRIu64 ": index too large", index);
+    bool renamed;
+    wal_status_t st = wal_reset_commit(w, index, term, &renamed);
+    if (!renamed) return st; /* nothing changed: the old log stands */
+    if (st == WAL_OK) st = wal_reset_files(w, index, term, w->err, sizeof w->err);
+    /* A running sync covers entries that are gone, and possibly fds of unlinked files: it
+     * counts for nothing (gen), whichever index it captured, even one the new log reaches
+     * again by later appends. */
+    w->gen++;
+    if (st != WAL_OK) {
+        /* Memory and disk may disagree (the disk holds the old log, or a committed marker the
+         * next open acts on): only a restart can tell which. */
+        w->broken = true;
+        if (w->durable_index > w->last_index) w->durable_index = w->last_index;
+        w->captured_index = w->durable_index;
+        return st;
+    }
+    /* Every entry up to index is gone or covered by the caller's snapshot, so nothing up to it
+     * can be lost any more; the new segment's name is durable (step 2's directory fsync). */
+    w->durable_index = w->captured_index = index;
+    w->dir_dirty = false;
+    return WAL_OK;
 }
 
 /* ---- iteration ---- */

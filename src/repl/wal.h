@@ -6,7 +6,8 @@
  * A directory of segment files `wal-<index of their first entry, 20 digits>.log`. The last
  * segment takes the appends; once it holds at least one entry and options.segment_size bytes,
  * the next append starts a new segment. Entries never span segments, and indexes are 1-based
- * and consecutive across all segments. Other file names in the directory are ignored.
+ * and consecutive across all segments. Other file names in the directory are ignored, except
+ * the reset marker below.
  *
  * A segment is a sequence of entries and nothing else (no segment header: the name carries
  * the first index, and an empty file is a valid, empty segment). An entry is a 64-byte header,
@@ -24,7 +25,39 @@
  * The header checksum covers checksum_body, so header and body are bound together. An entry
  * is valid when its magic, both checksums, its size bounds and its zero padding all check.
  *
+ * While a reset (wal_reset) is under way the directory also holds its marker, `wal-reset`
+ * (written as `wal-reset.tmp`, then renamed), 40 bytes, little-endian:
+ *
+ *     [ 0, 16) u128 checksum       XXH3-128 of bytes [16, 40)
+ *     [16, 24) u64  index          the log continues at index + 1
+ *     [24, 32) u64  term           the reset's term (reported, not needed to finish it)
+ *     [32, 36) u32  magic          WAL_RESET_MAGIC ("CPWR")
+ *     [36, 40) u32  zero
+ *
+ * RESET (wal_reset)
+ * Replacing every segment by one empty segment named index + 1 takes several file operations,
+ * and recovery must never see some old segments next to the new one: old ones above index + 1
+ * would read as a gap (corruption: the node would refuse to start), old ones below it as a log
+ * that ends before the snapshot. So the reset commits through the marker:
+ *   1. write wal-reset.tmp, fsync it, rename it to wal-reset, fsync the directory. The
+ *      rename is the commit point: wal-reset only ever names a complete, synced file.
+ *   2. unlink every segment (newest first), create the empty wal-<index + 1>.log, fsync the
+ *      directory.
+ *   3. unlink wal-reset, fsync the directory.
+ * Nothing is appended before step 3 is durable, so while wal-reset exists every segment in
+ * the directory is an old one or the new, empty one: all of them can go. A crash at any point
+ * of a reset therefore recovers one of exactly two logs: the old one, unchanged (crash before
+ * the rename reached the disk), or the reset one, empty, first index index + 1 (after).
+ * Never a mix, and never the empty log at options.first_index that an empty directory gives.
+ * (A build of the log from before resets ignores the marker: it must not open a directory
+ * whose reset was interrupted.)
+ *
  * RECOVERY (wal_open)
+ * An interrupted reset is settled first. wal-reset.tmp is removed: that reset never committed
+ * and the segments are untouched. A wal-reset that verifies is a committed reset: open
+ * finishes steps 2 and 3 (reported through options.log) and returns the reset log. A
+ * wal-reset that does not verify is corruption, as the rename publishes only a synced file:
+ * wal_open fails and changes nothing (whether step 2 had begun is unknown).
  * The segments are read in index order and every entry is verified. The valid chain is the
  * longest run from the first segment's first entry where each entry is valid, has the next
  * index (the first entry of a segment: the index in the segment's name) and a term no lower
@@ -53,20 +86,20 @@
  * a time: begin, run, end, then the next begin. Appends may go on while a sync runs; the sync
  * makes durable exactly the entries appended before its begin (or a prefix of them when more
  * than WAL_SYNC_FDS_MAX segments are unsynced; then sync again). Segment fds that a running
- * sync references stay open until its wal_sync_end(), even when their segment is released or
- * truncated away meanwhile.
+ * sync references stay open until its wal_sync_end(), even when their segment is released,
+ * truncated or reset away meanwhile.
  *
  * ERRORS
  * Functions return wal_status_t (WAL_OK is 0); wal_error() holds a message about the last
  * failure. A failed sync leaves the log BROKEN: the kernel may have dropped the unwritten
  * pages and cleared the error (fsyncgate), so nothing appended since the last good sync can be
- * trusted. The durable index never moves again, later appends, truncations and releases fail
- * with WAL_ERR_BROKEN and syncs do nothing. The caller should stop the node: even a reopen in
- * the same boot may read cached pages that never reached the disk; a restart (or, with Raft,
- * catch-up from the peers) is the way back. A failed append write is cut back off the file
+ * trusted. The durable index never moves again, later appends, truncations, releases and
+ * resets fail with WAL_ERR_BROKEN and syncs do nothing. The caller should stop the node: even a
+ * reopen in the same boot may read cached pages that never reached the disk; a restart (or, with
+ * Raft, catch-up from the peers) is the way back. A failed append write is cut back off the file
  * and reported (WAL_ERR_IO, nothing added); if that cut fails too, the log is BROKEN. Misuse
- * (a sync begun twice, a term going backwards, truncating while an iterator is open) trips
- * cp_assert. */
+ * (a sync begun twice, a term going backwards, truncating or resetting while an iterator is
+ * open) trips cp_assert. */
 #ifndef CP_WAL_H
 #define CP_WAL_H
 
@@ -76,7 +109,8 @@
 
 #include "base/u128.h"
 
-#define WAL_MAGIC 0x4c575043u /* "CPWL" little-endian */
+#define WAL_MAGIC 0x4c575043u       /* "CPWL" little-endian */
+#define WAL_RESET_MAGIC 0x52575043u /* "CPWR" little-endian: the reset marker */
 #define WAL_HEADER_SIZE 64u
 /* A batch (8189 128-byte events plus its header, 1 MiB) and room for what the log's users
  * wrap around it. */
@@ -125,6 +159,12 @@ typedef struct wal_options {
      * NULL: written to stderr. */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
+    /* TESTS ONLY: asked before each call that changes files in a reset (wal_reset(), and
+     * wal_open() finishing an interrupted one): create, write, fsync, rename, unlink. A
+     * non-zero errno fails that call with it, unmade. A hook that fails every call from the
+     * n-th on is a crash before the n-th call. NULL: no hook. */
+    int (*fault)(void *ctx, const char *call);
+    void *fault_ctx;
 } wal_options_t;
 
 typedef struct wal wal_t;
@@ -140,7 +180,10 @@ wal_status_t wal_open(const char *dir, const wal_options_t *opt, wal_t **out, ch
  * lost. No sync may be running (wal_sync_end first) and no iterator open. */
 void wal_close(wal_t *w);
 
-/* The index range held: [first, last]. An empty log has last == first - 1 (its term is 0). */
+/* The index range held: [first, last]. An empty log has last == first - 1; its term is that of
+ * entry first - 1 as far as the log knows it (after wal_reset(): the reset's term; after
+ * wal_release_before(): the last released entry's), else 0 (an empty log as opened: a segment
+ * stores no term besides its entries'). */
 uint64_t wal_first_index(const wal_t *w);
 uint64_t wal_last_index(const wal_t *w);
 uint64_t wal_last_term(const wal_t *w);
@@ -177,8 +220,8 @@ bool wal_sync_begin(wal_t *w, wal_sync_t *s);
  * (s->err_no set). Never retried inside: after a failed fsync the pages may be gone. */
 wal_status_t wal_sync_run(wal_sync_t *s);
 /* Loop thread: rc is what wal_sync_run() returned. On WAL_OK advances the durable index to
- * s->index (unless wal_truncate_after() ran meanwhile: then that sync counts for nothing). On
- * failure the log becomes BROKEN for good. */
+ * s->index (unless wal_truncate_after() or wal_reset() ran meanwhile: then that sync counts for
+ * nothing). On failure the log becomes BROKEN for good. */
 void wal_sync_end(wal_t *w, wal_sync_t *s, wal_status_t rc);
 
 /* Drops every entry after index (a Raft log conflict), index in [first - 1, last]. The
@@ -186,6 +229,21 @@ void wal_sync_end(wal_t *w, wal_sync_t *s, wal_status_t rc);
  * before the last kept one is truncated and fsynced, so a crash in between leaves a
  * consistent log. The durable index drops to index if it was above. No iterator may be open. */
 wal_status_t wal_truncate_after(wal_t *w, uint64_t index);
+
+/* Discards every entry; the log continues at index + 1 with last term `term`: a Raft follower
+ * installing a snapshot of everything up to index (whose last entry has that term). Afterwards
+ * wal_first_index() == index + 1, wal_last_index() == wal_durable_index() == index,
+ * wal_last_term() == term, and one empty segment, wal-<index + 1>.log, is left; appends go on
+ * at index + 1 with terms >= term. index may be below, inside or beyond the log (below
+ * UINT64_MAX / 2, else WAL_ERR_RANGE); term may be below the old last term (the entries that
+ * had it are gone). Durable when it returns WAL_OK. A crash at any point recovers either the
+ * old log, unchanged, or exactly the reset one (see RESET above); a reopened reset log is
+ * empty, so its term reads 0 until an entry is appended. A running sync counts for nothing
+ * (its fds stay open until wal_sync_end()). No iterator may be open. WAL_ERR_IO from a call
+ * before the marker's rename changed nothing, and the log goes on; from one after it, the log
+ * is BROKEN (a restart finds the reset log, or the old one when the rename never reached the
+ * disk). */
+wal_status_t wal_reset(wal_t *w, uint64_t index, uint64_t term);
 
 /* Deletes the segments all of whose entries are below index (a snapshot covers them), oldest
  * first, never the last segment; the directory is fsynced after each unlink. The first index
@@ -217,7 +275,7 @@ typedef struct wal_iter {
 /* from must be in [first, last + 1]. The iterator sees entries appended after it was opened.
  * On failure there is nothing to close (wal_iter_close() is harmless anyway).
  * wal_release_before() may run while it is open (reading released entries then fails with
- * WAL_ERR_RANGE); wal_truncate_after() may not. */
+ * WAL_ERR_RANGE); wal_truncate_after() and wal_reset() may not. */
 wal_status_t wal_iter_open(wal_t *w, uint64_t from, wal_iter_t *it);
 /* 1: the next entry's header in *hdr and its body in body[0, hdr->body_size); 0: no entry
  * after the last one (yet); -1: it->status and it->err say why. WAL_ERR_TOO_BIG: the body does

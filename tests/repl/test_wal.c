@@ -1,7 +1,9 @@
 /* Tests of the write-ahead log (src/repl/wal.h): round trips, segment rollover, torn tails
  * (truncated body, truncated header, garbage, flipped last byte, lost last segment) against
  * corruption in the middle (which must refuse to open and change nothing), truncation,
- * release, group commit from two threads, a failed sync, and a randomized crash test.
+ * release, reset (below, inside, beyond the log; during a sync; a crash before each of its
+ * file operations), group commit from two threads, a failed sync, and a randomized crash
+ * test.
  *
  * Every test runs in its own mkdtemp directory under /tmp, removed afterwards. Bodies are
  * derived from (index, timestamp), so any entry read back can be checked byte for byte.
@@ -23,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -941,6 +945,539 @@ static void test_failed_sync_is_fatal(void **state) {
     wal_close(w);
 }
 
+/* ---- reset ---- */
+
+static void aux_path(const fixture_t *f, const char *name, char *buf, size_t n) {
+    snprintf(buf, n, "%s/%s", f->dir, name);
+}
+
+/* On disk, a reset to index leaves one empty segment named index + 1 and no marker. */
+static void expect_reset_files(const fixture_t *f, uint64_t index) {
+    static uint64_t segs[DIR_FILES_MAX];
+    assert_int_equal(list_segments(f, segs), 1);
+    assert_int_equal(segs[0], index + 1);
+    char path[256];
+    seg_path(f, index + 1, path, sizeof path);
+    assert_int_equal(file_size(path), 0);
+    aux_path(f, "wal-reset", path, sizeof path);
+    assert_int_equal(file_size(path), -1);
+    aux_path(f, "wal-reset.tmp", path, sizeof path);
+    assert_int_equal(file_size(path), -1);
+}
+
+/* The state wal_reset(w, index, term) promises, in memory and on disk; the model follows. */
+static void expect_reset(fixture_t *f, wal_t *w, uint64_t index, uint64_t term) {
+    assert_int_equal(wal_first_index(w), index + 1);
+    assert_int_equal(wal_last_index(w), index);
+    assert_int_equal(wal_durable_index(w), index);
+    assert_int_equal(wal_last_term(w), term);
+    assert_int_equal(wal_segment_count(w), 1);
+    expect_reset_files(f, index);
+    f->m.first = index + 1;
+    f->m.last = index;
+    check_all(f, w);
+}
+
+/* Syncs, closes and reopens: the reopened log must be clean (nothing to repair) and hold
+ * exactly the model. */
+static wal_t *reopen(fixture_t *f, wal_t *w, const wal_options_t *o) {
+    sync_all(w);
+    wal_close(w);
+    log_lines[0] = 0;
+    w = open_ok(f, o);
+    assert_string_equal(log_lines, "");
+    assert_int_equal(wal_durable_index(w), f->m.last);
+    check_all(f, w);
+    return w;
+}
+
+static void test_reset_empty_log(void **state) {
+    fixture_t *f = *state;
+    wal_options_t o = opts(0);
+    wal_t *w = open_ok(f, &o);
+    assert_int_equal(wal_reset(w, 0, 0), WAL_OK); /* where it is: the same file name */
+    expect_reset(f, w, 0, 0);
+    assert_int_equal(wal_reset(w, 41, 3), WAL_OK);
+    expect_reset(f, w, 41, 3);
+    w = reopen(f, w, &o);
+    assert_int_equal(wal_first_index(w), 42);
+    assert_int_equal(wal_last_term(w), 0); /* an empty segment stores no term */
+    append(f, w, 3, 100);                  /* index 42 */
+    append(f, w, 4, 0);
+    w = reopen(f, w, &o);
+    assert_int_equal(wal_first_index(w), 42);
+    assert_int_equal(wal_last_index(w), 43);
+    assert_int_equal(wal_last_term(w), 4);
+    wal_close(w);
+}
+
+/* Resets inside the log (at a segment boundary, so the new file takes the name of an old one
+ * that holds entries, and off one), below it, beyond it, at its end with a lower term; each
+ * followed by appends and a reopen. Also: a truncation back to the reset point restores the
+ * reset's term, as a release does for the last released entry's. */
+static void test_reset_below_inside_beyond(void **state) {
+    fixture_t *f = *state;
+    const uint64_t seg_size = 300; /* 100-byte bodies: two entries a segment */
+    wal_options_t o = opts(seg_size);
+    wal_t *w = open_ok(f, &o);
+    for (uint32_t i = 0; i < 40; i++) append(f, w, 1 + i / 10, 100);
+    sync_all(w);
+    for (uint32_t i = 0; i < 5; i++) append(f, w, 5, 100); /* an unsynced tail */
+    assert_true(wal_segment_count(w) > 10);
+
+    assert_int_equal(wal_reset(w, 24, 4), WAL_OK); /* inside, off a boundary (25 is not one) */
+    expect_reset(f, w, 24, 4);
+    for (uint32_t i = 0; i < 10; i++) append(f, w, 4 + i / 5, 100); /* 25..34 */
+    w = reopen(f, w, &o);
+    assert_int_equal(wal_first_index(w), 25);
+
+    static uint64_t segs[DIR_FILES_MAX];
+    uint32_t n = list_segments(f, segs);
+    assert_true(n >= 3 && segs[1] == 27);
+    char path[256];
+    seg_path(f, 27, path, sizeof path);
+    assert_true(file_size(path) > 0);
+    assert_int_equal(wal_reset(w, 26, 6), WAL_OK); /* the new file is named 27 too */
+    expect_reset(f, w, 26, 6);
+    for (uint32_t i = 0; i < 10; i++) append(f, w, 6, 100); /* 27..36 */
+    w = reopen(f, w, &o);
+
+    assert_int_equal(wal_reset(w, 3, 7), WAL_OK); /* below */
+    expect_reset(f, w, 3, 7);
+    for (uint32_t i = 0; i < 6; i++) append(f, w, 7, 100); /* 4..9 */
+    w = reopen(f, w, &o);
+
+    assert_int_equal(wal_reset(w, 500, 8), WAL_OK); /* beyond */
+    expect_reset(f, w, 500, 8);
+    append(f, w, 9, 100);
+    append(f, w, 9, 100);
+    assert_int_equal(wal_truncate_after(w, 500), WAL_OK);
+    f->m.last = 500;
+    assert_int_equal(wal_last_term(w), 8);                         /* the reset's, not 0 */
+    for (uint32_t i = 0; i < 8; i++) append(f, w, 9 + i / 4, 100); /* 501..508 */
+    w = reopen(f, w, &o);
+    assert_int_equal(wal_first_index(w), 501);
+
+    /* At the end, with a term below the last one (the entries that had it are gone). */
+    assert_int_equal(wal_reset(w, 508, 2), WAL_OK);
+    expect_reset(f, w, 508, 2);
+    for (uint32_t i = 0; i < 12; i++) append(f, w, 2 + i / 4, 100); /* 509..520 */
+    sync_all(w);
+    assert_int_equal(wal_release_before(w, 515), WAL_OK);
+    f->m.first = wal_first_index(w);
+    assert_true(f->m.first > 509);
+    assert_int_equal(wal_truncate_after(w, f->m.first - 1), WAL_OK);
+    f->m.last = f->m.first - 1;
+    assert_int_equal(wal_last_term(w), f->m.term[f->m.last]);
+    append(f, w, 5, 100);
+    w = reopen(f, w, &o);
+    wal_close(w);
+}
+
+static void test_reset_range_and_broken(void **state) {
+    fixture_t *f = *state;
+    wal_options_t o = opts(0);
+    wal_t *w = open_ok(f, &o);
+    for (int i = 0; i < 5; i++) append(f, w, 1, 10);
+    sync_all(w);
+    size_t len0, len1;
+    char *before = dir_image(f, &len0);
+    assert_int_equal(wal_reset(w, UINT64_MAX / 2, 1), WAL_ERR_RANGE);
+    assert_int_equal(wal_reset(w, UINT64_MAX, 1), WAL_ERR_RANGE);
+    char *after = dir_image(f, &len1);
+    assert_int_equal(len0, len1);
+    assert_memory_equal(before, after, len0);
+    free(before);
+    free(after);
+    check_all(f, w);
+
+    /* The largest index accepted: the new segment's name must still open. */
+    const uint64_t top = UINT64_MAX / 2 - 1;
+    assert_int_equal(wal_reset(w, top, 1), WAL_OK);
+    uint64_t index = 0;
+    assert_int_equal(wal_append(w, 1, 1, "x", 1, &index), WAL_OK);
+    assert_int_equal(index, top + 1);
+    sync_all(w);
+    wal_close(w);
+    w = open_ok(f, &o);
+    assert_int_equal(wal_first_index(w), top + 1);
+    assert_int_equal(wal_last_index(w), top + 1);
+
+    /* A broken log refuses, and changes nothing. */
+    assert_int_equal(wal_reset(w, 0, 0), WAL_OK);
+    expect_reset(f, w, 0, 0);
+    append(f, w, 1, 10);
+    sync_all(w);
+    append(f, w, 1, 10);
+    wal_sync_t s;
+    assert_true(wal_sync_begin(w, &s));
+    s.err_no = EIO;
+    wal_sync_end(w, &s, WAL_ERR_IO);
+    before = dir_image(f, &len0);
+    assert_int_equal(wal_reset(w, 10, 2), WAL_ERR_BROKEN);
+    after = dir_image(f, &len1);
+    assert_int_equal(len0, len1);
+    assert_memory_equal(before, after, len0);
+    free(before);
+    free(after);
+    assert_int_equal(wal_last_index(w), 2);
+    wal_close(w);
+}
+
+/* A reset while a sync runs: the sync's fds stay open until wal_sync_end, and the sync counts
+ * for nothing, even though the new log reaches (and passes) the index it captured again with
+ * entries that sync never saw. */
+static void test_reset_during_sync(void **state) {
+    fixture_t *f = *state;
+    wal_options_t o = opts(500);
+    wal_t *w = open_ok(f, &o);
+    for (int i = 0; i < 10; i++) append(f, w, 1, 100);
+    sync_all(w);
+    for (int i = 0; i < 20; i++) append(f, w, 1, 100);
+    wal_sync_t s;
+    assert_true(wal_sync_begin(w, &s));
+    assert_int_equal(s.index, 30);
+    assert_true(s.fd_count > 1);
+    assert_int_equal(wal_reset(w, 15, 2), WAL_OK);
+    expect_reset(f, w, 15, 2);
+    for (uint32_t i = 0; i < s.fd_count; i++) assert_true(fcntl(s.fds[i], F_GETFD) >= 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, sync_thread, &s), 0);
+    for (int i = 0; i < 25; i++) append(f, w, 2, 100); /* 16..40: past 30, unsynced */
+    wal_status_t rc = join_rc(t);
+    assert_int_equal(rc, WAL_OK);
+    wal_sync_end(w, &s, rc);
+    assert_int_equal(wal_durable_index(w), 15);
+    for (uint32_t i = 0; i < s.fd_count; i++) /* every one was an old segment's: closed now */
+        assert_int_equal(fcntl(s.fds[i], F_GETFD), -1);
+    sync_all(w);
+    assert_int_equal(wal_durable_index(w), 40);
+
+    /* Beyond, with the worker really running meanwhile: the durable index is the reset's, not
+     * lowered to the old capture nor raised to the entries appended since. */
+    for (int i = 0; i < 5; i++) append(f, w, 2, 100);
+    assert_true(wal_sync_begin(w, &s));
+    assert_int_equal(s.index, 45);
+    assert_int_equal(pthread_create(&t, NULL, sync_thread, &s), 0);
+    assert_int_equal(wal_reset(w, 100, 3), WAL_OK);
+    expect_reset(f, w, 100, 3);
+    for (int i = 0; i < 5; i++) append(f, w, 3, 100); /* 101..105 */
+    rc = join_rc(t);
+    assert_int_equal(rc, WAL_OK);
+    wal_sync_end(w, &s, rc);
+    assert_int_equal(wal_durable_index(w), 100);
+    w = reopen(f, w, &o);
+    assert_int_equal(wal_first_index(w), 101);
+    wal_close(w);
+}
+
+/* Runs fn in a child process and expects it to die by cp_assert (abort). */
+static void expect_abort(fixture_t *f, void (*fn)(fixture_t *)) {
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) dup2(null, 2); /* the assertion message is expected */
+        fn(f);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+}
+
+static void reset_with_iterator_open(fixture_t *f) {
+    wal_options_t o = opts(0);
+    wal_t *w = open_ok(f, &o);
+    append(f, w, 1, 10);
+    wal_iter_t it;
+    assert_int_equal(wal_iter_open(w, 1, &it), WAL_OK);
+    wal_reset(w, 5, 1);
+}
+
+static void append_below_reset_term(fixture_t *f) {
+    wal_options_t o = opts(0);
+    wal_t *w = open_ok(f, &o);
+    assert_int_equal(wal_reset(w, 5, 3), WAL_OK);
+    wal_append(w, 2, 0, "x", 1, NULL);
+}
+
+static void test_reset_misuse_asserts(void **state) {
+    fixture_t *f = *state;
+    expect_abort(f, reset_with_iterator_open);
+    expect_abort(f, append_below_reset_term);
+}
+
+/* Crash simulation: options.fault fails every file operation of a reset from the n-th on, so
+ * the reset stops there as if the process had died; then a plain open must recover the old
+ * log unchanged or the reset one, never fail and never a mix. A crash during open's finishing
+ * of a committed reset is tried the same way. (The page cache survives such a "crash": what it
+ * cannot show is an unsynced operation lost by the disk; the fsyncs between the steps are what
+ * rule that out, see RESET in wal.h.) */
+
+typedef struct crash_hook {
+    uint32_t calls;     /* made so far */
+    uint32_t crash_at;  /* fail calls from this one on */
+    uint32_t rename_at; /* the number of the rename call (the commit point), when seen */
+    uint32_t failed;
+    bool once;     /* fail call crash_at only: an I/O error, not a crash */
+    char seq[512]; /* the calls made, first letters: c(reate) w(rite) f(sync) r(ename) u(nlink) */
+} crash_hook_t;
+
+static int crash_fault(void *ctx, const char *call) {
+    crash_hook_t *h = ctx;
+    uint32_t n = h->calls++;
+    if (strcmp(call, "rename") == 0) h->rename_at = n;
+    size_t len = strlen(h->seq);
+    if (n < h->crash_at && len + 1 < sizeof h->seq) h->seq[len] = call[0];
+    if (n < h->crash_at || (h->once && n > h->crash_at)) return 0;
+    h->failed++;
+    return EIO;
+}
+
+static int rm_all(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag;
+    return ftw->level > 0 ? remove(path) : 0;
+}
+
+/* A fresh log: 20 entries over several segments, the last 5 unsynced. Closed. */
+static void crash_log_build(fixture_t *f, const wal_options_t *o) {
+    nftw(f->dir, rm_all, 16, FTW_DEPTH | FTW_PHYS);
+    f->m.first = 1;
+    f->m.last = 0;
+    wal_t *w = open_ok(f, o);
+    for (uint32_t i = 0; i < 15; i++) append(f, w, 1 + i / 6, 100 + 10 * i);
+    sync_all(w);
+    for (uint32_t i = 0; i < 5; i++) append(f, w, 3, 50);
+    wal_close(w);
+}
+
+typedef enum { OUTCOME_OLD, OUTCOME_NEW } outcome_t;
+
+/* Opens after a crash and tells which log came back; fails the test on anything else. The
+ * model must hold the old log (never empty); `image` is its files' bytes. *finished: whether
+ * the open reported finishing a reset. */
+static outcome_t crash_outcome(fixture_t *f, const wal_options_t *o, const char *image,
+                               size_t image_len, uint64_t index, bool *finished) {
+    log_lines[0] = 0;
+    wal_t *w = open_ok(f, o);
+    *finished = strstr(log_lines, "finishing an interrupted reset") != NULL;
+    outcome_t out;
+    if (wal_first_index(w) == index + 1 && wal_last_index(w) == index) {
+        out = OUTCOME_NEW;
+        assert_int_equal(wal_durable_index(w), index);
+        assert_int_equal(wal_segment_count(w), 1);
+        expect_reset_files(f, index);
+        static model_t old;
+        old = f->m;
+        f->m.first = index + 1;
+        f->m.last = index;
+        append(f, w, 9, 77); /* the reset log works: appends, survives a reopen */
+        w = reopen(f, w, o);
+        f->m = old;
+    } else {
+        out = OUTCOME_OLD;
+        assert_int_equal(wal_durable_index(w), f->m.last);
+        check_all(f, w);
+        size_t len;
+        char *now = dir_image(f, &len);
+        assert_int_equal(len, image_len);
+        assert_memory_equal(now, image, len);
+        free(now);
+        char path[256];
+        aux_path(f, "wal-reset.tmp", path, sizeof path);
+        assert_int_equal(file_size(path), -1);
+    }
+    wal_close(w);
+    return out;
+}
+
+static void crash_reset_to(fixture_t *f, uint64_t index, uint64_t term) {
+    crash_hook_t hook = {0};
+    wal_options_t o = opts(300), plain = opts(300);
+    o.no_sync = plain.no_sync = true; /* the hook sees every fsync call all the same */
+    o.fault = crash_fault;
+    o.fault_ctx = &hook;
+    uint32_t olds = 0, news = 0;
+    char marker[256];
+    aux_path(f, "wal-reset", marker, sizeof marker);
+    for (uint32_t k = 0;; k++) {
+        crash_log_build(f, &plain);
+        size_t image_len;
+        char *image = dir_image(f, &image_len);
+        static uint64_t segs[DIR_FILES_MAX];
+        uint32_t old_segments = list_segments(f, segs);
+        hook = (crash_hook_t){.crash_at = UINT32_MAX, .rename_at = UINT32_MAX};
+        wal_t *w = open_ok(f, &o);
+        assert_int_equal(hook.calls, 0); /* a clean open makes no reset calls */
+        hook.crash_at = k;
+        wal_status_t st = wal_reset(w, index, term);
+        if (hook.failed == 0) { /* k is past the last call: the reset went through */
+            assert_int_equal(st, WAL_OK);
+            expect_reset(f, w, index, term);
+            /* The order the crash outcomes rest on, fsyncs included (a missing one would not
+             * show above: the page cache survives these crashes): the marker synced before
+             * its rename, the rename synced before any segment goes, the new segment synced
+             * before the marker goes, and that synced before the reset returns. */
+            char want[sizeof hook.seq] = "cwfrf";
+            size_t len = strlen(want);
+            for (uint32_t i = 0; i < old_segments; i++) want[len++] = 'u';
+            memcpy(want + len, "cfuf", 5);
+            assert_string_equal(hook.seq, want);
+            wal_close(w);
+            free(image);
+            break;
+        }
+        assert_int_equal(st, WAL_ERR_IO);
+        assert_non_null(strstr(wal_error(w), "Input/output error"));
+        wal_close(w);
+        bool marker_left = file_size(marker) >= 0, finished;
+        outcome_t out = crash_outcome(f, &plain, image, image_len, index, &finished);
+        /* Old exactly while the marker had no name yet; new from then on. */
+        assert_int_equal(out, k > hook.rename_at ? OUTCOME_NEW : OUTCOME_OLD);
+        assert_int_equal(finished, marker_left);
+        out == OUTCOME_NEW ? news++ : olds++;
+        free(image);
+    }
+    assert_true(olds == 4 && news >= 6); /* create, write, fsync, rename; then the rest */
+
+    /* A crash in open, while it finishes a committed reset (stopped right at the commit:
+     * every old segment still there), at each of its calls; then a plain open. */
+    for (uint32_t j = 0;; j++) {
+        crash_log_build(f, &plain);
+        size_t image_len;
+        char *image = dir_image(f, &image_len);
+        static uint64_t segs[DIR_FILES_MAX];
+        uint32_t old_segments = list_segments(f, segs);
+        assert_true(old_segments > 2 && old_segments < 100);
+        hook = (crash_hook_t){.crash_at = UINT32_MAX, .rename_at = UINT32_MAX};
+        wal_t *w = open_ok(f, &o);
+        hook.crash_at = 4; /* create, write, fsync, rename: then the directory's fsync fails */
+        assert_int_equal(wal_reset(w, index, term), WAL_ERR_IO);
+        assert_int_equal(hook.rename_at, 3);
+        wal_close(w);
+        hook = (crash_hook_t){.crash_at = j, .rename_at = UINT32_MAX};
+        char err[512];
+        w = NULL;
+        wal_status_t st = wal_open(f->dir, &o, &w, err, sizeof err);
+        bool done = hook.failed == 0, finished;
+        if (done) {
+            assert_int_equal(st, WAL_OK);
+            wal_close(w);
+            char want[sizeof hook.seq] = {0}; /* steps 2 and 3, in the same order */
+            memset(want, 'u', old_segments);
+            memcpy(want + old_segments, "cfuf", 5);
+            assert_string_equal(hook.seq, want);
+        } else {
+            assert_int_equal(st, WAL_ERR_IO);
+            assert_null(w);
+        }
+        /* Either way a plain open now finds the reset log, finishing it while the marker
+         * is there (it goes last). */
+        bool marker_left = file_size(marker) >= 0;
+        assert_true(!done || !marker_left);
+        assert_int_equal(crash_outcome(f, &plain, image, image_len, index, &finished), OUTCOME_NEW);
+        assert_int_equal(finished, marker_left);
+        free(image);
+        if (done) break;
+    }
+}
+
+static void test_reset_crash_each_step(void **state) {
+    fixture_t *f = *state;
+    crash_reset_to(f, 7, 5);   /* inside */
+    crash_reset_to(f, 0, 0);   /* below: the new file takes the name of the first one */
+    crash_reset_to(f, 20, 3);  /* at the end */
+    crash_reset_to(f, 300, 9); /* beyond */
+}
+
+/* One failed call, not a crash. Before the marker's rename nothing changed: the temporary file
+ * is gone and the log goes on. From the rename on, the log is BROKEN: memory holds the old log
+ * (the commit may not be on disk) or the reset one, and a restart finds the reset one. */
+static void test_reset_failed_call(void **state) {
+    fixture_t *f = *state;
+    crash_hook_t hook;
+    wal_options_t o = opts(300), plain = opts(300);
+    o.fault = crash_fault;
+    o.fault_ctx = &hook;
+    char tmp[256];
+    aux_path(f, "wal-reset.tmp", tmp, sizeof tmp);
+    for (uint32_t k = 0; k < 6; k++) {
+        crash_log_build(f, &plain);
+        hook = (crash_hook_t){.crash_at = k, .rename_at = UINT32_MAX, .once = true};
+        wal_t *w = open_ok(f, &o);
+        assert_int_equal(wal_reset(w, 30, 4), WAL_ERR_IO);
+        assert_int_equal(hook.failed, 1);
+        if (k <= hook.rename_at) {
+            assert_int_equal(file_size(tmp), -1);
+            check_all(f, w);
+            append(f, w, 3, 10);
+            w = reopen(f, w, &plain);
+            assert_int_equal(wal_first_index(w), 1);
+        } else {
+            assert_int_equal(wal_append(w, 5, 0, "x", 1, NULL), WAL_ERR_BROKEN);
+            assert_int_equal(wal_reset(w, 30, 4), WAL_ERR_BROKEN);
+            assert_int_equal(wal_first_index(w), k == 4 ? 1 : 31); /* memory: old, or reset */
+            wal_close(w);
+            log_lines[0] = 0;
+            w = open_ok(f, &plain);
+            assert_non_null(strstr(log_lines, "finishing an interrupted reset"));
+            assert_int_equal(wal_first_index(w), 31);
+            assert_int_equal(wal_last_index(w), 30);
+            expect_reset_files(f, 30);
+        }
+        wal_close(w);
+    }
+}
+
+/* A leftover temporary marker is a reset that never committed: removed, the log as it was. A
+ * named marker that does not verify cannot come from a crash: the open refuses and changes
+ * nothing; once repaired, the open finishes the reset. */
+static void test_reset_marker_files(void **state) {
+    fixture_t *f = *state;
+    wal_options_t o = opts(300);
+    crash_log_build(f, &o);
+    char tmp[256], marker[256];
+    aux_path(f, "wal-reset.tmp", tmp, sizeof tmp);
+    aux_path(f, "wal-reset", marker, sizeof marker);
+    append_bytes(tmp, "half a marker", 13);
+    log_lines[0] = 0;
+    wal_t *w = open_ok(f, &o);
+    assert_non_null(strstr(log_lines, "never committed"));
+    assert_int_equal(file_size(tmp), -1);
+    check_all(f, w);
+
+    /* A committed marker: the reset stopped right after the rename. */
+    crash_hook_t hook = {.crash_at = UINT32_MAX};
+    wal_close(w);
+    o.fault = crash_fault;
+    o.fault_ctx = &hook;
+    w = open_ok(f, &o);
+    hook.crash_at = 4;
+    assert_int_equal(wal_reset(w, 12, 4), WAL_ERR_IO);
+    wal_close(w);
+    o.fault = NULL;
+    assert_int_equal(file_size(marker), 40);
+    flip_byte(marker, 20); /* the index */
+    expect_corrupt(f, 300, "wal-reset is damaged", "refusing to open");
+    assert_int_equal(file_size(marker), 40);
+    flip_byte(marker, 20);
+    truncate_file(marker, 39);
+    expect_corrupt(f, 300, "wal-reset is damaged", "refusing to open");
+    append_bytes(marker, "\0\0", 2); /* 41 bytes */
+    expect_corrupt(f, 300, "wal-reset is damaged", "refusing to open");
+    truncate_file(marker, 40);
+    log_lines[0] = 0;
+    w = open_ok(f, &o);
+    assert_non_null(strstr(log_lines, "finishing an interrupted reset to index 12 (term 4)"));
+    assert_int_equal(wal_first_index(w), 13);
+    assert_int_equal(wal_last_index(w), 12);
+    expect_reset_files(f, 12);
+    wal_close(w);
+}
+
 /* ---- open ---- */
 
 static void test_open_lock_dirs_and_names(void **state) {
@@ -1090,10 +1627,18 @@ int main(void) {
         T(test_truncate_after),
         T(test_truncate_boundary_and_empty),
         T(test_release_before),
+        T(test_reset_empty_log),
+        T(test_reset_below_inside_beyond),
+        T(test_reset_range_and_broken),
         T(test_group_commit_two_threads),
         T(test_sync_prefix_of_segments),
         T(test_release_during_sync),
         T(test_truncate_during_sync),
+        T(test_reset_during_sync),
+        T(test_reset_misuse_asserts),
+        T(test_reset_crash_each_step),
+        T(test_reset_failed_call),
+        T(test_reset_marker_files),
         T(test_failed_sync_is_fatal),
         T(test_open_lock_dirs_and_names),
         T(test_random_crashes),
