@@ -9,7 +9,7 @@
 
 static const char node_usage[] =
     "usage: cellpay node --data DIR [--listen HOST:PORT] [--test-ops]\n"
-    "                    [--cell C --id N --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT]\n"
+    "                    [--cell C --id N --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT [--join]]\n"
     "                    [--election-ms N] [--heartbeat-ms N]\n"
     "                    [--accounts-max N] [--transfers-max N] [--snapshot-mib N]\n"
     "\n"
@@ -20,7 +20,10 @@ static const char node_usage[] =
     "\n"
     "Every cell is a Raft group. Without --peers it is a group of one; with --peers, the\n"
     "replicas of the cell, this one among them (--id), talk Raft on the peer addresses while\n"
-    "clients use --listen; only the leader serves, the others answer not_leader.\n"
+    "clients use --listen; only the leader serves, the others answer not_leader. Lagging\n"
+    "replicas catch up from the leader's log, or from its newest snapshot when the log they\n"
+    "need is gone. The membership changes with `cellpay admin cell add-replica/remove-replica`;\n"
+    "once changed it is kept in the log and the snapshots, and --peers only gives addresses.\n"
     "\n"
     "  --data DIR          data directory (created if missing)\n"
     "  --listen HOST:PORT  address to serve (default 127.0.0.1:7001; port 0 picks one,\n"
@@ -29,11 +32,15 @@ static const char node_usage[] =
     "  --cell C            the cell's number (default 0)\n"
     "  --id N              this replica's id in --peers\n"
     "  --peers LIST        ID=HOST:PORT of every replica's peer address, this one included\n"
+    "  --join              a new replica for an existing group: it is not a member (and\n"
+    "                      never campaigns) until the leader adds it; --peers must list the\n"
+    "                      current members too. Keep it on the command line of this replica.\n"
     "  --election-ms N     election timeout, randomized in [N, 2N) (default 150)\n"
     "  --heartbeat-ms N    leader heartbeat interval (default 30)\n"
     "  --accounts-max N    account capacity, fixed when DIR is created (default 1048576)\n"
     "  --transfers-max N   transfer capacity, fixed when DIR is created (default 4194304)\n"
-    "  --snapshot-mib N    write a snapshot after N MiB of log (default 256; 0 = never)\n";
+    "  --snapshot-mib N    write a snapshot after N MiB of log (default 64; 0 = only when the\n"
+    "                      Raft window needs one)\n";
 
 int cmd_node(int argc, char **argv) {
     node_config_t cfg = {
@@ -60,6 +67,8 @@ int cmd_node(int argc, char **argv) {
             cfg.listen = argv[++i];
         } else if (!strcmp(a, "--test-ops")) {
             cfg.test_ops = true;
+        } else if (!strcmp(a, "--join")) {
+            cfg.join = true;
         } else if (!strcmp(a, "--accounts-max")) {
             ok = args_u32(argc, argv, &i, 1, CP_LEDGER_TABLE_MAX, &cfg.cell.ledger.accounts_max);
             cfg.capacities_given = true;
@@ -94,6 +103,10 @@ int cmd_node(int argc, char **argv) {
     cfg.heartbeat_ticks = heartbeat_ms / cfg.tick_ms;
     if (cfg.heartbeat_ticks >= cfg.election_ticks) {
         fprintf(stderr, "cellpay node: --heartbeat-ms must be below --election-ms\n");
+        return 2;
+    }
+    if (cfg.join && cfg.peer_count == 0) {
+        fprintf(stderr, "cellpay node: --join needs --peers (the members and this replica)\n");
         return 2;
     }
     if (cfg.peer_count > 0 && cfg.node_id == 0) {

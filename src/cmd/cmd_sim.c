@@ -62,9 +62,11 @@ int cmd_sim(int argc, char **argv) {
     if (!ok) rf_sim_print_trace(s, stderr);
     printf("seed %llu nodes %u steps %" PRIu64 ": %s; %" PRIu64 " leaders, %" PRIu64
            " crashes, %" PRIu64 " commands acknowledged, %" PRIu64 " reads, commit index %" PRIu64
-           ", %" PRIu64 " snapshots taken, %" PRIu64 " installed (%" PRIu64 " failed to verify)\n",
+           ", %" PRIu64 " snapshots taken, %" PRIu64 " installed (%" PRIu64
+           " failed to verify), %" PRIu64 " membership changes\n",
            seed, nodes, st.steps, ok ? "ok" : "VIOLATION", st.elections, st.crashes, st.acked,
-           st.reads, st.max_commit, st.snapshots, st.installs, st.install_failures);
+           st.reads, st.max_commit, st.snapshots, st.installs, st.install_failures,
+           st.member_changes);
     rf_sim_destroy(s);
     return ok ? 0 : 1;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "base/assert.h"
@@ -190,6 +191,14 @@ static entry_t *entry_for(node_t *n, uint64_t index, uint64_t term) {
 }
 
 static void node_apply(node_t *n, uint64_t index, const rf_entry_t *x) {
+    if (x->type == RF_ENTRY_MEMBERS) {
+        rf_members_t m;
+        if (rf_members_decode(x->data, x->size, &m))
+            node_log("membership committed at index %llu: %u members, %d voters",
+                     (unsigned long long)index, m.count, __builtin_popcount(m.voters));
+        n->applied_index = index;
+        return;
+    }
     entry_t *e = entry_for(n, index, x->term);
     if (x->size >= NODE_ENTRY_PREFIX) {
         /* The core's copy may sit at any alignment; the events are read as 16-byte-aligned
@@ -232,8 +241,13 @@ static void node_write_entries(node_t *n, const rf_ready_t *rd) {
     for (uint32_t k = 0; k < rd->entry_count; k++) {
         const rf_entry_t *x = &rd->entries[k];
         uint64_t ts = 0, index;
-        if (x->size >= NODE_ENTRY_PREFIX) memcpy(&ts, x->data, sizeof ts);
-        if (wal_append(n->wal, x->term, ts, x->data, x->size, &index) != WAL_OK) {
+        if (x->size >= NODE_ENTRY_PREFIX && x->type == RF_ENTRY_NORMAL)
+            memcpy(&ts, x->data, sizeof ts);
+        unsigned char scratch[NODE_ENTRY_PREFIX + sizeof(rf_members_wire_t) + RF_MEMBERS_EXTRA_MAX];
+        uint32_t size;
+        const void *body = node_log_body(x, scratch, &size);
+        node_members_learn(n, x);
+        if (wal_append(n->wal, x->term, ts, body, size, &index) != WAL_OK) {
             node_log("fatal: writing the log failed (%s); stopping without acknowledging",
                      wal_error(n->wal));
             exit(1);
@@ -258,11 +272,20 @@ static void node_ready(node_t *n) {
             exit(1);
         }
         if (rd.entry_count) node_write_entries(n, &rd);
-        for (uint32_t k = 0; k < rd.msg_count && n->net; k++) peer_net_send(n->net, &rd.msgs[k]);
+        if (rd.has_chunk) node_snap_write(n, &rd.chunk);
+        for (uint32_t k = 0; k < rd.msg_count && n->net; k++) {
+            if (rd.msgs[k].h.type == RF_MSG_SNAP)
+                node_snap_send(n, &rd.msgs[k]);
+            else
+                peer_net_send(n->net, &rd.msgs[k]);
+        }
         for (uint32_t k = 0; k < rd.committed_count; k++)
             node_apply(n, rd.committed_first + k, &rd.committed[k]);
         for (uint32_t k = 0; k < rd.read_count; k++) node_read_ready(n, &rd.reads[k]);
+        rf_snap_chunk_t chunk = rd.chunk;
+        bool install = rd.has_chunk && rd.chunk.last;
         rf_advance(n->rf, &rd);
+        if (install) node_snap_install(n, &chunk);
     }
     rf_info_t info;
     rf_status(n->rf, &info);
@@ -272,6 +295,7 @@ static void node_ready(node_t *n) {
         if (lead) node_log("leading the cell in term %llu", (unsigned long long)lead);
         n->lead_term = lead;
     }
+    node_members_sync(n);
     node_sync_maybe(n);
     node_wake_waiting(n);
 }
@@ -547,6 +571,7 @@ static void on_connection(uv_stream_t *server, int status) {
 static void on_timer(uv_timer_t *t) {
     node_t *n = t->data;
     rf_tick(n->rf);
+    if (node_is_leader(n)) node_members_tick(n);
     node_ready(n);
     /* Pending transfers expire by the cell's clock, which moves only with entries: when one
      * is due and the cell is idle, an empty batch carries the time in. */
@@ -637,6 +662,8 @@ static void node_free(node_t *n) {
     }
     free(n->read_buf);
     free(n->apply_buf);
+    free(n->chunk_buf);
+    if (n->rx_fd >= 0) close(n->rx_fd);
     if (n->wal) wal_close(n->wal);
     rf_destroy(n->rf);
     hardstate_close(&n->hs);
@@ -652,7 +679,8 @@ static bool node_alloc(node_t *n) {
     }
     n->read_buf = malloc(PROTO_MESSAGE_MAX);
     n->apply_buf = malloc(NODE_ENTRY_BYTES + NODE_ENTRY_PREFIX);
-    return n->read_buf != NULL && n->apply_buf != NULL;
+    n->chunk_buf = malloc(RF_SNAP_CHUNK_MAX);
+    return n->read_buf != NULL && n->apply_buf != NULL && n->chunk_buf != NULL;
 }
 
 int node_run(const node_config_t *config) {
@@ -661,6 +689,7 @@ int node_run(const node_config_t *config) {
     if (!n) return 1;
     n->config = *config;
     n->hs.fd = -1;
+    n->rx_fd = -1;
     n->loop = uv_default_loop();
     int rc = 1;
     if (!node_alloc(n)) {

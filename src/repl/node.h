@@ -18,7 +18,8 @@ typedef struct node_config {
     uint32_t node_id;                /* this replica's id in peers (1 without --peers) */
     peer_addr_t peers[RF_NODES_MAX]; /* the group's replicas and their peer addresses */
     uint32_t peer_count;             /* 0: a one-voter group, no peer network */
-    uint32_t tick_ms;                /* Raft tick (default 10) */
+    bool join;        /* a new replica: no members until the leader adds it (add-replica) */
+    uint32_t tick_ms; /* Raft tick (default 10) */
     uint32_t election_ticks, heartbeat_ticks;
     cell_config_t cell;
     uint64_t snapshot_log_bytes; /* log bytes written between snapshots; 0 = never */

@@ -9,6 +9,7 @@
 #include "cell/cell.h"
 #include "proto/proto.h"
 #include "repl/hardstate.h"
+#include "repl/members.h"
 #include "repl/node.h"
 #include "repl/peer.h"
 #include "repl/raft.h"
@@ -17,9 +18,12 @@
 #define NODE_CONNS_MAX 1024u
 #define NODE_ENTRIES 8u           /* entry buffers: open + written-but-not-applied */
 #define NODE_ENTRY_COMMANDS 8189u /* requests in one entry */
-/* A log entry: a 16-byte prefix (u64 timestamp, 8 zero bytes: keeps the commands 16-byte
- * aligned), then commands and their bodies. */
+/* A log entry: a 16-byte prefix (u64 timestamp, u64 kind: keeps the commands 16-byte
+ * aligned), then commands and their bodies. Raft's membership entries are stored in the log
+ * behind the same prefix with kind NODE_KIND_MEMBERS (their Raft data has no prefix). */
 #define NODE_ENTRY_PREFIX 16u
+#define NODE_KIND_COMMANDS 0u
+#define NODE_KIND_MEMBERS 1u
 #define NODE_ENTRY_BYTES (WAL_BODY_MAX - NODE_ENTRY_PREFIX)
 #define NODE_RBUF (PROTO_MESSAGE_MAX + (64u << 10))
 #define NODE_OUTBUF_MAX (64u << 20) /* replies a client may leave unread */
@@ -101,6 +105,15 @@ struct node {
     uint64_t snapshot_index;         /* the newest snapshot written */
     uint64_t snapshot_pending_index; /* the one the child is writing */
     uint64_t snapshot_pending_term;
+
+    /* Membership (node_members.c): every address seen, and the peers connected for. */
+    mb_book_t book;
+    uint64_t promote_at_tick; /* ticks until the leader next looks for learners to promote */
+
+    /* Snapshot transfer (node_xfer.c). */
+    int rx_fd;                /* the snapshot being received, -1: none */
+    bool rx_broken;           /* writing it failed: its install fails */
+    unsigned char *chunk_buf; /* RF_SNAP_CHUNK_MAX bytes: a chunk being sent */
 };
 
 void node_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -114,5 +127,21 @@ int node_recover(node_t *n);
 void node_snapshot_maybe(node_t *n);
 void node_snapshot_poll(node_t *n);
 void node_snapshot_wait(node_t *n);
+
+/* node_members.c */
+int node_members_init(node_t *n, const mb_record_t *snap, rf_config_t *c);
+void node_members_learn(node_t *n, const rf_entry_t *e);
+void node_members_sync(node_t *n);
+void node_members_tick(node_t *n);
+bool node_members_record(node_t *n, uint64_t index, mb_record_t *out);
+/* The log body of Raft entry e (the prefix added for a membership entry), and back. */
+const void *node_log_body(const rf_entry_t *e, unsigned char *scratch, uint32_t *size);
+bool node_log_entry(const void *body, uint32_t size, uint64_t term, rf_entry_t *out);
+
+/* node_xfer.c */
+void node_snap_report(node_t *n, uint64_t index, uint64_t term);
+void node_snap_send(node_t *n, const rf_msg_t *m);
+void node_snap_write(node_t *n, const rf_snap_chunk_t *c);
+void node_snap_install(node_t *n, const rf_snap_chunk_t *c);
 
 #endif

@@ -67,7 +67,7 @@ static int node_capacities(node_t *n) {
     return 0;
 }
 
-/* Node ids and voters: the group of --peers, or a group of one (id 1). */
+/* Node ids and voters: the group of --peers (none with --join), or a group of one (id 1). */
 static void raft_config(const node_t *n, rf_config_t *c) {
     const node_config_t *nc = &n->config;
     *c = (rf_config_t){
@@ -80,7 +80,38 @@ static void raft_config(const node_t *n, rf_config_t *c) {
         .window_bytes = NODE_WINDOW_BYTES,
     };
     if (nc->peer_count == 0) c->voters[c->voter_count++] = 1;
-    for (uint32_t i = 0; i < nc->peer_count; i++) c->voters[c->voter_count++] = nc->peers[i].id;
+    for (uint32_t i = 0; i < nc->peer_count && !nc->join; i++)
+        c->voters[c->voter_count++] = nc->peers[i].id;
+}
+
+/* The term of the log's entry at index (which must be in the log), 0 when unreadable. */
+static uint64_t wal_term_of(node_t *n, uint64_t index) {
+    wal_iter_t it;
+    wal_entry_t e = {0};
+    if (wal_iter_open(n->wal, index, &it) != WAL_OK) return 0;
+    int rc = wal_iter_next(&it, &e, n->entries[0].body, NODE_ENTRY_BYTES + NODE_ENTRY_PREFIX);
+    wal_iter_close(&it);
+    return rc == 1 ? e.term : 0;
+}
+
+/* A snapshot installed from the leader is renamed into place before the log is reset
+ * (node_xfer.c); a crash in between leaves a log that ends before the snapshot or holds
+ * another entry at its index. Such a log is not this cell's history after the snapshot, and
+ * nothing in it after that point was committed (a committed entry at the snapshot's index
+ * would have the snapshot's term), so the reset is finished here. */
+static int node_log_continues(node_t *n, uint64_t snap_index, uint64_t snap_term) {
+    uint64_t first = wal_first_index(n->wal), last = wal_last_index(n->wal);
+    if (snap_index == 0 || first > snap_index) return 0; /* starts right after it */
+    uint64_t term = last >= snap_index ? wal_term_of(n, snap_index) : 0;
+    if (term == snap_term) return 0;
+    node_log("the log (entries %" PRIu64 "..%" PRIu64 ") does not continue snapshot %" PRIu64
+             " (term %" PRIu64 "): finishing an install from the leader, the log restarts after it",
+             first, last, snap_index, snap_term);
+    if (wal_reset(n->wal, snap_index, snap_term) != WAL_OK) {
+        node_log("resetting the log failed: %s", wal_error(n->wal));
+        return -1;
+    }
+    return 0;
 }
 
 /* Hands the durable log after the snapshot to the Raft core. Nothing is applied here: the
@@ -97,7 +128,14 @@ static int node_load_log(node_t *n, uint64_t from) {
     wal_entry_t e;
     unsigned char *buf = n->entries[0].body;
     while ((rc = wal_iter_next(&it, &e, buf, NODE_ENTRY_BYTES + NODE_ENTRY_PREFIX)) == 1) {
-        if (!rf_load(n->rf, e.term, buf, e.body_size)) {
+        rf_entry_t x;
+        if (!node_log_entry(buf, e.body_size, e.term, &x)) {
+            node_log("log entry %" PRIu64 " is of an unknown kind; refusing to start", e.index);
+            rc = -1;
+            break;
+        }
+        node_members_learn(n, &x);
+        if (!rf_load_entry(n->rf, &x)) {
             node_log("the log after the snapshot (%" PRIu64 " entries so far) does not fit the "
                      "Raft window; refusing to start",
                      count);
@@ -132,7 +170,9 @@ int node_recover(node_t *n) {
         return -1;
     }
     uint64_t snap_index = 0, snap_term = 0;
-    if (snapshot_load(dir, &n->config.cell, &n->cell, &snap_index, &snap_term, err, sizeof err)) {
+    mb_record_t members;
+    if (snapshot_load(dir, &n->config.cell, &n->cell, &snap_index, &snap_term, &members, err,
+                      sizeof err)) {
         node_log("%s", err);
         return -1;
     }
@@ -153,8 +193,10 @@ int node_recover(node_t *n) {
                  first, snap_index);
         return -1;
     }
+    if (node_log_continues(n, snap_index, snap_term) != 0) return -1;
     rf_config_t rc;
     raft_config(n, &rc);
+    if (node_members_init(n, &members, &rc) != 0) return -1;
     rc.term = n->hs.term;
     rc.vote = n->hs.vote;
     /* A node's term is never below its log's last term (a log written before the hard state
@@ -169,6 +211,7 @@ int node_recover(node_t *n) {
     }
     n->applied_index = snap_index;
     n->snapshot_index = snap_index;
+    if (snap_index > 0) node_snap_report(n, snap_index, snap_term);
     return node_load_log(n, snap_index + 1);
 }
 
@@ -185,6 +228,12 @@ void node_snapshot_maybe(node_t *n) {
      * pays for the snapshot.) */
     n->snapshot_pending_index = n->applied_index;
     n->snapshot_pending_term = rf_term_at(n->rf, n->applied_index);
+    mb_record_t members;
+    bool have_members = n->config.peer_count > 0;
+    if (have_members && !node_members_record(n, n->applied_index, &members)) {
+        node_log("a member's address is unknown; no snapshot at index %" PRIu64, n->applied_index);
+        return;
+    }
     fflush(stderr);
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -201,7 +250,7 @@ void node_snapshot_maybe(node_t *n) {
         if (getppid() != parent) _exit(1); /* the parent is already gone */
         const char *what = "";
         int rc = snapshot_write(n->config.data_dir, n->cell, n->snapshot_pending_index,
-                                n->snapshot_pending_term, &what);
+                                n->snapshot_pending_term, have_members ? &members : NULL, &what);
         if (rc != 0) {
             char msg[256];
             int len = snprintf(msg, sizeof msg, "cellpay node: snapshot %s failed: %s\n", what,
@@ -228,6 +277,7 @@ static void snapshot_finished(node_t *n, int status) {
     if (older > 0 && wal_release_before(n->wal, older + 1) != 0)
         node_log("releasing the log before index %" PRIu64 " failed; it stays", older + 1);
     if (older > 0) rf_compact(n->rf, older);
+    node_snap_report(n, n->snapshot_index, n->snapshot_pending_term);
     node_log("snapshot at index %" PRIu64 " written", n->snapshot_index);
 }
 

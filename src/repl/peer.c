@@ -42,7 +42,7 @@ struct peer_net {
     uint64_t cell;
     uint32_t self;
     uv_tcp_t listener;
-    peer_out_t outs[RF_NODES_MAX];
+    peer_out_t outs[PEER_MAX];
     uint32_t nouts;
     peer_in_t *ins;
     peer_recv_fn recv;
@@ -351,7 +351,7 @@ peer_net_t *peer_net_create(uv_loop_t *loop, uint64_t cell, uint32_t self, const
     bool found = false;
     for (uint32_t i = 0; i < count; i++) {
         struct sockaddr_in sa;
-        if (!parse_addr(peers[i].addr, &sa) || n->nouts == RF_NODES_MAX) {
+        if (!parse_addr(peers[i].addr, &sa) || n->nouts == PEER_MAX) {
             snprintf(err, err_size, "bad peer address \"%s\"", peers[i].addr);
             free(n);
             return NULL;
@@ -389,6 +389,25 @@ peer_net_t *peer_net_create(uv_loop_t *loop, uint64_t cell, uint32_t self, const
         out_connect(o);
     }
     return n;
+}
+
+int peer_net_add(peer_net_t *n, uint32_t id, const char *addr) {
+    struct sockaddr_in sa;
+    if (id == n->self || n->closing || !parse_addr(addr, &sa)) return -1;
+    for (uint32_t i = 0; i < n->nouts; i++)
+        if (n->outs[i].id == id)
+            return memcmp(&n->outs[i].addr.sin_addr, &sa.sin_addr, sizeof sa.sin_addr) == 0 &&
+                           n->outs[i].addr.sin_port == sa.sin_port
+                       ? 0
+                       : -1;
+    if (n->nouts == PEER_MAX) return -1;
+    peer_out_t *o = &n->outs[n->nouts++];
+    *o = (peer_out_t){.net = n, .id = id, .addr = sa, .backoff_ms = PEER_BACKOFF_MIN_MS};
+    uv_timer_init(n->loop, &o->retry);
+    o->retry.data = o;
+    n->handles++;
+    out_connect(o);
+    return 0;
 }
 
 void peer_net_stats(const peer_net_t *n, peer_stats_t *out) {

@@ -18,6 +18,7 @@
 #include "repl/raft.h"
 
 #define PEER_SENDBUF_MAX (64u << 20) /* queued bytes to one peer before messages are dropped */
+#define PEER_MAX 16u /* peers a node ever connects to (members come and go; none is forgotten) */
 
 typedef struct peer_addr {
     uint32_t id;
@@ -41,6 +42,11 @@ peer_net_t *peer_net_create(uv_loop_t *loop, uint64_t cell, uint32_t self, const
 
 /* Queues m for its destination (m->h.to); never blocks. */
 void peer_net_send(peer_net_t *net, const rf_msg_t *m);
+
+/* Starts connecting to a new peer (a member added to the group). 0, also when id is known with
+ * this address already; -1 when the address does not parse, id has another address or
+ * PEER_MAX peers exist. Peers are never removed: a removed member is just not sent to. */
+int peer_net_add(peer_net_t *net, uint32_t id, const char *addr);
 
 void peer_net_stats(const peer_net_t *net, peer_stats_t *out);
 

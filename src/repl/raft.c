@@ -12,6 +12,7 @@ typedef struct rf_slot {
     uint64_t term;
     uint64_t off; /* in the arena */
     uint32_t size;
+    uint8_t type;
 } rf_slot_t;
 
 enum { PR_PROBE, PR_REPLICATE, PR_SNAPSHOT };
@@ -45,7 +46,12 @@ typedef struct rf_pending_read {
 struct rf {
     rf_config_t cfg;
     prng_t prng;
-    uint32_t self_pos, quorum;
+    /* The membership in effect (m, from the entry at m_index, 0: m_start) and the one as of
+     * the window's start. pr[] and the vote bit sets are by position in m. */
+    rf_members_t m, m_start;
+    uint64_t m_index;
+    int self_pos; /* in m, -1: not a member */
+    uint32_t quorum;
     rf_role_t role;
     uint64_t term;
     uint32_t vote, leader;
@@ -99,6 +105,7 @@ const char *rf_status_str(rf_status_t st) {
     case RF_ERR_TOO_BIG: return "entry too big";
     case RF_ERR_NOT_READY: return "leader has not committed in its term yet";
     case RF_ERR_INVALID: return "invalid argument";
+    case RF_ERR_CONF_PENDING: return "a membership change is in progress";
     }
     return "?";
 }
@@ -123,8 +130,10 @@ uint64_t rf_term_at(const rf_t *r, uint64_t index) {
 
 static rf_entry_t entry_at(const rf_t *r, uint64_t index) {
     const rf_slot_t *s = slot(r, index);
-    return (rf_entry_t){
-        .term = s->term, .size = s->size, .data = s->size ? r->arena + s->off : NULL};
+    return (rf_entry_t){.term = s->term,
+                        .size = s->size,
+                        .data = s->size ? r->arena + s->off : NULL,
+                        .type = s->type};
 }
 
 /* Where an entry of size bytes goes in the arena ring; false when the window is full. Zero
@@ -150,14 +159,110 @@ static bool log_place(const rf_t *r, uint32_t size, uint64_t *off) {
     return size > 0 && size <= head;
 }
 
-static bool log_append(rf_t *r, uint64_t term, const void *data, uint32_t size) {
-    uint64_t off;
-    cp_assert(term >= rf_term_at(r, r->last));
-    if (size > RF_ENTRY_MAX || !log_place(r, size, &off)) return false;
-    r->last++;
-    r->slots[r->last % r->slot_cap] = (rf_slot_t){.term = term, .off = off, .size = size};
-    if (size) memcpy(r->arena + off, data, size);
+/* ---- Membership ---- */
+
+bool rf_members_has(const rf_members_t *m, uint32_t id, bool *voter) {
+    for (uint32_t i = 0; i < m->count; i++)
+        if (m->ids[i] == id) {
+            if (voter) *voter = m->voters >> i & 1;
+            return true;
+        }
+    return false;
+}
+
+void rf_members_encode(const rf_members_t *m, rf_members_wire_t *w) {
+    memset(w, 0, sizeof *w);
+    w->magic = RF_MEMBERS_MAGIC;
+    w->count = m->count;
+    w->voters = m->voters;
+    memcpy(w->ids, m->ids, sizeof w->ids);
+}
+
+bool rf_members_decode(const void *data, uint32_t size, rf_members_t *out) {
+    rf_members_wire_t w;
+    if (size < sizeof w || size > sizeof w + RF_MEMBERS_EXTRA_MAX) return false;
+    memcpy(&w, data, sizeof w);
+    if (w.magic != RF_MEMBERS_MAGIC || w.count > RF_NODES_MAX || w.voters >> w.count) return false;
+    for (uint32_t i = 0; i < sizeof w.reserved; i++)
+        if (w.reserved[i]) return false;
+    *out = (rf_members_t){.count = w.count, .voters = w.voters};
+    for (uint32_t i = 0; i < w.count; i++) {
+        if (w.ids[i] == RF_NONE || rf_members_has(out, w.ids[i], NULL)) return false;
+        out->ids[i] = w.ids[i];
+    }
+    for (uint32_t i = w.count; i < RF_NODES_MAX; i++)
+        if (w.ids[i]) return false;
     return true;
+}
+
+static int member_pos(const rf_t *r, uint32_t id) {
+    for (uint32_t i = 0; i < r->m.count; i++)
+        if (r->m.ids[i] == id) return (int)i;
+    return -1;
+}
+
+static bool is_voter(const rf_t *r, int pos) {
+    return pos >= 0 && (r->m.voters >> pos & 1);
+}
+
+static bool self_voter(const rf_t *r) {
+    return is_voter(r, r->self_pos);
+}
+
+static void members_set(rf_t *r, const rf_members_t *m, uint64_t index);
+
+/* The membership entry at index, decoded (it was checked when it entered the log). */
+static void members_of_entry(const rf_t *r, uint64_t index, rf_members_t *out) {
+    const rf_slot_t *s = slot(r, index);
+    bool ok = rf_members_decode(r->arena + s->off, s->size, out);
+    cp_assert(ok);
+}
+
+bool rf_members_at(const rf_t *r, uint64_t index, rf_members_t *out) {
+    if (index + 1 < r->first) return false;
+    for (uint64_t i = index < r->last ? index : r->last; i >= r->first; i--)
+        if (slot(r, i)->type == RF_ENTRY_MEMBERS) {
+            members_of_entry(r, i, out);
+            return true;
+        }
+    *out = r->m_start;
+    return true;
+}
+
+uint64_t rf_members(const rf_t *r, rf_members_t *out) {
+    *out = r->m;
+    return r->m_index;
+}
+
+/* Rule 7 after a conflict cut the log: the membership of the newest entry left. */
+static void members_rollback(rf_t *r) {
+    if (r->m_index <= r->last) return;
+    rf_members_t m;
+    rf_members_at(r, r->last, &m);
+    uint64_t at = 0;
+    for (uint64_t i = r->last; i >= r->first && !at; i--)
+        if (slot(r, i)->type == RF_ENTRY_MEMBERS) at = i;
+    members_set(r, &m, at);
+}
+
+static bool log_append_typed(rf_t *r, uint64_t term, uint8_t type, const void *data,
+                             uint32_t size) {
+    uint64_t off;
+    rf_members_t m;
+    cp_assert(term >= rf_term_at(r, r->last));
+    if (size > RF_ENTRY_MAX || type > RF_ENTRY_MEMBERS) return false;
+    if (type == RF_ENTRY_MEMBERS && !rf_members_decode(data, size, &m)) return false;
+    if (!log_place(r, size, &off)) return false;
+    r->last++;
+    r->slots[r->last % r->slot_cap] =
+        (rf_slot_t){.term = term, .off = off, .size = size, .type = type};
+    if (size) memcpy(r->arena + off, data, size);
+    if (type == RF_ENTRY_MEMBERS) members_set(r, &m, r->last); /* effective when appended */
+    return true;
+}
+
+static bool log_append(rf_t *r, uint64_t term, const void *data, uint32_t size) {
+    return log_append_typed(r, term, RF_ENTRY_NORMAL, data, size);
 }
 
 /* Rule 6: a conflict cuts memory at once; the driver cuts the file from the next ready. */
@@ -167,6 +272,7 @@ static void log_truncate_after(rf_t *r, uint64_t index) {
     if (r->durable > index) r->durable = index;
     if (r->unstable_from > index + 1) r->unstable_from = index + 1;
     if (r->verified > index) r->verified = index;
+    members_rollback(r);
 }
 
 /* ---- Sending ---- */
@@ -179,12 +285,6 @@ static rf_msg_t *msg_new(rf_t *r, uint8_t type, uint32_t to, uint64_t term) {
     m->h.to = to;
     m->h.term = term;
     return m;
-}
-
-static int voter_pos(const rf_t *r, uint32_t id) {
-    for (uint32_t i = 0; i < r->cfg.voter_count; i++)
-        if (r->cfg.voters[i] == id) return (int)i;
-    return -1;
 }
 
 /* One append to pr starting at pr->next: up to RF_MSG_ENTRIES_MAX entries and
@@ -260,7 +360,7 @@ static bool pr_can_send(const rf_t *r, const rf_progress_t *pr) {
 /* Pipelining: in replicate state appends go out back to back up to the in-flight window;
  * in probe state one at a time. Runs when a ready is built, so proposals batch. */
 static void flush_appends(rf_t *r) {
-    for (uint32_t i = 0; i < r->cfg.voter_count; i++) {
+    for (uint32_t i = 0; i < r->m.count; i++) {
         rf_progress_t *pr = &r->pr[i];
         if (pr->id == r->cfg.id) continue;
         bool stale = pr->state == PR_SNAPSHOT && !snap_usable(r, pr->snap_index);
@@ -283,7 +383,7 @@ static void flush_appends(rf_t *r) {
 }
 
 static void bcast_heartbeat(rf_t *r) {
-    for (uint32_t i = 0; i < r->cfg.voter_count; i++) {
+    for (uint32_t i = 0; i < r->m.count; i++) {
         rf_progress_t *pr = &r->pr[i];
         if (pr->id == r->cfg.id) continue;
         rf_msg_t *m = msg_new(r, RF_MSG_HEARTBEAT, pr->id, r->term);
@@ -337,10 +437,10 @@ static void become_leader(rf_t *r) {
     r->role = RF_LEADER;
     r->leader = r->cfg.id;
     reset_timer(r);
-    for (uint32_t i = 0; i < r->cfg.voter_count; i++) {
+    for (uint32_t i = 0; i < r->m.count; i++) {
         rf_progress_t *pr = &r->pr[i];
         memset(pr, 0, sizeof *pr);
-        pr->id = r->cfg.voters[i];
+        pr->id = r->m.ids[i];
         pr->next = r->last + 1;
         pr->active = true;
     }
@@ -351,7 +451,9 @@ static void become_leader(rf_t *r) {
 static void maybe_commit(rf_t *r);
 static void campaign(rf_t *r, bool pre, bool transfer);
 
-static void tally(rf_t *r, uint32_t from_pos, bool granted) {
+/* A vote of the voter at from_pos. */
+static void tally(rf_t *r, int from_pos, bool granted) {
+    cp_assert(is_voter(r, from_pos));
     if (granted)
         r->granted |= 1u << from_pos;
     else
@@ -382,9 +484,9 @@ static void campaign(rf_t *r, bool pre, bool transfer) {
     r->leader = RF_NONE;
     r->granted = r->rejected = 0;
     reset_timer(r);
-    for (uint32_t i = 0; i < r->cfg.voter_count; i++) {
-        uint32_t id = r->cfg.voters[i];
-        if (id == r->cfg.id) continue;
+    for (uint32_t i = 0; i < r->m.count; i++) {
+        uint32_t id = r->m.ids[i];
+        if (id == r->cfg.id || !is_voter(r, (int)i)) continue;
         rf_msg_t *m = msg_new(r, pre ? RF_MSG_PREVOTE : RF_MSG_VOTE, id, term);
         m->h.index = r->durable;
         m->h.log_term = rf_term_at(r, r->durable);
@@ -394,7 +496,7 @@ static void campaign(rf_t *r, bool pre, bool transfer) {
 }
 
 static bool may_campaign(const rf_t *r) {
-    return r->durable == r->last && r->unstable_from > r->last; /* rule 5 */
+    return self_voter(r) && r->durable == r->last && r->unstable_from > r->last; /* rule 5 */
 }
 
 /* ---- Leader ---- */
@@ -404,8 +506,10 @@ static bool may_campaign(const rf_t *r) {
 static void maybe_commit(rf_t *r) {
     if (r->role != RF_LEADER) return;
     uint64_t m[RF_NODES_MAX];
-    uint32_t n = r->cfg.voter_count;
-    for (uint32_t i = 0; i < n; i++) m[i] = i == r->self_pos ? r->durable : r->pr[i].match;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < r->m.count; i++)
+        if (is_voter(r, (int)i)) m[n++] = (int)i == r->self_pos ? r->durable : r->pr[i].match;
+    if (n < r->quorum) return;
     for (uint32_t i = 1; i < n; i++) /* insertion sort, descending; n <= 7 */
         for (uint32_t j = i; j > 0 && m[j] > m[j - 1]; j--) {
             uint64_t t = m[j];
@@ -416,12 +520,14 @@ static void maybe_commit(rf_t *r) {
     if (q > r->durable) q = r->durable;
     if (q > r->commit && rf_term_at(r, q) == r->term) r->commit = q;
     cp_assert(r->commit <= r->durable);
+    /* A leader that removed itself led until the change committed (rule 7); now it goes. */
+    if (!self_voter(r) && r->m_index <= r->commit) become_follower(r, r->term, RF_NONE);
 }
 
 static uint32_t hb_quorum_ok(const rf_t *r, uint64_t seq) {
-    uint32_t n = 1;
-    for (uint32_t i = 0; i < r->cfg.voter_count; i++)
-        if (i != r->self_pos && r->pr[i].hb_ack >= seq) n++;
+    uint32_t n = self_voter(r) ? 1 : 0;
+    for (uint32_t i = 0; i < r->m.count; i++)
+        if ((int)i != r->self_pos && is_voter(r, (int)i) && r->pr[i].hb_ack >= seq) n++;
     return n >= r->quorum;
 }
 
@@ -548,7 +654,8 @@ static void follower_append(rf_t *r, const rf_msg_t *m) {
             }
             log_truncate_after(r, idx);
         }
-        if (!log_append(r, e->term, e->data, e->size)) break; /* window full: take a prefix */
+        if (!log_append_typed(r, e->term, e->type, e->data, e->size))
+            break; /* window full: take a prefix */
         idx++;
     }
     if (idx > r->verified) r->verified = idx;
@@ -663,7 +770,7 @@ static bool step_term(rf_t *r, const rf_msg_hdr_t *h) {
     if (h->term < r->term) {
         /* A stale leader learns the new term from our answer and steps down; a stale
          * pre-candidate learns it was rejected. */
-        if (t == RF_MSG_APP || t == RF_MSG_HEARTBEAT)
+        if (t == RF_MSG_APP || t == RF_MSG_HEARTBEAT || t == RF_MSG_SNAP)
             msg_new(r, RF_MSG_APP_RESP, h->from, r->term);
         else if (t == RF_MSG_PREVOTE)
             msg_new(r, RF_MSG_PREVOTE_RESP, h->from, r->term)->h.reject = 1;
@@ -675,8 +782,14 @@ static bool step_term(rf_t *r, const rf_msg_hdr_t *h) {
 void rf_step(rf_t *r, const rf_msg_t *m) {
     const rf_msg_hdr_t *h = &m->h;
     cp_assert(h->to == r->cfg.id);
-    int pos = voter_pos(r, h->from);
-    if (pos < 0 || h->from == r->cfg.id || !step_term(r, h)) return;
+    /* Requests are taken from anyone (a replica waiting to be added knows no members yet);
+     * answers count only from members, votes only from voters. */
+    int pos = member_pos(r, h->from);
+    if (h->from == RF_NONE || h->from == r->cfg.id || !step_term(r, h)) return;
+    bool answer = h->type == RF_MSG_APP_RESP || h->type == RF_MSG_HEARTBEAT_RESP ||
+                  h->type == RF_MSG_SNAP_RESP || h->type == RF_MSG_VOTE_RESP ||
+                  h->type == RF_MSG_PREVOTE_RESP;
+    if (answer && pos < 0) return;
     switch (h->type) {
     case RF_MSG_APP:
     case RF_MSG_HEARTBEAT:
@@ -699,11 +812,12 @@ void rf_step(rf_t *r, const rf_msg_t *m) {
     case RF_MSG_VOTE:
     case RF_MSG_PREVOTE: handle_vote(r, h); break;
     case RF_MSG_VOTE_RESP:
-        if (r->role == RF_CANDIDATE) tally(r, (uint32_t)pos, !h->reject);
+        if (r->role == RF_CANDIDATE && is_voter(r, pos)) tally(r, pos, !h->reject);
         break;
     case RF_MSG_PREVOTE_RESP:
-        if (r->role == RF_PRE_CANDIDATE && (h->reject || h->term == r->term + 1))
-            tally(r, (uint32_t)pos, !h->reject);
+        if (r->role == RF_PRE_CANDIDATE && is_voter(r, pos) &&
+            (h->reject || h->term == r->term + 1))
+            tally(r, pos, !h->reject);
         break;
     case RF_MSG_TIMEOUT_NOW:
         if (r->role == RF_FOLLOWER && may_campaign(r)) campaign(r, false, true);
@@ -726,8 +840,8 @@ static void leader_tick(rf_t *r) {
     r->election_elapsed = 0;
     if (!r->cfg.check_quorum) return;
     uint32_t active = 0;
-    for (uint32_t i = 0; i < r->cfg.voter_count; i++) {
-        if (i == r->self_pos || r->pr[i].active) active++;
+    for (uint32_t i = 0; i < r->m.count; i++) {
+        if (is_voter(r, (int)i) && ((int)i == r->self_pos || r->pr[i].active)) active++;
         r->pr[i].active = false;
     }
     if (active < r->quorum) become_follower(r, r->term, RF_NONE); /* rule 8 */
@@ -744,8 +858,49 @@ void rf_tick(rf_t *r) {
 
 /* ---- Driver interface ---- */
 
+/* The members a configuration starts with; false when they are not a valid membership. */
+static bool config_members(const rf_config_t *c, rf_members_t *m) {
+    *m = (rf_members_t){0};
+    if (c->voter_count + c->learner_count > RF_NODES_MAX) return false;
+    for (uint32_t i = 0; i < c->voter_count + c->learner_count; i++) {
+        bool voter = i < c->voter_count;
+        uint32_t id = voter ? c->voters[i] : c->learners[i - c->voter_count];
+        if (id == RF_NONE || rf_members_has(m, id, NULL)) return false;
+        m->ids[m->count] = id;
+        if (voter) m->voters |= 1u << m->count;
+        m->count++;
+    }
+    return true;
+}
+
+/* A new membership in effect (from the entry at index, 0: the start's): progress is kept for
+ * the members that stay, new ones start probing after the log's end. */
+static void members_set(rf_t *r, const rf_members_t *m, uint64_t index) {
+    rf_progress_t old[RF_NODES_MAX];
+    rf_members_t om = r->m;
+    memcpy(old, r->pr, sizeof old);
+    r->m = *m;
+    r->m_index = index;
+    r->self_pos = member_pos(r, r->cfg.id);
+    r->quorum = (uint32_t)__builtin_popcount(m->voters) / 2 + 1;
+    r->granted = r->rejected = 0;
+    for (uint32_t i = 0; i < m->count; i++) {
+        int was = -1;
+        for (uint32_t j = 0; j < om.count; j++)
+            if (om.ids[j] == m->ids[i]) was = (int)j;
+        if (was >= 0) {
+            r->pr[i] = old[was];
+            continue;
+        }
+        r->pr[i] = (rf_progress_t){.id = m->ids[i], .next = r->last + 1, .active = true};
+    }
+    if (r->transferee != RF_NONE && !is_voter(r, member_pos(r, r->transferee)))
+        r->transferee = RF_NONE;
+}
+
 rf_t *rf_create(const rf_config_t *c) {
-    if (c->id == RF_NONE || c->voter_count == 0 || c->voter_count > RF_NODES_MAX) return NULL;
+    rf_members_t m;
+    if (c->id == RF_NONE || !config_members(c, &m)) return NULL;
     if (c->election_ticks < 2 || c->heartbeat_ticks == 0 || c->heartbeat_ticks >= c->election_ticks)
         return NULL;
     rf_t *r = calloc(1, sizeof *r);
@@ -756,18 +911,17 @@ rf_t *rf_create(const rf_config_t *c) {
     if (!r->cfg.msg_bytes_max) r->cfg.msg_bytes_max = 1u << 20;
     if (!r->cfg.snap_chunk_bytes || r->cfg.snap_chunk_bytes > RF_SNAP_CHUNK_MAX)
         r->cfg.snap_chunk_bytes = RF_SNAP_CHUNK_MAX;
-    int pos = voter_pos(r, c->id);
     r->slot_cap = r->cfg.window_entries;
     r->arena_cap = r->cfg.window_bytes;
     r->slots = calloc(r->slot_cap, sizeof *r->slots);
     r->arena = malloc(r->arena_cap);
     r->rx_buf = malloc(RF_SNAP_CHUNK_MAX); /* touched only when a snapshot arrives */
-    if (pos < 0 || !r->slots || !r->arena || !r->rx_buf) {
+    if (!r->slots || !r->arena || !r->rx_buf) {
         rf_destroy(r);
         return NULL;
     }
-    r->self_pos = (uint32_t)pos;
-    r->quorum = c->voter_count / 2 + 1;
+    r->m_start = m;
+    members_set(r, &m, 0);
     r->prng.state = c->seed ^ (0x9e3779b97f4a7c15ull * c->id);
     r->term = c->term;
     r->vote = c->vote;
@@ -789,13 +943,18 @@ void rf_destroy(rf_t *r) {
     free(r);
 }
 
-bool rf_load(rf_t *r, uint64_t term, const void *data, uint32_t size) {
+bool rf_load_entry(rf_t *r, const rf_entry_t *e) {
     cp_assert(r->unstable_from == r->last + 1 && r->durable == r->last);
-    if (term < rf_term_at(r, r->last) || term > r->term || !log_append(r, term, data, size))
+    if (e->term < rf_term_at(r, r->last) || e->term > r->term ||
+        !log_append_typed(r, e->term, e->type, e->data, e->size))
         return false;
     r->durable = r->last;
     r->unstable_from = r->last + 1;
     return true;
+}
+
+bool rf_load(rf_t *r, uint64_t term, const void *data, uint32_t size) {
+    return rf_load_entry(r, &(rf_entry_t){.term = term, .size = size, .data = data});
 }
 
 rf_status_t rf_propose(rf_t *r, const void *data, uint32_t size, uint64_t *index) {
@@ -807,10 +966,55 @@ rf_status_t rf_propose(rf_t *r, const void *data, uint32_t size, uint64_t *index
     return RF_OK;
 }
 
+/* The membership after op on id, from the one in effect; RF_OK or why not. */
+static rf_status_t members_change(const rf_t *r, rf_conf_op_t op, uint32_t id, rf_members_t *m) {
+    *m = r->m;
+    int pos = member_pos(r, id);
+    if (id == RF_NONE) return RF_ERR_INVALID;
+    if (op == RF_CONF_ADD_LEARNER) {
+        if (pos >= 0 || m->count == RF_NODES_MAX) return RF_ERR_INVALID;
+        m->ids[m->count++] = id;
+    } else if (op == RF_CONF_PROMOTE) {
+        if (pos < 0 || is_voter(r, pos)) return RF_ERR_INVALID;
+        m->voters |= 1u << pos;
+    } else if (op == RF_CONF_REMOVE) {
+        if (pos < 0 || (is_voter(r, pos) && __builtin_popcount(m->voters) == 1))
+            return RF_ERR_INVALID; /* the last voter stays */
+        uint32_t low = m->voters & ((1u << pos) - 1), high = m->voters >> (pos + 1);
+        m->voters = low | (high << pos);
+        memmove(&m->ids[pos], &m->ids[pos + 1], (m->count - (uint32_t)pos - 1) * sizeof m->ids[0]);
+        m->ids[--m->count] = RF_NONE;
+    } else {
+        return RF_ERR_INVALID;
+    }
+    return RF_OK;
+}
+
+rf_status_t rf_propose_members(rf_t *r, rf_conf_op_t op, uint32_t id, const void *extra,
+                               uint32_t extra_size, uint64_t *index) {
+    if (r->role != RF_LEADER) return RF_ERR_NOT_LEADER;
+    if (r->transferee != RF_NONE) return RF_ERR_TRANSFERRING;
+    if (extra_size > RF_MEMBERS_EXTRA_MAX) return RF_ERR_TOO_BIG;
+    /* Only on a log whose previous change and whose own term are committed (rule 7). */
+    if (rf_term_at(r, r->commit) != r->term) return RF_ERR_NOT_READY;
+    if (r->m_index > r->commit) return RF_ERR_CONF_PENDING;
+    rf_members_t m;
+    rf_status_t st = members_change(r, op, id, &m);
+    if (st != RF_OK) return st;
+    uint8_t buf[sizeof(rf_members_wire_t) + RF_MEMBERS_EXTRA_MAX];
+    rf_members_encode(&m, (rf_members_wire_t *)buf);
+    if (extra_size) memcpy(buf + sizeof(rf_members_wire_t), extra, extra_size);
+    uint32_t size = (uint32_t)sizeof(rf_members_wire_t) + extra_size;
+    if (!log_append_typed(r, r->term, RF_ENTRY_MEMBERS, buf, size)) return RF_ERR_FULL;
+    if (index) *index = r->last;
+    maybe_commit(r); /* the quorum may have shrunk */
+    return RF_OK;
+}
+
 rf_status_t rf_transfer_leadership(rf_t *r, uint32_t to) {
     if (r->role != RF_LEADER) return RF_ERR_NOT_LEADER;
-    int pos = voter_pos(r, to);
-    if (pos < 0 || to == r->cfg.id) return RF_ERR_INVALID;
+    int pos = member_pos(r, to);
+    if (!is_voter(r, pos) || to == r->cfg.id) return RF_ERR_INVALID;
     r->transferee = to;
     r->transfer_elapsed = 0;
     if (r->pr[pos].match == r->last) msg_new(r, RF_MSG_TIMEOUT_NOW, to, r->term);
@@ -840,6 +1044,7 @@ void rf_persisted(rf_t *r, uint64_t index, uint64_t term) {
 void rf_compact(rf_t *r, uint64_t index) {
     if (index > r->applied) index = r->applied;
     if (index < r->first) return;
+    rf_members_at(r, index, &r->m_start);
     r->start_term = rf_term_at(r, index);
     r->first = index + 1;
 }
@@ -853,7 +1058,7 @@ bool rf_has_ready(const rf_t *r) {
         r->applied < apply_limit(r) || r->rx_pending)
         return true;
     if (r->role != RF_LEADER) return false;
-    for (uint32_t i = 0; i < r->cfg.voter_count; i++)
+    for (uint32_t i = 0; i < r->m.count; i++)
         if (pr_can_send(r, &r->pr[i])) return true;
     return false;
 }
@@ -911,8 +1116,15 @@ void rf_status(const rf_t *r, rf_info_t *o) {
 }
 
 bool rf_peer_needs_snapshot(const rf_t *r, uint32_t peer) {
-    int pos = voter_pos(r, peer);
+    int pos = member_pos(r, peer);
     return r->role == RF_LEADER && pos >= 0 && r->pr[pos].needs_snap;
+}
+
+bool rf_peer_match(const rf_t *r, uint32_t id, uint64_t *match) {
+    int pos = member_pos(r, id);
+    if (r->role != RF_LEADER || pos < 0) return false;
+    *match = pos == r->self_pos ? r->durable : r->pr[pos].match;
+    return true;
 }
 
 void rf_snapshot_avail(rf_t *r, uint64_t index, uint64_t term, uint64_t size) {
@@ -921,7 +1133,7 @@ void rf_snapshot_avail(rf_t *r, uint64_t index, uint64_t term, uint64_t size) {
 }
 
 /* The log restarts after the snapshot: everything in it is committed, applied, durable. */
-void rf_snapshot_installed(rf_t *r, uint64_t index, uint64_t term) {
+void rf_snapshot_installed(rf_t *r, uint64_t index, uint64_t term, const rf_members_t *m) {
     cp_assert(r->installing && index > r->commit);
     r->installing = false;
     r->rx = (rf_snap_t){0};
@@ -931,6 +1143,8 @@ void rf_snapshot_installed(rf_t *r, uint64_t index, uint64_t term) {
     r->durable = r->commit = r->applied = r->verified = index;
     r->unstable_from = index + 1;
     if (index > r->snap_avail.index) r->snap_avail = (rf_snap_t){0};
+    r->m_start = *m;
+    members_set(r, m, 0);
     send_ack(r);
 }
 

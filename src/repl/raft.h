@@ -68,16 +68,29 @@
  * which a payment core should not bet on. Pending reads are dropped when leadership is lost
  * (the driver fails them when rf_status shows another role or term).
  *
- * NOT YET (the interface leaves room): membership changes (learners, promote, remove: one
- * server at a time, effective when appended, rule 7). The voter set is fixed by rf_config_t
- * today. */
+ * MEMBERSHIP (rule 7)
+ * The group's members are voters and learners (which get the log but neither vote nor count
+ * in a quorum), at most RF_NODES_MAX in all. rf_config_t gives the members as of the log's
+ * start; after that the membership is in the log, as entries of type RF_ENTRY_MEMBERS
+ * (rf_propose_members): one server at a time (add a learner, promote it once it has caught
+ * up, remove a member), each change taking effect on a replica as soon as the entry is in its
+ * log, not when committed. So a conflicting append that removes such an entry rolls the
+ * membership back with it, and the leader proposes a change only when the previous one is
+ * committed and it has committed an entry of its own term (without that, two leaders of
+ * consecutive terms could each add a server and their quorums need not overlap). A leader
+ * that removes itself keeps leading, without counting itself, until the change commits, then
+ * steps down. A node that is not a voter in its membership never campaigns; one that knows no
+ * members at all (a replica waiting to be added) follows whoever leads in the highest term.
+ * A membership entry's data is rf_members_wire_t followed by the driver's own bytes (the
+ * members' addresses, say); rf_members_at gives the membership as of an index, which the
+ * driver stores with its snapshot at that index and passes back to rf_snapshot_installed. */
 #ifndef CP_RAFT_H
 #define CP_RAFT_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#define RF_NODES_MAX 7u         /* voters in a group */
+#define RF_NODES_MAX 7u         /* members of a group: voters and learners */
 #define RF_NONE 0u              /* "no node": node ids are >= 1 */
 #define RF_ENTRY_MAX (1u << 21) /* bytes of one entry body (above WAL_BODY_MAX) */
 #define RF_MSG_ENTRIES_MAX 64u  /* entries in one append message (batching) */
@@ -96,6 +109,7 @@ typedef enum rf_status {
     RF_ERR_TOO_BIG,      /* an entry above RF_ENTRY_MAX */
     RF_ERR_NOT_READY,    /* leader without a committed entry of its term yet: retry */
     RF_ERR_INVALID,      /* a bad argument (unknown node, self) */
+    RF_ERR_CONF_PENDING, /* the previous membership change has not committed yet */
 } rf_status_t;
 
 const char *rf_status_str(rf_status_t st);
@@ -138,13 +152,45 @@ typedef struct rf_msg_hdr {
 _Static_assert(sizeof(rf_msg_hdr_t) == 64, "rf_msg_hdr_t is 64 bytes on the wire");
 _Static_assert(__builtin_offsetof(rf_msg_hdr_t, from) == 48, "rf_msg_hdr_t layout");
 
+typedef enum rf_entry_type {
+    RF_ENTRY_NORMAL = 0,  /* the driver's */
+    RF_ENTRY_MEMBERS = 1, /* a membership: rf_members_wire_t, then the driver's bytes */
+} rf_entry_type_t;
+
 /* An entry as carried in messages and handed to the driver. data is NULL when size is 0
- * (the no-op a new leader appends). */
+ * (the no-op a new leader appends). The driver stores the type with the entry. */
 typedef struct rf_entry {
     uint64_t term;
     uint32_t size;
     const void *data;
+    uint8_t type; /* rf_entry_type_t */
 } rf_entry_t;
+
+/* The members of a group. */
+typedef struct rf_members {
+    uint32_t ids[RF_NODES_MAX];
+    uint32_t count;
+    uint32_t voters; /* bit i set: ids[i] is a voter, else a learner */
+} rf_members_t;
+
+#define RF_MEMBERS_MAGIC 0x424d4652u /* "RFMB" */
+#define RF_MEMBERS_EXTRA_MAX 1024u   /* the driver's bytes after it */
+
+/* The start of a membership entry's data, little-endian. */
+typedef struct rf_members_wire {
+    uint32_t magic;
+    uint32_t count;
+    uint32_t voters;
+    uint32_t ids[RF_NODES_MAX];
+    uint8_t reserved[24]; /* zero */
+} rf_members_wire_t;
+_Static_assert(sizeof(rf_members_wire_t) == 64, "rf_members_wire_t is 64 bytes");
+
+typedef enum rf_conf_op {
+    RF_CONF_ADD_LEARNER = 1,
+    RF_CONF_PROMOTE, /* a learner becomes a voter */
+    RF_CONF_REMOVE,
+} rf_conf_op_t;
 
 typedef struct rf_msg {
     rf_msg_hdr_t h;
@@ -153,8 +199,11 @@ typedef struct rf_msg {
 
 typedef struct rf_config {
     uint32_t id;
-    uint32_t voters[RF_NODES_MAX]; /* every voter, this node included */
+    /* The members as of the log's start (both empty: a replica waiting to be added). */
+    uint32_t voters[RF_NODES_MAX];
     uint32_t voter_count;
+    uint32_t learners[RF_NODES_MAX];
+    uint32_t learner_count;
     uint32_t election_ticks;  /* the randomized timeout is in [election, 2 * election) */
     uint32_t heartbeat_ticks; /* < election_ticks */
     bool pre_vote;
@@ -223,7 +272,9 @@ typedef struct rf rf_t;
 rf_t *rf_create(const rf_config_t *config);
 void rf_destroy(rf_t *r);
 /* Restart only, before anything else: appends one entry of the durable log (already on disk:
- * it counts as durable). false when the window is full or the term goes backwards. */
+ * it counts as durable). false when the window is full, the term goes backwards or a
+ * membership entry does not decode. rf_load: an entry of type RF_ENTRY_NORMAL. */
+bool rf_load_entry(rf_t *r, const rf_entry_t *e);
 bool rf_load(rf_t *r, uint64_t term, const void *data, uint32_t size);
 
 void rf_tick(rf_t *r);
@@ -232,6 +283,10 @@ void rf_tick(rf_t *r);
 void rf_step(rf_t *r, const rf_msg_t *m);
 /* Leader only: appends data as the next entry; its index in *index. */
 rf_status_t rf_propose(rf_t *r, const void *data, uint32_t size, uint64_t *index);
+/* Leader only: appends a membership change (see MEMBERSHIP); extra (at most
+ * RF_MEMBERS_EXTRA_MAX bytes) follows rf_members_wire_t in the entry. */
+rf_status_t rf_propose_members(rf_t *r, rf_conf_op_t op, uint32_t id, const void *extra,
+                               uint32_t extra_size, uint64_t *index);
 rf_status_t rf_transfer_leadership(rf_t *r, uint32_t to);
 rf_status_t rf_read_index(rf_t *r, uint64_t ctx);
 /* The driver's log holds entries up to index, the one at index of this term, durably. Stale
@@ -245,6 +300,16 @@ void rf_ready(rf_t *r, rf_ready_t *rd);
 void rf_advance(rf_t *r, const rf_ready_t *rd);
 
 void rf_status(const rf_t *r, rf_info_t *out);
+/* The membership in effect (the newest in the log), and the index of its entry (0: the one
+ * given at the start or by a snapshot). */
+uint64_t rf_members(const rf_t *r, rf_members_t *out);
+/* The membership as of index (>= the window's first index - 1); false when outside. */
+bool rf_members_at(const rf_t *r, uint64_t index, rf_members_t *out);
+bool rf_members_decode(const void *data, uint32_t size, rf_members_t *out);
+void rf_members_encode(const rf_members_t *m, rf_members_wire_t *out);
+bool rf_members_has(const rf_members_t *m, uint32_t id, bool *voter);
+/* Leader: what peer id holds durably and matching (false: not a member, or not leader). */
+bool rf_peer_match(const rf_t *r, uint32_t id, uint64_t *match);
 /* The term of the entry at index, 0 when outside the window (and not the start point). */
 uint64_t rf_term_at(const rf_t *r, uint64_t index);
 /* Leader: the peer needs entries compacted away and no reported snapshot can replace them. */
@@ -253,8 +318,9 @@ bool rf_peer_needs_snapshot(const rf_t *r, uint32_t peer);
 /* The driver can serve snapshot (index, term) of size bytes (size > 0, index <= applied). */
 void rf_snapshot_avail(rf_t *r, uint64_t index, uint64_t term, uint64_t size);
 /* Follower, right after the ready whose chunk was the last: the snapshot is installed
- * durably and the driver's log now starts after index (see SNAPSHOTS). */
-void rf_snapshot_installed(rf_t *r, uint64_t index, uint64_t term);
+ * durably and the driver's log now starts after index (see SNAPSHOTS); m: the membership
+ * stored with it. */
+void rf_snapshot_installed(rf_t *r, uint64_t index, uint64_t term, const rf_members_t *m);
 /* Follower, instead: the received bytes did not verify; the transfer starts over. */
 void rf_snapshot_failed(rf_t *r);
 

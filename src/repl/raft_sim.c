@@ -13,6 +13,7 @@
 #define SIM_LOG_MAX 8192u  /* entries in a run: also the core's window */
 #define SIM_NET_MAX 2048u  /* messages in flight; more are lost */
 #define SIM_CMD 16u        /* a command: id and a payload */
+#define SIM_ENT_MAX 64u    /* an entry: a command, or a membership (rf_members_wire_t) */
 #define SIM_IDS_MAX 16384u /* command ids in a run */
 #define SIM_TRACE 64u
 #define SIM_LM_CAP (1u << 16) /* log-matching table (index, term) -> data, prev term */
@@ -21,14 +22,15 @@
 /* Snapshots: a header and the applied-per-id table, sent in chunks of SIM_CHUNK bytes at most
  * (an odd size, so the last chunk is short). */
 #define SIM_SNAP_MAGIC 0x50414e534d495355ull
-#define SIM_SNAP_HDR 32u
+#define SIM_SNAP_HDR (32u + 64u) /* magic, index, term, chain, the membership */
 #define SIM_SNAP_BYTES (SIM_SNAP_HDR + SIM_IDS_MAX)
 #define SIM_CHUNK 1500u
 
 typedef struct sim_ent {
     uint64_t term;
     uint32_t size;
-    uint8_t data[SIM_CMD];
+    uint8_t type;
+    uint8_t data[SIM_ENT_MAX];
 } sim_ent_t;
 
 typedef struct sim_msg {
@@ -105,6 +107,7 @@ struct rf_sim {
     uint64_t fig8_term, fig8_at;
     uint32_t mid_crash_ppm; /* crash in the middle of handling a ready */
     uint32_t snap_every;    /* applied entries between a node's snapshots; 0: none */
+    bool members_mode;      /* servers are added, promoted and removed during the run */
     /* A long outage of one follower (down or cut off) while the others move on, so that it
      * comes back behind the leader's window and needs a snapshot. */
     uint32_t lag_node;
@@ -151,29 +154,37 @@ static uint64_t mix(uint64_t h, uint64_t v) {
     return h ^ (h >> 29);
 }
 
-static uint64_t ent_hash(uint64_t term, const void *data, uint32_t size) {
-    uint64_t h = mix(term, size), w[2] = {0, 0};
-    if (size) memcpy(w, data, size < SIM_CMD ? size : SIM_CMD);
-    return mix(mix(h, w[0]), w[1]) | 1; /* never 0: 0 means unknown */
+static uint64_t ent_hash(uint64_t term, uint8_t type, const void *data, uint32_t size) {
+    uint64_t h = mix(mix(term, size), type), w[SIM_ENT_MAX / 8] = {0};
+    if (size) memcpy(w, data, size < SIM_ENT_MAX ? size : SIM_ENT_MAX);
+    for (uint32_t k = 0; k < SIM_ENT_MAX / 8; k++) h = mix(h, w[k]);
+    return h | 1; /* never 0: 0 means unknown */
 }
 
 /* ---- Creation ---- */
 
+/* The members a node starts with when it has no snapshot: every node, or (membership runs)
+ * the first three as voters, the others waiting to be added. */
+static uint32_t initial_voters(const rf_sim_t *s) {
+    return s->members_mode ? 3 : s->cfg.nodes;
+}
+
 static rf_config_t node_config(const rf_sim_t *s, uint32_t i) {
+    uint32_t voters = initial_voters(s);
     rf_config_t c = {.id = i + 1,
-                     .voter_count = s->cfg.nodes,
+                     .voter_count = i < voters ? voters : 0,
                      .election_ticks = s->cfg.election_ticks,
                      .heartbeat_ticks = s->cfg.heartbeat_ticks,
                      .pre_vote = true,
                      .check_quorum = true,
                      .seed = s->cfg.seed * 31 + s->n[i].hs_term * 7 + i,
                      .window_entries = SIM_LOG_MAX,
-                     .window_bytes = SIM_LOG_MAX * SIM_CMD,
-                     .msg_bytes_max = 8 * SIM_CMD,
+                     .window_bytes = SIM_LOG_MAX * SIM_ENT_MAX,
+                     .msg_bytes_max = 8 * SIM_ENT_MAX,
                      .snap_chunk_bytes = SIM_CHUNK,
                      .term = s->n[i].hs_term,
                      .vote = s->n[i].hs_vote};
-    for (uint32_t k = 0; k < s->cfg.nodes; k++) c.voters[k] = k + 1;
+    for (uint32_t k = 0; k < c.voter_count; k++) c.voters[k] = k + 1;
     return c;
 }
 
@@ -190,11 +201,25 @@ static void node_start(rf_sim_t *s, uint32_t i) {
     rf_config_t c = node_config(s, i);
     c.log_start_index = sn->index;
     c.log_start_term = sn->term;
+    if (sn->index) { /* the membership stored with the snapshot */
+        rf_members_t m;
+        bool ok = rf_members_decode(sn->bytes + 32, 64, &m);
+        cp_assert(ok);
+        c.voter_count = c.learner_count = 0;
+        for (uint32_t k = 0; k < m.count; k++) {
+            if (m.voters >> k & 1)
+                c.voters[c.voter_count++] = m.ids[k];
+            else
+                c.learners[c.learner_count++] = m.ids[k];
+        }
+    }
     n->r = rf_create(&c);
     cp_assert(n->r);
     cp_assert(n->persisted >= sn->index);
     for (uint64_t k = sn->index + 1; k <= n->persisted; k++) {
-        bool ok = rf_load(n->r, n->log[k].term, n->log[k].data, n->log[k].size);
+        const sim_ent_t *e = &n->log[k];
+        rf_entry_t x = {.term = e->term, .size = e->size, .data = e->data, .type = e->type};
+        bool ok = rf_load_entry(n->r, &x);
         cp_assert(ok);
     }
     n->len = n->persisted; /* the unsynced tail is gone */
@@ -234,8 +259,10 @@ rf_sim_t *rf_sim_create(const rf_sim_config_t *c) {
         s->next_fault = 20;
         static const uint32_t every[] = {0, 3, 6, 12, 32};
         s->snap_every = every[prng_below(&s->prng, 5)];
+        s->members_mode = c->nodes == 5 && prng_below(&s->prng, 2);
     } else {
         s->snap_every = c->snap_every;
+        s->members_mode = c->members;
     }
     for (uint32_t i = 0; i < c->nodes; i++) {
         s->n[i].log = calloc(SIM_LOG_MAX + 2, sizeof(sim_ent_t));
@@ -274,12 +301,12 @@ static void net_put(rf_sim_t *s, const rf_msg_t *m) {
     sm->h = m->h;
     for (uint32_t j = 0; j < m->h.entry_count; j++) {
         const rf_entry_t *e = &m->entries[j];
-        sm->ents[j] = (sim_ent_t){.term = e->term, .size = e->size};
+        sm->ents[j] = (sim_ent_t){.term = e->term, .size = e->size, .type = e->type};
         if (m->h.type == RF_MSG_SNAP) {
             cp_assert(e->size <= SIM_CHUNK && e->data);
             memcpy(sm->chunk, e->data, e->size);
         } else {
-            cp_assert(e->size <= SIM_CMD);
+            cp_assert(e->size <= SIM_ENT_MAX);
             if (e->size) memcpy(sm->ents[j].data, e->data, e->size);
         }
     }
@@ -292,7 +319,8 @@ static void msg_entries(sim_msg_t *sm, rf_entry_t *ents) {
         const void *data = sm->h.type == RF_MSG_SNAP ? (const void *)sm->chunk : sm->ents[j].data;
         ents[j] = (rf_entry_t){.term = sm->ents[j].term,
                                .size = sm->ents[j].size,
-                               .data = sm->ents[j].size ? data : NULL};
+                               .data = sm->ents[j].size ? data : NULL,
+                               .type = sm->ents[j].type};
     }
 }
 
@@ -404,11 +432,11 @@ static void write_entries(rf_sim_t *s, uint32_t i, const rf_ready_t *rd) {
     cp_assert(idx == n->len + 1);
     for (uint32_t j = 0; j < rd->entry_count; j++, idx++) {
         const rf_entry_t *e = &rd->entries[j];
-        cp_assert(idx <= SIM_LOG_MAX && e->size <= SIM_CMD);
+        cp_assert(idx <= SIM_LOG_MAX && e->size <= SIM_ENT_MAX);
         sim_ent_t *se = &n->log[idx];
-        *se = (sim_ent_t){.term = e->term, .size = e->size};
+        *se = (sim_ent_t){.term = e->term, .size = e->size, .type = e->type};
         if (e->size) memcpy(se->data, e->data, e->size);
-        lm_check(s, idx, e->term, ent_hash(e->term, e->data, e->size),
+        lm_check(s, idx, e->term, ent_hash(e->term, e->type, e->data, e->size),
                  idx > 1 ? n->log[idx - 1].term : 0);
     }
     n->len = idx - 1;
@@ -416,14 +444,14 @@ static void write_entries(rf_sim_t *s, uint32_t i, const rf_ready_t *rd) {
 
 static uint64_t cmd_id(const rf_entry_t *e) {
     uint64_t id = 0;
-    if (e->size == SIM_CMD) memcpy(&id, e->data, sizeof id);
+    if (e->type == RF_ENTRY_NORMAL && e->size == SIM_CMD) memcpy(&id, e->data, sizeof id);
     return id;
 }
 
 static void apply_one(rf_sim_t *s, uint32_t i, uint64_t index, const rf_entry_t *e) {
     sim_node_t *n = &s->n[i];
     cp_assert(index == n->applied + 1);
-    uint64_t h = ent_hash(e->term, e->data, e->size);
+    uint64_t h = ent_hash(e->term, e->type, e->data, e->size);
     n->chain = mix(n->chain, h);
     n->applied = index;
     sim_com_t *c = &s->com[index];
@@ -513,6 +541,10 @@ static void take_snapshot(rf_sim_t *s, uint32_t i) {
     memcpy(b + 8, &n->applied, 8);
     memcpy(b + 16, &n->snaps[1].term, 8);
     memcpy(b + 24, &n->chain, 8);
+    rf_members_t m;
+    bool ok = rf_members_at(n->r, n->applied, &m);
+    cp_assert(ok);
+    rf_members_encode(&m, (rf_members_wire_t *)(b + 32));
     memcpy(b + SIM_SNAP_HDR, n->eff, SIM_IDS_MAX);
     cp_assert(n->snaps[1].term != 0);
     rf_snapshot_avail(n->r, n->snaps[1].index, n->snaps[1].term, SIM_SNAP_BYTES);
@@ -544,6 +576,11 @@ static void install_snapshot(rf_sim_t *s, uint32_t i, const rf_snap_chunk_t *c) 
         if (k <= s->max_commit && s->com[k].term == n->log[k].term && k <= n->commit_checked)
             fail(s, "n%u installing snapshot %" PRIu64 " throws away committed entry %" PRIu64,
                  i + 1, index, k);
+    rf_members_t m;
+    if (!rf_members_decode(n->rx + 32, 64, &m)) {
+        fail(s, "n%u received snapshot %" PRIu64 " without a valid membership", i + 1, index);
+        return;
+    }
     tracef(s, "n%u installs snapshot %" PRIu64 " term %" PRIu64 " (log had %" PRIu64 ")", i + 1,
            index, term, n->len);
     n->snaps[0].index = n->snaps[0].term = 0;
@@ -556,7 +593,7 @@ static void install_snapshot(rf_sim_t *s, uint32_t i, const rf_snap_chunk_t *c) 
     n->commit_checked = index;
     n->installs++;
     s->st.installs++;
-    rf_snapshot_installed(n->r, index, term);
+    rf_snapshot_installed(n->r, index, term, &m);
     rf_snapshot_avail(n->r, index, term, SIM_SNAP_BYTES);
 }
 
@@ -615,6 +652,12 @@ static bool check_node(rf_sim_t *s, uint32_t i) {
                     " by counting replicas (rule 1)",
                     i + 1, inf.term, inf.commit_index, rf_term_at(n->r, inf.commit_index));
     bool campaigns = inf.role == RF_PRE_CANDIDATE || inf.role == RF_CANDIDATE;
+    rf_members_t own;
+    bool voter = false;
+    rf_members(n->r, &own);
+    if (campaigns && !(rf_members_has(&own, i + 1, &voter) && voter))
+        return fail(s, "n%u campaigns in term %" PRIu64 " but is not a voter of its membership",
+                    i + 1, inf.term);
     /* Rule 5, checked where it acts: a campaign starts only with every written entry durable,
      * and a (pre-)candidate's log does not move until it leaves that role. */
     if (campaigns && inf.durable_index != inf.last_index)
@@ -879,6 +922,42 @@ static void ev_read(rf_sim_t *s) {
     tracef(s, "read index %" PRIu64 " at n%d", ctx, l + 1);
 }
 
+rf_status_t rf_sim_members(rf_sim_t *s, uint32_t i, rf_conf_op_t op, uint32_t id) {
+    static const char *names[] = {"?", "add learner", "promote", "remove"};
+    if (!s->n[i].up) return RF_ERR_NOT_LEADER;
+    uint64_t index = 0;
+    rf_status_t st = rf_propose_members(s->n[i].r, op, id, NULL, 0, &index);
+    if (st == RF_OK) {
+        s->st.member_changes++;
+        tracef(s, "n%u proposes: %s n%u (index %" PRIu64 ")", i + 1, names[op], id, index);
+    }
+    return st;
+}
+
+/* One server at a time: add an outsider as a learner, promote a learner that has caught up
+ * (or remove it), remove a voter while at least three remain, the leader itself included. */
+static void ev_members(rf_sim_t *s) {
+    int l = rf_sim_leader(s);
+    if (!s->members_mode || l < 0) return;
+    rf_t *r = s->n[l].r;
+    rf_members_t m;
+    rf_members(r, &m);
+    uint32_t id = 1 + (uint32_t)prng_below(&s->prng, s->cfg.nodes);
+    bool voter = false;
+    rf_conf_op_t op = RF_CONF_REMOVE;
+    rf_info_t inf;
+    rf_status(r, &inf);
+    uint64_t match = 0;
+    if (!rf_members_has(&m, id, &voter))
+        op = RF_CONF_ADD_LEARNER;
+    else if (!voter && rf_peer_match(r, id, &match) && match >= inf.commit_index &&
+             prng_below(&s->prng, 4))
+        op = RF_CONF_PROMOTE;
+    else if (voter && __builtin_popcount(m.voters) < 3)
+        return;
+    (void)rf_sim_members(s, (uint32_t)l, op, id);
+}
+
 static void ev_transfer(rf_sim_t *s) {
     int l = rf_sim_leader(s);
     uint32_t to = (uint32_t)prng_below(&s->prng, s->cfg.nodes);
@@ -1110,6 +1189,8 @@ static void step_random(rf_sim_t *s) {
         ev_read(s);
     } else if (r < 935) {
         ev_transfer(s);
+    } else if (r < 965) {
+        ev_members(s);
     } else if (s->queue_count) {
         net_remove(s, (uint32_t)prng_below(&s->prng, s->queue_count)); /* lost */
         s->st.dropped++;
@@ -1141,12 +1222,20 @@ static void calm_round(rf_sim_t *s) {
     rf_sim_process(s);
 }
 
+/* Whether node i is a member of the group as the leader l sees it. */
+static bool member_of(const rf_sim_t *s, int l, uint32_t i) {
+    rf_members_t m;
+    rf_members(s->n[l].r, &m);
+    return rf_members_has(&m, i + 1, NULL);
+}
+
 static int stable_leader(const rf_sim_t *s) {
     int l = rf_sim_leader(s);
     if (l < 0) return -1;
     rf_info_t li;
     rf_status(s->n[l].r, &li);
     for (uint32_t i = 0; i < s->cfg.nodes; i++) {
+        if (!member_of(s, l, i)) continue;
         rf_info_t inf;
         rf_status(s->n[i].r, &inf);
         if (inf.term != li.term || inf.leader != (uint32_t)l + 1) return -1;
@@ -1157,9 +1246,11 @@ static int stable_leader(const rf_sim_t *s) {
 static bool all_done(const rf_sim_t *s) {
     for (uint64_t id = 1; id < s->next_id; id++)
         if (!s->pend[id].acked) return false;
-    uint64_t a = s->n[0].applied;
+    int l = rf_sim_leader(s);
+    if (l < 0) return false;
+    uint64_t a = s->n[l].applied;
     for (uint32_t i = 0; i < s->cfg.nodes; i++)
-        if (s->n[i].applied != a || a < s->max_commit) return false;
+        if (member_of(s, l, i) && (s->n[i].applied != a || a < s->max_commit)) return false;
     return true;
 }
 
@@ -1172,8 +1263,13 @@ static void calm_rounds(rf_sim_t *s, uint32_t rounds) {
  * from a quorum must step down within an election timeout or so (check-quorum). */
 static bool calm_partitions(rf_sim_t *s) {
     int l = stable_leader(s);
-    if (l < 0 || s->cfg.nodes < 3) return true;
-    uint32_t f = ((uint32_t)l + 1) % s->cfg.nodes, et = s->cfg.election_ticks;
+    rf_members_t m;
+    if (l < 0) return true;
+    rf_members(s->n[l].r, &m);
+    if (__builtin_popcount(m.voters) < 3) return true;
+    uint32_t f = UINT32_MAX, et = s->cfg.election_ticks;
+    for (uint32_t k = 0; k < m.count && f == UINT32_MAX; k++)
+        if ((m.voters >> k & 1) && m.ids[k] != (uint32_t)l + 1) f = m.ids[k] - 1;
     rf_info_t before, after;
     rf_status(s->n[l].r, &before);
     /* f hears nobody from the leader but reaches the other followers: without pre-vote it

@@ -13,6 +13,10 @@
  *   - log matching: one (data, previous term) per (index, term) in every written log;
  *   - a snapshot installed from the leader holds the state every replica had at its index,
  *     and installing it throws away no committed entry the replica held.
+ * In membership runs (half of the 5-node seeds) three nodes start as the group and the leader
+ * adds learners, promotes caught-up learners and removes members (itself too) one at a time;
+ * the one-leader-per-term and committed-entry checks are what catch quorums that do not
+ * overlap, and a node that is not a voter must never campaign.
  * Nodes take snapshots every few dozen applied entries (per seed; some seeds never) and
  * compact their window to the older of their two newest, so replicas that fall behind catch
  * up by snapshot transfer in chunks; a received snapshot sometimes fails to verify.
@@ -51,6 +55,8 @@ typedef struct rf_sim_config {
     bool manual;              /* unit tests: no auto fsync, lossless FIFO network, no faults */
     uint32_t snap_every;      /* manual mode: snapshot each node every N applied entries (0: never);
                                  random mode picks per seed */
+    bool members; /* manual mode: nodes 1-3 start as the voters, 4 and 5 outside (5 nodes);
+                     random mode picks per seed among 5-node runs */
 } rf_sim_config_t;
 
 typedef struct rf_sim rf_sim_t;
@@ -70,7 +76,7 @@ void rf_sim_print_trace(const rf_sim_t *s, FILE *f);
 
 typedef struct rf_sim_stats {
     uint64_t steps, delivered, dropped, crashes, elections, proposals, acked, max_commit, reads;
-    uint64_t snapshots, installs, install_failures;
+    uint64_t snapshots, installs, install_failures, member_changes;
 } rf_sim_stats_t;
 void rf_sim_stats(const rf_sim_t *s, rf_sim_stats_t *out);
 
@@ -92,6 +98,8 @@ void rf_sim_fsync_upto(rf_sim_t *s, uint32_t i, uint64_t index);
 uint32_t rf_sim_queued(const rf_sim_t *s);
 void rf_sim_crash(rf_sim_t *s, uint32_t i);
 void rf_sim_restart(rf_sim_t *s, uint32_t i);
+/* Leader node i proposes a membership change; the status of rf_propose_members. */
+rf_status_t rf_sim_members(rf_sim_t *s, uint32_t i, rf_conf_op_t op, uint32_t id);
 /* Proposes command id at node i; the status of rf_propose. */
 rf_status_t rf_sim_propose(rf_sim_t *s, uint32_t i, uint64_t id, uint64_t *index);
 /* The node that is leader in the highest term, or -1. */

@@ -11,7 +11,7 @@
 typedef struct rfw_desc {
     uint64_t term;
     uint32_t size;
-    uint32_t zero;
+    uint32_t type; /* rf_entry_type_t */
 } rfw_desc_t;
 
 CP_STATIC_ASSERT(sizeof(rfw_desc_t) == 16, "entry descriptor is 16 bytes");
@@ -60,7 +60,7 @@ uint32_t rfw_encode(const rf_msg_t *m, uint64_t cell, void *buf, uint32_t cap) {
     memcpy(b + pos, &m->h, sizeof m->h);
     pos += sizeof m->h;
     for (uint32_t i = 0; i < m->h.entry_count; i++) {
-        rfw_desc_t d = {m->entries[i].term, m->entries[i].size, 0};
+        rfw_desc_t d = {m->entries[i].term, m->entries[i].size, m->entries[i].type};
         memcpy(b + pos, &d, sizeof d);
         pos += sizeof d;
     }
@@ -120,11 +120,15 @@ rfw_error_t rfw_decode(const void *buf, uint32_t size, uint64_t cell, rf_msg_t *
     for (uint32_t i = 0; i < m->h.entry_count; i++) {
         rfw_desc_t d;
         memcpy(&d, b + RFW_PREFIX + sizeof(rf_msg_hdr_t) + i * sizeof d, sizeof d);
-        if (d.zero != 0 || d.size > RF_ENTRY_MAX || PAD8((uint64_t)d.size) > size - pos)
+        if (d.type > RF_ENTRY_MEMBERS || (d.type && m->h.type != RF_MSG_APP) ||
+            d.size > RF_ENTRY_MAX || PAD8((uint64_t)d.size) > size - pos)
             return RFW_BAD_MESSAGE;
         for (uint32_t k = d.size; k < PAD8(d.size); k++)
             if (b[pos + k] != 0) return RFW_BAD_MESSAGE;
-        entries[i] = (rf_entry_t){d.term, d.size, d.size ? b + pos : NULL};
+        entries[i] = (rf_entry_t){.term = d.term,
+                                  .size = d.size,
+                                  .data = d.size ? b + pos : NULL,
+                                  .type = (uint8_t)d.type};
         pos += PAD8(d.size);
     }
     if (pos != size) return RFW_BAD_MESSAGE; /* bytes that belong to nothing */

@@ -7,7 +7,7 @@
  *   [20, 24) u32  size       the whole frame, bytes, <= RFW_FRAME_MAX
  *   [24, 32) u64  cell       the cell whose group the message belongs to
  *   [32, 96) rf_msg_hdr_t   the message header (src/repl/raft.h)
- *   then entry_count descriptors {u64 term, u32 size, u32 zero}, then the entry bodies back
+ *   then entry_count descriptors {u64 term, u32 size, u32 type}, then the entry bodies back
  *   to back, each padded with zeros to a multiple of 8.
  * A frame that fails any check is rejected whole: the receiver drops the connection (Raft
  * tolerates lost messages; it does not tolerate altered ones). */

@@ -27,7 +27,8 @@ typedef struct snap_header {
     uint64_t data_size;
     cell_image_header_t cell;
     ledger_image_header_t ledger;
-    uint8_t reserved[248];
+    mb_record_t members; /* the group's membership at index (magic 0: none stored) */
+    uint8_t reserved[120];
 } snap_header_t;
 
 CP_STATIC_ASSERT(sizeof(snap_header_t) == 512, "snapshot header is 512 bytes");
@@ -94,11 +95,12 @@ static int write_body(int fd, const cell_t *cell, snap_header_t *h) {
 }
 
 int snapshot_write(const char *dir, const cell_t *cell, uint64_t index, uint64_t term,
-                   const char **what) {
+                   const mb_record_t *members, const char **what) {
     char tmp[SNAPSHOT_PATH_MAX], final[SNAPSHOT_PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s/snap-%020llu.tmp", dir, (unsigned long long)index);
     snprintf(final, sizeof final, "%s/snap-%020llu.snap", dir, (unsigned long long)index);
     snap_header_t h = {.magic = SNAP_MAGIC, .version = SNAP_VERSION, .index = index, .term = term};
+    if (members) h.members = *members;
     cell_image_header(cell, &h.cell);
     ledger_image_header(cell_ledger((cell_t *)cell), &h.ledger);
 
@@ -187,12 +189,46 @@ static const char *load_one(int fd, const cell_config_t *config, snap_header_t *
     return NULL;
 }
 
+void snapshot_path(const char *dir, uint64_t index, char *out, size_t size) {
+    snprintf(out, size, "%s/snap-%020llu.snap", dir, (unsigned long long)index);
+}
+
+int snapshot_load_file(const char *path, const cell_config_t *config, cell_t **cell,
+                       uint64_t *index, uint64_t *term, mb_record_t *members, char *err,
+                       size_t err_size) {
+    *cell = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, err_size, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    snap_header_t h = {0};
+    const char *why = load_one(fd, config, &h, cell);
+    close(fd);
+    if (why) {
+        snprintf(err, err_size, "snapshot %s cannot be used: %s", path, why);
+        return -1;
+    }
+    *index = h.index;
+    *term = h.term;
+    *members = h.members;
+    return 0;
+}
+
+int snapshot_install(const char *dir, const char *path, uint64_t index) {
+    char final[SNAPSHOT_PATH_MAX];
+    snapshot_path(dir, index, final, sizeof final);
+    if (rename(path, final) != 0) return -errno;
+    return fsync_dir(dir);
+}
+
 int snapshot_load(const char *dir, const cell_config_t *config, cell_t **cell, uint64_t *index,
-                  uint64_t *term, char *err, size_t err_size) {
+                  uint64_t *term, mb_record_t *members, char *err, size_t err_size) {
     uint64_t idx[256];
     uint32_t n = list_snapshots(dir, idx, 256);
     *cell = NULL;
     *index = *term = 0;
+    memset(members, 0, sizeof *members);
     for (uint32_t i = 0; i < n; i++) {
         char path[SNAPSHOT_PATH_MAX];
         snprintf(path, sizeof path, "%s/snap-%020llu.snap", dir, (unsigned long long)idx[i]);
@@ -215,6 +251,7 @@ int snapshot_load(const char *dir, const cell_config_t *config, cell_t **cell, u
         if (!why) {
             *index = h.index;
             *term = h.term;
+            *members = h.members;
             return 0;
         }
         fprintf(stderr, "cellpay: snapshot %s is damaged or unusable (%s); trying an older one\n",

@@ -89,7 +89,7 @@ static void test_delivery_and_reconnect(void **state) {
     run_for(&loop, 200); /* connections come up */
     static char big[300000];
     memset(big, 7, sizeof big);
-    rf_entry_t e[2] = {{1, 5, "hello"}, {1, sizeof big, big}};
+    rf_entry_t e[2] = {{1, 5, "hello", 0}, {1, sizeof big, big, 0}};
     for (uint64_t s = 1; s <= 500; s++) {
         rf_msg_t m = msg(1, 2, s, e, s % 50 == 0 ? 2 : 0);
         peer_net_send(a, &m);

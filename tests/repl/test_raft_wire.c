@@ -28,7 +28,9 @@ static rf_msg_t append_msg(rf_entry_t *e, uint32_t n) {
 static void test_round_trip(void **state) {
     (void)state;
     const char *a = "first entry", *b = "second, longer entry body";
-    rf_entry_t e[3] = {{6, (uint32_t)strlen(a), a}, {7, 0, NULL}, {7, (uint32_t)strlen(b), b}};
+    rf_entry_t e[3] = {{6, (uint32_t)strlen(a), a, 0},
+                       {7, 0, NULL, RF_ENTRY_MEMBERS},
+                       {7, (uint32_t)strlen(b), b, 0}};
     rf_msg_t m = append_msg(e, 3);
     uint32_t size = rfw_encode(&m, 9, buf, sizeof buf);
     assert_int_equal(size, rfw_frame_size(&m));
@@ -44,6 +46,7 @@ static void test_round_trip(void **state) {
     for (int i = 0; i < 3; i++) {
         assert_int_equal(out.entries[i].term, e[i].term);
         assert_int_equal(out.entries[i].size, e[i].size);
+        assert_int_equal(out.entries[i].type, e[i].type);
         if (e[i].size)
             assert_memory_equal(out.entries[i].data, e[i].data, e[i].size);
         else
@@ -61,7 +64,7 @@ static void test_round_trip(void **state) {
 static void test_damage_rejected(void **state) {
     (void)state;
     const char *a = "payload";
-    rf_entry_t e[1] = {{3, 7, a}};
+    rf_entry_t e[1] = {{3, 7, a, 0}};
     rf_msg_t m = append_msg(e, 1);
     uint32_t size = rfw_encode(&m, 9, buf, sizeof buf);
     rf_msg_t out;
@@ -99,7 +102,7 @@ static void test_invalid_messages(void **state) {
         assert_int_equal(rfw_decode(buf, size, 1, &out, oe), RFW_BAD_MESSAGE);
     }
     /* Entries on a message that is not an append cannot even be framed. */
-    rf_entry_t e[1] = {{1, 1, "x"}};
+    rf_entry_t e[1] = {{1, 1, "x", 0}};
     rf_msg_t hb = {.h = {.term = 1, .from = 1, .to = 2, .type = RF_MSG_HEARTBEAT, .entry_count = 1},
                    .entries = e};
     assert_int_equal(rfw_frame_size(&hb), 0);

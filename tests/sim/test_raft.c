@@ -519,7 +519,8 @@ static void test_snapshot_chunks_follower(void **state) {
     assert_true(rd.has_chunk && rd.chunk.last);
     assert_memory_equal(rd.chunk.data, snap_bytes + 1500, 1000);
     rf_advance(r, &rd);
-    rf_snapshot_installed(r, 10, 1);
+    rf_members_t three = {.ids = {1, 2, 3}, .count = 3, .voters = 7};
+    rf_snapshot_installed(r, 10, 1, &three);
     rf_info_t inf;
     rf_status(r, &inf);
     assert_int_equal(inf.first_index, 11);
@@ -573,6 +574,125 @@ static void test_snapshot_not_installed_over_own_log(void **state) {
     rf_destroy(r);
 }
 
+/* ---- Membership (rule 7) ---- */
+
+static rf_sim_t *sim_members(void) {
+    return rf_sim_create(
+        &(rf_sim_config_t){.seed = 42, .nodes = 5, .manual = true, .members = true});
+}
+
+static bool has_member(rf_sim_t *s, uint32_t i, uint32_t id, bool *voter) {
+    rf_members_t m;
+    rf_members(rf_sim_raft(s, i), &m);
+    return rf_members_has(&m, id, voter);
+}
+
+/* Add a learner, let it catch up, promote it; remove a voter; the leader removes itself and
+ * steps down once that commits. Changes take effect when appended; one at a time. */
+static void test_members_add_promote_remove(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_members();
+    elect(s, 5, 0);
+    bool voter = true;
+    cmd_index(s, 0, 1);
+    settle(s, 5);
+    assert_int_equal(rf_sim_members(s, 0, RF_CONF_ADD_LEARNER, 4), RF_OK);
+    assert_true(has_member(s, 0, 4, &voter) && !voter); /* in effect at once on the leader */
+    assert_int_equal(rf_sim_members(s, 0, RF_CONF_PROMOTE, 4), RF_ERR_CONF_PENDING);
+    settle(s, 5);
+    for (uint32_t k = 0; k < 2 * ELECTION; k++) {
+        rf_sim_tick(s, 0);
+        settle(s, 5);
+    }
+    assert_int_equal(rf_sim_applied(s, 3), rf_sim_applied(s, 0)); /* the learner caught up */
+    assert_true(has_member(s, 3, 4, &voter) && !voter);
+    assert_int_equal(rf_sim_members(s, 0, RF_CONF_PROMOTE, 4), RF_OK);
+    settle(s, 5);
+    assert_true(has_member(s, 1, 4, &voter) && voter);
+    assert_int_equal(rf_sim_members(s, 0, RF_CONF_PROMOTE, 4), RF_ERR_INVALID);
+    assert_int_equal(rf_sim_members(s, 0, RF_CONF_REMOVE, 2), RF_OK);
+    settle(s, 5);
+    assert_false(has_member(s, 0, 2, NULL));
+    assert_int_equal(rf_sim_members(s, 0, RF_CONF_REMOVE, 1), RF_OK); /* itself */
+    assert_int_equal(info(s, 0).role, RF_LEADER);                     /* until the change commits */
+    settle(s, 5);
+    assert_true(info(s, 0).role != RF_LEADER);
+    /* Voters 3 and 4 go on without it. */
+    for (uint32_t k = 0; k < 6 * ELECTION && rf_sim_leader(s) < 0; k++) {
+        rf_sim_tick(s, 2);
+        rf_sim_tick(s, 3);
+        settle(s, 5);
+    }
+    int l = rf_sim_leader(s);
+    assert_true(l == 2 || l == 3);
+    cmd_index(s, (uint32_t)l, 2);
+    settle(s, 5);
+    rf_sim_destroy(s);
+}
+
+/* A new leader proposes no change before an entry of its term is committed. */
+static void test_members_wait_for_own_term(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_members();
+    elect(s, 5, 0);
+    settle(s, 5);
+    rf_sim_isolate(s, 0, true);
+    static const uint8_t votes[] = {RF_MSG_PREVOTE, RF_MSG_PREVOTE_RESP, RF_MSG_VOTE,
+                                    RF_MSG_VOTE_RESP};
+    int l = -1;
+    for (uint32_t k = 0; k < 8 * ELECTION && l <= 0; k++) {
+        rf_sim_tick(s, 1);
+        rf_sim_tick(s, 2);
+        process(s);
+        for (int round = 0; round < 4; round++) {
+            for (uint32_t t = 0; t < sizeof votes; t++) rf_sim_deliver(s, ANY, ANY, votes[t]);
+            process(s);
+        }
+        l = rf_sim_leader(s);
+    }
+    assert_true(l == 1 || l == 2);
+    /* Its no-op is written but not yet acknowledged by a quorum. */
+    assert_int_equal(rf_sim_members(s, (uint32_t)l, RF_CONF_ADD_LEARNER, 4), RF_ERR_NOT_READY);
+    rf_sim_destroy(s);
+}
+
+/* A membership entry removed by a conflicting append takes its membership with it. */
+static void test_members_roll_back_with_log(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_members();
+    elect(s, 5, 0);
+    cmd_index(s, 0, 1);
+    settle(s, 5);
+    assert_int_equal(rf_sim_members(s, 0, RF_CONF_ADD_LEARNER, 4), RF_OK);
+    process(s);
+    rf_sim_drop(s, 0, 2, 0);
+    rf_sim_drop(s, 0, 3, 0);
+    rf_sim_deliver(s, 0, 1, RF_MSG_APP); /* only n1 gets the change */
+    process(s);
+    assert_true(has_member(s, 1, 4, NULL));
+    rf_sim_crash(s, 0); /* never synced it: lost */
+    rf_sim_isolate(s, 1, true);
+    rf_sim_drop(s, ANY, ANY, 0);
+    rf_sim_restart(s, 0);
+    for (uint32_t k = 0; k < 4 * ELECTION && rf_sim_leader(s) < 0; k++) {
+        rf_sim_tick(s, 0);
+        rf_sim_tick(s, 2);
+        settle(s, 5);
+    }
+    int l = rf_sim_leader(s);
+    assert_true(l == 0 || l == 2);
+    cmd_index(s, (uint32_t)l, 2);
+    settle(s, 5);
+    rf_sim_isolate(s, 1, false);
+    for (uint32_t k = 0; k < 2 * ELECTION; k++) {
+        rf_sim_tick(s, (uint32_t)l);
+        settle(s, 5);
+    }
+    assert_int_equal(rf_sim_applied(s, 1), rf_sim_applied(s, (uint32_t)l));
+    assert_false(has_member(s, 1, 4, NULL)); /* rolled back */
+    rf_sim_destroy(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_figure8_old_term_not_counted),
@@ -591,6 +711,9 @@ int main(void) {
         cmocka_unit_test(test_snapshot_catch_up),
         cmocka_unit_test(test_snapshot_chunks_follower),
         cmocka_unit_test(test_snapshot_not_installed_over_own_log),
+        cmocka_unit_test(test_members_add_promote_remove),
+        cmocka_unit_test(test_members_wait_for_own_term),
+        cmocka_unit_test(test_members_roll_back_with_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

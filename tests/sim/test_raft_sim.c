@@ -67,17 +67,21 @@ static void test_seeds(void **state) {
         total.snapshots += st.snapshots;
         total.installs += st.installs;
         total.install_failures += st.install_failures;
+        total.member_changes += st.member_changes;
     }
     fprintf(stderr,
             "raft sim: %u failures; %" PRIu64 " steps, %" PRIu64 " leaders, %" PRIu64
             " crashes, %" PRIu64 " commands acknowledged, %" PRIu64 " reads, %" PRIu64
             " messages delivered, %" PRIu64 " snapshots taken, %" PRIu64
-            " installed from the leader (%" PRIu64 " failed to verify)\n",
+            " installed from the leader (%" PRIu64 " failed to verify), %" PRIu64
+            " membership changes\n",
             failures, total.steps, total.elections, total.crashes, total.acked, total.reads,
-            total.delivered, total.snapshots, total.installs, total.install_failures);
+            total.delivered, total.snapshots, total.installs, total.install_failures,
+            total.member_changes);
     assert_int_equal(failures, 0);
-    /* The budget must exercise snapshot transfer, not only allow it. */
-    if (seeds >= 100) assert_true(total.installs > 0 && total.install_failures > 0);
+    /* The budget must exercise snapshot transfer and membership changes, not only allow them. */
+    if (seeds >= 100)
+        assert_true(total.installs > 0 && total.install_failures > 0 && total.member_changes > 0);
 }
 
 int main(void) {
