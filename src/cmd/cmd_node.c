@@ -33,7 +33,7 @@ static const char node_usage[] =
     "  --heartbeat-ms N    leader heartbeat interval (default 30)\n"
     "  --accounts-max N    account capacity, fixed when DIR is created (default 1048576)\n"
     "  --transfers-max N   transfer capacity, fixed when DIR is created (default 4194304)\n"
-    "  --snapshot-mib N    write a snapshot after N MiB of log (default 256; 0 = never)\n";
+    "  --snapshot-mib N    write a snapshot after N MiB of log (default 64; 0 = never)\n";
 
 int cmd_node(int argc, char **argv) {
     node_config_t cfg = {

@@ -52,7 +52,11 @@ typedef enum proto_op {
     PROTO_OP_TICK = 10,              /* body: u64 nanoseconds + 8 reserved bytes */
     PROTO_OP_TEST_SET_BALANCES = 11, /* body: u128 account id + 4 u128 balances (80 bytes) */
     PROTO_OP_TEST_SET_CLOCK = 12,    /* body: u64 timestamp + 8 reserved bytes */
-    PROTO_OP_MAX = 12,
+    /* Administration, answered by the replica asked (not through the log, not only by the
+     * leader). Not authenticated yet: a node's client port must stay on loopback. */
+    PROTO_OP_STATUS = 13,          /* body: empty; reply: one proto_status_reply_t */
+    PROTO_OP_TRANSFER_LEADER = 14, /* body: one proto_transfer_leader_t; reply: empty */
+    PROTO_OP_MAX = 14,
 } proto_op_t;
 
 typedef enum proto_status {
@@ -64,7 +68,48 @@ typedef enum proto_status {
     PROTO_STATUS_CLOCK = 5,       /* the clock could not advance */
     PROTO_STATUS_WRONG_CELL = 6,
     PROTO_STATUS_NOT_FOUND = 7, /* test_set_balances: no such account */
+    PROTO_STATUS_INVALID = 8,   /* a bad argument: transfer_leader to an unknown node or itself */
 } proto_status_t;
+
+/* Raft roles as the status op reports them (the numbering of rf_role_t). */
+typedef enum proto_role {
+    PROTO_ROLE_FOLLOWER = 0,
+    PROTO_ROLE_PRE_CANDIDATE = 1,
+    PROTO_ROLE_CANDIDATE = 2,
+    PROTO_ROLE_LEADER = 3,
+} proto_role_t;
+
+#define PROTO_STATUS_VOTERS_MAX 8u
+
+/* The reply body of PROTO_OP_STATUS: what one replica knows of itself and its group, read
+ * at one instant of its event loop (so state_hash is the state at exactly applied_index). */
+typedef struct proto_status_reply {
+    u128 state_hash;         /* cell_state_hash() of the state at applied_index */
+    uint64_t cell;           /* the cell's number (--cell) */
+    uint64_t term;           /* the replica's current term */
+    uint64_t first_index;    /* the oldest entry still in its Raft log window */
+    uint64_t last_index;     /* its newest log entry (maybe not yet durable) */
+    uint64_t durable_index;  /* entries up to here are on its disk */
+    uint64_t commit_index;   /* what it knows to be committed */
+    uint64_t applied_index;  /* what its state machine has applied */
+    uint64_t snapshot_index; /* its newest snapshot on disk (0: none) */
+    uint32_t node_id;        /* this replica */
+    uint32_t leader_id;      /* the leader it knows of, 0 when none */
+    uint8_t role;            /* proto_role_t */
+    uint8_t voter_count;     /* entries used in voters[] and voter_match[] */
+    uint8_t reserved_1[6];
+    uint32_t voters[PROTO_STATUS_VOTERS_MAX]; /* the group's voter ids, this one included */
+    /* The leader only (0 elsewhere): the last index known durable and matching on each voter,
+     * in the order of voters[] (its own: its durable index). */
+    uint64_t voter_match[PROTO_STATUS_VOTERS_MAX];
+    uint8_t reserved_2[64];
+} proto_status_reply_t;
+
+/* The request body of PROTO_OP_TRANSFER_LEADER. */
+typedef struct proto_transfer_leader {
+    uint32_t target; /* the voter to hand leadership to; 0 = the most up-to-date follower */
+    uint8_t reserved[12];
+} proto_transfer_leader_t;
 
 typedef enum proto_error {
     PROTO_OK = 0,

@@ -115,4 +115,10 @@ void node_snapshot_maybe(node_t *n);
 void node_snapshot_poll(node_t *n);
 void node_snapshot_wait(node_t *n);
 
+/* node_admin.c: status and transfer_leader, answered by any replica. node_admin_request()
+ * returns the reply's status and writes its body to out (PROTO_MESSAGE_MAX bytes), *size. */
+bool node_admin_op(uint8_t op);
+uint32_t node_admin_request(node_t *n, const proto_header_t *h, const void *body, void *out,
+                            uint32_t *size);
+
 #endif

@@ -752,3 +752,9 @@ bool rf_peer_needs_snapshot(const rf_t *r, uint32_t peer) {
     int pos = voter_pos(r, peer);
     return r->role == RF_LEADER && pos >= 0 && r->pr[pos].needs_snap;
 }
+
+uint64_t rf_peer_match(const rf_t *r, uint32_t peer) {
+    int pos = voter_pos(r, peer);
+    if (r->role != RF_LEADER || pos < 0) return 0;
+    return (uint32_t)pos == r->self_pos ? r->durable : r->pr[pos].match;
+}

@@ -216,5 +216,9 @@ void rf_status(const rf_t *r, rf_info_t *out);
 uint64_t rf_term_at(const rf_t *r, uint64_t index);
 /* Leader: the peer needs entries compacted away (a snapshot, not implemented). */
 bool rf_peer_needs_snapshot(const rf_t *r, uint32_t peer);
+/* Leader: the last index known durable and matching on a voter (for itself, its durable
+ * index); 0 when not the leader or not a voter. For status reports and for choosing the
+ * target of a leadership transfer. */
+uint64_t rf_peer_match(const rf_t *r, uint32_t peer);
 
 #endif
