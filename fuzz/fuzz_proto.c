@@ -30,6 +30,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                                        : proto_reply_item_size(h.operation);
             cp_assert(item == 0 ? body_size == 0 : body_size % item == 0);
             cp_assert(h.client_id != 0);
+            /* The admin ops' requests are fixed: status has no body, transfer_leader one. */
+            if (h.command == PROTO_REQUEST && h.operation == PROTO_OP_STATUS)
+                cp_assert(body_size == 0);
+            if (h.command == PROTO_REQUEST && h.operation == PROTO_OP_TRANSFER_LEADER)
+                cp_assert(body_size == sizeof(proto_transfer_leader_t));
+            if (h.command == PROTO_REPLY && h.operation == PROTO_OP_STATUS)
+                cp_assert(body_size % sizeof(proto_status_reply_t) == 0);
             /* Re-sealing an accepted message reproduces it exactly. */
             proto_header_t again = h;
             proto_seal(&again, body, body_size);

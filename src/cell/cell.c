@@ -6,7 +6,11 @@
 #include "base/assert.h"
 #include "base/constants.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #define CELL_IMAGE_MAGIC 0x4547414D494C4C43ull /* "CLLIMAGE" */
+#define CELL_HASH_MAGIC 0x31485341484C4C43ull  /* "CLLHASH1" */
 
 CP_STATIC_ASSERT(sizeof(cell_command_t) == 32, "command header is 32 bytes");
 CP_STATIC_ASSERT(sizeof(cell_image_header_t) == 64, "cell image header is 64 bytes");
@@ -41,6 +45,22 @@ uint64_t cell_clock(const cell_t *c) {
 }
 ledger_t *cell_ledger(cell_t *c) {
     return c->ledger;
+}
+
+/* The cell's own state is its clock (it can run ahead of the ledger's: tick and
+ * test_set_clock move it alone); the results buffer is scratch. */
+typedef struct cell_hash_input {
+    uint64_t magic;
+    uint64_t clock;
+    u128 ledger;
+} cell_hash_input_t;
+CP_STATIC_ASSERT(sizeof(cell_hash_input_t) == 32, "cell hash input is 32 bytes");
+
+u128 cell_state_hash(const cell_t *c) {
+    cell_hash_input_t in = {
+        .magic = CELL_HASH_MAGIC, .clock = c->clock, .ledger = ledger_state_hash(c->ledger)};
+    XXH128_hash_t d = XXH3_128bits(&in, sizeof in);
+    return ((u128)d.high64 << 64) | d.low64;
 }
 
 bool cell_op_is_write(uint8_t op) {

@@ -856,6 +856,7 @@ const char *client_status_str(int32_t status) {
     case CLIENT_ERR_ADDRESS:
         return "bad address list (HOST:PORT[,HOST:PORT...], IPv4 or localhost)";
     case CLIENT_ERR_SYSTEM: return "out of memory or system resources";
+    case CLIENT_ERR_UNREACHABLE: return "no connection to the replica, or no valid reply";
     }
     return status >= 0 ? proto_status_str((uint32_t)status) : "unknown client error";
 }

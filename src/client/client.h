@@ -62,12 +62,13 @@
 /* Negative statuses: the client's own outcomes, never a cell's. */
 typedef enum client_error {
     CLIENT_OK = 0,
-    CLIENT_ERR_TIMEOUT = -1, /* no answer before the request's deadline */
-    CLIENT_ERR_CLOSED = -2,  /* client_close() ran before the answer came */
-    CLIENT_ERR_INVALID = -3, /* bad op or body size for the op (not accepted) */
-    CLIENT_ERR_FULL = -4,    /* requests_max submissions outstanding (not accepted) */
-    CLIENT_ERR_ADDRESS = -5, /* client_open(): the address list does not parse */
-    CLIENT_ERR_SYSTEM = -6,  /* client_open(): out of memory or the loop / thread failed */
+    CLIENT_ERR_TIMEOUT = -1,     /* no answer before the request's deadline */
+    CLIENT_ERR_CLOSED = -2,      /* client_close() ran before the answer came */
+    CLIENT_ERR_INVALID = -3,     /* bad op or body size for the op (not accepted) */
+    CLIENT_ERR_FULL = -4,        /* requests_max submissions outstanding (not accepted) */
+    CLIENT_ERR_ADDRESS = -5,     /* client_open(): the address list does not parse */
+    CLIENT_ERR_SYSTEM = -6,      /* client_open(): out of memory or the loop / thread failed */
+    CLIENT_ERR_UNREACHABLE = -7, /* client_call_once(): no connection, or no valid reply on it */
 } client_error_t;
 
 /* Options of client_open(). A field left 0 takes its default. */
@@ -127,6 +128,18 @@ typedef struct client_stats {
 } client_stats_t;
 
 void client_stats(client_t *client, client_stats_t *out);
+
+/* One request to ONE replica, no retries, no failover, no I/O thread (client_once.c): for
+ * administration tools, which must hear what the replica they ask answers — not_leader
+ * included. Connects to address (one HOST:PORT), sends op with body, waits at most timeout_ms
+ * in all, closes. Returns the reply's status (>= 0) and copies at most reply_capacity bytes of
+ * its body into reply (*reply_size: the body's whole size); or CLIENT_ERR_ADDRESS,
+ * CLIENT_ERR_INVALID (op or body size), CLIENT_ERR_TIMEOUT, CLIENT_ERR_UNREACHABLE (refused,
+ * broken, or a reply that fails validation), CLIENT_ERR_SYSTEM. Any thread; blocking. Not for
+ * writes: without retries it cannot know whether a lost request was applied. */
+int32_t client_call_once(const char *address, uint8_t op, const void *body, uint32_t size,
+                         void *reply, uint32_t reply_capacity, uint32_t *reply_size,
+                         uint32_t timeout_ms);
 
 /* A short text for a negative client_error_t, or proto_status_str() for a cell status. */
 const char *client_status_str(int32_t status);

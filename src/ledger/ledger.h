@@ -363,6 +363,13 @@ typedef struct ledger_stats {
 
 void ledger_stats(const ledger_t *ledger, ledger_stats_t *out);
 
+/* XXH3-128 of a canonical form of the whole state (ledger_hash.c): every account and transfer
+ * row in timestamp order, pending states, balance history, failed ids and the clock. Equal
+ * for ledgers that applied the same batches, whatever their capacities; any difference in
+ * what the ledger would answer from now on changes it. O(accounts + transfers); between
+ * batches only. Replicas compare it to prove they hold the same state. */
+u128 ledger_state_hash(const ledger_t *ledger);
+
 /* Overwrites an account's balances; only for the --test-ops driver (constructing overflow
  * cases). Returns false when the account does not exist. */
 bool ledger_test_set_balances(ledger_t *ledger, u128 account_id, u128 debits_pending,

@@ -16,6 +16,22 @@ CP_STATIC_ASSERT(
         offsetof(proto_header_t, command) == 75 && offsetof(proto_header_t, status) == 76 &&
         offsetof(proto_header_t, cell) == 80 && offsetof(proto_header_t, reserved) == 88,
     "header layout");
+CP_STATIC_ASSERT(sizeof(proto_status_reply_t) == 256, "status reply is 256 bytes");
+CP_STATIC_ASSERT(offsetof(proto_status_reply_t, cell) == 16 &&
+                     offsetof(proto_status_reply_t, applied_index) == 64 &&
+                     offsetof(proto_status_reply_t, snapshot_index) == 72 &&
+                     offsetof(proto_status_reply_t, node_id) == 80 &&
+                     offsetof(proto_status_reply_t, role) == 88 &&
+                     offsetof(proto_status_reply_t, learners) == 90 &&
+                     offsetof(proto_status_reply_t, members) == 96 &&
+                     offsetof(proto_status_reply_t, member_match) == 128 &&
+                     offsetof(proto_status_reply_t, reserved_2) == 192,
+                 "status reply layout");
+CP_STATIC_ASSERT(sizeof(proto_transfer_leader_t) == 16 &&
+                     offsetof(proto_transfer_leader_t, reserved) == 4,
+                 "transfer_leader body is 16 bytes");
+CP_STATIC_ASSERT(sizeof(proto_member_change_t) == 64 && offsetof(proto_member_change_t, addr) == 8,
+                 "member change body is 64 bytes");
 
 const char *proto_error_str(proto_error_t e) {
     switch (e) {
@@ -44,6 +60,8 @@ const char *proto_status_str(uint32_t s) {
     case PROTO_STATUS_CLOCK: return "clock cannot advance";
     case PROTO_STATUS_WRONG_CELL: return "wrong cell";
     case PROTO_STATUS_NOT_FOUND: return "not found";
+    case PROTO_STATUS_INVALID: return "invalid argument";
+    case PROTO_STATUS_CONF_PENDING: return "a membership change is under way";
     }
     return "unknown status";
 }
@@ -61,6 +79,10 @@ static const char *const op_names[PROTO_OP_MAX + 1] = {
     [PROTO_OP_TICK] = "tick",
     [PROTO_OP_TEST_SET_BALANCES] = "test_set_balances",
     [PROTO_OP_TEST_SET_CLOCK] = "test_set_clock",
+    [PROTO_OP_STATUS] = "status",
+    [PROTO_OP_TRANSFER_LEADER] = "transfer_leader",
+    [PROTO_OP_ADD_REPLICA] = "add_replica",
+    [PROTO_OP_REMOVE_REPLICA] = "remove_replica",
 };
 
 const char *proto_op_str(uint32_t op) {
@@ -81,6 +103,10 @@ static const uint32_t item_size[PROTO_OP_MAX + 1][2] = {
     [PROTO_OP_TICK] = {16, 0},
     [PROTO_OP_TEST_SET_BALANCES] = {80, 0},
     [PROTO_OP_TEST_SET_CLOCK] = {16, 0},
+    [PROTO_OP_STATUS] = {0, sizeof(proto_status_reply_t)},
+    [PROTO_OP_TRANSFER_LEADER] = {sizeof(proto_transfer_leader_t), 0},
+    [PROTO_OP_ADD_REPLICA] = {sizeof(proto_member_change_t), 0},
+    [PROTO_OP_REMOVE_REPLICA] = {sizeof(proto_member_change_t), 0},
 };
 
 uint32_t proto_request_item_size(uint8_t op) {
@@ -133,7 +159,8 @@ proto_error_t proto_check_message(const proto_header_t *h, const void *body, uin
         h->operation == PROTO_OP_GET_ACCOUNT_TRANSFERS ||
         h->operation == PROTO_OP_GET_ACCOUNT_BALANCES || h->operation == PROTO_OP_QUERY_ACCOUNTS ||
         h->operation == PROTO_OP_QUERY_TRANSFERS || h->operation == PROTO_OP_TICK ||
-        h->operation == PROTO_OP_TEST_SET_BALANCES || h->operation == PROTO_OP_TEST_SET_CLOCK;
+        h->operation == PROTO_OP_TEST_SET_BALANCES || h->operation == PROTO_OP_TEST_SET_CLOCK ||
+        h->operation == PROTO_OP_TRANSFER_LEADER;
     if (item == 0) {
         if (body_size != 0) return PROTO_BAD_SIZE;
     } else if (body_size % item != 0 || body_size / item > PROTO_ITEMS_MAX ||

@@ -52,7 +52,13 @@ typedef enum proto_op {
     PROTO_OP_TICK = 10,              /* body: u64 nanoseconds + 8 reserved bytes */
     PROTO_OP_TEST_SET_BALANCES = 11, /* body: u128 account id + 4 u128 balances (80 bytes) */
     PROTO_OP_TEST_SET_CLOCK = 12,    /* body: u64 timestamp + 8 reserved bytes */
-    PROTO_OP_MAX = 12,
+    /* Administration, answered by the replica asked (not through the log, not only by the
+     * leader). Not authenticated yet: a node's client port must stay on loopback. */
+    PROTO_OP_STATUS = 13,          /* body: empty; reply: one proto_status_reply_t */
+    PROTO_OP_TRANSFER_LEADER = 14, /* body: one proto_transfer_leader_t; reply: empty */
+    PROTO_OP_ADD_REPLICA = 15,     /* leader; body: one proto_member_change_t; reply: empty */
+    PROTO_OP_REMOVE_REPLICA = 16,  /* leader; body: one proto_member_change_t; reply: empty */
+    PROTO_OP_MAX = 16,
 } proto_op_t;
 
 typedef enum proto_status {
@@ -64,7 +70,59 @@ typedef enum proto_status {
     PROTO_STATUS_CLOCK = 5,       /* the clock could not advance */
     PROTO_STATUS_WRONG_CELL = 6,
     PROTO_STATUS_NOT_FOUND = 7, /* test_set_balances: no such account */
+    PROTO_STATUS_INVALID = 8,   /* a bad argument: transfer_leader to an unknown node or itself */
+    PROTO_STATUS_CONF_PENDING = 9, /* a membership change is under way: try again later */
 } proto_status_t;
+
+/* Raft roles as the status op reports them (the numbering of rf_role_t). */
+typedef enum proto_role {
+    PROTO_ROLE_FOLLOWER = 0,
+    PROTO_ROLE_PRE_CANDIDATE = 1,
+    PROTO_ROLE_CANDIDATE = 2,
+    PROTO_ROLE_LEADER = 3,
+} proto_role_t;
+
+#define PROTO_STATUS_MEMBERS_MAX 8u
+
+/* The reply body of PROTO_OP_STATUS: what one replica knows of itself and its group, read
+ * at one instant of its event loop (so state_hash is the state at exactly applied_index). */
+typedef struct proto_status_reply {
+    u128 state_hash;         /* cell_state_hash() of the state at applied_index */
+    uint64_t cell;           /* the cell's number (--cell) */
+    uint64_t term;           /* the replica's current term */
+    uint64_t first_index;    /* the oldest entry still in its Raft log window */
+    uint64_t last_index;     /* its newest log entry (maybe not yet durable) */
+    uint64_t durable_index;  /* entries up to here are on its disk */
+    uint64_t commit_index;   /* what it knows to be committed */
+    uint64_t applied_index;  /* what its state machine has applied */
+    uint64_t snapshot_index; /* its newest snapshot on disk (0: none) */
+    uint32_t node_id;        /* this replica */
+    uint32_t leader_id;      /* the leader it knows of, 0 when none */
+    uint8_t role;            /* proto_role_t */
+    uint8_t member_count;    /* entries used in members[] and member_match[] */
+    uint8_t learners;        /* bit i: members[i] is a learner (else a voter) */
+    uint8_t reserved_1[5];
+    /* The group's members as this replica knows them (none: a replica waiting to be added). */
+    uint32_t members[PROTO_STATUS_MEMBERS_MAX];
+    /* The leader only (0 elsewhere): the last index known durable and matching on each
+     * member, in the order of members[] (its own: its durable index). */
+    uint64_t member_match[PROTO_STATUS_MEMBERS_MAX];
+    uint8_t reserved_2[64];
+} proto_status_reply_t;
+
+/* The request body of PROTO_OP_ADD_REPLICA (the replica joins as a learner; the leader makes
+ * it a voter once it has caught up) and PROTO_OP_REMOVE_REPLICA (addr all zero). */
+typedef struct proto_member_change {
+    uint32_t id;
+    uint8_t reserved[4];
+    char addr[56]; /* the new replica's peer address, "HOST:PORT", NUL-padded */
+} proto_member_change_t;
+
+/* The request body of PROTO_OP_TRANSFER_LEADER. */
+typedef struct proto_transfer_leader {
+    uint32_t target; /* the voter to hand leadership to; 0 = the most up-to-date follower */
+    uint8_t reserved[12];
+} proto_transfer_leader_t;
 
 typedef enum proto_error {
     PROTO_OK = 0,

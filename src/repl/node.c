@@ -419,6 +419,11 @@ static bool conn_request(conn_t *c, const proto_header_t *h, const void *body) {
         node_reply(n, c->slot, c->gen, h, PROTO_STATUS_BUSY, 0, NULL, 0);
         return true;
     }
+    if (node_admin_op(h->operation)) { /* any replica answers (node_admin.c) */
+        uint32_t rsize, st = node_admin_request(n, h, body, n->read_buf, &rsize);
+        node_reply(n, c->slot, c->gen, h, st, 0, n->read_buf, rsize);
+        return true;
+    }
     if (!cell_op_is_write(h->operation)) return conn_read_request(c, h, body);
     if ((h->operation == PROTO_OP_TEST_SET_BALANCES || h->operation == PROTO_OP_TEST_SET_CLOCK) &&
         !n->config.test_ops) {

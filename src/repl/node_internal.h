@@ -134,6 +134,8 @@ void node_members_learn(node_t *n, const rf_entry_t *e);
 void node_members_sync(node_t *n);
 void node_members_tick(node_t *n);
 bool node_members_record(node_t *n, uint64_t index, mb_record_t *out);
+/* Leader: proposes op on id with the new membership's addresses (from the book). */
+rf_status_t node_members_propose(node_t *n, rf_conf_op_t op, uint32_t id);
 /* The log body of Raft entry e (the prefix added for a membership entry), and back. */
 const void *node_log_body(const rf_entry_t *e, unsigned char *scratch, uint32_t *size);
 bool node_log_entry(const void *body, uint32_t size, uint64_t term, rf_entry_t *out);
@@ -143,5 +145,11 @@ void node_snap_report(node_t *n, uint64_t index, uint64_t term);
 void node_snap_send(node_t *n, const rf_msg_t *m);
 void node_snap_write(node_t *n, const rf_snap_chunk_t *c);
 void node_snap_install(node_t *n, const rf_snap_chunk_t *c);
+
+/* node_admin.c: status and transfer_leader, answered by any replica. node_admin_request()
+ * returns the reply's status and writes its body to out (PROTO_MESSAGE_MAX bytes), *size. */
+bool node_admin_op(uint8_t op);
+uint32_t node_admin_request(node_t *n, const proto_header_t *h, const void *body, void *out,
+                            uint32_t *size);
 
 #endif

@@ -104,12 +104,18 @@ void node_members_tick(node_t *n) {
         uint64_t match = 0;
         if ((m.voters >> i & 1) || !rf_peer_match(n->rf, m.ids[i], &match)) continue;
         if (match < inf.commit_index) continue;
-        mb_addrs_t a;
-        rf_members_t next = m;
-        next.voters |= 1u << i;
-        if (!mb_book_addrs(&n->book, &next, &a)) continue;
-        if (rf_propose_members(n->rf, RF_CONF_PROMOTE, m.ids[i], &a, sizeof a, NULL) == RF_OK)
+        if (node_members_propose(n, RF_CONF_PROMOTE, m.ids[i]) == RF_OK)
             node_log("replica %u has caught up: promoting it to voter", m.ids[i]);
         return;
     }
+}
+
+rf_status_t node_members_propose(node_t *n, rf_conf_op_t op, uint32_t id) {
+    rf_members_t m, next;
+    mb_addrs_t a;
+    rf_members(n->rf, &m);
+    rf_status_t st = rf_members_change(&m, op, id, &next);
+    if (st != RF_OK) return st;
+    if (!mb_book_addrs(&n->book, &next, &a)) return RF_ERR_INVALID;
+    return rf_propose_members(n->rf, op, id, &a, sizeof a, NULL);
 }

@@ -966,19 +966,22 @@ rf_status_t rf_propose(rf_t *r, const void *data, uint32_t size, uint64_t *index
     return RF_OK;
 }
 
-/* The membership after op on id, from the one in effect; RF_OK or why not. */
-static rf_status_t members_change(const rf_t *r, rf_conf_op_t op, uint32_t id, rf_members_t *m) {
-    *m = r->m;
-    int pos = member_pos(r, id);
+rf_status_t rf_members_change(const rf_members_t *from, rf_conf_op_t op, uint32_t id,
+                              rf_members_t *m) {
+    *m = *from;
+    int pos = -1;
+    for (uint32_t i = 0; i < m->count; i++)
+        if (m->ids[i] == id) pos = (int)i;
+    bool voter = pos >= 0 && (m->voters >> pos & 1);
     if (id == RF_NONE) return RF_ERR_INVALID;
     if (op == RF_CONF_ADD_LEARNER) {
         if (pos >= 0 || m->count == RF_NODES_MAX) return RF_ERR_INVALID;
         m->ids[m->count++] = id;
     } else if (op == RF_CONF_PROMOTE) {
-        if (pos < 0 || is_voter(r, pos)) return RF_ERR_INVALID;
+        if (pos < 0 || voter) return RF_ERR_INVALID;
         m->voters |= 1u << pos;
     } else if (op == RF_CONF_REMOVE) {
-        if (pos < 0 || (is_voter(r, pos) && __builtin_popcount(m->voters) == 1))
+        if (pos < 0 || (voter && __builtin_popcount(m->voters) == 1))
             return RF_ERR_INVALID; /* the last voter stays */
         uint32_t low = m->voters & ((1u << pos) - 1), high = m->voters >> (pos + 1);
         m->voters = low | (high << pos);
@@ -999,7 +1002,7 @@ rf_status_t rf_propose_members(rf_t *r, rf_conf_op_t op, uint32_t id, const void
     if (rf_term_at(r, r->commit) != r->term) return RF_ERR_NOT_READY;
     if (r->m_index > r->commit) return RF_ERR_CONF_PENDING;
     rf_members_t m;
-    rf_status_t st = members_change(r, op, id, &m);
+    rf_status_t st = rf_members_change(&r->m, op, id, &m);
     if (st != RF_OK) return st;
     uint8_t buf[sizeof(rf_members_wire_t) + RF_MEMBERS_EXTRA_MAX];
     rf_members_encode(&m, (rf_members_wire_t *)buf);

@@ -308,6 +308,11 @@ bool rf_members_at(const rf_t *r, uint64_t index, rf_members_t *out);
 bool rf_members_decode(const void *data, uint32_t size, rf_members_t *out);
 void rf_members_encode(const rf_members_t *m, rf_members_wire_t *out);
 bool rf_members_has(const rf_members_t *m, uint32_t id, bool *voter);
+/* The membership after op on id (what rf_propose_members would append): RF_OK, or
+ * RF_ERR_INVALID (adding a member, promoting a voter or a non-member, removing a non-member or
+ * the last voter, a full group). */
+rf_status_t rf_members_change(const rf_members_t *from, rf_conf_op_t op, uint32_t id,
+                              rf_members_t *out);
 /* Leader: what peer id holds durably and matching (false: not a member, or not leader). */
 bool rf_peer_match(const rf_t *r, uint32_t id, uint64_t *match);
 /* The term of the entry at index, 0 when outside the window (and not the start point). */

@@ -233,6 +233,9 @@ static void test_invalid_and_full_submissions(void **state) {
         {PROTO_OP_TICK, 8},
         {PROTO_OP_LOOKUP_ACCOUNTS, 17},
         {PROTO_OP_LOOKUP_ACCOUNTS, (PROTO_ITEMS_MAX + 1) * 16},
+        {PROTO_OP_STATUS, 16},
+        {PROTO_OP_TRANSFER_LEADER, 0},
+        {PROTO_OP_TRANSFER_LEADER, 32},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(client_submit(c, bad[i].op, big, bad[i].size, on_outcome, &out[2]),
