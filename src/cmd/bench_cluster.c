@@ -153,10 +153,11 @@ int bc_start(bc_cluster_t *c, const bc_options_t *options) {
     return 0;
 }
 
-int bc_kill(bc_cluster_t *c, uint32_t i, int sig) {
+int bc_kill(bc_cluster_t *c, uint32_t i, int sig, uint64_t *sent_ns) {
     bc_replica_t *r = &c->r[i];
     if (r->pid <= 0) return -1;
     kill(r->pid, sig);
+    if (sent_ns) *sent_ns = bc_now_ns();
     int st = wait_for(r->pid);
     r->pid = 0;
     return st;

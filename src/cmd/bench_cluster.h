@@ -48,8 +48,8 @@ int bc_start(bc_cluster_t *c, const bc_options_t *options);
 int bc_start_replica(bc_cluster_t *c, uint32_t i);
 
 /* Sends sig to replica i and waits for it to end; returns its wait status (-1 when it was not
- * running). */
-int bc_kill(bc_cluster_t *c, uint32_t i, int sig);
+ * running). sent_ns (may be NULL) gets bc_now_ns() from just after the signal was sent. */
+int bc_kill(bc_cluster_t *c, uint32_t i, int sig, uint64_t *sent_ns);
 
 /* True while replica i runs (reaps it when it has ended on its own). */
 bool bc_alive(bc_cluster_t *c, uint32_t i);
