@@ -117,6 +117,7 @@ static void *fo_load(void *arg) {
             if (st == PROTO_STATUS_OK) break;
             atomic_store(&f->last_error, st);
             if (attempt >= 3 && atomic_load(&f->stop)) break;
+            bc_sleep_ms(10); /* a status that comes back at once must not spin */
         }
         if (st != PROTO_STATUS_OK) {
             for (uint32_t i = 0; i < n; i++) f->rec[first + i].state = FO_UNANSWERED;
@@ -176,8 +177,10 @@ static int fo_accounts(fo_t *f) {
             a[i] = (ledger_account_t){.id = done + i + 1, .ledger = 1, .code = 1};
         int32_t st =
             client_call(f->client, PROTO_OP_CREATE_ACCOUNTS, a, n * 128, r, sizeof r, NULL, NULL);
+        /* exists: the client resent a batch whose first answer was lost. */
         for (uint32_t i = 0; st == 0 && i < n; i++)
-            if (r[i].result != LEDGER_ACCOUNT_CREATED) st = PROTO_STATUS_REFUSED;
+            if (r[i].result != LEDGER_ACCOUNT_CREATED && r[i].result != LEDGER_ACCOUNT_EXISTS)
+                st = PROTO_STATUS_REFUSED;
         if (st != 0) {
             fprintf(stderr, "cellpay bench failover: creating accounts: %s\n",
                     client_status_str(st));
@@ -398,8 +401,12 @@ static int fo_run(fo_t *f, bc_cluster_t *cl) {
     pthread_t threads[CLIENT_SESSIONS_MAX];
     uint32_t started = 0;
     int rc = fo_accounts(f);
-    for (; rc == 0 && started < f->o.clients; started++)
-        if (pthread_create(&threads[started], NULL, fo_load, f) != 0) rc = -1;
+    while (rc == 0 && started < f->o.clients) {
+        if (pthread_create(&threads[started], NULL, fo_load, f) != 0)
+            rc = -1;
+        else
+            started++;
+    }
     /* The load runs before the first kill: the first failover starts from a cell at work. */
     if (rc == 0) bc_sleep_ms(settle_ms);
     if (rc == 0 && atomic_load(&f->acked) == 0) {

@@ -13,7 +13,7 @@ static const char usage[] =
     "  node     one durable cell serving the binary protocol\n"
     "  client   JSON Lines ledger requests to a running cell, replies on stdout\n"
     "  sim      run the Raft simulator for one seed (consensus checks)\n"
-    "  bench    measurements (bench ledger)\n"
+    "  bench    measurements (bench ledger, node, failover)\n"
     "  help     this text; `cellpay <command> --help` describes one command\n";
 
 int main(int argc, char **argv) {
