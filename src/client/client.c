@@ -84,9 +84,11 @@ typedef struct session {
     uv_write_t write_req;
     session_state_t state;
     bool writing;
-    uint32_t address; /* index into client->addresses */
-    uint32_t backoff_attempts;
-    prng_t prng; /* backoff jitter */
+    uint32_t address;       /* index into client->addresses */
+    uint32_t failures;      /* connections given up since the last answer */
+    uint32_t busy_attempts; /* busy answers in a row */
+    uint64_t retry_ms;      /* the wait before reconnecting, chosen when the connection broke */
+    prng_t prng;            /* backoff jitter */
     u128 client_id;
     uint64_t request_id; /* of the current or last message */
     message_t msg;
@@ -105,6 +107,7 @@ struct client {
     char address_names[CLIENT_ADDRESSES_MAX][24];
     uint32_t address_count;
     uint32_t address_hint; /* the address last seen answering: where sessions go next */
+    uint32_t answered;     /* the address of the last answer (UINT32_MAX: none yet) */
 
     uv_loop_t loop;
     uv_async_t wake;
@@ -223,21 +226,46 @@ static void note_error(client_t *c, const session_t *s, const char *why, int uv_
     uv_mutex_unlock(&c->lock);
 }
 
-/* Jittered exponential backoff, so that many sessions do not reconnect in lockstep. */
-static uint64_t backoff_next(session_t *s) {
+/* backoff_min_ms doubled `steps` times, at most backoff_max_ms, with jitter, so that many
+ * sessions do not retry in lockstep. */
+static uint64_t backoff_delay(session_t *s, uint32_t steps) {
     const client_options_t *o = &s->client->opt;
-    uint32_t shift = s->backoff_attempts < 20 ? s->backoff_attempts : 20;
-    uint64_t d = (uint64_t)o->backoff_min_ms << shift;
+    uint64_t d = (uint64_t)o->backoff_min_ms << (steps < 20 ? steps : 20);
     if (d > o->backoff_max_ms) d = o->backoff_max_ms;
-    s->backoff_attempts++;
     return d / 2 + prng_below(&s->prng, d / 2 + 1);
 }
 
-/* The next address to try after s failed at its own: the one that last answered, unless that
- * is the one that just failed. */
+/* After s gave up its connection: the next address, and how long to wait before connecting.
+ * The next address is the one that last answered, unless that is the one that just failed.
+ * While a cell elects a leader its replicas answer not_leader or not at all, and the new
+ * leader can be any of them: so the addresses are tried one after the other without waiting,
+ * and only a whole round of them without an answer waits, the wait doubling per round. */
 static void address_rotate(client_t *c, session_t *s) {
+    s->failures++;
     if (c->address_hint == s->address) c->address_hint = (s->address + 1) % c->address_count;
     s->address = c->address_hint;
+    uint32_t rounds = s->failures / c->address_count;
+    s->retry_ms = s->failures % c->address_count != 0 ? 0 : backoff_delay(s, rounds - 1);
+}
+
+/* s got an answer at its address. When that is news (the first answer, or one from another
+ * address: the cell has a new leader), every other session starts its search afresh, and
+ * those waiting to reconnect go there now instead of sitting out their backoff: the first
+ * session to find a new leader ends the failover for all. Answers from the same address are
+ * no news, so a session that keeps failing there still backs off. */
+static void address_answered(client_t *c, session_t *s) {
+    s->failures = 0;
+    c->address_hint = s->address;
+    if (c->answered == s->address) return;
+    c->answered = s->address;
+    for (uint32_t i = 0; i < c->opt.sessions; i++) {
+        session_t *t = &c->sessions[i];
+        t->failures = 0;
+        if (t->state != SESSION_DISCONNECTED && t->state != SESSION_CLOSING) continue;
+        t->address = s->address;
+        t->retry_ms = 0; /* a closing one: on_tcp_close starts its timer with this */
+        if (t->state == SESSION_DISCONNECTED) uv_timer_start(&t->timer, on_timer, 0, 0);
+    }
 }
 
 static void on_tcp_close(uv_handle_t *h) {
@@ -246,7 +274,7 @@ static void on_tcp_close(uv_handle_t *h) {
     s->writing = false;
     s->recv_len = 0;
     if (s->client->shut_down) return;
-    uv_timer_start(&s->timer, on_timer, backoff_next(s), 0);
+    uv_timer_start(&s->timer, on_timer, s->retry_ms, 0);
 }
 
 /* Gives up the session's connection; its message (if any) stays, to be sent again once the
@@ -305,10 +333,10 @@ static void reply_handle(session_t *s, uint32_t size) {
         session_break(s, "not the leader", 0);
     } else if (h.status == PROTO_STATUS_BUSY) {
         /* The leader is right but loaded: same connection, after a pause. */
-        uv_timer_start(&s->timer, on_timer, backoff_next(s), 0);
+        uv_timer_start(&s->timer, on_timer, backoff_delay(s, s->busy_attempts++), 0);
     } else {
-        s->backoff_attempts = 0;
-        c->address_hint = s->address;
+        s->busy_attempts = 0;
+        address_answered(c, s);
         message_finish(c, s, (int32_t)h.status, h.timestamp, body, body_size);
         dispatch(c);
     }
@@ -475,13 +503,18 @@ static void message_build(client_t *c, session_t *s) {
     stat_add(&c->stats.messages, 1);
 }
 
-/* Gives queued requests to connected sessions that have nothing in flight. */
+/* Gives queued requests to connected sessions that have nothing in flight: first to those at
+ * the address that last answered, since an idle session may still be connected to a replica
+ * that has lost the lead since, where a message would only bounce. */
 static void dispatch(client_t *c) {
-    for (uint32_t i = 0; i < c->opt.sessions && c->queue.count > 0; i++) {
-        session_t *s = &c->sessions[i];
-        if (s->state != SESSION_CONNECTED || s->msg.first != REQUEST_NONE) continue;
-        message_build(c, s);
-        session_send(s);
+    for (uint32_t pass = 0; pass < 2; pass++) {
+        for (uint32_t i = 0; i < c->opt.sessions && c->queue.count > 0; i++) {
+            session_t *s = &c->sessions[i];
+            if (s->state != SESSION_CONNECTED || s->msg.first != REQUEST_NONE) continue;
+            if (pass == 0 && s->address != c->address_hint) continue;
+            message_build(c, s);
+            session_send(s);
+        }
     }
 }
 
@@ -691,6 +724,7 @@ int client_open(client_t **out, const char *addresses, const client_options_t *o
     client_t *c = calloc(1, sizeof *c);
     if (!c) return CLIENT_ERR_SYSTEM;
     c->opt = opt;
+    c->answered = UINT32_MAX;
     int rc = addresses_parse(c, addresses);
     if (rc == 0) rc = client_alloc(c);
     if (rc == 0 && uv_mutex_init(&c->lock) != 0) rc = CLIENT_ERR_SYSTEM;

@@ -37,12 +37,20 @@
  * for events the lost attempt had applied: treat `exists` as success. Exception: `tick` is
  * not idempotent; a retried tick may advance the cell's clock twice.
  *
+ * Finding the leader. A session whose connection broke goes to the address that last
+ * answered, unless that is where it failed; then it tries the addresses one after the other
+ * without waiting, and waits only after a whole round of them failed (backoff_min_ms,
+ * doubling per round up to backoff_max_ms): an election ends at an address nobody can
+ * predict. When a session gets an answer at a new address (the cell elected a new leader),
+ * the sessions waiting to reconnect go there at once, and new messages go first to sessions
+ * connected there.
+ *
  * Ordering. With one session, messages go out one at a time in submission order. With
  * several sessions, up to `sessions` messages are in flight at once and the cell may apply
  * them in any order: a caller that needs B after A waits for A's callback before submitting B.
  *
  * Connections. Every session connects at client_open() and stays connected, reconnecting
- * with backoff (up to backoff_max_ms apart) while the cell cannot be reached.
+ * as above (at most backoff_max_ms apart) while the cell cannot be reached.
  *
  * Memory. Everything is allocated in client_open(): 2 MiB of buffers per session (a whole
  * request and a whole reply) and one small slot per request of requests_max. Nothing is
@@ -77,8 +85,8 @@ typedef struct client_options {
     uint32_t requests_max;       /* submissions outstanding at once (1 ..= 2^20; 1024) */
     uint32_t attempt_timeout_ms; /* one attempt (connect, or send to reply) (1000) */
     uint32_t deadline_ms;        /* from submission to giving up with CLIENT_ERR_TIMEOUT (10000) */
-    uint32_t backoff_min_ms;     /* first delay before reconnecting / retrying busy (10) */
-    uint32_t backoff_max_ms;     /* the delay doubles up to this (500) */
+    uint32_t backoff_min_ms;     /* first wait after a round of addresses / on busy (10) */
+    uint32_t backoff_max_ms;     /* the wait doubles up to this (500) */
     uint64_t cell;               /* written into every header's cell field (0: any) */
 } client_options_t;
 

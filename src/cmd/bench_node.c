@@ -1,21 +1,13 @@
 /* `cellpay bench node`: durable throughput and latency of one cell, measured from a client. */
-#include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "base/constants.h"
 #include "base/prng.h"
 #include "client/client.h"
+#include "cmd/bench_cluster.h"
 #include "cmd/cmd_args.h"
 #include "ledger/ledger.h"
 
@@ -43,72 +35,11 @@ typedef struct bn {
     int32_t last_error;
 } bn_t;
 
-static uint64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* A loopback port that was free a moment ago (for the replicas' peer addresses, which every
- * replica must know before any starts). */
-static int bn_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
-/* Starts replica `id` (0: a group of one) on an ephemeral client port in dir; returns its pid
- * and writes its client address. */
-static pid_t bn_start_node(const char *dir, const bn_opts_t *o, uint32_t id, const char *peers,
-                           char *addr, size_t n) {
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    char am[16], tm[16];
-    snprintf(am, sizeof am, "%u", o->accounts + 16);
-    snprintf(tm, sizeof tm, "%u", o->transfers + 16);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* the node never outlives the benchmark */
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        char ids[16];
-        snprintf(ids, sizeof ids, "%u", id);
-        if (id == 0)
-            execl("/proc/self/exe", "cellpay", "node", "--data", dir, "--listen", "127.0.0.1:0",
-                  "--accounts-max", am, "--transfers-max", tm, (char *)NULL);
-        else
-            execl("/proc/self/exe", "cellpay", "node", "--data", dir, "--listen", "127.0.0.1:0",
-                  "--accounts-max", am, "--transfers-max", tm, "--cell", "1", "--id", ids,
-                  "--peers", peers, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    FILE *f = fdopen(fds[0], "r");
-    char line[256];
-    while (pid > 0 && f && fgets(line, sizeof line, f)) {
-        const char *p = strstr(line, "listening on ");
-        if (!p) continue;
-        snprintf(addr, n, "%s", p + strlen("listening on "));
-        addr[strcspn(addr, "\n")] = '\0';
-        fclose(f);
-        return pid;
-    }
-    if (f) fclose(f);
-    return -1;
-}
-
 static void bn_done(void *ctx, int32_t status, uint64_t ts, const void *reply, uint32_t size) {
     (void)ts;
     bn_slot_t *s = ctx;
     bn_t *b = s->bench;
-    uint64_t lat = mono_ns() - s->t0;
+    uint64_t lat = bc_now_ns() - s->t0;
     uint64_t failed = 0;
     if (status == 0) {
         const ledger_result_t *r = reply;
@@ -165,7 +96,7 @@ static int bn_run(client_t *c, const bn_opts_t *o) {
     u128 base = (u128)o->seed << 64;
     if (bn_accounts(c, o, base) != 0) return 1;
     prng_t rng = {o->seed};
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = bc_now_ns();
     for (uint32_t done = 0; done < o->transfers;) {
         pthread_mutex_lock(&b.mu);
         while (b.free_count == 0) pthread_cond_wait(&b.cv, &b.mu);
@@ -183,7 +114,7 @@ static int bn_run(client_t *c, const bn_opts_t *o) {
                                              .ledger = 1,
                                              .code = 1};
         }
-        s->t0 = mono_ns();
+        s->t0 = bc_now_ns();
         int rc = client_submit(c, PROTO_OP_CREATE_TRANSFERS, s->body, s->n * 128, bn_done, s);
         if (rc != 0) {
             fprintf(stderr, "cellpay bench node: submit: %s\n", client_status_str(rc));
@@ -194,7 +125,7 @@ static int bn_run(client_t *c, const bn_opts_t *o) {
     pthread_mutex_lock(&b.mu);
     while (b.free_count < o->clients) pthread_cond_wait(&b.cv, &b.mu);
     pthread_mutex_unlock(&b.mu);
-    double secs = (double)(mono_ns() - t0) / 1e9; /* measurements, not money */
+    double secs = (double)(bc_now_ns() - t0) / 1e9; /* measurements, not money */
     qsort(b.latency_ns, b.latencies, sizeof b.latency_ns[0], cmp_u64);
     double p50 = (double)b.latency_ns[b.latencies / 2] / 1e6;
     double p99 = (double)b.latency_ns[(uint64_t)b.latencies * 99 / 100] / 1e6;
@@ -254,31 +185,16 @@ int bench_node(int argc, char **argv) {
                    .seed = 1};
     int rc = bn_parse(argc, argv, &o);
     if (rc) return rc;
-    char dirs[5][64], addrs[5 * 32] = "", peers[5 * 32] = "";
-    pid_t pids[5] = {0};
-    uint32_t started = 0;
+    bc_cluster_t cluster = {0};
     if (!o.addr) {
-        size_t pl = 0;
-        for (uint32_t i = 0; o.replicas > 1 && i < o.replicas; i++)
-            pl += (size_t)snprintf(peers + pl, sizeof peers - pl, "%s%u=127.0.0.1:%d", i ? "," : "",
-                                   i + 1, bn_free_port());
-        for (; started < o.replicas; started++) {
-            char addr[32];
-            snprintf(dirs[started], sizeof dirs[started], "/tmp/cellpay-bench-XXXXXX");
-            uint32_t id = o.replicas > 1 ? started + 1 : 0;
-            if (!mkdtemp(dirs[started]) ||
-                (pids[started] = bn_start_node(dirs[started], &o, id, peers, addr, sizeof addr)) <=
-                    0) {
-                fprintf(stderr, "cellpay bench node: could not start a node in %s\n",
-                        dirs[started]);
-                rc = 1;
-                break;
-            }
-            size_t al = strlen(addrs);
-            snprintf(addrs + al, sizeof addrs - al, "%s%s", started ? "," : "", addr);
-            printf("replica %u started in %s, listening on %s\n", started + 1, dirs[started], addr);
-        }
-        o.addr = addrs;
+        bc_options_t bo = {.replicas = o.replicas,
+                           .accounts_max = o.accounts + 16,
+                           .transfers_max = o.transfers + 16};
+        rc = bc_start(&cluster, &bo);
+        for (uint32_t i = 0; rc == 0 && i < o.replicas; i++)
+            printf("replica %u started in %s, listening on %s\n", i + 1, cluster.r[i].dir,
+                   cluster.r[i].addr);
+        o.addr = cluster.addrs;
     }
     client_t *c = NULL;
     client_options_t co = {
@@ -288,16 +204,6 @@ int bench_node(int argc, char **argv) {
     else if (rc == 0)
         rc = bn_run(c, &o);
     if (c) client_close(c);
-    for (uint32_t i = 0; i < started; i++) {
-        kill(pids[i], SIGTERM);
-        int st;
-        while (waitpid(pids[i], &st, 0) < 0 && errno == EINTR) {
-        }
-    }
-    for (uint32_t i = 0; i < started; i++) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dirs[i]);
-        if (system(cmd) != 0) fprintf(stderr, "cellpay bench node: could not remove %s\n", dirs[i]);
-    }
+    bc_stop(&cluster);
     return rc ? 1 : 0;
 }

@@ -14,6 +14,8 @@ static const char bench_usage[] =
     "                            [--seed S]\n"
     "       cellpay bench node [--replicas 1] [--clients N] [--batch N] [--transfers N]\n"
     "                          [--accounts N] [--addr HOST:PORT] [--seed S]\n"
+    "       cellpay bench failover [--kills N] [--clients N] [--accounts N] [--seed S]\n"
+    "                              [--election-ms MS]\n"
     "\n"
     "bench ledger applies single-phase transfers to an in-memory ledger on one thread and\n"
     "prints, as its last line,\n"
@@ -37,7 +39,39 @@ static const char bench_usage[] =
     "  --batch N       transfers per request, 1..8189 (default 8189)\n"
     "  --transfers N   transfers in all (default 1000000)\n"
     "  --accounts N    accounts (default 10000)\n"
-    "  --addr H:P      use a running node (its data stays)\n";
+    "  --addr H:P      use a running node (its data stays)\n"
+    "\n"
+    "bench failover starts a cell of three replicas on this machine (loopback, data in a\n"
+    "temporary directory removed at the end) and keeps N client threads sending small\n"
+    "create_transfers requests (1 to 8 transfers each, one request in flight per thread)\n"
+    "through one client library that knows all three addresses. Then, --kills times: it\n"
+    "finds the leader (the replica that answers ping with ok), SIGKILLs it, restarts it on\n"
+    "the same data directory and addresses, and waits until a leader answers and transfers\n"
+    "have been acknowledged for a while (max(1 s, 5 x the election timeout)) with all three\n"
+    "up. The failover time of a kill runs from the signal to the first acknowledgement of a\n"
+    "request SUBMITTED after it: the election, the client finding the new leader, and the\n"
+    "first commit on it. Requests that were in flight at the kill are retried by the client\n"
+    "and do not count. The clients, the replicas and the measuring share this machine.\n"
+    "\n"
+    "At the end it stops the load and checks the cell through its leader:\n"
+    "  lost        acknowledged transfers (created, or exists on a resend) that\n"
+    "              lookup_transfers does not find, or finds with other accounts, amount or\n"
+    "              timestamp (and any transfer found that differs from what was sent);\n"
+    "  duplicated  accounts whose posted balances differ from the sums of the transfers that\n"
+    "              exist (lookups over every id ever submitted), plus transfers found twice\n"
+    "              (in a lookup reply or in an account's get_account_transfers).\n"
+    "It prints a line per kill and, as its last line,\n"
+    "  failover p50_ms=<x> max_ms=<y> lost=<N> duplicated=<N>\n"
+    "(p50: the median kill, the lower one of an even count). It exits 1 when lost or\n"
+    "duplicated is not 0, when a transfer was refused or is missing from its accounts'\n"
+    "histories, or when the cell could not be driven or checked.\n"
+    "\n"
+    "  --kills N        leader kills (default 5)\n"
+    "  --clients N      load threads, and as many connections (default 8)\n"
+    "  --accounts N     accounts the transfers move money between (default 1000)\n"
+    "  --seed S         the transfers' accounts and amounts, and the pauses between kills\n"
+    "                   (default 1)\n"
+    "  --election-ms MS the replicas' --election-ms (default: the node's, 150)\n";
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -130,6 +164,7 @@ static int bench_ledger(const bench_ledger_opts_t *o) {
 }
 
 int bench_node(int argc, char **argv);
+int bench_failover(int argc, char **argv);
 
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -137,6 +172,7 @@ int cmd_bench(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "node")) return bench_node(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "failover")) return bench_failover(argc - 1, argv + 1);
     if (strcmp(argv[1], "ledger") != 0) {
         fprintf(stderr, "cellpay bench: unknown benchmark \"%s\"\n\n%s", argv[1], bench_usage);
         return 2;

@@ -14,7 +14,7 @@ static const char usage[] =
     "  client   JSON Lines ledger requests to a running cell, replies on stdout\n"
     "  admin    a running cell's replicas: `admin cell status`, `admin cell transfer-leader`\n"
     "  sim      run the Raft simulator for one seed (consensus checks)\n"
-    "  bench    measurements (bench ledger)\n"
+    "  bench    measurements (bench ledger, node, failover)\n"
     "  help     this text; `cellpay <command> --help` describes one command\n";
 
 int main(int argc, char **argv) {

@@ -683,6 +683,66 @@ static void test_failover_across_addresses(void **state) {
     fake_stop(leader);
 }
 
+/* A round of the addresses does not wait: a dead one and a follower cost nothing, while any
+ * backoff (15 to 30 s) would outlast the request's deadline. */
+static void test_round_of_addresses_without_waiting(void **state) {
+    (void)state;
+    fake_server_t *dead = fake_start(), *follower = fake_start(), *leader = fake_start();
+    uint16_t dead_port = dead->port;
+    fake_stop(dead);
+    atomic_store(&follower->always_not_leader, true);
+    char addr[96];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u,127.0.0.1:%u,127.0.0.1:%u", dead_port, follower->port,
+             leader->port);
+    client_options_t o = {.deadline_ms = 5000, .backoff_min_ms = 30000, .backoff_max_ms = 30000};
+    client_t *c = NULL;
+    assert_int_equal(client_open(&c, addr, &o), 0);
+    create_accounts_1_2(c);
+    client_stats_t st;
+    client_stats(c, &st);
+    assert_int_equal(st.breaks, 2); /* refused by the dead one, not_leader from the follower */
+    client_close(c);
+    fake_stop(follower);
+    fake_stop(leader);
+}
+
+/* Sessions sitting out a long backoff after a whole round of not_leader go to a new leader as
+ * soon as another session finds it, long before their backoff (15 to 30 s) ends. */
+static void test_sessions_follow_a_found_leader(void **state) {
+    (void)state;
+    fake_server_t *a = fake_start(), *b = fake_start();
+    atomic_store(&a->always_not_leader, true);
+    atomic_store(&b->always_not_leader, true);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u,127.0.0.1:%u", a->port, b->port);
+    client_options_t o = {
+        .sessions = 3, .deadline_ms = 60000, .backoff_min_ms = 30000, .backoff_max_ms = 30000};
+    client_t *c = NULL;
+    assert_int_equal(client_open(&c, addr, &o), 0);
+    WAIT_UNTIL(atomic_load(&a->connections) == 3, WAIT_MS);
+    assert_int_equal(atomic_load(&a->connections), 3);
+    outcome_t out[3] = {0};
+    submit_plug(c, &out[0]);
+    submit_plug(c, &out[1]);
+    /* Two sessions try a, then b at once, then wait; the third stays idle at a. */
+    client_stats_t st;
+    WAIT_UNTIL((client_stats(c, &st), st.breaks == 4), WAIT_MS);
+    assert_int_equal(st.breaks, 4);
+    assert_int_equal(fake_log_count(b), 2);
+    atomic_store(&b->always_not_leader, false);
+    /* The idle one gets the next request: not_leader at a, then b answers at once. */
+    submit_plug(c, &out[2]);
+    WAIT_UNTIL(out[0].calls + out[1].calls + out[2].calls == 3, WAIT_MS);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(out[i].calls, 1);
+        assert_int_equal(out[i].status, PROTO_STATUS_OK);
+    }
+    assert_int_equal(fake_log_count(b), 5);
+    client_close(c);
+    fake_stop(a);
+    fake_stop(b);
+}
+
 static void test_sessions_keep_k_in_flight(void **state) {
     (void)state;
     fake_server_t *f = fake_start();
@@ -797,6 +857,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_corrupt_replies_break_connection),
         cmocka_unit_test(test_busy_and_not_leader),
         cmocka_unit_test(test_failover_across_addresses),
+        cmocka_unit_test(test_round_of_addresses_without_waiting),
+        cmocka_unit_test(test_sessions_follow_a_found_leader),
         cmocka_unit_test(test_sessions_keep_k_in_flight),
         cmocka_unit_test(test_close_with_requests_in_flight),
     };
