@@ -20,6 +20,7 @@
 #define TIMEOUT_MS_MAX 3600000u
 #define ASK_MS_MAX 1000u /* one replica's answer to one question */
 #define POLL_MS 50u
+#define RETRY_MS 500u /* ask the leader again when it still leads in the same term */
 
 static const char admin_usage[] =
     "usage: cellpay admin cell status --addr HOST:PORT[,HOST:PORT...] [--timeout-ms N]\n"
@@ -44,8 +45,11 @@ static const char admin_usage[] =
     "cell transfer-leader\n"
     "  Finds the leader among the replicas, asks it to hand leadership to --to ID (default:\n"
     "  the follower with the most of the log), waits until a replica leads in a newer term\n"
-    "  and prints it. Exits 1 when there is no leader, the leader refuses (an unknown id),\n"
-    "  or no new leader is seen within --timeout-ms.\n"
+    "  and prints it. The leader gives a transfer up when its target has not caught up within\n"
+    "  an election timeout (a slow disk there, say), so while it still leads in the same term\n"
+    "  it is asked again every 0.5 s. The leader takes no writes while a transfer runs.\n"
+    "  Exits 1 when there is no leader, the leader refuses (an unknown id), or no new leader\n"
+    "  is seen within --timeout-ms.\n"
     "\n"
     "cell add-replica\n"
     "  Asks the leader to add replica --id, whose peer address is --peer-addr, to the group.\n"
@@ -185,26 +189,39 @@ static int admin_transfer(replica_t *rs, uint32_t n, uint32_t to, uint32_t timeo
         return 0;
     }
     proto_transfer_leader_t req = {.target = to};
-    int32_t st = client_call_once(rs[old].addr, PROTO_OP_TRANSFER_LEADER, &req, sizeof req, NULL, 0,
-                                  NULL, ask_ms);
-    if (st != PROTO_STATUS_OK) {
-        fprintf(stderr, "cellpay admin: replica %" PRIu32 " (%s) did not start the transfer: %s\n",
-                was.node_id, rs[old].addr,
-                st != PROTO_STATUS_INVALID ? client_status_str(st)
-                : to != 0                  ? "it has no voter of that id"
-                                           : "it has no follower to hand over to");
-        return 1;
-    }
-    /* Done when a replica leads in a newer term: the old leader steps down as the target
-     * campaigns. A transfer the target cannot finish (behind, unreachable) times out in the
-     * core after an election timeout and the old leader goes on. */
-    while (now_ms() < deadline) {
+    uint32_t requests = 0;
+    uint64_t asked = 0;
+    for (;;) {
+        if (requests == 0 || now_ms() - asked >= RETRY_MS) {
+            int32_t st = client_call_once(rs[old].addr, PROTO_OP_TRANSFER_LEADER, &req, sizeof req,
+                                          NULL, 0, NULL, ask_ms);
+            /* not_leader on a later request: it stepped down meanwhile; the loop looks. */
+            if (st != PROTO_STATUS_OK && !(requests > 0 && st == PROTO_STATUS_NOT_LEADER)) {
+                fprintf(stderr,
+                        "cellpay admin: replica %" PRIu32 " (%s) did not start the transfer: %s\n",
+                        was.node_id, rs[old].addr,
+                        st != PROTO_STATUS_INVALID ? client_status_str(st)
+                        : to != 0                  ? "it has no voter of that id"
+                                                   : "it has no follower to hand over to");
+                return 1;
+            }
+            requests++;
+            asked = now_ms();
+        }
+        if (now_ms() >= deadline) break;
         sleep_ms(POLL_MS);
+        /* Done when a replica leads in a newer term: the old leader steps down as the target
+         * campaigns. */
         int now = find_leader(rs, n, ask_ms);
-        if (now < 0 || rs[now].s.term <= was.term) continue;
+        if (now >= 0 && rs[now].s.node_id == was.node_id) continue; /* still: ask again */
+        if (now < 0 || rs[now].s.term <= was.term) {
+            asked = now_ms(); /* an election runs: wait for its outcome before asking again */
+            continue;
+        }
         printf("leader: replica %" PRIu32 " (%s), term %" PRIu64 "; was replica %" PRIu32
-               ", term %" PRIu64 "\n",
-               rs[now].s.node_id, rs[now].addr, rs[now].s.term, was.node_id, was.term);
+               ", term %" PRIu64 " (%" PRIu32 " request%s)\n",
+               rs[now].s.node_id, rs[now].addr, rs[now].s.term, was.node_id, was.term, requests,
+               requests == 1 ? "" : "s");
         if (to != 0 && rs[now].s.node_id != to) {
             fprintf(stderr,
                     "cellpay admin: replica %" PRIu32 " was asked for but %" PRIu32
@@ -214,7 +231,8 @@ static int admin_transfer(replica_t *rs, uint32_t n, uint32_t to, uint32_t timeo
         }
         return 0;
     }
-    fprintf(stderr, "cellpay admin: no new leader within %" PRIu32 " ms\n", timeout_ms);
+    fprintf(stderr, "cellpay admin: no new leader within %" PRIu32 " ms (%" PRIu32 " request%s)\n",
+            timeout_ms, requests, requests == 1 ? "" : "s");
     return 1;
 }
 

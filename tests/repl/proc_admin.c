@@ -226,6 +226,31 @@ static void three_replicas(void) {
     CHECK(run(cmd, out, sizeof out) == 1, "an unknown --to exits 1");
     CHECK(strstr(out, "no voter of that id") != NULL, "and says why: %s", out);
 
+    /* A target that cannot catch up within an election timeout: the leader gives the
+     * transfer up and goes on; the command asks again while the old leader leads in the
+     * same term, and the transfer succeeds once the target runs again. */
+    int lead = -1;
+    for (int i = 0; i < 3 && lead < 0; i++)
+        if (status_of(&np[i], &now) == PROTO_STATUS_OK && now.role == PROTO_ROLE_LEADER) lead = i;
+    CHECK(lead >= 0, "a leader");
+    int slow = (lead + 1) % 3;
+    kill(np[slow].pid, SIGSTOP);
+    create_transfer(np[lead].addr, 2); /* the stopped replica lacks it: no TimeoutNow yet */
+    snprintf(cmd, sizeof cmd,
+             "%s admin cell transfer-leader --addr %s --to %d --timeout-ms 10000 2>&1", cellpay,
+             addrs, slow + 1);
+    FILE *pipe = popen(cmd, "r");
+    CHECK(pipe != NULL, "popen");
+    np_sleep_ms(2500); /* the command's first request is given up while the target sleeps */
+    kill(np[slow].pid, SIGCONT);
+    size_t got = fread(out, 1, sizeof out - 1, pipe);
+    out[got] = '\0';
+    int st = pclose(pipe);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "transfer to a slow target: %s", out);
+    snprintf(want, sizeof want, "leader: replica %d (", slow + 1);
+    CHECK(strstr(out, want) && !strstr(out, "(1 request)"), "asked again: %s", out);
+    printf("transfer to a stopped target: %s", out);
+
     /* Status of all three, then with one address where nothing answers. */
     snprintf(cmd, sizeof cmd, "%s admin cell status --addr %s", cellpay, addrs);
     CHECK(run(cmd, out, sizeof out) == 0, "status exits 0");
