@@ -63,10 +63,11 @@ int cmd_sim(int argc, char **argv) {
     printf("seed %llu nodes %u steps %" PRIu64 ": %s; %" PRIu64 " leaders, %" PRIu64
            " crashes, %" PRIu64 " commands acknowledged, %" PRIu64 " reads, commit index %" PRIu64
            ", %" PRIu64 " snapshots taken, %" PRIu64 " installed (%" PRIu64
-           " failed to verify), %" PRIu64 " membership changes\n",
+           " failed to verify), %" PRIu64 " membership changes, %" PRIu64
+           " ledger transfers applied and checked (%" PRIu64 " retried duplicates)\n",
            seed, nodes, st.steps, ok ? "ok" : "VIOLATION", st.elections, st.crashes, st.acked,
            st.reads, st.max_commit, st.snapshots, st.installs, st.install_failures,
-           st.member_changes);
+           st.member_changes, st.ledger_transfers, st.ledger_duplicates);
     rf_sim_destroy(s);
     return ok ? 0 : 1;
 }

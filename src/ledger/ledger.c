@@ -108,9 +108,13 @@ ledger_t *ledger_create(const ledger_config_t *config) {
     l->balances = cp_table_alloc(c.balances_max, sizeof l->balances[0]);
     l->failed_ids = cp_table_alloc(c.failed_ids_max, sizeof l->failed_ids[0]);
     l->expiry = cp_table_alloc(c.transfers_max, sizeof l->expiry[0]);
-    l->undo = calloc((size_t)CP_BATCH_EVENTS_MAX * UNDO_RECORDS_PER_EVENT, sizeof l->undo[0]);
-    l->undo_bytes = calloc(CP_BATCH_EVENTS_MAX, UNDO_BYTES_PER_EVENT);
-    l->chain_expiry = calloc(CP_BATCH_EVENTS_MAX, sizeof l->chain_expiry[0]);
+    /* Mapped like the tables, not calloc'ed: once a large block was freed, malloc serves the
+     * next from its heap and calloc clears all 5 MB of the undo log at every creation, though
+     * only linked chains ever touch it. */
+    l->undo =
+        cp_table_alloc((size_t)CP_BATCH_EVENTS_MAX * UNDO_RECORDS_PER_EVENT, sizeof l->undo[0]);
+    l->undo_bytes = cp_table_alloc(CP_BATCH_EVENTS_MAX, UNDO_BYTES_PER_EVENT);
+    l->chain_expiry = cp_table_alloc(CP_BATCH_EVENTS_MAX, sizeof l->chain_expiry[0]);
     bool ok = l->accounts && l->ameta && l->transfers && l->tmeta && l->balances && l->failed_ids &&
               l->expiry && l->undo && l->undo_bytes && l->chain_expiry;
     ok = ok && lindex_init(&l->accounts_ix, c.accounts_max, l->accounts, sizeof l->accounts[0]);
@@ -136,10 +140,22 @@ void ledger_destroy(ledger_t *l) {
     cp_table_free(l->balances, l->config.balances_max, sizeof l->balances[0]);
     cp_table_free(l->failed_ids, l->config.failed_ids_max, sizeof l->failed_ids[0]);
     cp_table_free(l->expiry, l->config.transfers_max, sizeof l->expiry[0]);
-    free(l->undo);
-    free(l->undo_bytes);
-    free(l->chain_expiry);
+    cp_table_free(l->undo, (size_t)CP_BATCH_EVENTS_MAX * UNDO_RECORDS_PER_EVENT, sizeof l->undo[0]);
+    cp_table_free(l->undo_bytes, CP_BATCH_EVENTS_MAX, UNDO_BYTES_PER_EVENT);
+    cp_table_free(l->chain_expiry, CP_BATCH_EVENTS_MAX, sizeof l->chain_expiry[0]);
     free(l);
+}
+
+void ledger_reset(ledger_t *l) {
+    cp_assert(!l->chain_open);
+    lindex_clear(&l->accounts_ix, l->n.accounts);
+    lindex_clear(&l->transfers_ix, l->n.transfers);
+    lindex_clear(&l->failed_ix, l->n.failed_ids);
+    /* Rows past the counters are dead: every row is written whole when it is next used, as
+     * after a chain's rollback. */
+    l->n = (lcounters_t){0};
+    l->expiry_count = 0;
+    l->last_timestamp = 0;
 }
 
 /* ---- Linked chains: an undo log of saved memory plus the counters at the chain's start.

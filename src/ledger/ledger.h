@@ -246,6 +246,11 @@ typedef struct ledger ledger_t;
 ledger_t *ledger_create(const ledger_config_t *config);
 void ledger_destroy(ledger_t *ledger);
 
+/* Empties the ledger: afterwards it is as ledger_create() returned it, with the same
+ * capacities and the memory already touched kept (a replica that loses its state and rebuilds
+ * it, over and over, in the simulator). O(accounts + transfers + failed ids). */
+void ledger_reset(ledger_t *ledger);
+
 /* Applies a batch. The batch owns the timestamps (timestamp - count, timestamp]: event i is
  * stamped timestamp - count + i + 1. `timestamp` must be above every timestamp used so far
  * and at most 2^63-1. results[i] is written for every event. */

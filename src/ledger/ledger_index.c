@@ -38,3 +38,14 @@ void lindex_remove(lindex_t *ix, uint64_t hash, uint32_t row) {
     }
     ix->slots[hole] = 0;
 }
+
+void lindex_clear(lindex_t *ix, uint32_t count) {
+    /* A run of occupied slots starts with an entry in its home slot, and every entry lies in
+     * the run of its home slot. Clearing from each entry's home slot to the end of its run
+     * therefore empties every run: a slot found empty here was emptied by a walk that started
+     * at or before it and went on to the end of the run. */
+    for (uint32_t r = 0; r < count; r++)
+        for (uint64_t i = lindex_hash(lindex_row_id(ix, r)) & ix->mask; ix->slots[i] != 0;
+             i = (i + 1) & ix->mask)
+            ix->slots[i] = 0;
+}

@@ -78,6 +78,10 @@ static inline void lindex_insert(lindex_t *ix, uint64_t hash, uint32_t row) {
  * back so that every remaining entry stays reachable from its home slot. */
 void lindex_remove(lindex_t *ix, uint64_t hash, uint32_t row);
 
+/* Removes the entries of rows [0, count), which must be every entry, in O(count + the probe
+ * runs they sit in) rather than O(slots). */
+void lindex_clear(lindex_t *ix, uint32_t count);
+
 /* Slots for `capacity` rows at a load factor of at most 1/2; false when out of memory. */
 bool lindex_init(lindex_t *ix, uint32_t capacity, const void *rows, size_t stride);
 void lindex_free(lindex_t *ix);

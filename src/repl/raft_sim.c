@@ -9,6 +9,7 @@
 
 #include "base/assert.h"
 #include "base/prng.h"
+#include "ledger/ledger.h"
 
 #define SIM_LOG_MAX 8192u  /* entries in a run: also the core's window */
 #define SIM_NET_MAX 2048u  /* messages in flight; more are lost */
@@ -19,12 +20,20 @@
 #define SIM_LM_CAP (1u << 16) /* log-matching table (index, term) -> data, prev term */
 #define SIM_READS_MAX 4096u
 #define SIM_ANY UINT32_MAX
-/* Snapshots: a header and the applied-per-id table, sent in chunks of SIM_CHUNK bytes at most
- * (an odd size, so the last chunk is short). */
+/* Snapshots: a header, the applied-per-id table and the ledger's image, sent in chunks of
+ * SIM_CHUNK bytes at most (an odd size, so the last chunk is short). */
 #define SIM_SNAP_MAGIC 0x50414e534d495355ull
-#define SIM_SNAP_HDR (32u + 64u) /* magic, index, term, chain, the membership */
-#define SIM_SNAP_BYTES (SIM_SNAP_HDR + SIM_IDS_MAX)
+#define SIM_SNAP_MEMBERS 40u                         /* after magic, index, term, chain, size */
+#define SIM_SNAP_HDR (SIM_SNAP_MEMBERS + 64u)        /* ... and the membership */
+#define SIM_SNAP_LEDGER (SIM_SNAP_HDR + SIM_IDS_MAX) /* the ledger image starts here */
+#define SIM_SNAP_LIMIT (64u << 20) /* sanity bound on a snapshot's size (a few MB at most) */
 #define SIM_CHUNK 1500u
+/* The ledger every replica applies commands to: the same accounts, created the same way at
+ * the start of every replica's state, so that replicas differ only by what they applied.
+ * A log index applies at most one transfer, so SIM_LOG_MAX rows hold a whole run. */
+#define SIM_ACCOUNTS 8u
+#define SIM_LEDGER_ID 1u
+#define SIM_TS_PER_INDEX 1000u /* a transfer's timestamp: its log index times this */
 
 typedef struct sim_ent {
     uint64_t term;
@@ -39,10 +48,12 @@ typedef struct sim_msg {
     uint8_t chunk[SIM_CHUNK]; /* RF_MSG_SNAP: the bytes of ents[0] */
 } sim_msg_t;
 
-/* A durable snapshot: magic, index, term, chain, then eff (SIM_IDS_MAX bytes). */
+/* A durable snapshot: magic, index, term, chain, size, the membership, eff (SIM_IDS_MAX
+ * bytes), then the ledger image (header and regions, ledger.h). bytes grows as needed. */
 typedef struct sim_snap {
-    uint64_t index, term;
-    uint8_t bytes[SIM_SNAP_BYTES];
+    uint64_t index, term, size;
+    size_t cap;
+    uint8_t *bytes;
 } sim_snap_t;
 
 typedef struct sim_node {
@@ -53,11 +64,12 @@ typedef struct sim_node {
     sim_ent_t *log; /* log[i] is index i; [1, len] written, [1, persisted] durable */
     uint64_t len, persisted;
     uint64_t applied, chain;
-    uint8_t *eff; /* per command id: applied (deduplicated by id, rule 11) */
+    uint8_t *eff;     /* per command id: applied (deduplicated by id, rule 11) */
+    ledger_t *ledger; /* the state machine proper; lost on crash, rebuilt at start */
     /* Snapshots survive crashes: snaps[1] the newest, snaps[0] the one before (the window
      * starts after it, as the node's does); rx (volatile) the one being received. */
-    sim_snap_t *snaps;
-    uint8_t *rx;
+    sim_snap_t snaps[2];
+    sim_snap_t rx;
     uint64_t installs;
     uint64_t commit_checked;
     uint32_t reads_done;
@@ -67,6 +79,7 @@ typedef struct sim_node {
 
 typedef struct sim_com {
     uint64_t term, hash, chain; /* 0: not known yet */
+    uint64_t ledger;            /* digest of the ledger's balances after this index; 0: ditto */
 } sim_com_t;
 
 typedef struct sim_lm {
@@ -161,6 +174,113 @@ static uint64_t ent_hash(uint64_t term, uint8_t type, const void *data, uint32_t
     return h | 1; /* never 0: 0 means unknown */
 }
 
+/* ---- The ledger state machine ---- */
+
+static const ledger_config_t sim_ledger_config = {.accounts_max = SIM_ACCOUNTS,
+                                                  .transfers_max = SIM_LOG_MAX};
+
+/* Empties l and opens the accounts. Account 1 must not be overdrawn (so some transfers fail,
+ * and their ids are remembered as failed), account 2 keeps a balance history: both travel in
+ * snapshots as well. */
+static void ledger_open(ledger_t *l) {
+    ledger_reset(l);
+    ledger_account_t a[SIM_ACCOUNTS];
+    ledger_result_t r[SIM_ACCOUNTS];
+    for (uint32_t k = 0; k < SIM_ACCOUNTS; k++)
+        a[k] = (ledger_account_t){.id = k + 1,
+                                  .ledger = SIM_LEDGER_ID,
+                                  .code = 1,
+                                  .flags = k == 0   ? LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS
+                                           : k == 1 ? LEDGER_ACCOUNT_HISTORY
+                                                    : 0};
+    /* Timestamps 1..SIM_ACCOUNTS, below every transfer's (index * SIM_TS_PER_INDEX). */
+    ledger_status_t st = ledger_create_accounts(l, SIM_ACCOUNTS, a, SIM_ACCOUNTS, r);
+    cp_assert(st == LEDGER_OK);
+    for (uint32_t k = 0; k < SIM_ACCOUNTS; k++) cp_assert(r[k].result == LEDGER_ACCOUNT_CREATED);
+}
+
+/* The transfer of command id, from the id alone: a retry carries another payload (the time
+ * of its proposal) but must be the same transfer, so that the ledger answers it `exists`. */
+static ledger_transfer_t cmd_transfer(uint64_t id) {
+    uint64_t h = mix(id, 0x6c6564676572ull);
+    uint32_t dr = (uint32_t)(h % SIM_ACCOUNTS);
+    uint32_t cr = (dr + 1 + (uint32_t)((h >> 8) % (SIM_ACCOUNTS - 1))) % SIM_ACCOUNTS;
+    return (ledger_transfer_t){.id = id,
+                               .debit_account_id = dr + 1,
+                               .credit_account_id = cr + 1,
+                               .amount = 1 + (h >> 16) % 1000,
+                               .ledger = SIM_LEDGER_ID,
+                               .code = 1};
+}
+
+/* The balances of every account (read through lookups, as a client would) and the number of
+ * transfers and failed ids: equal on two replicas that applied the same commands. */
+static uint64_t ledger_digest(const ledger_t *l) {
+    u128 ids[SIM_ACCOUNTS];
+    ledger_account_t a[SIM_ACCOUNTS];
+    for (uint32_t k = 0; k < SIM_ACCOUNTS; k++) ids[k] = k + 1;
+    uint32_t got = ledger_lookup_accounts(l, ids, SIM_ACCOUNTS, a);
+    uint64_t h = mix(0, got);
+    for (uint32_t k = 0; k < got; k++) {
+        const u128 v[4] = {a[k].debits_pending, a[k].debits_posted, a[k].credits_pending,
+                           a[k].credits_posted};
+        h = mix(h, (uint64_t)a[k].id);
+        for (int j = 0; j < 4; j++) h = mix(mix(h, (uint64_t)v[j]), (uint64_t)(v[j] >> 64));
+    }
+    ledger_stats_t st;
+    ledger_stats(l, &st);
+    return mix(mix(h, st.transfers), st.failed_ids) | 1; /* never 0: 0 means unknown */
+}
+
+static void snap_reserve(sim_snap_t *sn, uint64_t size) {
+    cp_assert(size <= SIM_SNAP_LIMIT);
+    if (size <= sn->cap) return;
+    size_t cap = sn->cap ? sn->cap : 64u << 10;
+    while (cap < size) cap *= 2;
+    sn->bytes = realloc(sn->bytes, cap);
+    cp_assert(sn->bytes);
+    sn->cap = cap;
+}
+
+/* Appends the ledger's image at sn->bytes + off; returns the snapshot's new size. */
+static uint64_t ledger_save(const ledger_t *l, sim_snap_t *sn, uint64_t off) {
+    ledger_image_header_t h;
+    ledger_region_t r[LEDGER_IMAGE_REGIONS];
+    ledger_image_header(l, &h);
+    uint32_t count = ledger_image_regions(l, &h, r);
+    uint64_t size = off + sizeof h;
+    for (uint32_t k = 0; k < count; k++) size += r[k].size;
+    snap_reserve(sn, size);
+    memcpy(sn->bytes + off, &h, sizeof h);
+    off += sizeof h;
+    for (uint32_t k = 0; k < count; k++) {
+        if (r[k].size) memcpy(sn->bytes + off, r[k].ptr, r[k].size);
+        off += r[k].size;
+    }
+    return off;
+}
+
+/* Restores l from the image of size bytes at b: NULL, or why not (then l is unusable until
+ * it is reset). */
+static const char *ledger_load(ledger_t *l, const uint8_t *b, uint64_t size) {
+    ledger_image_header_t h;
+    if (size < sizeof h) return "the ledger image is truncated";
+    memcpy(&h, b, sizeof h);
+    const char *err = ledger_image_check(&h, &sim_ledger_config);
+    if (err) return err;
+    ledger_reset(l);
+    ledger_region_t r[LEDGER_IMAGE_REGIONS];
+    uint32_t count = ledger_image_restore_regions(l, &h, r);
+    uint64_t off = sizeof h;
+    for (uint32_t k = 0; k < count; k++) {
+        if (r[k].size > size - off) return "the ledger image is truncated";
+        if (r[k].size) memcpy(r[k].ptr, b + off, r[k].size);
+        off += r[k].size;
+    }
+    if (off != size) return "the ledger image has trailing bytes";
+    return ledger_image_finish(l, &h); /* rebuilds the indexes, checks the invariants */
+}
+
 /* ---- Creation ---- */
 
 /* The members a node starts with when it has no snapshot: every node, or (membership runs)
@@ -188,11 +308,32 @@ static rf_config_t node_config(const rf_sim_t *s, uint32_t i) {
     return c;
 }
 
-/* The state machine as of snapshot bytes b. */
-static void state_load(sim_node_t *n, const uint8_t *b) {
+/* The state machine before any entry: nothing applied, the accounts opened. */
+static void state_reset(sim_node_t *n) {
+    n->applied = n->chain = 0;
+    memset(n->eff, 0, SIM_IDS_MAX);
+    ledger_open(n->ledger);
+}
+
+/* The state machine as of a snapshot; NULL, or why its ledger image does not restore. Then
+ * the ledger starts empty but the rest is loaded: the run fails anyway, and the node goes on
+ * applying from the snapshot's index until the step ends. */
+static const char *state_load(sim_node_t *n, const sim_snap_t *sn) {
+    const uint8_t *b = sn->bytes;
+    const char *err = ledger_load(n->ledger, b + SIM_SNAP_LEDGER, sn->size - SIM_SNAP_LEDGER);
+    if (err) ledger_open(n->ledger);
     memcpy(&n->applied, b + 8, 8);
     memcpy(&n->chain, b + 24, 8);
     memcpy(n->eff, b + SIM_SNAP_HDR, SIM_IDS_MAX);
+    return err;
+}
+
+/* A restored state that is not the one every replica had at its index. */
+static void state_check(rf_sim_t *s, uint32_t i, uint64_t index, const char *what) {
+    const sim_com_t *com = &s->com[index];
+    if (com->ledger && com->ledger != ledger_digest(s->n[i].ledger))
+        fail(s, "n%u %s snapshot %" PRIu64 " whose ledger no replica had there", i + 1, what,
+             index);
 }
 
 static void node_start(rf_sim_t *s, uint32_t i) {
@@ -203,7 +344,7 @@ static void node_start(rf_sim_t *s, uint32_t i) {
     c.log_start_term = sn->term;
     if (sn->index) { /* the membership stored with the snapshot */
         rf_members_t m;
-        bool ok = rf_members_decode(sn->bytes + 32, 64, &m);
+        bool ok = rf_members_decode(sn->bytes + SIM_SNAP_MEMBERS, 64, &m);
         cp_assert(ok);
         c.voter_count = c.learner_count = 0;
         for (uint32_t k = 0; k < m.count; k++) {
@@ -224,11 +365,17 @@ static void node_start(rf_sim_t *s, uint32_t i) {
     }
     n->len = n->persisted; /* the unsynced tail is gone */
     n->up = true;
-    n->applied = n->chain = 0;
-    memset(n->eff, 0, SIM_IDS_MAX);
+    /* The state machine is rebuilt like the chain: from the snapshot, then the core hands
+     * out the committed entries after it again. */
     if (sn->index) {
-        state_load(n, sn->bytes);
-        rf_snapshot_avail(n->r, sn->index, sn->term, SIM_SNAP_BYTES);
+        const char *err = state_load(n, sn);
+        if (err)
+            fail(s, "n%u restarts from snapshot %" PRIu64 " whose ledger image is bad: %s", i + 1,
+                 sn->index, err);
+        state_check(s, i, sn->index, "restarts from");
+        rf_snapshot_avail(n->r, sn->index, sn->term, sn->size);
+    } else {
+        state_reset(n);
     }
     n->commit_checked = n->applied;
     n->role = RF_FOLLOWER;
@@ -267,9 +414,10 @@ rf_sim_t *rf_sim_create(const rf_sim_config_t *c) {
     for (uint32_t i = 0; i < c->nodes; i++) {
         s->n[i].log = calloc(SIM_LOG_MAX + 2, sizeof(sim_ent_t));
         s->n[i].eff = calloc(SIM_IDS_MAX, 1);
-        s->n[i].snaps = calloc(2, sizeof(sim_snap_t));
-        s->n[i].rx = calloc(1, SIM_SNAP_BYTES);
-        cp_assert(s->n[i].log && s->n[i].eff && s->n[i].snaps && s->n[i].rx);
+        /* One ledger per node for the whole run: a crash resets it rather than freeing it,
+         * which would cost fresh memory (and page faults) at every one of many restarts. */
+        s->n[i].ledger = ledger_create(&sim_ledger_config);
+        cp_assert(s->n[i].log && s->n[i].eff && s->n[i].ledger);
         node_start(s, i);
     }
     return s;
@@ -281,8 +429,10 @@ void rf_sim_destroy(rf_sim_t *s) {
         rf_destroy(s->n[i].r);
         free(s->n[i].log);
         free(s->n[i].eff);
-        free(s->n[i].snaps);
-        free(s->n[i].rx);
+        ledger_destroy(s->n[i].ledger);
+        free(s->n[i].snaps[0].bytes);
+        free(s->n[i].snaps[1].bytes);
+        free(s->n[i].rx.bytes);
     }
     free(s->pool);
     free(s->com);
@@ -448,6 +598,42 @@ static uint64_t cmd_id(const rf_entry_t *e) {
     return id;
 }
 
+/* Command id, committed at index, applied to node i's ledger as a one-event batch stamped by
+ * the index (the same on every replica, and increasing as the ledger's clock requires). The
+ * first application creates the transfer (or fails it for want of funds, which the ledger
+ * remembers); a retried one is answered as already done and changes nothing. */
+static void ledger_apply(rf_sim_t *s, uint32_t i, uint64_t index, uint64_t id, bool first) {
+    sim_node_t *n = &s->n[i];
+    ledger_transfer_t t = cmd_transfer(id);
+    ledger_result_t r;
+    uint64_t before = first ? 0 : ledger_digest(n->ledger);
+    ledger_status_t st = ledger_create_transfers(n->ledger, index * SIM_TS_PER_INDEX, &t, 1, &r);
+    if (st != LEDGER_OK) {
+        fail(s, "n%u: the ledger refuses cmd %" PRIu64 " at index %" PRIu64 ": %s", i + 1, id,
+             index, ledger_status_str(st));
+        return;
+    }
+    s->st.ledger_transfers++;
+    const char *res = ledger_transfer_result_str(r.result);
+    if (first && r.result != LEDGER_TRANSFER_CREATED && r.result != LEDGER_TRANSFER_EXCEEDS_CREDITS)
+        fail(s, "n%u: cmd %" PRIu64 " at index %" PRIu64 ", applied for the first time, is %s",
+             i + 1, id, index, res);
+    if (!first) {
+        s->st.ledger_duplicates++;
+        if (r.result != LEDGER_TRANSFER_EXISTS && r.result != LEDGER_TRANSFER_ID_ALREADY_FAILED)
+            fail(s, "n%u: retried cmd %" PRIu64 " at index %" PRIu64 " is %s, not exists", i + 1,
+                 id, index, res);
+        if (ledger_digest(n->ledger) != before)
+            fail(s, "n%u: retried cmd %" PRIu64 " at index %" PRIu64 " changed the balances", i + 1,
+                 id, index);
+    }
+    const char *err = ledger_check_invariants(n->ledger);
+    s->st.ledger_checks++;
+    if (err)
+        fail(s, "n%u: ledger invariant broken after cmd %" PRIu64 " at index %" PRIu64 ": %s",
+             i + 1, id, index, err);
+}
+
 static void apply_one(rf_sim_t *s, uint32_t i, uint64_t index, const rf_entry_t *e) {
     sim_node_t *n = &s->n[i];
     cp_assert(index == n->applied + 1);
@@ -465,9 +651,20 @@ static void apply_one(rf_sim_t *s, uint32_t i, uint64_t index, const rf_entry_t 
     c->chain = n->chain;
     if (index > s->max_commit) s->max_commit = index;
     uint64_t id = cmd_id(e);
-    if (!id) return;
     cp_assert(id < SIM_IDS_MAX);
-    bool first = !n->eff[id];
+    bool first = id && !n->eff[id];
+    if (id) ledger_apply(s, i, index, id, first);
+    /* The ledger as of this index, compared across replicas: the chain says they applied the
+     * same entries, this that the entries did the same thing to every ledger. */
+    uint64_t d = ledger_digest(n->ledger);
+    if (c->ledger && c->ledger != d)
+        fail(s,
+             "replicas' ledgers differ at index %" PRIu64 ": n%u has balances digest %016" PRIx64
+             ", an earlier replica had %016" PRIx64,
+             index, i + 1, d, c->ledger);
+    if (c->ledger) s->st.ledger_compared++;
+    c->ledger = d;
+    if (!id) return;
     n->eff[id] = 1; /* a retried duplicate changes nothing: commands are idempotent by id */
     sim_pend_t *p = &s->pend[id];
     if (!p->acked && p->proposed && p->node == i) {
@@ -519,7 +716,7 @@ static void send_msg(rf_sim_t *s, uint32_t i, const rf_msg_t *m) {
              m->h.index, m->h.log_term);
         return;
     }
-    cp_assert(m->h.entry_count == 1 && m->h.ctx + m->entries[0].size <= SIM_SNAP_BYTES);
+    cp_assert(m->h.entry_count == 1 && m->h.ctx + m->entries[0].size <= sn->size);
     rf_entry_t e = {
         .term = m->entries[0].term, .size = m->entries[0].size, .data = sn->bytes + m->h.ctx};
     rf_msg_t c = {.h = m->h, .entries = &e};
@@ -531,23 +728,28 @@ static void send_msg(rf_sim_t *s, uint32_t i, const rf_msg_t *m) {
 static void take_snapshot(rf_sim_t *s, uint32_t i) {
     sim_node_t *n = &s->n[i];
     if (!s->snap_every || n->applied < n->snaps[1].index + s->snap_every) return;
-    sim_snap_t *sn = &n->snaps[0];
-    *sn = n->snaps[1];
-    n->snaps[1].index = n->applied;
-    n->snaps[1].term = rf_term_at(n->r, n->applied);
-    uint8_t *b = n->snaps[1].bytes;
+    sim_snap_t *sn = &n->snaps[0], *nw = &n->snaps[1];
+    sim_snap_t older = *nw; /* the buffers trade places: the oldest one is overwritten */
+    *nw = *sn;
+    *sn = older;
+    nw->index = n->applied;
+    nw->term = rf_term_at(n->r, n->applied);
+    snap_reserve(nw, SIM_SNAP_LEDGER);
+    nw->size = ledger_save(n->ledger, nw, SIM_SNAP_LEDGER);
+    uint8_t *b = nw->bytes;
     uint64_t magic = SIM_SNAP_MAGIC;
     memcpy(b, &magic, 8);
     memcpy(b + 8, &n->applied, 8);
-    memcpy(b + 16, &n->snaps[1].term, 8);
+    memcpy(b + 16, &nw->term, 8);
     memcpy(b + 24, &n->chain, 8);
+    memcpy(b + 32, &nw->size, 8);
     rf_members_t m;
     bool ok = rf_members_at(n->r, n->applied, &m);
     cp_assert(ok);
-    rf_members_encode(&m, (rf_members_wire_t *)(b + 32));
+    rf_members_encode(&m, (rf_members_wire_t *)(b + SIM_SNAP_MEMBERS));
     memcpy(b + SIM_SNAP_HDR, n->eff, SIM_IDS_MAX);
-    cp_assert(n->snaps[1].term != 0);
-    rf_snapshot_avail(n->r, n->snaps[1].index, n->snaps[1].term, SIM_SNAP_BYTES);
+    cp_assert(nw->term != 0);
+    rf_snapshot_avail(n->r, nw->index, nw->term, nw->size);
     if (sn->index) rf_compact(n->r, sn->index);
     s->st.snapshots++;
 }
@@ -556,13 +758,16 @@ static void take_snapshot(rf_sim_t *s, uint32_t i) {
  * install it (durably: it survives a crash from here on) and restart the log after it. */
 static void install_snapshot(rf_sim_t *s, uint32_t i, const rf_snap_chunk_t *c) {
     sim_node_t *n = &s->n[i];
-    uint64_t magic, index, term, chain;
-    memcpy(&magic, n->rx, 8);
-    memcpy(&index, n->rx + 8, 8);
-    memcpy(&term, n->rx + 16, 8);
-    memcpy(&chain, n->rx + 24, 8);
-    if (magic != SIM_SNAP_MAGIC || index != c->index || term != c->term ||
-        c->total != SIM_SNAP_BYTES || prng_chance_ppm(&s->prng, 50000)) {
+    uint64_t magic = 0, index = 0, term = 0, chain = 0, size = 0;
+    if (c->total >= SIM_SNAP_LEDGER && c->total <= n->rx.cap) {
+        memcpy(&magic, n->rx.bytes, 8);
+        memcpy(&index, n->rx.bytes + 8, 8);
+        memcpy(&term, n->rx.bytes + 16, 8);
+        memcpy(&chain, n->rx.bytes + 24, 8);
+        memcpy(&size, n->rx.bytes + 32, 8);
+    }
+    if (magic != SIM_SNAP_MAGIC || index != c->index || term != c->term || size != c->total ||
+        prng_chance_ppm(&s->prng, 50000)) {
         tracef(s, "n%u: snapshot %" PRIu64 " does not verify, dropped", i + 1, c->index);
         s->st.install_failures++;
         rf_snapshot_failed(n->r);
@@ -577,24 +782,33 @@ static void install_snapshot(rf_sim_t *s, uint32_t i, const rf_snap_chunk_t *c) 
             fail(s, "n%u installing snapshot %" PRIu64 " throws away committed entry %" PRIu64,
                  i + 1, index, k);
     rf_members_t m;
-    if (!rf_members_decode(n->rx + 32, 64, &m)) {
+    if (!rf_members_decode(n->rx.bytes + SIM_SNAP_MEMBERS, 64, &m)) {
         fail(s, "n%u received snapshot %" PRIu64 " without a valid membership", i + 1, index);
         return;
     }
     tracef(s, "n%u installs snapshot %" PRIu64 " term %" PRIu64 " (log had %" PRIu64 ")", i + 1,
            index, term, n->len);
     n->snaps[0].index = n->snaps[0].term = 0;
+    sim_snap_t received = n->rx; /* the received bytes become the durable snapshot */
+    n->rx = n->snaps[1];
+    n->snaps[1] = received;
     n->snaps[1].index = index;
     n->snaps[1].term = term;
-    memcpy(n->snaps[1].bytes, n->rx, SIM_SNAP_BYTES);
+    n->snaps[1].size = size;
     n->len = n->persisted = index;
     n->log[index] = (sim_ent_t){.term = term};
-    state_load(n, n->rx);
+    /* The ledger comes with the snapshot, as an image the leader took of its own: it must
+     * restore whole and consistent, and be the ledger every replica had at that index. */
+    const char *err = state_load(n, &n->snaps[1]);
+    if (err)
+        fail(s, "n%u installs snapshot %" PRIu64 " whose ledger image is bad: %s", i + 1, index,
+             err);
+    state_check(s, i, index, "installs");
     n->commit_checked = index;
     n->installs++;
     s->st.installs++;
     rf_snapshot_installed(n->r, index, term, &m);
-    rf_snapshot_avail(n->r, index, term, SIM_SNAP_BYTES);
+    rf_snapshot_avail(n->r, index, term, size);
 }
 
 static void process_node(rf_sim_t *s, uint32_t i) {
@@ -608,8 +822,8 @@ static void process_node(rf_sim_t *s, uint32_t i) {
         }
         if (rd.entry_count) write_entries(s, i, &rd);
         if (rd.has_chunk) {
-            cp_assert(rd.chunk.offset + rd.chunk.size <= SIM_SNAP_BYTES);
-            memcpy(n->rx + rd.chunk.offset, rd.chunk.data, rd.chunk.size);
+            snap_reserve(&n->rx, rd.chunk.offset + rd.chunk.size);
+            memcpy(n->rx.bytes + rd.chunk.offset, rd.chunk.data, rd.chunk.size);
         }
         if (!s->calm && prng_chance_ppm(&s->prng, s->mid_crash_ppm)) {
             crash_mid_ready(s, i, &rd); /* rd is gone with the core */
@@ -781,6 +995,7 @@ void rf_sim_crash(rf_sim_t *s, uint32_t i) {
            n->len - n->persisted - keep, keep);
     rf_destroy(n->r);
     n->r = NULL;
+    ledger_reset(n->ledger); /* the state machine is memory only */
     n->up = false;
     n->len = n->persisted + keep;
     n->persisted = n->len;

@@ -1,18 +1,27 @@
 /* A deterministic simulator of a Raft group (raft.h): N replicas in one process, each with a
- * simulated durable log (a persisted prefix and a tail lost on crash) and a tiny state
- * machine (a hash chain over applied entries and an applied-count per command id), a
- * network that loses, duplicates, reorders and partitions (also one-way), crashes and
- * restarts, clients that propose and retry commands with unique ids, and invariants checked
- * after every step:
+ * simulated durable log (a persisted prefix and a tail lost on crash) and a state machine
+ * (a hash chain over applied entries, an applied-count per command id, and the real ledger of
+ * src/ledger: each command is a transfer among a few fixed accounts, derived from its id
+ * alone and stamped by its log index), a network that loses, duplicates, reorders and
+ * partitions (also one-way), crashes and restarts, clients that propose and retry commands
+ * with unique ids, and invariants checked after every step:
  *   - at most one leader per term;
  *   - a committed entry never changes (global record index -> term, data) and is never
  *     truncated, and every new leader holds all of them;
  *   - every replica applies the same sequence (hash chain per index);
  *   - every command acknowledged to a client is applied exactly once on every replica that
  *     has applied that far;
+ *   - the ledger invariants (ledger_check_invariants: debits equal credits per ledger, each
+ *     balance the sum of its transfers, no limit passed, indexes whole) hold on a replica's
+ *     ledger after every command it applies; a retried command is answered `exists` (or
+ *     `id_already_failed`) and changes no balance;
+ *   - every replica's ledger is the same at each index (a digest of all balances, recorded by
+ *     the first replica to apply the index);
  *   - log matching: one (data, previous term) per (index, term) in every written log;
- *   - a snapshot installed from the leader holds the state every replica had at its index,
- *     and installing it throws away no committed entry the replica held.
+ *   - a snapshot installed from the leader holds the state every replica had at its index
+ *     (its chain, and its ledger as an image that restores whole, passes the invariants and
+ *     has those balances), and installing it throws away no committed entry the replica held;
+ *     a restarted node rebuilds its ledger the same way, from its snapshot, then its log.
  * In membership runs (half of the 5-node seeds) three nodes start as the group and the leader
  * adds learners, promotes caught-up learners and removes members (itself too) one at a time;
  * the one-leader-per-term and committed-entry checks are what catch quorums that do not
@@ -77,6 +86,9 @@ void rf_sim_print_trace(const rf_sim_t *s, FILE *f);
 typedef struct rf_sim_stats {
     uint64_t steps, delivered, dropped, crashes, elections, proposals, acked, max_commit, reads;
     uint64_t snapshots, installs, install_failures, member_changes;
+    /* Commands applied to replicas' ledgers (each followed by ledger_check_invariants), of
+     * them retried duplicates, and ledger digests compared with another replica's. */
+    uint64_t ledger_transfers, ledger_duplicates, ledger_checks, ledger_compared;
 } rf_sim_stats_t;
 void rf_sim_stats(const rf_sim_t *s, rf_sim_stats_t *out);
 

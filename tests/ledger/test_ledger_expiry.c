@@ -1,6 +1,6 @@
 /* Expiry of pending transfers (ledger_expire, ledger_next_expiry, expiry checked on use,
- * chains, overflows_timeout) and the system-level statuses of a batch: capacity, clock and
- * batch size. */
+ * chains, overflows_timeout), the system-level statuses of a batch: capacity, clock and
+ * batch size, and ledger_reset. */
 #include "ledger_test_util.h"
 
 #define CREATED LEDGER_TRANSFER_CREATED
@@ -512,6 +512,81 @@ static void test_batch_too_large(void **state) {
     tl_free(t);
 }
 
+/* ======================= ledger_reset ======================= */
+
+/* Fills t's ledger: accounts A (no overdraft) to D (with history), transfers 1..n among B..D
+ * (enough to make long probe runs in the index), transfer n + 1 failed for want of funds and
+ * n + 2 pending with a timeout. */
+static void reset_fill(tl_t *t, uint32_t n) {
+    tl_create_account(t, A, 1, 1, LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS);
+    tl_create_accounts_range(t, B, D, LEDGER_ACCOUNT_HISTORY);
+    for (uint32_t id = 1; id <= n; id++) tl_ok(t, tl_tr(id, B + id % 3, B + (id + 1) % 3, id, 0));
+    assert_tr(tl_transfer1(t, tl_tr(n + 1, A, B, 1, 0)), LEDGER_TRANSFER_EXCEEDS_CREDITS);
+    tl_ok(t, tl_pending(n + 2, C, D, 5, 1));
+    tl_check(t);
+}
+
+/* Afterwards the ledger is as created: nothing found by id (the index must not find the old
+ * rows, which are still in memory), no failed id, no expiry, the clock back at 0; the same
+ * ids are created anew, and an image taken before the reset restores into it. Several rounds,
+ * so that every round starts from a ledger reset with its indexes full. */
+static void test_reset_empties_the_ledger(void **state) {
+    (void)state;
+    const uint32_t n = 400; /* of 512: the transfer index is 40% full */
+    tl_t *t = tl_new_cfg(8, 512);
+    assert_non_null(t);
+    for (int round = 0; round < 3; round++) {
+        reset_fill(t, n);
+        ledger_account_t b_before = tl_account(t, B);
+        ledger_image_header_t h;
+        ledger_region_t r[LEDGER_IMAGE_REGIONS];
+        ledger_image_header(t->l, &h);
+        uint32_t count = ledger_image_regions(t->l, &h, r);
+        void *saved[LEDGER_IMAGE_REGIONS];
+        for (uint32_t k = 0; k < count; k++) {
+            saved[k] = malloc(r[k].size ? r[k].size : 1);
+            assert_non_null(saved[k]);
+            memcpy(saved[k], r[k].ptr, r[k].size);
+        }
+
+        ledger_reset(t->l);
+        ledger_stats_t st = tl_stats(t);
+        assert_int_equal(st.accounts + st.transfers + st.balances + st.failed_ids, 0);
+        assert_int_equal(st.pending_open, 0);
+        assert_int_equal(st.last_timestamp, 0);
+        assert_int_equal(ledger_next_expiry(t->l), 0);
+        for (uint32_t id = 1; id <= n + 2; id++) assert_false(tl_find_transfer(t, id, NULL));
+        assert_false(tl_find_account(t, A, NULL));
+        tl_check(t);
+
+        /* The image of the filled ledger restores into the reset one. */
+        ledger_region_t w[LEDGER_IMAGE_REGIONS];
+        assert_int_equal(ledger_image_restore_regions(t->l, &h, w), count);
+        for (uint32_t k = 0; k < count; k++) {
+            memcpy(w[k].ptr, saved[k], w[k].size);
+            free(saved[k]);
+        }
+        assert_null(ledger_image_finish(t->l, &h));
+        ledger_account_t b_after = tl_account(t, B);
+        assert_memory_equal(&b_before, &b_after, sizeof b_after);
+        assert_true(tl_find_transfer(t, n, NULL));
+        assert_int_equal(tl_stats(t).failed_ids, 1);
+
+        ledger_reset(t->l);
+        t->clock = 1000; /* the ledger's clock started over: earlier timestamps are fine */
+        if (round == 2) break;
+        /* The old ids are new again: created, not `exists` nor `id_already_failed`. */
+        tl_create_account(t, A, 1, 1, 0);
+        tl_create_account(t, B, 1, 1, 0);
+        tl_ok(t, tl_tr(n + 1, A, B, 1, 0));
+        tl_ok(t, tl_tr(1, B, A, 1, 0));
+        tl_check(t);
+        ledger_reset(t->l);
+        t->clock = 1000;
+    }
+    tl_free(t);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, ex_setup, tl_teardown)
 
 int main(void) {
@@ -536,6 +611,7 @@ int main(void) {
         T(test_balances_and_failed_ids_full),
         T(test_clock_must_advance),
         T(test_batch_too_large),
+        cmocka_unit_test(test_reset_empties_the_ledger),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,20 +68,31 @@ static void test_seeds(void **state) {
         total.installs += st.installs;
         total.install_failures += st.install_failures;
         total.member_changes += st.member_changes;
+        total.ledger_transfers += st.ledger_transfers;
+        total.ledger_duplicates += st.ledger_duplicates;
+        total.ledger_checks += st.ledger_checks;
+        total.ledger_compared += st.ledger_compared;
     }
     fprintf(stderr,
             "raft sim: %u failures; %" PRIu64 " steps, %" PRIu64 " leaders, %" PRIu64
             " crashes, %" PRIu64 " commands acknowledged, %" PRIu64 " reads, %" PRIu64
             " messages delivered, %" PRIu64 " snapshots taken, %" PRIu64
             " installed from the leader (%" PRIu64 " failed to verify), %" PRIu64
-            " membership changes\n",
+            " membership changes, %" PRIu64 " ledger transfers applied (%" PRIu64
+            " retried duplicates) with the ledger invariants checked %" PRIu64 " times, %" PRIu64
+            " ledger digests compared across replicas\n",
             failures, total.steps, total.elections, total.crashes, total.acked, total.reads,
             total.delivered, total.snapshots, total.installs, total.install_failures,
-            total.member_changes);
+            total.member_changes, total.ledger_transfers, total.ledger_duplicates,
+            total.ledger_checks, total.ledger_compared);
     assert_int_equal(failures, 0);
     /* The budget must exercise snapshot transfer and membership changes, not only allow them. */
     if (seeds >= 100)
         assert_true(total.installs > 0 && total.install_failures > 0 && total.member_changes > 0);
+    /* ... and the ledger, retried commands included, on every replica. */
+    if (seeds >= 100)
+        assert_true(total.ledger_checks == total.ledger_transfers && total.ledger_duplicates > 0 &&
+                    total.ledger_compared > 0);
 }
 
 int main(void) {
