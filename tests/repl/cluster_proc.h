@@ -1,4 +1,5 @@
-/* A cell of three replicas as real processes for fault tests: start / kill / restart them,
+/* A cell of replicas (three, or cl_init_n's count) as real processes for fault tests: start /
+ * kill / restart them,
  * optionally with every peer link through a link_proxy.h proxy, keep a transfer load running
  * through the client library (which finds the leader and fails over by itself), and check
  * after a fault:
@@ -30,7 +31,8 @@
 #include "link_proxy.h"
 #include "node_proc.h"
 
-#define CL_REPLICAS 3
+#define CL_REPLICAS 3     /* the usual group */
+#define CL_REPLICAS_MAX 4 /* with a replica that joins later */
 #define CL_ACCOUNTS 16u
 #define CL_TRANSFERS_MAX 1000000u
 #define CL_LOAD_THREADS 3
@@ -41,6 +43,7 @@ typedef struct cl_replica {
     char dir[64];
     int client_port, peer_port;
     char peers[512]; /* this replica's --peers */
+    char log[80];    /* its stderr, when cl.logs */
 } cl_replica_t;
 
 /* What was sent as transfer `id` and what its acknowledgement said (16 bytes a transfer). */
@@ -57,11 +60,15 @@ static struct cluster {
     const char *cellpay;
     uint64_t seed;
     prng_t rng; /* the test's own choices (which replica, how long) */
-    cl_replica_t r[CL_REPLICAS];
+    int n;      /* replicas */
+    int group;  /* the first `group` start as the group; the others start with --join */
+    const char *const *extra; /* more arguments for every replica (NULL-ended), or NULL */
+    bool logs;                /* each replica's stderr goes to r[i].log (cl_log_says) */
+    cl_replica_t r[CL_REPLICAS_MAX];
     char addrs[256];
     bool proxied;
     lp_net_t net;
-    int link[CL_REPLICAS][CL_REPLICAS]; /* proxy of the link i -> j */
+    int link[CL_REPLICAS_MAX][CL_REPLICAS_MAX]; /* proxy of the link i -> j */
     client_t *client;
     /* Load. */
     pthread_t threads[CL_LOAD_THREADS];
@@ -99,10 +106,15 @@ static void cl_watchdog(int sig) {
     _exit(3); /* the replicas get SIGKILL from PR_SET_PDEATHSIG */
 }
 
-/* Sets up directories and ports; with `proxied`, every peer link i -> j goes through its own
- * proxy, so each replica gets its own --peers. The seed comes from CELLPAY_SEED or the clock
- * and is printed. watchdog_s: the test's time limit. */
-static inline void cl_init(const char *cellpay, bool proxied, unsigned watchdog_s) {
+/* Sets up directories and ports for n replicas, the first `group` of them the group (the
+ * others join later: their --peers also names the group); with `proxied`, every peer link
+ * i -> j goes through its own proxy, so each replica gets its own --peers. The seed comes
+ * from CELLPAY_SEED or the clock and is printed. watchdog_s: the test's time limit. */
+static inline void cl_init_n(const char *cellpay, bool proxied, unsigned watchdog_s, int n,
+                             int group) {
+    if (n < 1 || n > CL_REPLICAS_MAX || group < 1 || group > n) CL_FAIL("cl_init_n(%d)", n);
+    cl.n = n;
+    cl.group = group;
     cl.cellpay = cellpay;
     cl.seed = getenv("CELLPAY_SEED") ? strtoull(getenv("CELLPAY_SEED"), NULL, 10)
                                      : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
@@ -114,25 +126,27 @@ static inline void cl_init(const char *cellpay, bool proxied, unsigned watchdog_
     signal(SIGALRM, cl_watchdog);
     alarm(watchdog_s);
     size_t al = 0;
-    for (int i = 0; i < CL_REPLICAS; i++) {
+    for (int i = 0; i < cl.n; i++) {
         snprintf(cl.r[i].dir, sizeof cl.r[i].dir, "/tmp/cellpay-faults-XXXXXX");
         if (!mkdtemp(cl.r[i].dir)) CL_FAIL("mkdtemp");
+        snprintf(cl.r[i].log, sizeof cl.r[i].log, "%s.log", cl.r[i].dir);
         cl.r[i].client_port = cl_free_port();
         cl.r[i].peer_port = cl_free_port();
         al += (size_t)snprintf(cl.addrs + al, sizeof cl.addrs - al, "%s127.0.0.1:%d", i ? "," : "",
                                cl.r[i].client_port);
     }
-    for (int i = 0; i < CL_REPLICAS; i++) {
-        for (int j = 0; j < CL_REPLICAS; j++) {
+    for (int i = 0; i < cl.n; i++) {
+        for (int j = 0; j < cl.n; j++) {
             cl.link[i][j] = -1;
             if (proxied && i != j && (cl.link[i][j] = lp_add(&cl.net, cl.r[j].peer_port)) < 0)
                 CL_FAIL("proxy for link %d -> %d", i + 1, j + 1);
         }
     }
     if (proxied && !lp_start(&cl.net, cl.seed ^ 0x5eed)) CL_FAIL("proxy thread");
-    for (int i = 0; i < CL_REPLICAS; i++) {
+    for (int i = 0; i < cl.n; i++) {
         size_t pl = 0;
-        for (int j = 0; j < CL_REPLICAS; j++) {
+        for (int j = 0; j < cl.n; j++) {
+            if (j >= cl.group && j != i) continue; /* a later replica is added, not listed */
             int port = i == j || !proxied ? cl.r[j].peer_port : cl.net.links[cl.link[i][j]].port;
             pl += (size_t)snprintf(cl.r[i].peers + pl, sizeof cl.r[i].peers - pl,
                                    "%s%d=127.0.0.1:%d", j ? "," : "", j + 1, port);
@@ -140,12 +154,43 @@ static inline void cl_init(const char *cellpay, bool proxied, unsigned watchdog_
     }
 }
 
+static inline void cl_init(const char *cellpay, bool proxied, unsigned watchdog_s) {
+    cl_init_n(cellpay, proxied, watchdog_s, CL_REPLICAS, CL_REPLICAS);
+}
+
 static inline void cl_start(int i) {
     char id[16];
     snprintf(id, sizeof id, "%d", i + 1);
-    const char *extra[] = {"--cell", "1", "--id", id, "--peers", cl.r[i].peers, NULL};
-    if (!np_start(&cl.r[i].np, cl.cellpay, cl.r[i].dir, cl.r[i].client_port, extra))
-        CL_FAIL("replica %d did not start", i + 1);
+    const char *args[24] = {"--cell", "1", "--id", id, "--peers", cl.r[i].peers};
+    int argc = 6;
+    if (i >= cl.group) args[argc++] = "--join";
+    for (int k = 0; cl.extra && cl.extra[k] && argc < 23; k++) args[argc++] = cl.extra[k];
+    args[argc] = NULL;
+    int saved = -1;
+    FILE *f = NULL;
+    if (cl.logs) { /* np_start's child inherits stderr: point it at the log for the fork */
+        if (!(f = fopen(cl.r[i].log, "a"))) CL_FAIL("cannot open %s", cl.r[i].log);
+        fflush(stderr);
+        saved = dup(2);
+        dup2(fileno(f), 2);
+    }
+    bool ok = np_start(&cl.r[i].np, cl.cellpay, cl.r[i].dir, cl.r[i].client_port, args);
+    if (f) {
+        dup2(saved, 2);
+        close(saved);
+        fclose(f);
+    }
+    if (!ok) CL_FAIL("replica %d did not start", i + 1);
+}
+
+/* Whether replica i's log (cl.logs) has a line containing `what`. */
+static inline bool cl_log_says(int i, const char *what) {
+    FILE *f = fopen(cl.r[i].log, "r");
+    char line[512];
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f)) found = strstr(line, what) != NULL;
+    if (f) fclose(f);
+    return found;
 }
 
 static inline bool cl_alive(int i) {
@@ -183,7 +228,7 @@ static inline int cl_leader(uint64_t wait_ms, proto_status_reply_t *out) {
     do {
         int best = -1;
         proto_status_reply_t s, bs = {0};
-        for (int i = 0; i < CL_REPLICAS; i++) {
+        for (int i = 0; i < cl.n; i++) {
             if (!cl_alive(i) || cl_status(i, &s) != PROTO_STATUS_OK) continue;
             if (s.role == PROTO_ROLE_LEADER && (best < 0 || s.term > bs.term)) best = i, bs = s;
         }
@@ -196,50 +241,54 @@ static inline int cl_leader(uint64_t wait_ms, proto_status_reply_t *out) {
     return -1;
 }
 
-/* Waits (load stopped) until every replica answers with the same applied index, which is
- * the leader's last index, and checks that they all report the same state hash there.
+/* Waits (load stopped) until every live replica answers with the same applied index, which
+ * is the leader's last index, and checks that they all report the same state hash there.
  * Returns the ms it took. */
 static inline uint64_t cl_converge(const char *what, uint64_t wait_ms) {
     uint64_t t0 = np_now_ms();
-    proto_status_reply_t s[CL_REPLICAS];
+    proto_status_reply_t s[CL_REPLICAS_MAX];
+    int live[CL_REPLICAS_MAX], nl = 0;
+    for (int i = 0; i < cl.n; i++)
+        if (cl_alive(i)) live[nl++] = i;
+    if (nl == 0) CL_FAIL("no replica runs (%s)", what);
+    const proto_status_reply_t *s0 = &s[live[0]];
     for (;;) {
         bool answered = true;
-        for (int i = 0; i < CL_REPLICAS; i++)
-            answered = answered && cl_alive(i) && cl_status(i, &s[i]) == PROTO_STATUS_OK;
+        for (int k = 0; k < nl; k++)
+            answered = answered && cl_status(live[k], &s[live[k]]) == PROTO_STATUS_OK;
         int leaders = 0;
         bool same = answered;
-        for (int i = 0; answered && i < CL_REPLICAS; i++) {
-            leaders += s[i].role == PROTO_ROLE_LEADER;
-            same = same && s[i].applied_index == s[0].applied_index &&
-                   s[i].commit_index == s[i].applied_index && s[i].term == s[0].term;
+        for (int k = 0; answered && k < nl; k++) {
+            const proto_status_reply_t *x = &s[live[k]];
+            leaders += x->role == PROTO_ROLE_LEADER;
+            same = same && x->applied_index == s0->applied_index &&
+                   x->commit_index == x->applied_index && x->term == s0->term;
+            if (x->role == PROTO_ROLE_LEADER && x->last_index != x->applied_index) same = false;
         }
-        for (int i = 0; same && i < CL_REPLICAS; i++)
-            if (s[i].role == PROTO_ROLE_LEADER && s[i].last_index != s[i].applied_index)
-                same = false;
         if (same && leaders == 1) break;
         if (np_now_ms() - t0 > wait_ms) {
             fprintf(stderr, "replicas did not converge (%s); last statuses:\n", what);
-            for (int i = 0; i < CL_REPLICAS; i++)
-                if (answered || (cl_alive(i) && cl_status(i, &s[i]) == PROTO_STATUS_OK))
-                    cl_print_status(i, &s[i]);
+            for (int k = 0; k < nl; k++)
+                if (answered || cl_status(live[k], &s[live[k]]) == PROTO_STATUS_OK)
+                    cl_print_status(live[k], &s[live[k]]);
             CL_FAIL("no common applied index within %" PRIu64 " ms after %s", wait_ms, what);
         }
         np_sleep_ms(20);
     }
     uint64_t took = np_now_ms() - t0;
-    for (int i = 1; i < CL_REPLICAS; i++) {
-        if (s[i].state_hash != s[0].state_hash) {
-            for (int k = 0; k < CL_REPLICAS; k++) cl_print_status(k, &s[k]);
-            CL_FAIL("replicas %d and %d applied index %" PRIu64 " but their states differ (%s)", 1,
-                    i + 1, s[0].applied_index, what);
+    for (int k = 1; k < nl; k++) {
+        if (s[live[k]].state_hash != s0->state_hash) {
+            for (int j = 0; j < nl; j++) cl_print_status(live[j], &s[live[j]]);
+            CL_FAIL("replicas %d and %d applied index %" PRIu64 " but their states differ (%s)",
+                    live[0] + 1, live[k] + 1, s0->applied_index, what);
         }
     }
-    if (atomic_load(&cl.acked) > 0 && s[0].state_hash == cl.hash_empty)
+    if (atomic_load(&cl.acked) > 0 && s0->state_hash == cl.hash_empty)
         CL_FAIL("the state hash did not change with the transfers (%s)", what);
-    printf("  %s: all replicas at applied index %" PRIu64 " (term %" PRIu64 ") within %" PRIu64
-           " ms, state hash %016" PRIx64 "%016" PRIx64 " on all\n",
-           what, s[0].applied_index, s[0].term, took, (uint64_t)(s[0].state_hash >> 64),
-           (uint64_t)s[0].state_hash);
+    printf("  %s: all %d live replicas at applied index %" PRIu64 " (term %" PRIu64
+           ") within %" PRIu64 " ms, state hash %016" PRIx64 "%016" PRIx64 " on all\n",
+           what, nl, s0->applied_index, s0->term, took, (uint64_t)(s0->state_hash >> 64),
+           (uint64_t)s0->state_hash);
     return took;
 }
 
@@ -391,16 +440,16 @@ static inline void cl_verify(const char *what) {
 /* Stops everything and removes the data directories (after a pass). */
 static inline void cl_finish(void) {
     client_close(cl.client);
-    for (int i = 0; i < CL_REPLICAS; i++) {
+    for (int i = 0; i < cl.n; i++) {
         if (!cl_alive(i)) continue;
         int st = np_stop(&cl.r[i].np, SIGTERM);
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
             CL_FAIL("replica %d did not stop cleanly", i + 1);
     }
     if (cl.proxied) lp_stop(&cl.net);
-    for (int i = 0; i < CL_REPLICAS; i++) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", cl.r[i].dir);
+    for (int i = 0; i < cl.n; i++) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "rm -rf %s %s", cl.r[i].dir, cl.r[i].log);
         if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", cl.r[i].dir);
     }
 }
