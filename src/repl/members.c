@@ -6,18 +6,9 @@
 #include <string.h>
 
 bool mb_addr_parse(const char *s, mb_addr_t *out) {
-    char host[64];
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s || (size_t)(colon - s) >= sizeof host) return false;
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
-    char *end;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    struct in_addr ip;
-    if (*end || colon[1] == '\0' || port == 0 || port > 65535 || inet_pton(AF_INET, host, &ip) != 1)
-        return false;
-    *out = (mb_addr_t){.ip = ip.s_addr, .port = htons((uint16_t)port)};
+    struct sockaddr_in sa;
+    if (!peer_parse_addr(s, &sa)) return false;
+    *out = (mb_addr_t){.ip = sa.sin_addr.s_addr, .port = sa.sin_port};
     return true;
 }
 

@@ -292,7 +292,7 @@ static void on_peer_connection(uv_stream_t *server, int status) {
 
 /* ---- Set-up and tear-down ---- */
 
-static bool parse_addr(const char *s, struct sockaddr_in *out) {
+bool peer_parse_addr(const char *s, struct sockaddr_in *out) {
     char host[64];
     const char *colon = strrchr(s, ':');
     if (!colon || colon == s || (size_t)(colon - s) >= sizeof host) return false;
@@ -323,7 +323,7 @@ uint32_t peer_parse_list(const char *s, peer_addr_t *out, uint32_t max, char *er
         *eq = '\0';
         unsigned long id = strtoul(item, &end, 10);
         if (*end || id == 0 || id > UINT32_MAX || strlen(eq + 1) >= sizeof out[n].addr ||
-            !parse_addr(eq + 1, &sa))
+            !peer_parse_addr(eq + 1, &sa))
             goto bad;
         for (uint32_t k = 0; k < n; k++)
             if (out[k].id == id) goto bad;
@@ -351,7 +351,7 @@ peer_net_t *peer_net_create(uv_loop_t *loop, uint64_t cell, uint32_t self, const
     bool found = false;
     for (uint32_t i = 0; i < count; i++) {
         struct sockaddr_in sa;
-        if (!parse_addr(peers[i].addr, &sa) || n->nouts == PEER_MAX) {
+        if (!peer_parse_addr(peers[i].addr, &sa) || n->nouts == PEER_MAX) {
             snprintf(err, err_size, "bad peer address \"%s\"", peers[i].addr);
             free(n);
             return NULL;
@@ -393,7 +393,7 @@ peer_net_t *peer_net_create(uv_loop_t *loop, uint64_t cell, uint32_t self, const
 
 int peer_net_add(peer_net_t *n, uint32_t id, const char *addr) {
     struct sockaddr_in sa;
-    if (id == n->self || n->closing || !parse_addr(addr, &sa)) return -1;
+    if (id == n->self || n->closing || !peer_parse_addr(addr, &sa)) return -1;
     for (uint32_t i = 0; i < n->nouts; i++)
         if (n->outs[i].id == id)
             return memcmp(&n->outs[i].addr.sin_addr, &sa.sin_addr, sizeof sa.sin_addr) == 0 &&

@@ -54,6 +54,10 @@ void peer_net_stats(const peer_net_t *net, peer_stats_t *out);
  * close callbacks (run the loop until it has no more active handles). */
 void peer_net_close(peer_net_t *net);
 
+/* "HOST:PORT" (an IPv4 literal or localhost, port 1..65535) to an address; false when it
+ * does not parse. */
+bool peer_parse_addr(const char *s, struct sockaddr_in *out);
+
 /* Parses "1=HOST:PORT,2=HOST:PORT,..." into out (at most max); returns the count, or 0 with
  * a message in err. */
 uint32_t peer_parse_list(const char *s, peer_addr_t *out, uint32_t max, char *err, size_t err_size);

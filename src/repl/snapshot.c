@@ -98,7 +98,7 @@ int snapshot_write(const char *dir, const cell_t *cell, uint64_t index, uint64_t
                    const mb_record_t *members, const char **what) {
     char tmp[SNAPSHOT_PATH_MAX], final[SNAPSHOT_PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s/snap-%020llu.tmp", dir, (unsigned long long)index);
-    snprintf(final, sizeof final, "%s/snap-%020llu.snap", dir, (unsigned long long)index);
+    snapshot_path(dir, index, final, sizeof final);
     snap_header_t h = {.magic = SNAP_MAGIC, .version = SNAP_VERSION, .index = index, .term = term};
     if (members) h.members = *members;
     cell_image_header(cell, &h.cell);
@@ -231,7 +231,7 @@ int snapshot_load(const char *dir, const cell_config_t *config, cell_t **cell, u
     memset(members, 0, sizeof *members);
     for (uint32_t i = 0; i < n; i++) {
         char path[SNAPSHOT_PATH_MAX];
-        snprintf(path, sizeof path, "%s/snap-%020llu.snap", dir, (unsigned long long)idx[i]);
+        snapshot_path(dir, idx[i], path, sizeof path);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
             snprintf(err, err_size, "cannot open %s: %s", path, strerror(errno));
