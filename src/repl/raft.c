@@ -577,6 +577,9 @@ static void leader_app_resp(rf_t *r, rf_progress_t *pr, const rf_msg_hdr_t *h) {
     if (h->index > pr->match) {
         pr->match = h->index;
         if (pr->next <= pr->match) pr->next = pr->match + 1;
+        /* A transfer goes on while its target catches up (a slow disk under load): it is given
+         * up only after an election timeout without progress. */
+        if (r->transferee == pr->id) r->transfer_elapsed = 0;
         maybe_commit(r);
     }
     if (r->transferee == pr->id && pr->match == r->last)

@@ -693,6 +693,42 @@ static void test_members_roll_back_with_log(void **state) {
     rf_sim_destroy(s);
 }
 
+/* A leadership transfer goes on while its target catches up (a slow disk), past an election
+ * timeout, as long as the target makes progress; then the target leads. */
+static void test_transfer_waits_for_slow_target(void **state) {
+    (void)state;
+    rf_sim_t *s = sim_new(3);
+    elect(s, 3, 0);
+    for (uint64_t id = 1; id <= 30; id++) cmd_index(s, 0, id);
+    for (int k = 0; k < 20; k++) { /* n2 gets everything, makes none of it durable */
+        rf_sim_deliver(s, ANY, ANY, 0);
+        rf_sim_fsync(s, 0);
+        rf_sim_fsync(s, 1);
+        process(s);
+    }
+    uint64_t base = rf_sim_persisted(s, 2);
+    assert_true(rf_sim_log_len(s, 2) >= base + 2 * ELECTION);
+    assert_int_equal(rf_transfer_leadership(rf_sim_raft(s, 0), 3), RF_OK);
+    uint64_t index;
+    for (uint32_t k = 1; k <= ELECTION + 5; k++) {
+        rf_sim_fsync_upto(s, 2, base + k); /* one more entry durable per tick */
+        rf_sim_tick(s, 0);
+        process(s);
+        rf_sim_deliver(s, ANY, ANY, 0);
+        rf_sim_fsync(s, 0);
+        rf_sim_fsync(s, 1);
+        process(s);
+    }
+    assert_int_equal(rf_sim_propose(s, 0, 99, &index), RF_ERR_TRANSFERRING);
+    rf_sim_fsync(s, 2);
+    for (uint32_t k = 0; k < ELECTION && rf_sim_leader(s) != 2; k++) {
+        rf_sim_tick(s, 0);
+        settle(s, 3);
+    }
+    assert_int_equal(rf_sim_leader(s), 2);
+    rf_sim_destroy(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_figure8_old_term_not_counted),
@@ -702,6 +738,7 @@ int main(void) {
         cmocka_unit_test(test_asymmetric_partition_does_not_disrupt),
         cmocka_unit_test(test_check_quorum_isolated_leader_steps_down),
         cmocka_unit_test(test_leadership_transfer),
+        cmocka_unit_test(test_transfer_waits_for_slow_target),
         cmocka_unit_test(test_read_index_waits_for_heartbeat_round),
         cmocka_unit_test(test_commit_never_passes_leader_durable),
         cmocka_unit_test(test_follower_acks_only_durable),
