@@ -108,6 +108,8 @@ struct node {
 
     /* Membership (node_members.c): every address seen, and the peers connected for. */
     mb_book_t book;
+    rf_members_t members_seen; /* the membership the peer network was last set up for */
+    bool members_synced;
     uint64_t promote_at_tick; /* ticks until the leader next looks for learners to promote */
 
     /* Snapshot transfer (node_xfer.c). */

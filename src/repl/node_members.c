@@ -78,11 +78,15 @@ bool node_members_record(node_t *n, uint64_t index, mb_record_t *out) {
     return true;
 }
 
-/* Connects to every member the peer network does not know yet. */
+/* Connects to every member the peer network does not know yet; runs after every ready, so it
+ * looks only when the membership changed. */
 void node_members_sync(node_t *n) {
     if (!n->net) return;
     rf_members_t m;
     rf_members(n->rf, &m);
+    if (n->members_synced && memcmp(&m, &n->members_seen, sizeof m) == 0) return;
+    n->members_seen = m;
+    n->members_synced = true;
     for (uint32_t i = 0; i < m.count; i++) {
         if (m.ids[i] == n->config.node_id) continue;
         const char *addr = mb_book_get(&n->book, m.ids[i]);
