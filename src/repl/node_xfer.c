@@ -160,6 +160,8 @@ void node_snap_install(node_t *n, const rf_snap_chunk_t *c) {
     n->cell = cell;
     n->applied_index = n->snapshot_index = c->index;
     n->log_bytes_since_snapshot = 0;
+    /* Should this replica lead next, its entries' timestamps go on from the cell's clock. */
+    if (cell_clock(cell) > n->last_entry_ts) n->last_entry_ts = cell_clock(cell);
     snapshot_prune(n->config.data_dir, c->index);
     rf_snapshot_installed(n->rf, c->index, c->term, &m);
     node_snap_report(n, c->index, c->term);
