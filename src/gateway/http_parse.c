@@ -45,6 +45,14 @@ static bool head_nul(http_parse_t *p) {
 static bool value_close(http_parse_t *p) {
     if (!p->in_value) return true;
     p->in_value = false;
+    /* llhttp drops the spaces before a value but keeps those after it, which are not part of
+     * the value either (RFC 9110 5.5). The value is the last thing in head[]. */
+    http_header_t *h = &p->req.headers[p->req.header_count - 1];
+    while (h->value_len > 0 &&
+           (h->value[h->value_len - 1] == ' ' || h->value[h->value_len - 1] == '\t')) {
+        h->value_len--;
+        p->head_len--;
+    }
     return head_nul(p);
 }
 
