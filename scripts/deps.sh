@@ -10,6 +10,7 @@ PACKAGES=(
   libxxhash-dev                      # hashing and checksums
   libuv1-dev                         # event loop of the servers and the client
   libcmocka-dev                      # unit tests
+  node-llhttp                        # llhttp's C sources: the HTTP/1.1 parser of the gateway
 )
 
 missing=()

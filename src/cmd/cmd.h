@@ -15,6 +15,7 @@ int cmd_node(int argc, char **argv);
 int cmd_client(int argc, char **argv);
 int cmd_admin(int argc, char **argv);
 int cmd_sim(int argc, char **argv);
+int cmd_gateway(int argc, char **argv);
 
 /* Runs the JSON Lines ledger driver from in to out; shared by `ledger` and `start`. */
 int cmd_ledger_run(FILE *in, FILE *out, bool test_ops, unsigned long long clock_start);

@@ -14,6 +14,7 @@ static const char usage[] =
     "  client   JSON Lines ledger requests to a running cell, replies on stdout\n"
     "  admin    a running cell's replicas: `admin cell status | transfer-leader | add-replica |\n"
     "           remove-replica`\n"
+    "  gateway  HTTP/1.1 server; today only GET /v1/health (the payment API is not built yet)\n"
     "  sim      run the Raft simulator for one seed (consensus checks)\n"
     "  bench    measurements (bench ledger, node, failover)\n"
     "  help     this text; `cellpay <command> --help` describes one command\n";
@@ -34,6 +35,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "node")) return cmd_node(argc - 1, argv + 1);
     if (!strcmp(c, "client")) return cmd_client(argc - 1, argv + 1);
     if (!strcmp(c, "admin")) return cmd_admin(argc - 1, argv + 1);
+    if (!strcmp(c, "gateway")) return cmd_gateway(argc - 1, argv + 1);
     if (!strcmp(c, "sim")) return cmd_sim(argc - 1, argv + 1);
     fprintf(stderr, "cellpay: unknown command \"%s\"\n\n%s", c, usage);
     return 2;
