@@ -1,5 +1,6 @@
 #include "cell/cell.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,11 +20,17 @@ struct cell {
     ledger_t *ledger;
     uint64_t clock;
     ledger_result_t *results;
+    cp_zones_t zones; /* configuration, not state: the same for the cell's whole life */
+    cp_zone_rule_t zone_rule;
 };
 
 cell_t *cell_create(const cell_config_t *config) {
     cell_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
+    c->zones = cp_zones_is_empty(&config->zones) ? cp_zones_all() : config->zones;
+    c->zone_rule = config->zone_rule;
+    cp_assert((c->zone_rule.divisor | c->zone_rule.modulus) == 0 ||
+              cp_zone_rule_check(&c->zone_rule) == NULL);
     c->ledger = ledger_create(&config->ledger);
     c->results = calloc(CP_BATCH_EVENTS_MAX, sizeof c->results[0]);
     if (!c->ledger || !c->results) {
@@ -95,6 +102,36 @@ const char *cell_entry_check(const void *body, uint32_t size) {
     return NULL;
 }
 
+static bool owns_account(const cell_t *c, const unsigned char *event, size_t offset) {
+    u128 id;
+    memcpy(&id, event + offset, sizeof id);
+    return cp_zones_has(&c->zones, cp_zone_of(&c->zone_rule, cp_account_uid(id)));
+}
+
+bool cell_owns_command(const cell_t *c, uint8_t op, const void *body, uint32_t size) {
+    const unsigned char *p = body;
+    if (op == PROTO_OP_CREATE_ACCOUNTS) {
+        for (uint32_t pos = 0; pos + sizeof(ledger_account_t) <= size; pos += 128)
+            if (!owns_account(c, p + pos, offsetof(ledger_account_t, id))) return false;
+    } else if (op == PROTO_OP_CREATE_TRANSFERS) {
+        /* Both sides: a transfer between users of two cells is cross-cell, which needs the
+         * cross-cell transactions (DESIGN.md) and is refused until they exist. An id of 0
+         * names no account (a post or void takes the pending transfer's accounts, and the
+         * pending transfer passed this check); the ledger judges it as usual. */
+        for (uint32_t pos = 0; pos + sizeof(ledger_transfer_t) <= size; pos += 128) {
+            const unsigned char *e = p + pos;
+            u128 debit, credit;
+            memcpy(&debit, e + offsetof(ledger_transfer_t, debit_account_id), sizeof debit);
+            memcpy(&credit, e + offsetof(ledger_transfer_t, credit_account_id), sizeof credit);
+            if (debit != 0 && !owns_account(c, e, offsetof(ledger_transfer_t, debit_account_id)))
+                return false;
+            if (credit != 0 && !owns_account(c, e, offsetof(ledger_transfer_t, credit_account_id)))
+                return false;
+        }
+    }
+    return true;
+}
+
 /* Moves the clock by n (+1 for the command itself, as the JSON Lines driver does per line). */
 static bool clock_advance(cell_t *c, uint64_t n) {
     if (n >= CP_TIMESTAMP_MAX - c->clock) return false;
@@ -123,6 +160,11 @@ static void apply_command(cell_t *c, const cell_command_t *cmd, const void *body
     switch (cmd->operation) {
     case PROTO_OP_CREATE_ACCOUNTS:
     case PROTO_OP_CREATE_TRANSFERS: {
+        /* Before anything moves, even the clock: a refused command leaves no trace. */
+        if (!cell_owns_command(c, cmd->operation, body, cmd->size)) {
+            reply(ctx, cmd, PROTO_STATUS_WRONG_CELL, c->clock, NULL, 0);
+            return;
+        }
         if (!clock_advance(c, n)) break;
         ledger_status_t st =
             cmd->operation == PROTO_OP_CREATE_ACCOUNTS

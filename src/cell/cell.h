@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/zone.h"
 #include "ledger/ledger.h"
 #include "proto/proto.h"
 
@@ -24,6 +25,14 @@ typedef struct cell_command {
 
 typedef struct cell_config {
     ledger_config_t ledger;
+    /* The zones the cell owns (docs/routing.md): it refuses, whole and with
+     * PROTO_STATUS_WRONG_CELL, a create_accounts or create_transfers that names an account of
+     * any other zone. The empty set means every zone, so a zero-initialized configuration is
+     * the single cell that serves everyone. Like the capacities it must be the same on every
+     * replica and for the cell's whole life: replaying a log under other zones would give
+     * other results. */
+    cp_zones_t zones;
+    cp_zone_rule_t zone_rule; /* all zeros: the default (uid / 10) mod 100 */
 } cell_config_t;
 
 typedef struct cell cell_t;
@@ -38,6 +47,11 @@ bool cell_op_is_write(uint8_t op);
  * timestamp the command's batch got, and the reply body (valid during the call). */
 typedef void (*cell_reply_fn)(void *ctx, const cell_command_t *cmd, uint32_t status,
                               uint64_t timestamp, const void *reply, uint32_t reply_size);
+
+/* Do all the accounts a create_accounts / create_transfers body names live in the cell's
+ * zones? (Other ops name no account: true.) The state machine refuses a command when not;
+ * the node asks first, so a wrong request does not cost a log entry. */
+bool cell_owns_command(const cell_t *cell, uint8_t op, const void *body, uint32_t size);
 
 /* Checks that an entry body is a well-formed sequence of write commands; NULL when it is,
  * else what is wrong. cell_apply_entry() only takes checked entries. */

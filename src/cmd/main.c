@@ -12,7 +12,8 @@ static const char usage[] =
     "  ledger   the ledger's JSON Lines driver: requests on stdin, replies on stdout\n"
     "  node     one durable cell serving the binary protocol\n"
     "  client   JSON Lines ledger requests to a running cell, replies on stdout\n"
-    "  admin    a running cell's replicas: `admin cell status`, `admin cell transfer-leader`\n"
+    "  admin    a running cell's replicas: `admin cell status`, `admin cell transfer-leader`;\n"
+    "           the route table file: `admin routes show`, `admin routes set`\n"
     "  sim      run the Raft simulator for one seed (consensus checks)\n"
     "  bench    measurements (bench ledger, node, failover)\n"
     "  help     this text; `cellpay <command> --help` describes one command\n";
