@@ -11,7 +11,7 @@
 #include <xxhash.h>
 
 #define CELL_IMAGE_MAGIC 0x4547414D494C4C43ull /* "CLLIMAGE" */
-#define CELL_HASH_MAGIC 0x31485341484C4C43ull  /* "CLLHASH1" */
+#define CELL_HASH_MAGIC 0x32485341484C4C43ull  /* "CLLHASH2" */
 
 CP_STATIC_ASSERT(sizeof(cell_command_t) == 32, "command header is 32 bytes");
 CP_STATIC_ASSERT(sizeof(cell_image_header_t) == 64, "cell image header is 64 bytes");
@@ -55,17 +55,29 @@ ledger_t *cell_ledger(cell_t *c) {
 }
 
 /* The cell's own state is its clock (it can run ahead of the ledger's: tick and
- * test_set_clock move it alone); the results buffer is scratch. */
+ * test_set_clock move it alone); the results buffer is scratch. The zones and the zone rule
+ * are configuration, but they decide answers as state does: a replica started with other
+ * zones than its group would diverge, and hashing them makes it show at once (the status op),
+ * not at the first request it answers differently. */
 typedef struct cell_hash_input {
     uint64_t magic;
     uint64_t clock;
     u128 ledger;
+    uint64_t zones[2];
+    uint64_t zone_divisor, zone_modulus; /* the rule in effect (never 0: the default spelled) */
 } cell_hash_input_t;
-CP_STATIC_ASSERT(sizeof(cell_hash_input_t) == 32, "cell hash input is 32 bytes");
+CP_STATIC_ASSERT(sizeof(cell_hash_input_t) == 64, "cell hash input is 64 bytes");
 
 u128 cell_state_hash(const cell_t *c) {
+    bool dflt = (c->zone_rule.divisor | c->zone_rule.modulus) == 0;
     cell_hash_input_t in = {
-        .magic = CELL_HASH_MAGIC, .clock = c->clock, .ledger = ledger_state_hash(c->ledger)};
+        .magic = CELL_HASH_MAGIC,
+        .clock = c->clock,
+        .ledger = ledger_state_hash(c->ledger),
+        .zones = {c->zones.bits[0], c->zones.bits[1]},
+        .zone_divisor = dflt ? CP_ZONE_DIVISOR_DEFAULT : c->zone_rule.divisor,
+        .zone_modulus = dflt ? CP_ZONE_MODULUS_DEFAULT : c->zone_rule.modulus,
+    };
     XXH128_hash_t d = XXH3_128bits(&in, sizeof in);
     return ((u128)d.high64 << 64) | d.low64;
 }

@@ -67,8 +67,9 @@ void cell_apply_entry(cell_t *cell, uint64_t entry_timestamp, const void *body, 
  * proto_check_message(). */
 uint32_t cell_read(const cell_t *cell, uint8_t op, const void *body, uint32_t size, void *out);
 
-/* XXH3-128 of the cell's whole state: its clock and ledger_state_hash(). Replicas that applied
- * the same log prefix hash alike (the status op reports it at the applied index). */
+/* XXH3-128 of the cell's whole state: its clock, ledger_state_hash(), and the zones and zone
+ * rule it serves. Replicas of one cell that applied the same log prefix hash alike (the status
+ * op reports it at the applied index); a replica configured with other zones does not. */
 u128 cell_state_hash(const cell_t *cell);
 
 uint64_t cell_clock(const cell_t *cell);

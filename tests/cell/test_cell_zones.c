@@ -218,12 +218,36 @@ static void test_zone_rule(void **state) {
     cell_destroy(c);
 }
 
+/* The zones are in the state hash: replicas configured apart show it before they diverge. */
+static void test_zones_in_the_hash(void **state) {
+    (void)state;
+    cell_t *all = cell_with_zones(NULL), *all2 = cell_with_zones("0-99"),
+           *half = cell_with_zones("0-49"), *other = cell_with_zones("0-48");
+    assert_true(cell_state_hash(all) == cell_state_hash(all2));
+    assert_true(cell_state_hash(all) != cell_state_hash(half));
+    assert_true(cell_state_hash(half) != cell_state_hash(other));
+    cell_config_t cfg = {.ledger = {.accounts_max = 64, .transfers_max = 64},
+                         .zone_rule = {.divisor = 10, .modulus = 100}};
+    cell_t *spelled = cell_create(&cfg);
+    assert_non_null(spelled);
+    assert_true(cell_state_hash(spelled) == cell_state_hash(all));
+    cfg.zone_rule.divisor = 1;
+    cell_t *rule = cell_create(&cfg);
+    assert_non_null(rule);
+    assert_true(cell_state_hash(rule) != cell_state_hash(all));
+    cell_destroy(all);
+    cell_destroy(all2);
+    cell_destroy(half);
+    cell_destroy(other);
+    cell_destroy(spelled);
+    cell_destroy(rule);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accounts_by_zone),
-        cmocka_unit_test(test_transfers_by_zone),
-        cmocka_unit_test(test_default_owns_all),
-        cmocka_unit_test(test_zone_rule),
+        cmocka_unit_test(test_accounts_by_zone),  cmocka_unit_test(test_transfers_by_zone),
+        cmocka_unit_test(test_default_owns_all),  cmocka_unit_test(test_zone_rule),
+        cmocka_unit_test(test_zones_in_the_hash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
