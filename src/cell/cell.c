@@ -1,5 +1,6 @@
 #include "cell/cell.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +11,7 @@
 #include <xxhash.h>
 
 #define CELL_IMAGE_MAGIC 0x4547414D494C4C43ull /* "CLLIMAGE" */
-#define CELL_HASH_MAGIC 0x31485341484C4C43ull  /* "CLLHASH1" */
+#define CELL_HASH_MAGIC 0x32485341484C4C43ull  /* "CLLHASH2" */
 
 CP_STATIC_ASSERT(sizeof(cell_command_t) == 32, "command header is 32 bytes");
 CP_STATIC_ASSERT(sizeof(cell_image_header_t) == 64, "cell image header is 64 bytes");
@@ -19,11 +20,17 @@ struct cell {
     ledger_t *ledger;
     uint64_t clock;
     ledger_result_t *results;
+    cp_zones_t zones; /* configuration, not state: the same for the cell's whole life */
+    cp_zone_rule_t zone_rule;
 };
 
 cell_t *cell_create(const cell_config_t *config) {
     cell_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
+    c->zones = cp_zones_is_empty(&config->zones) ? cp_zones_all() : config->zones;
+    c->zone_rule = config->zone_rule;
+    cp_assert((c->zone_rule.divisor | c->zone_rule.modulus) == 0 ||
+              cp_zone_rule_check(&c->zone_rule) == NULL);
     c->ledger = ledger_create(&config->ledger);
     c->results = calloc(CP_BATCH_EVENTS_MAX, sizeof c->results[0]);
     if (!c->ledger || !c->results) {
@@ -48,17 +55,29 @@ ledger_t *cell_ledger(cell_t *c) {
 }
 
 /* The cell's own state is its clock (it can run ahead of the ledger's: tick and
- * test_set_clock move it alone); the results buffer is scratch. */
+ * test_set_clock move it alone); the results buffer is scratch. The zones and the zone rule
+ * are configuration, but they decide answers as state does: a replica started with other
+ * zones than its group would diverge, and hashing them makes it show at once (the status op),
+ * not at the first request it answers differently. */
 typedef struct cell_hash_input {
     uint64_t magic;
     uint64_t clock;
     u128 ledger;
+    uint64_t zones[2];
+    uint64_t zone_divisor, zone_modulus; /* the rule in effect (never 0: the default spelled) */
 } cell_hash_input_t;
-CP_STATIC_ASSERT(sizeof(cell_hash_input_t) == 32, "cell hash input is 32 bytes");
+CP_STATIC_ASSERT(sizeof(cell_hash_input_t) == 64, "cell hash input is 64 bytes");
 
 u128 cell_state_hash(const cell_t *c) {
+    bool dflt = (c->zone_rule.divisor | c->zone_rule.modulus) == 0;
     cell_hash_input_t in = {
-        .magic = CELL_HASH_MAGIC, .clock = c->clock, .ledger = ledger_state_hash(c->ledger)};
+        .magic = CELL_HASH_MAGIC,
+        .clock = c->clock,
+        .ledger = ledger_state_hash(c->ledger),
+        .zones = {c->zones.bits[0], c->zones.bits[1]},
+        .zone_divisor = dflt ? CP_ZONE_DIVISOR_DEFAULT : c->zone_rule.divisor,
+        .zone_modulus = dflt ? CP_ZONE_MODULUS_DEFAULT : c->zone_rule.modulus,
+    };
     XXH128_hash_t d = XXH3_128bits(&in, sizeof in);
     return ((u128)d.high64 << 64) | d.low64;
 }
@@ -95,6 +114,36 @@ const char *cell_entry_check(const void *body, uint32_t size) {
     return NULL;
 }
 
+static bool owns_account(const cell_t *c, const unsigned char *event, size_t offset) {
+    u128 id;
+    memcpy(&id, event + offset, sizeof id);
+    return cp_zones_has(&c->zones, cp_zone_of(&c->zone_rule, cp_account_uid(id)));
+}
+
+bool cell_owns_command(const cell_t *c, uint8_t op, const void *body, uint32_t size) {
+    const unsigned char *p = body;
+    if (op == PROTO_OP_CREATE_ACCOUNTS) {
+        for (uint32_t pos = 0; pos + sizeof(ledger_account_t) <= size; pos += 128)
+            if (!owns_account(c, p + pos, offsetof(ledger_account_t, id))) return false;
+    } else if (op == PROTO_OP_CREATE_TRANSFERS) {
+        /* Both sides: a transfer between users of two cells is cross-cell, which needs the
+         * cross-cell transactions (DESIGN.md) and is refused until they exist. An id of 0
+         * names no account (a post or void takes the pending transfer's accounts, and the
+         * pending transfer passed this check); the ledger judges it as usual. */
+        for (uint32_t pos = 0; pos + sizeof(ledger_transfer_t) <= size; pos += 128) {
+            const unsigned char *e = p + pos;
+            u128 debit, credit;
+            memcpy(&debit, e + offsetof(ledger_transfer_t, debit_account_id), sizeof debit);
+            memcpy(&credit, e + offsetof(ledger_transfer_t, credit_account_id), sizeof credit);
+            if (debit != 0 && !owns_account(c, e, offsetof(ledger_transfer_t, debit_account_id)))
+                return false;
+            if (credit != 0 && !owns_account(c, e, offsetof(ledger_transfer_t, credit_account_id)))
+                return false;
+        }
+    }
+    return true;
+}
+
 /* Moves the clock by n (+1 for the command itself, as the JSON Lines driver does per line). */
 static bool clock_advance(cell_t *c, uint64_t n) {
     if (n >= CP_TIMESTAMP_MAX - c->clock) return false;
@@ -123,6 +172,11 @@ static void apply_command(cell_t *c, const cell_command_t *cmd, const void *body
     switch (cmd->operation) {
     case PROTO_OP_CREATE_ACCOUNTS:
     case PROTO_OP_CREATE_TRANSFERS: {
+        /* Before anything moves, even the clock: a refused command leaves no trace. */
+        if (!cell_owns_command(c, cmd->operation, body, cmd->size)) {
+            reply(ctx, cmd, PROTO_STATUS_WRONG_CELL, c->clock, NULL, 0);
+            return;
+        }
         if (!clock_advance(c, n)) break;
         ledger_status_t st =
             cmd->operation == PROTO_OP_CREATE_ACCOUNTS

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/zone.h"
 #include "ledger/ledger.h"
 #include "proto/proto.h"
 
@@ -24,6 +25,14 @@ typedef struct cell_command {
 
 typedef struct cell_config {
     ledger_config_t ledger;
+    /* The zones the cell owns (docs/routing.md): it refuses, whole and with
+     * PROTO_STATUS_WRONG_CELL, a create_accounts or create_transfers that names an account of
+     * any other zone. The empty set means every zone, so a zero-initialized configuration is
+     * the single cell that serves everyone. Like the capacities it must be the same on every
+     * replica and for the cell's whole life: replaying a log under other zones would give
+     * other results. */
+    cp_zones_t zones;
+    cp_zone_rule_t zone_rule; /* all zeros: the default (uid / 10) mod 100 */
 } cell_config_t;
 
 typedef struct cell cell_t;
@@ -39,6 +48,11 @@ bool cell_op_is_write(uint8_t op);
 typedef void (*cell_reply_fn)(void *ctx, const cell_command_t *cmd, uint32_t status,
                               uint64_t timestamp, const void *reply, uint32_t reply_size);
 
+/* Do all the accounts a create_accounts / create_transfers body names live in the cell's
+ * zones? (Other ops name no account: true.) The state machine refuses a command when not;
+ * the node asks first, so a wrong request does not cost a log entry. */
+bool cell_owns_command(const cell_t *cell, uint8_t op, const void *body, uint32_t size);
+
 /* Checks that an entry body is a well-formed sequence of write commands; NULL when it is,
  * else what is wrong. cell_apply_entry() only takes checked entries. */
 const char *cell_entry_check(const void *body, uint32_t size);
@@ -53,8 +67,9 @@ void cell_apply_entry(cell_t *cell, uint64_t entry_timestamp, const void *body, 
  * proto_check_message(). */
 uint32_t cell_read(const cell_t *cell, uint8_t op, const void *body, uint32_t size, void *out);
 
-/* XXH3-128 of the cell's whole state: its clock and ledger_state_hash(). Replicas that applied
- * the same log prefix hash alike (the status op reports it at the applied index). */
+/* XXH3-128 of the cell's whole state: its clock, ledger_state_hash(), and the zones and zone
+ * rule it serves. Replicas of one cell that applied the same log prefix hash alike (the status
+ * op reports it at the applied index); a replica configured with other zones does not. */
 u128 cell_state_hash(const cell_t *cell);
 
 uint64_t cell_clock(const cell_t *cell);

@@ -11,7 +11,8 @@ static const char node_usage[] =
     "usage: cellpay node --data DIR [--listen HOST:PORT] [--test-ops]\n"
     "                    [--cell C --id N --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT [--join]]\n"
     "                    [--election-ms N] [--heartbeat-ms N]\n"
-    "                    [--accounts-max N] [--transfers-max N] [--snapshot-mib N]\n"
+    "                    [--accounts-max N] [--transfers-max N] [--zones LIST]\n"
+    "                    [--snapshot-mib N]\n"
     "\n"
     "Serves one cell over the binary protocol (docs/protocol.md): every write is in the\n"
     "write-ahead log under DIR and fdatasynced before it is acknowledged; requests that\n"
@@ -39,6 +40,11 @@ static const char node_usage[] =
     "  --heartbeat-ms N    leader heartbeat interval (default 30)\n"
     "  --accounts-max N    account capacity, fixed when DIR is created (default 1048576)\n"
     "  --transfers-max N   transfer capacity, fixed when DIR is created (default 4194304)\n"
+    "  --zones LIST        the zones this cell owns, e.g. 0-24,50,60-69 (default: all, 0-99),\n"
+    "                      fixed when DIR is created. create_accounts and create_transfers\n"
+    "                      naming an account whose owner uid is in another zone are refused\n"
+    "                      whole with wrong_cell; lookups and queries of such accounts find\n"
+    "                      nothing (docs/routing.md)\n"
     "  --snapshot-mib N    write a snapshot after N MiB of log (default 64; 0 = only when the\n"
     "                      Raft window needs one)\n";
 
@@ -75,6 +81,11 @@ int cmd_node(int argc, char **argv) {
         } else if (!strcmp(a, "--transfers-max")) {
             ok = args_u32(argc, argv, &i, 1, CP_LEDGER_TABLE_MAX, &cfg.cell.ledger.transfers_max);
             cfg.capacities_given = true;
+        } else if (!strcmp(a, "--zones") && i + 1 < argc) {
+            const char *list = argv[++i];
+            ok = cp_zones_parse(list, strlen(list), &cfg.cell.zones, err, sizeof err);
+            if (!ok) fprintf(stderr, "cellpay node: --zones %s: %s\n", list, err);
+            cfg.zones_given = true;
         } else if (!strcmp(a, "--cell")) {
             unsigned long long cell;
             ok = args_u64(argc, argv, &i, UINT32_MAX, &cell);

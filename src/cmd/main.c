@@ -13,7 +13,7 @@ static const char usage[] =
     "  node     one durable cell serving the binary protocol\n"
     "  client   JSON Lines ledger requests to a running cell, replies on stdout\n"
     "  admin    a running cell's replicas: `admin cell status | transfer-leader | add-replica |\n"
-    "           remove-replica`\n"
+    "           remove-replica`; the route table file: `admin routes show | set`\n"
     "  gateway  HTTP/1.1 server; today only GET /v1/health (the payment API is not built yet)\n"
     "  sim      run the Raft simulator for one seed (consensus checks)\n"
     "  bench    measurements (bench ledger, node, failover)\n"

@@ -430,6 +430,12 @@ static bool conn_request(conn_t *c, const proto_header_t *h, const void *body) {
         node_reply(n, c->slot, c->gen, h, PROTO_STATUS_REFUSED, 0, NULL, 0);
         return true;
     }
+    /* The state machine refuses it anyway (cell.c); refusing here saves it a log entry.
+     * Any replica may answer: the zones are the same on all of them. */
+    if (!cell_owns_command(n->cell, h->operation, body, size)) {
+        node_reply(n, c->slot, c->gen, h, PROTO_STATUS_WRONG_CELL, 0, NULL, 0);
+        return true;
+    }
     if (!node_is_leader(n)) {
         node_reply(n, c->slot, c->gen, h, PROTO_STATUS_NOT_LEADER, 0, NULL, 0);
         return true;

@@ -24,6 +24,7 @@ typedef struct node_config {
     cell_config_t cell;
     uint64_t snapshot_log_bytes; /* log bytes written between snapshots; 0 = never */
     bool capacities_given;       /* cell.ledger capacities came from the command line */
+    bool zones_given;            /* cell.zones came from the command line (--zones) */
 } node_config_t;
 
 /* Recovers from data_dir, listens and serves until SIGTERM or SIGINT; returns the process

@@ -2,8 +2,9 @@
  * creation, recovery (newest whole snapshot, then the log after it), and snapshots written
  * by a forked child while the parent goes on serving.
  *
- * DIR/cell.conf   the ledger capacities, written once: replaying a log against other
- *                 capacities could give other results, so they never change
+ * DIR/cell.conf   the ledger capacities and the zones the cell owns, written once:
+ *                 replaying a log against other capacities or zones could give other
+ *                 results, so they never change
  * DIR/wal/        the write-ahead log (src/repl/wal.h)
  * DIR/snap-*.snap snapshots (src/repl/snapshot.h); the newest two are kept, and the log is
  *                 released only up to the older one, so a damaged newest snapshot still
@@ -26,19 +27,36 @@
 #include "repl/node_internal.h"
 #include "repl/snapshot.h"
 
-/* Reads DIR/cell.conf, or writes it from the configuration on first start. */
+/* Reads DIR/cell.conf, or writes it from the configuration on first start. Its zones line
+ * came later: a file without one was written for a cell that owned every zone. */
 static int node_capacities(node_t *n) {
     char path[SNAPSHOT_PATH_MAX];
     snprintf(path, sizeof path, "%s/cell.conf", n->config.data_dir);
     ledger_config_t *c = &n->config.cell.ledger;
+    cp_zones_t *zones = &n->config.cell.zones;
+    cp_zones_t want = cp_zones_is_empty(zones) ? cp_zones_all() : *zones;
+    char want_text[CP_ZONES_TEXT_MAX], stored_text[CP_ZONES_TEXT_MAX], err[160];
+    cp_zones_format(&want, want_text, sizeof want_text);
     FILE *f = fopen(path, "r");
     if (f) {
-        unsigned long long a = 0, t = 0;
-        int got = fscanf(f, "accounts_max=%llu\ntransfers_max=%llu\n", &a, &t);
+        char buf[1024];
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
         fclose(f);
+        buf[len] = '\0';
+        unsigned long long a = 0, t = 0;
+        int got = sscanf(buf, "accounts_max=%llu\ntransfers_max=%llu\n", &a, &t);
         if (got != 2 || a == 0 || t == 0 || a > UINT32_MAX || t > UINT32_MAX) {
             node_log("%s is damaged; it must say accounts_max=N and transfers_max=N", path);
             return -1;
+        }
+        cp_zones_t stored = cp_zones_all();
+        const char *zl = strstr(buf, "\nzones=");
+        if (zl) {
+            zl += strlen("\nzones=");
+            if (!cp_zones_parse(zl, strcspn(zl, "\n"), &stored, err, sizeof err)) {
+                node_log("%s is damaged: its zones line: %s", path, err);
+                return -1;
+            }
         }
         if (n->config.capacities_given && (a != c->accounts_max || t != c->transfers_max)) {
             node_log("%s fixes accounts_max=%llu transfers_max=%llu; the data directory cannot "
@@ -46,8 +64,16 @@ static int node_capacities(node_t *n) {
                      path, a, t);
             return -1;
         }
+        cp_zones_format(&stored, stored_text, sizeof stored_text);
+        if (n->config.zones_given && !cp_zones_equal(&stored, &want)) {
+            node_log("%s fixes zones=%s; --zones %s differs, and the zones of a data directory "
+                     "cannot change (its log was applied under them)",
+                     path, stored_text, want_text);
+            return -1;
+        }
         c->accounts_max = (uint32_t)a;
         c->transfers_max = (uint32_t)t;
+        *zones = stored;
         return 0;
     }
     char tmp[SNAPSHOT_PATH_MAX + 8];
@@ -57,13 +83,15 @@ static int node_capacities(node_t *n) {
         node_log("cannot write %s: %s", tmp, strerror(errno));
         return -1;
     }
-    fprintf(f, "accounts_max=%u\ntransfers_max=%u\n", c->accounts_max, c->transfers_max);
+    fprintf(f, "accounts_max=%u\ntransfers_max=%u\nzones=%s\n", c->accounts_max, c->transfers_max,
+            want_text);
     bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
         node_log("cannot write %s: %s", path, strerror(errno));
         return -1;
     }
+    *zones = want;
     return 0;
 }
 
