@@ -14,10 +14,46 @@ const char *cp_zone_rule_check(const cp_zone_rule_t *r) {
 }
 
 uint32_t cp_zone_of(const cp_zone_rule_t *r, uint64_t uid) {
-    uint64_t d = CP_ZONE_DIVISOR_DEFAULT, m = CP_ZONE_MODULUS_DEFAULT;
-    if (r && (r->divisor | r->modulus)) d = r->divisor, m = r->modulus;
-    cp_assert(d != 0 && m != 0 && m <= CP_ZONES);
-    return (uint32_t)((uid / d) % m);
+    cp_zone_rule_t e = cp_zone_rule_effective(r);
+    cp_assert(e.divisor != 0 && e.modulus != 0 && e.modulus <= CP_ZONES);
+    return (uint32_t)((uid / e.divisor) % e.modulus);
+}
+
+cp_zone_rule_t cp_zone_rule_effective(const cp_zone_rule_t *r) {
+    if (r && (r->divisor | r->modulus)) return *r;
+    return (cp_zone_rule_t){CP_ZONE_DIVISOR_DEFAULT, CP_ZONE_MODULUS_DEFAULT};
+}
+
+/* A decimal u64 of s[0, len): digits only. */
+static bool decimal(const char *s, size_t len, uint64_t *out) {
+    uint64_t v = 0;
+    if (len == 0 || len > 20) return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        uint64_t d = (uint64_t)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+bool cp_zone_rule_parse(const char *s, size_t len, cp_zone_rule_t *out, char *err,
+                        size_t err_size) {
+    const char *slash = memchr(s, '/', len);
+    cp_zone_rule_t r;
+    if (!slash || !decimal(s, (size_t)(slash - s), &r.divisor) ||
+        !decimal(slash + 1, len - (size_t)(slash - s) - 1, &r.modulus)) {
+        snprintf(err, err_size, "a zone rule is DIVISOR/MODULUS, e.g. 10/100");
+        return false;
+    }
+    const char *why = cp_zone_rule_check(&r);
+    if (why) {
+        snprintf(err, err_size, "%s", why);
+        return false;
+    }
+    *out = r;
+    return true;
 }
 
 cp_zones_t cp_zones_all(void) {

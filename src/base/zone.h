@@ -27,6 +27,11 @@ const char *cp_zone_rule_check(const cp_zone_rule_t *rule);
 /* The zone of uid under rule (NULL or all zeros: the default). The rule must have passed
  * cp_zone_rule_check(). */
 uint32_t cp_zone_of(const cp_zone_rule_t *rule, uint64_t uid);
+/* Parses "DIVISOR/MODULUS" (e.g. "10/100") of len bytes into a checked rule; false with a
+ * message in err when it is not one. */
+bool cp_zone_rule_parse(const char *s, size_t len, cp_zone_rule_t *out, char *err, size_t err_size);
+/* The rule in effect: all zeros become the default. */
+cp_zone_rule_t cp_zone_rule_effective(const cp_zone_rule_t *rule);
 /* The owner uid of an account id: its upper 64 bits. */
 static inline uint64_t cp_account_uid(u128 account_id) {
     return (uint64_t)(account_id >> 64);

@@ -69,14 +69,14 @@ typedef struct cell_hash_input {
 CP_STATIC_ASSERT(sizeof(cell_hash_input_t) == 64, "cell hash input is 64 bytes");
 
 u128 cell_state_hash(const cell_t *c) {
-    bool dflt = (c->zone_rule.divisor | c->zone_rule.modulus) == 0;
+    cp_zone_rule_t rule = cp_zone_rule_effective(&c->zone_rule);
     cell_hash_input_t in = {
         .magic = CELL_HASH_MAGIC,
         .clock = c->clock,
         .ledger = ledger_state_hash(c->ledger),
         .zones = {c->zones.bits[0], c->zones.bits[1]},
-        .zone_divisor = dflt ? CP_ZONE_DIVISOR_DEFAULT : c->zone_rule.divisor,
-        .zone_modulus = dflt ? CP_ZONE_MODULUS_DEFAULT : c->zone_rule.modulus,
+        .zone_divisor = rule.divisor,
+        .zone_modulus = rule.modulus,
     };
     XXH128_hash_t d = XXH3_128bits(&in, sizeof in);
     return ((u128)d.high64 << 64) | d.low64;

@@ -12,7 +12,7 @@ static const char node_usage[] =
     "                    [--cell C --id N --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT [--join]]\n"
     "                    [--election-ms N] [--heartbeat-ms N]\n"
     "                    [--accounts-max N] [--transfers-max N] [--zones LIST]\n"
-    "                    [--snapshot-mib N]\n"
+    "                    [--zone-rule D/M] [--snapshot-mib N]\n"
     "\n"
     "Serves one cell over the binary protocol (docs/protocol.md): every write is in the\n"
     "write-ahead log under DIR and fdatasynced before it is acknowledged; requests that\n"
@@ -45,6 +45,8 @@ static const char node_usage[] =
     "                      naming an account whose owner uid is in another zone are refused\n"
     "                      whole with wrong_cell; lookups and queries of such accounts find\n"
     "                      nothing (docs/routing.md)\n"
+    "  --zone-rule D/M     zone(uid) = (uid / D) mod M (default 10/100), fixed when DIR is\n"
+    "                      created; it must be the route table's rule\n"
     "  --snapshot-mib N    write a snapshot after N MiB of log (default 64; 0 = only when the\n"
     "                      Raft window needs one)\n";
 
@@ -86,6 +88,11 @@ int cmd_node(int argc, char **argv) {
             ok = cp_zones_parse(list, strlen(list), &cfg.cell.zones, err, sizeof err);
             if (!ok) fprintf(stderr, "cellpay node: --zones %s: %s\n", list, err);
             cfg.zones_given = true;
+        } else if (!strcmp(a, "--zone-rule") && i + 1 < argc) {
+            const char *rule = argv[++i];
+            ok = cp_zone_rule_parse(rule, strlen(rule), &cfg.cell.zone_rule, err, sizeof err);
+            if (!ok) fprintf(stderr, "cellpay node: --zone-rule %s: %s\n", rule, err);
+            cfg.zone_rule_given = true;
         } else if (!strcmp(a, "--cell")) {
             unsigned long long cell;
             ok = args_u64(argc, argv, &i, UINT32_MAX, &cell);

@@ -25,6 +25,7 @@ typedef struct node_config {
     uint64_t snapshot_log_bytes; /* log bytes written between snapshots; 0 = never */
     bool capacities_given;       /* cell.ledger capacities came from the command line */
     bool zones_given;            /* cell.zones came from the command line (--zones) */
+    bool zone_rule_given;        /* cell.zone_rule came from the command line (--zone-rule) */
 } node_config_t;
 
 /* Recovers from data_dir, listens and serves until SIGTERM or SIGINT; returns the process

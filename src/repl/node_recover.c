@@ -27,8 +27,9 @@
 #include "repl/node_internal.h"
 #include "repl/snapshot.h"
 
-/* Reads DIR/cell.conf, or writes it from the configuration on first start. Its zones line
- * came later: a file without one was written for a cell that owned every zone. */
+/* Reads DIR/cell.conf, or writes it from the configuration on first start. Its zones and
+ * zone_rule lines came later: a file without them was written for a cell that owned every
+ * zone under the default rule. */
 static int node_capacities(node_t *n) {
     char path[SNAPSHOT_PATH_MAX];
     snprintf(path, sizeof path, "%s/cell.conf", n->config.data_dir);
@@ -37,6 +38,7 @@ static int node_capacities(node_t *n) {
     cp_zones_t want = cp_zones_is_empty(zones) ? cp_zones_all() : *zones;
     char want_text[CP_ZONES_TEXT_MAX], stored_text[CP_ZONES_TEXT_MAX], err[160];
     cp_zones_format(&want, want_text, sizeof want_text);
+    cp_zone_rule_t want_rule = cp_zone_rule_effective(&n->config.cell.zone_rule);
     FILE *f = fopen(path, "r");
     if (f) {
         char buf[1024];
@@ -64,6 +66,25 @@ static int node_capacities(node_t *n) {
                      path, a, t);
             return -1;
         }
+        cp_zone_rule_t stored_rule = cp_zone_rule_effective(NULL);
+        const char *rl = strstr(buf, "\nzone_rule=");
+        if (rl) {
+            rl += strlen("\nzone_rule=");
+            if (!cp_zone_rule_parse(rl, strcspn(rl, "\n"), &stored_rule, err, sizeof err)) {
+                node_log("%s is damaged: its zone_rule line: %s", path, err);
+                return -1;
+            }
+        }
+        if (n->config.zone_rule_given && (stored_rule.divisor != want_rule.divisor ||
+                                          stored_rule.modulus != want_rule.modulus)) {
+            node_log("%s fixes zone_rule=%llu/%llu; --zone-rule %llu/%llu differs, and the zone "
+                     "rule of a data directory cannot change (its log was applied under it)",
+                     path, (unsigned long long)stored_rule.divisor,
+                     (unsigned long long)stored_rule.modulus, (unsigned long long)want_rule.divisor,
+                     (unsigned long long)want_rule.modulus);
+            return -1;
+        }
+        n->config.cell.zone_rule = stored_rule;
         cp_zones_format(&stored, stored_text, sizeof stored_text);
         if (n->config.zones_given && !cp_zones_equal(&stored, &want)) {
             node_log("%s fixes zones=%s; --zones %s differs, and the zones of a data directory "
@@ -83,8 +104,9 @@ static int node_capacities(node_t *n) {
         node_log("cannot write %s: %s", tmp, strerror(errno));
         return -1;
     }
-    fprintf(f, "accounts_max=%u\ntransfers_max=%u\nzones=%s\n", c->accounts_max, c->transfers_max,
-            want_text);
+    fprintf(f, "accounts_max=%u\ntransfers_max=%u\nzones=%s\nzone_rule=%llu/%llu\n",
+            c->accounts_max, c->transfers_max, want_text, (unsigned long long)want_rule.divisor,
+            (unsigned long long)want_rule.modulus);
     bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
@@ -92,6 +114,7 @@ static int node_capacities(node_t *n) {
         return -1;
     }
     *zones = want;
+    n->config.cell.zone_rule = want_rule;
     return 0;
 }
 

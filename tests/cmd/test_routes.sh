@@ -5,7 +5,7 @@
 #  2. `cellpay node --zones`: a cell owning zones 0-49 refuses an account of a user in zone 50
 #     and a transfer across the boundary with wrong_cell, serves its own zones, keeps its zones
 #     in DIR/cell.conf, refuses to start with other --zones, and an old cell.conf without a
-#     zones line means every zone.
+#     zones line means every zone; --zone-rule likewise.
 set -euo pipefail
 cellpay=${1:?usage: test_routes.sh path/to/cellpay}
 tmp=$(mktemp -d)
@@ -114,6 +114,27 @@ start_node "$d" --zones 0-49
 echo '{"op":"lookup_accounts","ids":["'"$A49"'"]}' | client > "$tmp/out"
 check "restarted with the same --zones, the state is there" contains "$tmp/out" "\"id\":\"$A49\""
 stop_node
+
+check "cell.conf keeps the default rule" contains "$d/cell.conf" "zone_rule=10/100"
+
+# Another zone rule: with 1/100 the zone is the uid's last two digits, so uid 149 is in zone
+# 49 and uid 490 in zone 90. It is fixed in cell.conf like the zones.
+A149=2748564866982723190785
+r=$tmp/rule
+check "--zone-rule with a bad rule" fails "$cellpay" node --data "$r" --zone-rule 10/101 2> "$tmp/err"
+check "  says why" contains "$tmp/err" "modulus must be 1..100"
+start_node "$r" --zones 0-49 --zone-rule 1/100
+client > "$tmp/out" <<REQUESTS
+{"op":"create_accounts","events":[{"id":"$A149","ledger":1,"code":1}]}
+{"op":"create_accounts","events":[{"id":"$A49","ledger":1,"code":1}]}
+REQUESTS
+mapfile -t r2 < "$tmp/out"
+check "rule 1/100: uid 149 is in zone 49" test "${r2[0]#*\"result\":\"created\"}" != "${r2[0]}"
+check "rule 1/100: uid 490 is in zone 90" test "${r2[1]}" = '{"error":"wrong cell"}'
+stop_node
+check "cell.conf keeps the rule" contains "$r/cell.conf" "zone_rule=1/100"
+check "another --zone-rule refused" fails "$cellpay" node --data "$r" --listen 127.0.0.1:0 --zone-rule 10/100 2> "$tmp/err"
+check "  and says so" contains "$tmp/err" "fixes zone_rule=1/100; --zone-rule 10/100 differs"
 
 # A cell.conf written before zones existed: every zone.
 old=$tmp/old

@@ -50,6 +50,25 @@ static void test_zone_rule(void **state) {
     r = (cp_zone_rule_t){10, 101};
     assert_non_null(cp_zone_rule_check(&r));
     assert_int_equal(cp_account_uid(((u128)42 << 64) | 7), 42);
+    assert_true(cp_zone_rule_parse("1/7", 3, &r, err, sizeof err));
+    assert_true(r.divisor == 1 && r.modulus == 7);
+    r = cp_zone_rule_effective(NULL);
+    assert_true(r.divisor == 10 && r.modulus == 100);
+    const char *bad[] = {"",
+                         "10",
+                         "10/",
+                         "/100",
+                         "0/100",
+                         "10/0",
+                         "10/101",
+                         "10/100/1",
+                         "a/b",
+                         "-1/100",
+                         "99999999999999999999999/100"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (cp_zone_rule_parse(bad[i], strlen(bad[i]), &r, err, sizeof err))
+            fail_msg("zone rule \"%s\" accepted", bad[i]);
+    }
 }
 
 static void test_zone_lists(void **state) {
