@@ -11,6 +11,7 @@ PACKAGES=(
   libuv1-dev                         # event loop of the servers and the client
   libcmocka-dev                      # unit tests
   node-llhttp                        # llhttp's C sources: the HTTP/1.1 parser of the gateway
+  libssl-dev                         # libcrypto: HMAC-SHA256 of the API's request signatures
 )
 
 missing=()
