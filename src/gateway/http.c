@@ -28,6 +28,9 @@
  * does not reset the connection before the client has read the reply (the 413 case). */
 #define HTTP_LINGER_MS 2000u
 #define HTTP_LINGER_BYTES (1024u * 1024u)
+/* Refused connections are logged at most once per this interval, with a count, so that a
+ * flood of them does not flood the log too. */
+#define HTTP_REFUSED_LOG_MS 1000u
 /* Room for a status line and the headers this server writes. */
 #define HTTP_REPLY_HEAD_MAX 256u
 
@@ -80,6 +83,8 @@ struct http_server {
     uint32_t conns_allocated; /* including those closing: all are freed before the server */
     uint32_t gen;
     uint16_t port;
+    uint64_t refused;        /* connections refused since the last log line about them */
+    uint64_t refused_log_ms; /* uv_now() of that line; 0 before the first */
     bool listening, listener_closed, stopped;
 };
 
@@ -445,8 +450,16 @@ static void refuse_connection(http_server_t *s) {
     uv_tcp_t *t = malloc(sizeof *t);
     if (!t) return;
     uv_tcp_init(s->loop, t);
-    if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)t) == 0)
-        http_log(s, "refusing a connection: %u connections open, the limit", s->conns_max);
+    if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)t) == 0) {
+        s->refused++;
+        uint64_t now = uv_now(s->loop);
+        if (s->refused_log_ms == 0 || now - s->refused_log_ms >= HTTP_REFUSED_LOG_MS) {
+            http_log(s, "refusing connections: %u open, the limit; %llu refused", s->conns_max,
+                     (unsigned long long)s->refused);
+            s->refused = 0;
+            s->refused_log_ms = now ? now : 1;
+        }
+    }
     uv_close((uv_handle_t *)t, refused_closed);
 }
 
