@@ -83,6 +83,8 @@ static const char *const op_names[PROTO_OP_MAX + 1] = {
     [PROTO_OP_TRANSFER_LEADER] = "transfer_leader",
     [PROTO_OP_ADD_REPLICA] = "add_replica",
     [PROTO_OP_REMOVE_REPLICA] = "remove_replica",
+    [PROTO_OP_PAY] = "pay",
+    [PROTO_OP_PAY_QUERY] = "pay_query",
 };
 
 const char *proto_op_str(uint32_t op) {
@@ -107,6 +109,8 @@ static const uint32_t item_size[PROTO_OP_MAX + 1][2] = {
     [PROTO_OP_TRANSFER_LEADER] = {sizeof(proto_transfer_leader_t), 0},
     [PROTO_OP_ADD_REPLICA] = {sizeof(proto_member_change_t), 0},
     [PROTO_OP_REMOVE_REPLICA] = {sizeof(proto_member_change_t), 0},
+    [PROTO_OP_PAY] = {256, 256},       /* pay_request_t, pay_object_t */
+    [PROTO_OP_PAY_QUERY] = {256, 256}, /* pay_query_t, pay_object_t */
 };
 
 uint32_t proto_request_item_size(uint8_t op) {
@@ -160,7 +164,7 @@ proto_error_t proto_check_message(const proto_header_t *h, const void *body, uin
         h->operation == PROTO_OP_GET_ACCOUNT_BALANCES || h->operation == PROTO_OP_QUERY_ACCOUNTS ||
         h->operation == PROTO_OP_QUERY_TRANSFERS || h->operation == PROTO_OP_TICK ||
         h->operation == PROTO_OP_TEST_SET_BALANCES || h->operation == PROTO_OP_TEST_SET_CLOCK ||
-        h->operation == PROTO_OP_TRANSFER_LEADER;
+        h->operation == PROTO_OP_TRANSFER_LEADER || h->operation == PROTO_OP_PAY_QUERY;
     if (item == 0) {
         if (body_size != 0) return PROTO_BAD_SIZE;
     } else if (body_size % item != 0 || body_size / item > PROTO_ITEMS_MAX ||

@@ -58,7 +58,10 @@ typedef enum proto_op {
     PROTO_OP_TRANSFER_LEADER = 14, /* body: one proto_transfer_leader_t; reply: empty */
     PROTO_OP_ADD_REPLICA = 15,     /* leader; body: one proto_member_change_t; reply: empty */
     PROTO_OP_REMOVE_REPLICA = 16,  /* leader; body: one proto_member_change_t; reply: empty */
-    PROTO_OP_MAX = 16,
+    /* The payment API's state (src/cell/pay.h). */
+    PROTO_OP_PAY = 17,       /* write; body: pay_request_t items; reply: one pay_object_t each */
+    PROTO_OP_PAY_QUERY = 18, /* read; body: one pay_query_t; reply: pay_object_t items */
+    PROTO_OP_MAX = 18,
 } proto_op_t;
 
 typedef enum proto_status {

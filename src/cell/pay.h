@@ -1,0 +1,209 @@
+/* Payments: the layer of the cell state machine behind the HTTP API (shared/docs/api-v1.md).
+ * Merchants and their secrets, users, top-ups, payment orders, refunds and the API's
+ * idempotency keys live here, in the owning cell's replicated state, and every money movement
+ * they make is a ledger transfer applied in the same log entry. Deterministic like the rest of
+ * the cell: time is the cell's clock, randomness (a merchant's secret) comes in the request.
+ *
+ * Wire. PROTO_OP_PAY (a write) carries whole pay_request_t items and is answered with one
+ * pay_object_t per item, in order; items are independent (one failing changes nothing of the
+ * others), so the client may merge concurrent submissions into one message. PROTO_OP_PAY_QUERY
+ * (a read) carries one pay_query_t and is answered with pay_object_t items (see pay_query_t).
+ *
+ * Accounts (docs/api.md): every API account is a ledger account whose id's upper 64 bits are
+ * the owner's uid (so it routes to the owner's zone), then a 32-bit kind and the currency:
+ *   user balance         (uid << 64) | (PAY_ACCOUNT_USER << 32)     | currency
+ *   merchant receivable  (uid << 64) | (PAY_ACCOUNT_MERCHANT << 32) | currency
+ *   bank clearing        (PAY_SYSTEM_UID << 64) | (PAY_ACCOUNT_BANK << 32) | currency
+ * The ledger number of every account and transfer is the currency (pay_currency_pack()). User
+ * and merchant accounts may not go below zero (debits_must_not_exceed_credits); the cell's
+ * bank-clearing account is where top-ups come from and goes negative by what was topped up.
+ *
+ * Object ids (payments, refunds, top-ups; also their ledger transfer ids): the owning user's
+ * uid in the upper 64 bits, so the gateway routes a request that names only an id, then the
+ * cell's number (24 bits) and a per-cell sequence (40 bits). The API writes them as a prefix
+ * and 32 lowercase hex digits: "pay_...", "re_...", "tu_...". */
+#ifndef CP_PAY_H
+#define CP_PAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/u128.h"
+#include "base/zone.h"
+#include "ledger/ledger.h"
+
+#define PAY_TEXT_MAX 64u          /* out_trade_no, out_request_no */
+#define PAY_SECRET_SIZE 32u       /* a merchant's HMAC key, bytes */
+#define PAY_SYSTEM_UID UINT64_MAX /* the cell's own accounts; no user may have it */
+#define PAY_LIST_MAX 100u         /* items a list query returns at most (+1 for has_more) */
+#define PAY_IDEMPOTENCY_NS (86400ull * 1000000000ull) /* keys are kept 24 h */
+
+typedef enum pay_account_kind {
+    PAY_ACCOUNT_USER = 1,
+    PAY_ACCOUNT_MERCHANT = 2,
+    PAY_ACCOUNT_BANK = 3,
+} pay_account_kind_t;
+
+/* What a request does / what an object is. */
+typedef enum pay_kind {
+    PAY_KIND_MERCHANT = 1, /* create a merchant (operator) */
+    PAY_KIND_USER = 2,     /* open a user's account in a currency (operator) */
+    PAY_KIND_TOPUP = 3,    /* money from the cell's bank clearing to a user (operator) */
+    PAY_KIND_PAYMENT = 4,  /* buyer -> merchant (merchant) */
+    PAY_KIND_REFUND = 5,   /* merchant -> buyer, against a payment (merchant) */
+    PAY_KIND_BALANCE = 6,  /* objects only: a user's balance in a currency */
+    PAY_KIND_LIST = 7,     /* objects only: the head item of a list query's reply */
+} pay_kind_t;
+
+/* The outcome of a request or query; the gateway maps it to an HTTP status and error code
+ * (docs/api.md). Values are stable: they are stored with idempotency keys. */
+typedef enum pay_code {
+    PAY_OK = 0,                           /* 200: found, or opened before (user) */
+    PAY_CREATED = 1,                      /* 201 */
+    PAY_ERR_NOT_FOUND = 2,                /* 404 not_found */
+    PAY_ERR_INSUFFICIENT_FUNDS = 3,       /* 402 insufficient_funds */
+    PAY_ERR_CURRENCY_MISMATCH = 4,        /* 400 currency_mismatch: no account in that currency */
+    PAY_ERR_REFUND_EXCEEDS = 5,           /* 409 refund_exceeds_payment */
+    PAY_ERR_IDEMPOTENCY_CONFLICT = 6,     /* 409 idempotency_conflict */
+    PAY_ERR_DUPLICATE_OUT_TRADE_NO = 7,   /* 409 duplicate_out_trade_no */
+    PAY_ERR_DUPLICATE_OUT_REQUEST_NO = 8, /* 409 duplicate_out_request_no */
+    PAY_ERR_MERCHANT_EXISTS = 9,          /* 409 merchant_exists */
+    PAY_ERR_CROSS_CELL = 10,              /* 422 cross_cell_unsupported: merchant in another cell */
+    PAY_ERR_WRONG_CELL = 11, /* 503 wrong_cell: the routing uid is not in this cell's zones */
+    PAY_ERR_FULL = 12,       /* 503 unavailable: a table of the cell is full */
+    PAY_ERR_INVALID = 13,    /* 400 invalid_request: e.g. the reserved uid, unknown kind */
+    PAY_ERR_OVERFLOW = 14,   /* 400 invalid_request: the amount would overflow a balance */
+    PAY_CODE_COUNT = 15,
+} pay_code_t;
+
+/* One API write (256 bytes). Fields a kind does not use are zero. */
+typedef struct pay_request {
+    u128 idem_key;     /* XXH3-128 of the Idempotency-Key header's value; 0: no key */
+    u128 body_hash;    /* XXH3-128 of method, path and body as sent: a replay must match */
+    u128 payment_id;   /* refund: the payment refunded */
+    u128 amount;       /* top-up, payment, refund: minor units, above 0 */
+    uint64_t actor;    /* the signed merchant making the request; 0: the operator */
+    uint64_t uid;      /* merchant, user, top-up: the uid; payment: the buyer */
+    uint32_t currency; /* pay_currency_pack(); refunds take the payment's */
+    uint8_t kind;      /* pay_kind_t */
+    uint8_t funding;   /* payment: 1 balance (the only one until credit exists) */
+    uint8_t reserved_1[2];
+    uint8_t secret[PAY_SECRET_SIZE]; /* merchant: its new secret, drawn by the gateway */
+    char text[PAY_TEXT_MAX];         /* out_trade_no / out_request_no, NUL-padded */
+    uint8_t reserved[72];
+} pay_request_t;
+
+/* One answer or stored object (256 bytes). A request's answer is the object it created or
+ * found with `code` its outcome; on an error only kind and code are meaningful. */
+typedef struct pay_object {
+    u128 id;             /* payment, refund, top-up: its id; user: the account id; merchant: uid */
+    u128 amount;         /* payment, refund, top-up; balance: available */
+    u128 refunded;       /* payment: refunded so far; balance: pending (debits held) */
+    u128 payment_id;     /* refund: its payment */
+    uint64_t uid;        /* user, merchant, top-up, balance: the uid; payment, refund: the buyer */
+    uint64_t merchant;   /* payment, refund: the merchant */
+    uint64_t created_at; /* unix milliseconds, from the cell's clock */
+    uint32_t currency;
+    uint8_t kind;                    /* pay_kind_t */
+    uint8_t code;                    /* pay_code_t */
+    uint8_t replayed;                /* 1: the stored answer of an earlier request with this key */
+    uint8_t merchant_credit;         /* payment: 0 credited, 1 pending (cross-cell, not yet) */
+    uint8_t secret[PAY_SECRET_SIZE]; /* merchant: its secret (creation, and the gateway's query) */
+    char text[PAY_TEXT_MAX];         /* payment: out_trade_no; refund: out_request_no */
+    uint8_t reserved[64];
+} pay_object_t;
+
+typedef enum pay_query_kind {
+    PAY_Q_MERCHANT = 1,      /* uid: the merchant with its secret (for the gateway's check) */
+    PAY_Q_PAYMENT = 2,       /* id; actor: a merchant sees only its own (else not_found) */
+    PAY_Q_REFUND = 3,        /* id; actor as above */
+    PAY_Q_BALANCE = 4,       /* uid, currency */
+    PAY_Q_USER_PAYMENTS = 5, /* uid; newest first, limit, after (0: from the newest) */
+    PAY_Q_USER = 6,          /* uid, currency: the user object */
+} pay_query_kind_t;
+
+/* One API read (256 bytes). The reply: for a list, one PAY_KIND_LIST head object whose code
+ * is the outcome (not_found: no such user, or `after` is not one of its payments), then up to
+ * limit + 1 items (more than limit: has_more); otherwise exactly one object with its code. */
+typedef struct pay_query {
+    u128 id;    /* payment / refund id */
+    u128 after; /* list: continue after this payment (starting_after) */
+    uint64_t uid;
+    uint64_t actor; /* the merchant asking; 0: the operator */
+    uint32_t currency;
+    uint32_t limit; /* list: 1 ..= PAY_LIST_MAX */
+    uint8_t kind;   /* pay_query_kind_t */
+    uint8_t reserved[183];
+} pay_query_t;
+
+/* "CNY" -> its ledger number: the three letters' bytes, little-endian. 0 when not A-Z x3. */
+uint32_t pay_currency_pack(const char code[3]);
+/* The letters of a packed currency into out[4] (NUL-terminated). */
+void pay_currency_unpack(uint32_t currency, char out[4]);
+
+/* The uid a request / query is routed by: the user, buyer, merchant, or for ids (refunds,
+ * payment and refund queries) the id's upper 64 bits. */
+uint64_t pay_request_route_uid(const pay_request_t *r);
+uint64_t pay_query_route_uid(const pay_query_t *q);
+
+static inline u128 pay_account_id(uint64_t uid, pay_account_kind_t kind, uint32_t currency) {
+    return ((u128)uid << 64) | ((u128)kind << 32) | currency;
+}
+
+/* ---- The state ---- */
+
+typedef struct pay_config {
+    uint32_t merchants_max;
+    uint32_t users_max;
+    uint32_t payments_max;
+    uint32_t refunds_max;
+    uint32_t topups_max;
+    uint32_t idempotency_max; /* keys kept at once (each for 24 h) */
+    uint64_t cell_id;         /* goes into every object id (bits 40..63 of the low half) */
+    cp_zones_t zones;         /* the cell's zones (empty: all) */
+    cp_zone_rule_t zone_rule; /* zeros: the default */
+} pay_config_t;
+
+typedef struct pay pay_t;
+
+pay_t *pay_create(const pay_config_t *config);
+void pay_destroy(pay_t *pay);
+
+/* Applies one request at the cell's clock: *clock is advanced as the cell advances it for a
+ * ledger batch (and every money movement is a ledger transfer through `ledger`); out gets
+ * the answer. An invalid request (unknown kind, reserved bytes, reserved uid) is answered
+ * PAY_ERR_INVALID and changes nothing. With an idempotency key, the answer is stored and a
+ * later request with the same actor and key gets it again (replayed = 1) when its body_hash
+ * matches, PAY_ERR_IDEMPOTENCY_CONFLICT when not; answers of wrong_cell, full and invalid are
+ * not stored (the request did not happen). */
+void pay_apply(pay_t *pay, ledger_t *ledger, uint64_t *clock, const pay_request_t *req,
+               pay_object_t *out);
+
+/* Answers a query; out has room for PAY_LIST_MAX + 2 objects. Returns how many it wrote. */
+uint32_t pay_query(const pay_t *pay, const ledger_t *ledger, const pay_query_t *q,
+                   pay_object_t *out);
+
+/* XXH3-128 of the whole payments state (every table's rows and the sequence). */
+u128 pay_state_hash(const pay_t *pay);
+
+/* ---- Images, as the ledger's (ledger.h): a header, then regions written back to back. ---- */
+typedef struct pay_image_header {
+    uint64_t magic;
+    uint64_t sequence;
+    uint32_t merchants, users, payments, refunds, topups;
+    uint32_t idempotency_count, idempotency_head;
+    uint8_t reserved[20];
+} pay_image_header_t;
+
+#define PAY_IMAGE_REGIONS 8u
+
+void pay_image_header(const pay_t *pay, pay_image_header_t *out);
+uint32_t pay_image_regions(const pay_t *pay, const pay_image_header_t *h,
+                           ledger_region_t out[PAY_IMAGE_REGIONS]);
+const char *pay_image_check(const pay_image_header_t *h, const pay_config_t *config);
+uint32_t pay_image_restore_regions(pay_t *pay, const pay_image_header_t *h,
+                                   ledger_region_t out[PAY_IMAGE_REGIONS]);
+/* Rebuilds the indexes after the regions were filled; NULL, or what is inconsistent. */
+const char *pay_image_finish(pay_t *pay, const pay_image_header_t *h);
+
+#endif

@@ -1,0 +1,36 @@
+/* The gateway: the access layer of docs/gateway.md. It serves the HTTP API of
+ * shared/docs/api-v1.md on one libuv loop, authenticates every request (the admin key, or a
+ * merchant's signature checked with its secret, fetched once from the merchant's cell), finds
+ * the cell that owns the request's user in the route table, and sends the request there over
+ * the binary protocol (one client per cell, which merges concurrent requests into batches).
+ * Replies are rendered as the API's JSON.
+ *
+ * The route table can change while the gateway runs (gateway_set_routes()): requests already
+ * sent finish on the connections they went out on, new ones follow the new table. */
+#ifndef CP_GATEWAY_H
+#define CP_GATEWAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gateway/route.h"
+
+typedef struct gateway_config {
+    const char *listen;      /* "HOST:PORT" of the HTTP API (127.0.0.1:8080 by default) */
+    const char *admin_key;   /* the operator's bearer key (hex), e.g. read from admin.key */
+    const char *routes_path; /* a route table file re-read when it changes; NULL: none */
+    rt_table_t routes;       /* the table to start with */
+    uint32_t sessions;       /* connections to each cell (0: a default) */
+    /* Called once on the gateway's thread when it listens (port: the one bound). */
+    void (*on_listening)(void *ctx, uint16_t port);
+    void *ctx;
+} gateway_config_t;
+
+/* Runs the gateway on the calling thread until SIGTERM or SIGINT (or gateway_stop());
+ * returns the process exit code. Prints why on stderr when it cannot start. */
+int gateway_run(const gateway_config_t *config);
+
+/* Asks a running gateway to stop (any thread, also a signal handler's context is NOT ok). */
+void gateway_stop(void);
+
+#endif
