@@ -52,11 +52,64 @@ static int wait_for(pid_t pid) {
     return st;
 }
 
+int bc_spawn(const char *const argv[], const char *log, const char *marker, pid_t *pid_out) {
+    int log_fd = -1, fds[2];
+    if (log && (log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0) {
+        fprintf(stderr, "cellpay bench: cannot open %s: %s\n", log, strerror(errno));
+        return -1;
+    }
+    /* Close-on-exec: a child started later must not hold another's pipe or log open. */
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        if (log_fd >= 0) close(log_fd);
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Between fork and exec a process with other threads may only make
+         * async-signal-safe calls: everything was prepared above. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);    /* the child never outlives the benchmark */
+        if (getppid() != parent) _exit(127); /* the benchmark died before the prctl */
+        dup2(fds[1], 1);
+        if (log_fd >= 0) dup2(log_fd, 2);
+        execv("/proc/self/exe", (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    if (log_fd >= 0) close(log_fd);
+    if (pid < 0) {
+        close(fds[0]);
+        fprintf(stderr, "cellpay bench: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    /* The server prints "<marker>HOST:PORT" once it has recovered and bound its port. */
+    FILE *f = fdopen(fds[0], "r");
+    char line[256];
+    int port = -1;
+    while (f && port < 0 && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, marker);
+        const char *colon = p ? strrchr(p, ':') : NULL;
+        if (colon) port = atoi(colon + 1);
+    }
+    if (f)
+        fclose(f);
+    else
+        close(fds[0]);
+    if (port <= 0) {
+        int st = wait_for(pid);
+        fprintf(stderr, "cellpay bench: `cellpay %s` did not start (%s %d)%s%s\n", argv[1],
+                WIFEXITED(st) ? "exit status" : "signal",
+                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), log ? "; see " : "",
+                log ? log : "");
+        return -1;
+    }
+    *pid_out = pid;
+    return port;
+}
+
 int bc_start_replica(bc_cluster_t *c, uint32_t i) {
     bc_replica_t *r = &c->r[i];
     const bc_options_t *o = &c->opt;
-    /* Everything the child needs is prepared here: between fork and exec a process with
-     * other threads may only make async-signal-safe calls. */
     char listen[32], id[16], am[16], tm[16], em[16];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", r->port);
     snprintf(id, sizeof id, "%u", i + 1);
@@ -73,51 +126,10 @@ int bc_start_replica(bc_cluster_t *c, uint32_t i) {
         if (o->election_ms) argv[argc++] = "--election-ms", argv[argc++] = em;
     }
     argv[argc] = NULL;
-    int log_fd = -1, fds[2];
-    if (r->log[0] && (log_fd = open(r->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0) {
-        fprintf(stderr, "cellpay bench: cannot open %s: %s\n", r->log, strerror(errno));
-        return -1;
-    }
-    /* Close-on-exec: a replica started later must not hold another's pipe or log open. */
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-        if (log_fd >= 0) close(log_fd);
-        return -1;
-    }
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);    /* the replica never outlives the benchmark */
-        if (getppid() != parent) _exit(127); /* the benchmark died before the prctl */
-        dup2(fds[1], 1);
-        if (log_fd >= 0) dup2(log_fd, 2);
-        execv("/proc/self/exe", (char *const *)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    if (log_fd >= 0) close(log_fd);
-    if (pid < 0) {
-        close(fds[0]);
-        fprintf(stderr, "cellpay bench: fork: %s\n", strerror(errno));
-        return -1;
-    }
-    /* The node prints "listening on HOST:PORT" once it has recovered and bound its port. */
-    FILE *f = fdopen(fds[0], "r");
-    char line[256];
-    int port = -1;
-    while (f && port < 0 && fgets(line, sizeof line, f)) {
-        const char *p = strstr(line, "listening on ");
-        const char *colon = p ? strrchr(p, ':') : NULL;
-        if (colon) port = atoi(colon + 1);
-    }
-    if (f)
-        fclose(f);
-    else
-        close(fds[0]);
+    pid_t pid;
+    int port = bc_spawn(argv, r->log[0] ? r->log : NULL, "listening on ", &pid);
     if (port <= 0) {
-        int st = wait_for(pid);
-        fprintf(stderr, "cellpay bench: replica %u did not start in %s (%s %d)%s%s\n", i + 1,
-                r->dir, WIFEXITED(st) ? "exit status" : "signal",
-                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), r->log[0] ? "; see " : "", r->log);
+        fprintf(stderr, "cellpay bench: replica %u did not start in %s\n", i + 1, r->dir);
         return -1;
     }
     r->pid = pid;
@@ -199,28 +211,37 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path) == 0 ? 0 : -1;
 }
 
+void bc_stop_pid(pid_t pid, const char *name) {
+    kill(pid, SIGTERM);
+    /* A server stops after the log write in flight; one that hangs is not waited for
+     * forever (its data is about to be removed anyway). */
+    int st;
+    uint64_t t0 = bc_now_ns();
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        if (bc_now_ns() - t0 > 10000000000ull) {
+            fprintf(stderr, "cellpay bench: %s did not stop within 10 s; killing it\n", name);
+            kill(pid, SIGKILL);
+            wait_for(pid);
+            break;
+        }
+        bc_sleep_ms(5);
+    }
+}
+
+void bc_remove_tree(const char *path) {
+    if (path[0] && nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "cellpay bench: could not remove %s\n", path);
+}
+
 void bc_stop(bc_cluster_t *c) {
     for (uint32_t i = 0; i < c->opt.replicas; i++) {
         bc_replica_t *r = &c->r[i];
         if (r->pid <= 0) continue;
-        kill(r->pid, SIGTERM);
-        /* A replica stops after the log write in flight; one that hangs is not waited for
-         * forever (its data is about to be removed anyway). */
-        int st;
-        uint64_t t0 = bc_now_ns();
-        while (waitpid(r->pid, &st, WNOHANG) == 0) {
-            if (bc_now_ns() - t0 > 10000000000ull) {
-                fprintf(stderr, "cellpay bench: replica %u did not stop within 10 s; killing it\n",
-                        i + 1);
-                kill(r->pid, SIGKILL);
-                wait_for(r->pid);
-                break;
-            }
-            bc_sleep_ms(5);
-        }
+        char name[32];
+        snprintf(name, sizeof name, "replica %u", i + 1);
+        bc_stop_pid(r->pid, name);
         r->pid = 0;
     }
-    if (c->root[0] && nftw(c->root, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        fprintf(stderr, "cellpay bench: could not remove %s\n", c->root);
+    bc_remove_tree(c->root);
     c->root[0] = '\0';
 }

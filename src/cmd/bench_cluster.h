@@ -60,6 +60,18 @@ void bc_dump_logs(const bc_cluster_t *c, uint32_t lines);
 /* Stops every running replica (SIGTERM, then waits) and removes the temporary directory. */
 void bc_stop(bc_cluster_t *c);
 
+/* Starts `cellpay argv[1] ...` (argv[0] is ignored; NULL-terminated) from this executable as a
+ * child that dies with this thread, its stderr to log (NULL: ours), and waits for the line on
+ * its stdout that holds marker followed by "HOST:PORT". Returns the port and sets *pid, or -1
+ * with a message on stderr (the child has been reaped). */
+int bc_spawn(const char *const argv[], const char *log, const char *marker, pid_t *pid);
+
+/* SIGTERM to pid, waits up to 10 s, then SIGKILL; name is for the message. */
+void bc_stop_pid(pid_t pid, const char *name);
+
+/* Removes a directory tree (a benchmark's temporary data). */
+void bc_remove_tree(const char *path);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t bc_now_ns(void);
 

@@ -16,6 +16,8 @@ static const char bench_usage[] =
     "                          [--accounts N] [--addr HOST:PORT] [--seed S]\n"
     "       cellpay bench failover [--kills N] [--clients N] [--accounts N] [--seed S]\n"
     "                              [--election-ms MS]\n"
+    "       cellpay bench http [--connections N] [--duration S] [--hot-share F] ...\n"
+    "                          (see `cellpay bench http --help`)\n"
     "\n"
     "bench ledger applies single-phase transfers to an in-memory ledger on one thread and\n"
     "prints, as its last line,\n"
@@ -165,6 +167,7 @@ static int bench_ledger(const bench_ledger_opts_t *o) {
 
 int bench_node(int argc, char **argv);
 int bench_failover(int argc, char **argv);
+int bench_http(int argc, char **argv);
 
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -173,6 +176,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "node")) return bench_node(argc - 1, argv + 1);
     if (!strcmp(argv[1], "failover")) return bench_failover(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "http")) return bench_http(argc - 1, argv + 1);
     if (strcmp(argv[1], "ledger") != 0) {
         fprintf(stderr, "cellpay bench: unknown benchmark \"%s\"\n\n%s", argv[1], bench_usage);
         return 2;
