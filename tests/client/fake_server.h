@@ -20,6 +20,7 @@
 
 #include "base/assert.h"
 #include "cell/cell.h"
+#include "cell/pay.h"
 #include "proto/proto.h"
 
 #define FAKE_CONNS_MAX 64u
@@ -183,10 +184,34 @@ static inline void fake_on_applied(void *ctx, const cell_command_t *cmd, uint32_
     if (reply_size) memcpy(a->out, reply, reply_size);
 }
 
+/* The pay op, which this cell does not serve: every pay_request_t is answered by a created
+ * pay_object_t that echoes it (id = idem_key, amount, uid, kind), so that a test can tell
+ * whose answer a submitter got. */
+static inline void fake_pay(const unsigned char *body, uint32_t size, fake_applied_t *a) {
+    uint32_t n = size / (uint32_t)sizeof(pay_request_t);
+    for (uint32_t i = 0; i < n; i++) {
+        pay_request_t r;
+        memcpy(&r, body + (size_t)i * sizeof r, sizeof r);
+        pay_object_t o = {.id = r.idem_key,
+                          .amount = r.amount,
+                          .uid = r.uid,
+                          .kind = r.kind,
+                          .code = PAY_CREATED};
+        memcpy(a->out + (size_t)i * sizeof o, &o, sizeof o);
+    }
+    a->status = PROTO_STATUS_OK;
+    a->timestamp = 1;
+    a->size = n * (uint32_t)sizeof(pay_object_t);
+}
+
 /* Runs one request against the cell; the answer lands in a. */
 static inline void fake_execute(fake_server_t *f, const proto_header_t *h,
                                 const unsigned char *body, fake_applied_t *a) {
     uint32_t size = h->size - PROTO_HEADER_SIZE;
+    if (h->operation == PROTO_OP_PAY) {
+        fake_pay(body, size, a);
+        return;
+    }
     bool test_op =
         h->operation == PROTO_OP_TEST_SET_BALANCES || h->operation == PROTO_OP_TEST_SET_CLOCK;
     if (test_op && !atomic_load(&f->test_ops)) {
