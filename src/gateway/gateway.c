@@ -659,6 +659,7 @@ int gateway_run(const gateway_config_t *config) {
     cp_assert(uv_loop_close(&g->loop) == 0);
     uv_mutex_destroy(&g->lock);
     gateway_free(g);
+    auth_thread_done(); /* the loop's thread may end with gateway_run: no leak of its MAC */
     fprintf(stderr, GW_LOG ": stopped cleanly\n");
     return 0;
 }
