@@ -104,7 +104,7 @@ struct gateway {
     gw_cell_t *cells[RT_CELLS_MAX]; /* parallel to routes.cells */
     gw_cell_t *retired;
     gw_slot_t *slots;
-    uint32_t slot_count, free_head;
+    uint32_t conns_max, slot_count, free_head;
     secret_entry_t *secrets;
     struct stat routes_stat;
     bool routes_stat_ok;
@@ -356,8 +356,13 @@ static void merchant_verify(gateway_t *g, gw_slot_t *s, const http_request_t *r,
 static void merchant_auth(gateway_t *g, gw_slot_t *s, const http_request_t *r) {
     const char *m = http_request_header(r, "X-Cellpay-Merchant");
     uint64_t uid;
-    if (!m || !api_uid_parse(m, strlen(m), &uid)) {
-        slot_fail(g, s, 401, "unauthorized", "X-Cellpay-Merchant must carry the merchant's uid",
+    /* Refused before the secret is looked up: an unsigned request costs the cell nothing. */
+    if (!m || !api_uid_parse(m, strlen(m), &uid) ||
+        !http_request_header(r, "X-Cellpay-Timestamp") ||
+        !http_request_header(r, "X-Cellpay-Signature")) {
+        slot_fail(g, s, 401, "unauthorized",
+                  "X-Cellpay-Merchant (a merchant's uid), X-Cellpay-Timestamp and "
+                  "X-Cellpay-Signature are needed",
                   NULL);
         return;
     }
@@ -567,7 +572,10 @@ static void on_reload(uv_timer_t *t) {
 static int gateway_init(gateway_t *g, const gateway_config_t *cfg) {
     g->cfg = *cfg;
     snprintf(g->admin_key, sizeof g->admin_key, "%s", cfg->admin_key ? cfg->admin_key : "");
-    g->slot_count = cfg->conns_max ? cfg->conns_max : CP_HTTP_CONNS_DEFAULT;
+    /* A connection has one request in flight, but one whose client left keeps its slot until
+     * the cell answers: twice the connections leaves room for those. */
+    g->conns_max = cfg->conns_max ? cfg->conns_max : CP_HTTP_CONNS_DEFAULT;
+    g->slot_count = 2 * g->conns_max;
     g->slots = calloc(g->slot_count, sizeof g->slots[0]);
     g->secrets = calloc(GW_SECRETS, sizeof g->secrets[0]);
     if (!g->slots || !g->secrets) return -1;
@@ -603,7 +611,7 @@ static bool gateway_start(gateway_t *g) {
     }
     if (!routes_apply(g, &g->cfg.routes)) return false;
     http_config_t hc = {.listen = g->cfg.listen ? g->cfg.listen : "127.0.0.1:8080",
-                        .conns_max = g->slot_count,
+                        .conns_max = g->conns_max,
                         .request_timeout_ms = g->cfg.request_timeout_ms,
                         .idle_timeout_ms = g->cfg.idle_timeout_ms,
                         .log_name = GW_LOG};

@@ -83,6 +83,18 @@ if [ -n "$port" ]; then
   reply=$(http 'GET /v1/payments/pay_0123456789abcdef0123456789abcdef HTTP/1.1\r\nConnection: close\r\n\r\n')
   check "an unsigned merchant request is 401" grep -q '{"error":{"code":"unauthorized"' <<< "$reply"
   check "the key is never logged" bash -c "! grep -q '$key' '$tmp/err' '$tmp/out'"
+  # The route table file changes: the gateway takes the new one (within 500 ms), and keeps
+  # it when the file turns invalid.
+  printf 'version 2\ncell 3 127.0.0.1:%s\nzones 0-99 -> 3\n' "$dead" > "$tmp/routes.new"
+  mv "$tmp/routes.new" "$tmp/routes"
+  for _ in $(seq 1 100); do grep -q 'route table version 2, 1 cells' "$tmp/err" && break; sleep 0.05; done
+  check "a changed route table file is taken" grep -q 'route table version 2, 1 cells' "$tmp/err"
+  printf 'version 3\nnonsense\n' > "$tmp/routes.new"
+  mv "$tmp/routes.new" "$tmp/routes"
+  for _ in $(seq 1 100); do grep -q 'keeping route table version 2' "$tmp/err" && break; sleep 0.05; done
+  check "an invalid route table file is not" grep -q 'keeping route table version 2' "$tmp/err"
+  reply=$(http 'GET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n')
+  check "still serving after the bad table" grep -q '^{"status":"ok"}$' <<< "$reply"
   # Two requests on one connection: keep-alive.
   reply=$(http 'GET /v1/health HTTP/1.1\r\n\r\nGET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n')
   check "keep-alive answers both" test "$(grep -c '^{"status":"ok"}' <<< "$reply")" -eq 2
