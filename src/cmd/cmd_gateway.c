@@ -1,6 +1,8 @@
 /* `cellpay gateway`: the HTTP payment API (gateway.h) with a route table file and an admin
  * key file. */
+#include <errno.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,7 +12,7 @@
 #include "gateway/gateway.h"
 
 static const char gateway_usage[] =
-    "usage: cellpay gateway --routes FILE [--data DIR] [--listen HOST:PORT]\n"
+    "usage: cellpay gateway --routes FILE --data DIR [--listen HOST:PORT]\n"
     "                       [--sessions N] [--cell-deadline-ms N] [--conns-max N]\n"
     "                       [--request-timeout-ms N] [--idle-timeout-ms N]\n"
     "\n"
@@ -26,8 +28,10 @@ static const char gateway_usage[] =
     "\n"
     "  --routes FILE             the route table (required); re-read when it changes (checked\n"
     "                            every 500 ms): new requests follow the new table\n"
-    "  --data DIR                where the admin key lives: DIR/admin.key, created (mode 0600,\n"
-    "                            a fresh random key) when missing (default: .)\n"
+    "  --data DIR                where the admin key lives (required; created, mode 0700, if\n"
+    "                            missing): DIR/admin.key, written with a fresh random key\n"
+    "                            (mode 0600) when missing; a key file others may read is\n"
+    "                            refused\n"
     "  --listen HOST:PORT        IPv4 address to serve (default 127.0.0.1:8080; port 0 picks\n"
     "                            one, printed as \"listening on HOST:PORT\")\n"
     "  --sessions N              connections to each cell (default 4)\n"
@@ -94,12 +98,17 @@ int cmd_gateway(int argc, char **argv) {
     static gateway_config_t cfg; /* holds a route table: too big for the stack */
     memset(&cfg, 0, sizeof cfg);
     cfg.listen = "127.0.0.1:8080";
-    const char *data = ".";
+    const char *data = NULL;
     int rc = parse_args(argc, argv, &cfg, &data);
     if (rc != 1) return rc;
-    if (!cfg.routes_path) {
-        fprintf(stderr, "cellpay gateway: --routes FILE is required\n\n%s", gateway_usage);
+    if (!cfg.routes_path || !data) {
+        fprintf(stderr, "cellpay gateway: --routes FILE and --data DIR are required\n\n%s",
+                gateway_usage);
         return 2;
+    }
+    if (mkdir(data, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "cellpay gateway: cannot create %s: %s\n", data, strerror(errno));
+        return 1;
     }
     char err[512];
     if (!rt_load(cfg.routes_path, &cfg.routes, err, sizeof err)) {

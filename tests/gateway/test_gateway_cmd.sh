@@ -29,11 +29,14 @@ set +e
 "$cellpay" gateway --listen 127.0.0.1:0 > /dev/null 2>&1; rc=$?
 set -e
 check "no --routes exits 2" test "$rc" -eq 2
+set +e
+"$cellpay" gateway --routes /nonexistent > /dev/null 2>&1; rc=$?
+set -e
+check "no --data exits 2" test "$rc" -eq 2
 
 # A cell at a port nobody listens on (bound and closed again).
 dead=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf 'version 1\ncell 1 127.0.0.1:%s\nzones 0-99 -> 1\n' "$dead" > "$tmp/routes"
-mkdir -m 700 "$tmp/data"
 
 : > "$tmp/out" # exists before the background process opens it
 "$cellpay" gateway --listen 127.0.0.1:0 --routes "$tmp/routes" --data "$tmp/data" \
@@ -74,6 +77,7 @@ if [ -n "$port" ]; then
   reply=$(http "POST /v1/users HTTP/1.1\r\nAuthorization: Bearer nope\r\nContent-Length: ${#body}\r\nConnection: close\r\n\r\n$body")
   check "a wrong bearer key is 401" grep -q $'^HTTP/1.1 401 ' <<< "$reply"
   key=$(cat "$tmp/data/admin.key")
+  check "the data directory was created private" test "$(stat -c %a "$tmp/data")" = 700
   check "the admin key file is 64 hex digits" grep -Eq '^[0-9a-f]{64}$' "$tmp/data/admin.key"
   reply=$(http "POST /v1/users HTTP/1.1\r\nAuthorization: Bearer $key\r\nContent-Length: ${#body}\r\nConnection: close\r\n\r\n$body")
   check "an unreachable cell is 503 unavailable" grep -q '{"error":{"code":"unavailable"' <<< "$reply"
