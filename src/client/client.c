@@ -25,7 +25,7 @@
 #include "ledger/ledger.h"
 
 #define REQUEST_NONE UINT32_MAX
-#define RESULT_SIZE ((uint32_t)sizeof(ledger_result_t))
+
 #define EVENT_SIZE 128u
 #define SWEEP_MS 10u /* how often deadlines are checked while requests are outstanding */
 #define NS_PER_MS 1000000ull
@@ -45,7 +45,7 @@ typedef struct request {
     const unsigned char *body; /* borrowed from the submitter until the callback */
     uint64_t deadline_ns;      /* uv_hrtime() clock */
     uint32_t size;
-    uint32_t events; /* create_*: events in body; else 0 */
+    uint32_t events; /* batchable ops (create_*, pay): items in body; else 0 */
     uint32_t next;   /* the next slot in whichever list holds this one */
     uint8_t op;
     bool mergeable; /* may share a message with its neighbours */
@@ -142,6 +142,21 @@ static bool op_is_create(uint8_t op) {
     return op == PROTO_OP_CREATE_ACCOUNTS || op == PROTO_OP_CREATE_TRANSFERS;
 }
 
+/* Ops whose items are independent and answered one reply item each, in order: their
+ * submissions may share a message and the reply is split back by item counts. */
+static bool op_is_batch(uint8_t op) {
+    return op_is_create(op) || op == PROTO_OP_PAY;
+}
+
+/* Items of op that fit one message: PROTO_ITEMS_MAX, and the body within PROTO_MESSAGE_MAX
+ * (for 256-byte pay items that is 4095, for 128-byte events 8189). */
+static uint32_t op_items_max(uint8_t op) {
+    uint32_t item = proto_request_item_size(op);
+    cp_assert(item > 0);
+    uint32_t fit = (PROTO_MESSAGE_MAX - PROTO_HEADER_SIZE) / item;
+    return fit < PROTO_ITEMS_MAX ? fit : PROTO_ITEMS_MAX;
+}
+
 static bool on_io_thread(const client_t *c) {
     uv_thread_t self = uv_thread_self();
     return uv_thread_equal(&self, &c->thread);
@@ -195,19 +210,20 @@ static void request_finish(client_t *c, uint32_t i, int32_t status, uint64_t tim
     callback(ctx, status, timestamp, reply, reply_size);
 }
 
-/* Answers every request of the session's message: a create's ok results are split back by
- * event counts; any other answer goes whole to each request. */
+/* Answers every request of the session's message: a batch op's ok results are split back by
+ * item counts; any other answer goes whole to each request. */
 static void message_finish(client_t *c, session_t *s, int32_t status, uint64_t timestamp,
                            const unsigned char *body, uint32_t body_size) {
     message_t m = s->msg;
     s->msg = MESSAGE_NONE;
-    bool split = op_is_create(m.op) && status == PROTO_STATUS_OK;
-    if (op_is_create(m.op) && !split) body_size = 0;
+    bool split = op_is_batch(m.op) && status == PROTO_STATUS_OK;
+    if (op_is_batch(m.op) && !split) body_size = 0;
+    uint32_t result = op_is_batch(m.op) ? proto_reply_item_size(m.op) : 0;
     uint32_t offset = 0;
     for (uint32_t i = m.first, n = 0; i != REQUEST_NONE; n++) {
         cp_assert(n < m.requests);
         uint32_t next = c->requests[i].next;
-        uint32_t part = split ? c->requests[i].events * RESULT_SIZE : body_size;
+        uint32_t part = split ? c->requests[i].events * result : body_size;
         request_finish(c, i, status, timestamp, split ? body + offset : body, part);
         if (split) offset += part;
         i = next;
@@ -309,8 +325,8 @@ static const char *reply_check(const session_t *s, const proto_header_t *h, cons
     if (h->request_id != s->request_id) return "a reply to another request";
     if (h->operation != s->msg.op) return "a reply of another operation";
     if (h->status > INT32_MAX) return "status out of range"; /* would pass for a client error */
-    if (h->status == PROTO_STATUS_OK && op_is_create(s->msg.op) &&
-        body_size != s->msg.events * RESULT_SIZE)
+    if (h->status == PROTO_STATUS_OK && op_is_batch(s->msg.op) &&
+        body_size != s->msg.events * proto_reply_item_size(s->msg.op))
         return "not one result per event";
     return NULL;
 }
@@ -456,7 +472,7 @@ static void on_timer(uv_timer_t *t) {
 /* ---- Building messages. ---- */
 
 /* Takes the longest run at the head of the queue that may share one message: a single
- * request, or consecutive mergeable creates of the same op within PROTO_ITEMS_MAX events. */
+ * request, or consecutive mergeable submissions of the same batch op within op_items_max(). */
 static void queue_take_run(client_t *c, message_t *m) {
     const request_t *r = &c->requests[c->queue.head];
     uint32_t last = c->queue.head;
@@ -465,9 +481,10 @@ static void queue_take_run(client_t *c, message_t *m) {
                      .events = r->events,
                      .op = r->op,
                      .deadline_ns = r->deadline_ns};
+    uint32_t items_max = r->mergeable ? op_items_max(r->op) : 0;
     for (uint32_t i = r->next; r->mergeable && i != REQUEST_NONE; i = c->requests[i].next) {
         const request_t *q = &c->requests[i];
-        if (!q->mergeable || q->op != r->op || m->events + q->events > PROTO_ITEMS_MAX) break;
+        if (!q->mergeable || q->op != r->op || m->events + q->events > items_max) break;
         m->events += q->events;
         m->requests++;
         if (q->deadline_ns < m->deadline_ns) m->deadline_ns = q->deadline_ns;
@@ -755,8 +772,9 @@ void client_close(client_t *c) {
 
 /* ---- Submitting. ---- */
 
-/* Checks a body against the op's rules (those of proto_check_message() for requests, and
- * create_* needs at least one event); *events gets the event count of a create. */
+/* Checks a body against the op's rules (those of proto_check_message() for requests, and a
+ * batch op needs at least one item, and no more than a message holds); *events gets the item
+ * count of a batch op. */
 static bool request_valid(uint8_t op, const void *body, uint32_t size, uint32_t *events) {
     *events = 0;
     if (op < 1 || op > PROTO_OP_MAX || (size > 0 && !body)) return false;
@@ -765,7 +783,8 @@ static bool request_valid(uint8_t op, const void *body, uint32_t size, uint32_t 
     if (size % item != 0 || size / item > PROTO_ITEMS_MAX) return false;
     switch (op) {
     case PROTO_OP_CREATE_ACCOUNTS:
-    case PROTO_OP_CREATE_TRANSFERS: *events = size / item; return *events > 0;
+    case PROTO_OP_CREATE_TRANSFERS:
+    case PROTO_OP_PAY: *events = size / item; return *events > 0 && *events <= op_items_max(op);
     case PROTO_OP_LOOKUP_ACCOUNTS:
     case PROTO_OP_LOOKUP_TRANSFERS: return true;
     default: return size == item;
@@ -781,6 +800,7 @@ static uint16_t event_flags(const unsigned char *events, uint32_t i) {
 /* A linked last event would chain into the next submitter's first; an imported first event
  * would switch the whole merged batch to import mode. Either way: alone. */
 static bool request_mergeable(uint8_t op, const unsigned char *body, uint32_t events) {
+    if (op == PROTO_OP_PAY) return true; /* independent items, no flags */
     if (!op_is_create(op)) return false;
     uint16_t imported =
         op == PROTO_OP_CREATE_ACCOUNTS ? LEDGER_ACCOUNT_IMPORTED : LEDGER_TRANSFER_IMPORTED;

@@ -15,14 +15,16 @@
  *   - timestamp: the timestamp the cell gave the request's batch (writes), else 0;
  *   - reply, reply_size: the reply body, valid only during the call, 16-byte aligned (it can
  *     be read as the ledger structs). For create_* with status ok: exactly this submission's
- *     results, one 16-byte ledger_result_t per event, in the submission's order; for create_*
- *     with another status, and for client errors: empty; for the other ops: the cell's reply
- *     body as sent (the objects found; empty for ping, tick and the test ops).
+ *     results, one 16-byte ledger_result_t per event, in the submission's order; for pay with
+ *     status ok: one 256-byte pay_object_t per pay_request_t of this submission, in order; for
+ *     create_* and pay with another status, and for client errors: empty; for the other ops:
+ *     the cell's reply body as sent (the objects found; empty for ping, tick and the test ops).
  * A callback must return quickly and must not block: it holds up every other request. It may
  * call client_submit(), never client_call() or client_close().
  *
- * Batching. create_accounts / create_transfers submissions that wait for a free session are
- * merged, in submission order, into one message of at most 8189 events, and the reply's
+ * Batching. create_accounts / create_transfers / pay submissions that wait for a free session
+ * are merged, in submission order, into one message of at most as many items as fit in
+ * PROTO_MESSAGE_MAX (8189 128-byte events; 4095 256-byte pay requests), and the reply's
  * results are split back. Only submissions of the same op merge. A submission whose last
  * event is `linked` (its chain would run into the next submitter's events) or whose first
  * event is `imported` (the batch's first event decides import mode) is always sent alone.
@@ -108,7 +110,8 @@ int client_open(client_t **out, const char *addresses, const client_options_t *o
 void client_close(client_t *client);
 
 /* Queues a request of op (proto_op_t) with body (size bytes: whole items of the op, 1 ..= 8189
- * events for create_*, exactly one item for the filter / tick / test ops). The body is
+ * events for create_*, 1 ..= 4095 requests for pay, exactly one item for the filter / tick /
+ * test ops). The body is
  * BORROWED: it must stay valid and unchanged until the callback has run. Returns 0 when
  * accepted (then the callback runs exactly once), else CLIENT_ERR_INVALID / _FULL / _CLOSED
  * and the callback never runs. Thread-safe. */

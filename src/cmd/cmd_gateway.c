@@ -1,65 +1,69 @@
-/* `cellpay gateway`: the HTTP front of cellpay. Today it serves only the health check; the
- * payment API (auth, routing to cells) is not built yet and every other path is 404. */
+/* `cellpay gateway`: the HTTP payment API (gateway.h) with a route table file and an admin
+ * key file. */
+#include <errno.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
-#include <uv.h>
 
-#include "base/constants.h"
 #include "cmd/cmd.h"
 #include "cmd/cmd_args.h"
-#include "gateway/http.h"
+#include "gateway/auth.h"
+#include "gateway/gateway.h"
 
 static const char gateway_usage[] =
-    "usage: cellpay gateway [--listen HOST:PORT] [--conns-max N]\n"
+    "usage: cellpay gateway --routes FILE --data DIR [--listen HOST:PORT]\n"
+    "                       [--sessions N] [--cell-deadline-ms N] [--conns-max N]\n"
     "                       [--request-timeout-ms N] [--idle-timeout-ms N]\n"
     "\n"
-    "Serves HTTP/1.1 (keep-alive, pipelining) on HOST:PORT. What exists today is only the\n"
-    "health check, GET /v1/health -> 200 {\"status\":\"ok\"}; the payment API of\n"
-    "docs/api-v1.md (merchants, users, payments, refunds) is NOT built yet, and every other\n"
-    "path answers 404 {\"error\":{\"code\":\"not_found\",...}}. Request bodies are limited to\n"
-    "64 KiB (413), the request line and headers to 16 KiB (431). SIGTERM or SIGINT stops it.\n"
+    "Serves the payment API of docs/api-v1.md over HTTP/1.1 (keep-alive, pipelining) on\n"
+    "HOST:PORT: operator endpoints (Authorization: Bearer <admin key>) POST /v1/merchants,\n"
+    "POST /v1/users, POST /v1/users/{uid}/topups, GET /v1/users/{uid}/balance?currency=XXX,\n"
+    "GET /v1/users/{uid}/payments; merchant endpoints (signed with X-Cellpay-Merchant,\n"
+    "-Timestamp, -Signature) POST /v1/payments, GET /v1/payments/{id}, POST /v1/refunds,\n"
+    "GET /v1/refunds/{id}; and GET /v1/health without auth. Each request goes to the cell that\n"
+    "owns its user by the route table (see `cellpay admin routes`); the cells must serve the\n"
+    "pay operations. Request bodies are limited to 64 KiB (413), the request line and headers\n"
+    "to 16 KiB (431). SIGTERM or SIGINT stops it.\n"
     "\n"
+    "  --routes FILE             the route table (required); re-read when it changes (checked\n"
+    "                            every 500 ms): new requests follow the new table\n"
+    "  --data DIR                where the admin key lives (required; created, mode 0700, if\n"
+    "                            missing): DIR/admin.key, written with a fresh random key\n"
+    "                            (mode 0600) when missing; a key file others may read is\n"
+    "                            refused\n"
     "  --listen HOST:PORT        IPv4 address to serve (default 127.0.0.1:8080; port 0 picks\n"
     "                            one, printed as \"listening on HOST:PORT\")\n"
+    "  --sessions N              connections to each cell (default 4)\n"
+    "  --cell-deadline-ms N      wait this long for a cell's answer, then 503 unavailable\n"
+    "                            (default 5000)\n"
     "  --conns-max N             open connections at most (default 1024); more are refused\n"
     "  --request-timeout-ms N    a request must arrive whole within N ms, else 408 (default\n"
     "                            10000)\n"
     "  --idle-timeout-ms N       keep-alive connections idle this long are closed (default\n"
     "                            60000)\n";
 
-typedef struct gateway {
-    http_server_t *http;
-    uv_signal_t sigterm, sigint;
-} gateway_t;
+typedef struct listen_print {
+    const char *listen;
+} listen_print_t;
 
-static void gateway_handle(void *ctx, const http_request_t *req, http_handle_t h) {
-    (void)ctx;
-    static const char ok[] = "{\"status\":\"ok\"}";
-    if (strcmp(req->path, "/v1/health") != 0) {
-        http_respond_error(h, 404, "not_found",
-                           "no such endpoint (the payment API is not built "
-                           "yet)",
-                           req->path);
-        return;
-    }
-    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-        http_respond_error(h, 405, "method_not_allowed", "/v1/health takes GET", NULL);
-        return;
-    }
-    http_respond(h, 200, "application/json", ok, sizeof ok - 1);
+/* Tests and scripts read this line to learn an ephemeral port. */
+static void on_listening(void *ctx, uint16_t port) {
+    const listen_print_t *p = ctx;
+    const char *colon = strrchr(p->listen, ':');
+    int host_len = colon ? (int)(colon - p->listen) : 0;
+    printf("cellpay gateway: listening on %.*s:%u\n", host_len, p->listen, (unsigned)port);
+    fflush(stdout);
 }
 
-static void gateway_signal(uv_signal_t *sig, int signum) {
-    gateway_t *g = sig->data;
-    fprintf(stderr, "cellpay gateway: received signal %d, stopping\n", signum);
-    http_server_stop(g->http);
-    uv_close((uv_handle_t *)&g->sigterm, NULL);
-    uv_close((uv_handle_t *)&g->sigint, NULL);
+static int usage_error(const char *a) {
+    fprintf(stderr, "cellpay gateway: unknown option or missing value \"%s\"\n\n%s", a,
+            gateway_usage);
+    return 2;
 }
 
-int cmd_gateway(int argc, char **argv) {
-    http_config_t cfg = {.listen = "127.0.0.1:8080", .log_name = "cellpay gateway"};
+/* 1: parsed; 0: --help printed; 2: a bad option. */
+static int parse_args(int argc, char **argv, gateway_config_t *cfg, const char **data) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool ok = true;
@@ -67,43 +71,59 @@ int cmd_gateway(int argc, char **argv) {
             fputs(gateway_usage, stdout);
             return 0;
         } else if (!strcmp(a, "--listen") && i + 1 < argc) {
-            cfg.listen = argv[++i];
+            cfg->listen = argv[++i];
+        } else if (!strcmp(a, "--routes") && i + 1 < argc) {
+            cfg->routes_path = argv[++i];
+        } else if (!strcmp(a, "--data") && i + 1 < argc) {
+            *data = argv[++i];
+        } else if (!strcmp(a, "--sessions")) {
+            ok = args_u32(argc, argv, &i, 1, 256, &cfg->sessions);
+        } else if (!strcmp(a, "--cell-deadline-ms")) {
+            ok = args_u32(argc, argv, &i, 1, 3600000, &cfg->cell_deadline_ms);
         } else if (!strcmp(a, "--conns-max")) {
-            ok = args_u32(argc, argv, &i, 1, 1000000, &cfg.conns_max);
+            ok = args_u32(argc, argv, &i, 1, 1000000, &cfg->conns_max);
         } else if (!strcmp(a, "--request-timeout-ms")) {
-            ok = args_u32(argc, argv, &i, 1, 3600000, &cfg.request_timeout_ms);
+            ok = args_u32(argc, argv, &i, 1, 3600000, &cfg->request_timeout_ms);
         } else if (!strcmp(a, "--idle-timeout-ms")) {
-            ok = args_u32(argc, argv, &i, 1, 3600000, &cfg.idle_timeout_ms);
+            ok = args_u32(argc, argv, &i, 1, 3600000, &cfg->idle_timeout_ms);
         } else {
-            fprintf(stderr, "cellpay gateway: unknown option or missing value \"%s\"\n\n%s", a,
-                    gateway_usage);
-            return 2;
+            return usage_error(a);
         }
         if (!ok) return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
-    uv_loop_t *loop = uv_default_loop();
-    gateway_t g = {0};
-    char err[256];
-    g.http = http_server_start(loop, &cfg, gateway_handle, &g, err, sizeof err);
-    if (!g.http) {
-        fprintf(stderr, "cellpay gateway: %s\n", err);
-        uv_loop_close(loop);
+    return 1;
+}
+
+int cmd_gateway(int argc, char **argv) {
+    static gateway_config_t cfg; /* holds a route table: too big for the stack */
+    memset(&cfg, 0, sizeof cfg);
+    cfg.listen = "127.0.0.1:8080";
+    const char *data = NULL;
+    int rc = parse_args(argc, argv, &cfg, &data);
+    if (rc != 1) return rc;
+    if (!cfg.routes_path || !data) {
+        fprintf(stderr, "cellpay gateway: --routes FILE and --data DIR are required\n\n%s",
+                gateway_usage);
+        return 2;
+    }
+    if (mkdir(data, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "cellpay gateway: cannot create %s: %s\n", data, strerror(errno));
         return 1;
     }
-    const char *colon = strrchr(cfg.listen, ':');
-    /* Tests and scripts read this line to learn an ephemeral port. */
-    printf("cellpay gateway: listening on %.*s:%u\n", (int)(colon - cfg.listen), cfg.listen,
-           (unsigned)http_server_port(g.http));
-    fflush(stdout);
-    uv_signal_init(loop, &g.sigterm);
-    uv_signal_init(loop, &g.sigint);
-    g.sigterm.data = g.sigint.data = &g;
-    uv_signal_start(&g.sigterm, gateway_signal, SIGTERM);
-    uv_signal_start(&g.sigint, gateway_signal, SIGINT);
-    uv_run(loop, UV_RUN_DEFAULT);
-    http_server_free(g.http);
-    uv_loop_close(loop);
-    fprintf(stderr, "cellpay gateway: stopped cleanly\n");
-    return 0;
+    char err[512];
+    if (!rt_load(cfg.routes_path, &cfg.routes, err, sizeof err)) {
+        fprintf(stderr, "cellpay gateway: %s\n", err);
+        return 1;
+    }
+    static char key[AUTH_HEX_MAX + 1];
+    if (auth_admin_key(data, key, err, sizeof err) != 0) {
+        fprintf(stderr, "cellpay gateway: %s\n", err);
+        return 1;
+    }
+    cfg.admin_key = key;
+    listen_print_t lp = {cfg.listen};
+    cfg.on_listening = on_listening;
+    cfg.ctx = &lp;
+    signal(SIGPIPE, SIG_IGN);
+    return gateway_run(&cfg);
 }

@@ -14,7 +14,7 @@ static const char usage[] =
     "  client   JSON Lines ledger requests to a running cell, replies on stdout\n"
     "  admin    a running cell's replicas: `admin cell status | transfer-leader | add-replica |\n"
     "           remove-replica`; the route table file: `admin routes show | set`\n"
-    "  gateway  HTTP/1.1 server; today only GET /v1/health (the payment API is not built yet)\n"
+    "  gateway  the HTTP payment API (docs/gateway.md), routing to cells by a route table\n"
     "  sim      run the Raft simulator for one seed (consensus checks)\n"
     "  bench    measurements (bench ledger, node, failover)\n"
     "  help     this text; `cellpay <command> --help` describes one command\n";

@@ -36,9 +36,15 @@ static void to_hex(const unsigned char *p, size_t n, char *out) {
 
 /* HMAC-SHA256 over parts[0..n) under key, as lowercase hex. One MAC context per thread, made
  * once and re-keyed per call: no allocation per request once warm. */
+static _Thread_local EVP_MAC_CTX *ctx;
+
+void auth_thread_done(void) {
+    EVP_MAC_CTX_free(ctx);
+    ctx = NULL;
+}
+
 static void mac_hex(const void *key, size_t key_len, const void *const *parts, const size_t *lens,
                     size_t n, char out[AUTH_HEX_MAX + 1]) {
-    static _Thread_local EVP_MAC_CTX *ctx;
     if (!ctx) {
         EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
         ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;

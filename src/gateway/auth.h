@@ -45,6 +45,10 @@ auth_result_t auth_check(const void *secret, size_t secret_len, const char *meth
                          const char *path_query, const char *timestamp, const char *signature,
                          const void *body, size_t body_len, uint64_t now_s);
 
+/* Frees the calling thread's MAC context (made on its first signature check): for a thread
+ * that checked signatures and is about to end, e.g. the gateway's when gateway_run returns. */
+void auth_thread_done(void);
+
 /* Whether an Authorization header value is "Bearer <key>" for this admin key. */
 bool auth_bearer_ok(const char *authorization, const char *admin_key);
 

@@ -32,7 +32,7 @@
  * flood of them does not flood the log too. */
 #define HTTP_REFUSED_LOG_MS 1000u
 /* Room for a status line and the headers this server writes. */
-#define HTTP_REPLY_HEAD_MAX 256u
+#define HTTP_REPLY_HEAD_MAX 512u
 
 typedef enum timer_mode { TIMER_NONE, TIMER_IDLE, TIMER_REQUEST, TIMER_LINGER } timer_mode_t;
 
@@ -198,15 +198,17 @@ static void conn_write_done(uv_write_t *req, int status) {
     if (!c->closing && !c->writing) conn_process(c);
 }
 
-/* Queues a whole reply. close: the connection ends after it, whatever the request asked. */
-static void conn_reply(conn_t *c, int status, const char *content_type, const void *body,
-                       size_t len, bool close) {
+/* Queues a whole reply. close: the connection ends after it, whatever the request asked.
+ * extra: more header lines, each ending in CRLF, or NULL. */
+static void conn_reply(conn_t *c, int status, const char *content_type, const char *extra,
+                       const void *body, size_t len, bool close) {
     cp_assert(status >= 100 && status <= 999);
     if (!c->keep_alive) close = true;
     char head[HTTP_REPLY_HEAD_MAX];
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %zu\r\n%s\r\n",
+    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%s%s%s%sContent-Length: %zu\r\n%s\r\n",
                      status, status_reason(status), content_type ? "Content-Type: " : "",
-                     content_type ? content_type : "", content_type ? "\r\n" : "", len,
+                     content_type ? content_type : "", content_type ? "\r\n" : "",
+                     extra ? extra : "", len,
                      close       ? "Connection: close\r\n"
                      : c->http10 ? "Connection: keep-alive\r\n"
                                  : "");
@@ -228,7 +230,7 @@ static void conn_reply_error(conn_t *c, int status, const char *code, const char
     char body[512];
     size_t len = json_out_error(body, sizeof body, code, message, NULL);
     cp_assert(len > 0);
-    conn_reply(c, status, "application/json", body, len, close);
+    conn_reply(c, status, "application/json", NULL, body, len, close);
 }
 
 /* ---- Timers and reading ---- */
@@ -396,13 +398,24 @@ static void conn_answered(conn_t *c) {
     conn_process(c); /* the next pipelined request, if any (a no-op inside the handler) */
 }
 
-bool http_respond(http_handle_t h, int status, const char *content_type, const void *body,
-                  size_t len) {
+bool http_respond_headers(http_handle_t h, int status, const char *content_type, const char *extra,
+                          const void *body, size_t len) {
     conn_t *c = conn_of(h);
     if (!c) return false;
-    conn_reply(c, status, content_type, body, len, false);
+    cp_assert(!extra || strlen(extra) <= HTTP_EXTRA_HEADERS_MAX);
+    conn_reply(c, status, content_type, extra, body, len, false);
     if (!c->closing) conn_answered(c);
     return true;
+}
+
+bool http_respond(http_handle_t h, int status, const char *content_type, const void *body,
+                  size_t len) {
+    return http_respond_headers(h, status, content_type, NULL, body, len);
+}
+
+const http_request_t *http_request_of(http_handle_t h) {
+    conn_t *c = conn_of(h);
+    return c ? &c->parse.req : NULL;
 }
 
 bool http_respond_error(http_handle_t h, int status, const char *code, const char *message,

@@ -75,6 +75,20 @@ void http_server_free(http_server_t *s);
  * client went away, the server stopped, or it was answered already). */
 bool http_respond(http_handle_t h, int status, const char *content_type, const void *body,
                   size_t len);
+#define HTTP_EXTRA_HEADERS_MAX 128u /* bytes of extra header lines in one reply */
+
+/* As http_respond, with extra header lines ("Name: value\r\n" each, at most
+ * HTTP_EXTRA_HEADERS_MAX bytes in all; NULL for none), e.g. "Idempotent-Replayed: true\r\n". */
+bool http_respond_headers(http_handle_t h, int status, const char *content_type, const char *extra,
+                          const void *body, size_t len);
+
+/* The request h names while it waits for its answer, or NULL when it no longer waits (its
+ * client went away, the server stopped, it was answered). The connection parses nothing more
+ * until the answer, so the request stays where the handler saw it: a handler that answers
+ * later may read it again here instead of copying it. Valid until the answer, or until the
+ * loop runs on (a close of the connection frees it). */
+const http_request_t *http_request_of(http_handle_t h);
+
 /* Answers with the API's error object (json_out_error) as application/json. */
 bool http_respond_error(http_handle_t h, int status, const char *code, const char *message,
                         const char *param);

@@ -20,11 +20,14 @@
 
 #include "base/assert.h"
 #include "cell/cell.h"
+#include "cell/pay.h"
 #include "proto/proto.h"
 
 #define FAKE_CONNS_MAX 64u
 #define FAKE_LOG_MAX 4096u
 #define FAKE_TICK_MS 2u
+#define FAKE_PAY_SEEN_MAX 4096u
+#define FAKE_MERCHANT_UID 77u
 
 /* How the next corrupted reply is broken. */
 typedef enum fake_corruption {
@@ -77,6 +80,8 @@ typedef struct fake_server {
     cell_t *cell;
     fake_log_t log[FAKE_LOG_MAX];
     uint32_t log_count;
+    u128 pay_seen[FAKE_PAY_SEEN_MAX]; /* idempotency keys of pay requests */
+    uint32_t pay_seen_count;
 
     /* Knobs: each *_count is how many upcoming requests get that treatment. */
     _Atomic int drop_count;  /* apply, then close the connection without a reply */
@@ -183,10 +188,80 @@ static inline void fake_on_applied(void *ctx, const cell_command_t *cmd, uint32_
     if (reply_size) memcpy(a->out, reply, reply_size);
 }
 
+/* Whether an idempotency key was seen before (then the answer is marked replayed). */
+static inline bool fake_pay_seen(fake_server_t *f, u128 key) {
+    if (key == 0) return false;
+    for (uint32_t i = 0; i < f->pay_seen_count; i++)
+        if (f->pay_seen[i] == key) return true;
+    if (f->pay_seen_count < FAKE_PAY_SEEN_MAX) f->pay_seen[f->pay_seen_count++] = key;
+    return false;
+}
+
+/* The pay op, which this cell does not serve: every pay_request_t is answered by a created
+ * pay_object_t that echoes it (id = idem_key, amount, uid, kind, actor as merchant, currency,
+ * text, secret), so that a test can tell whose answer a submitter got. A key seen before
+ * makes the answer replayed. */
+static inline void fake_pay(fake_server_t *f, const unsigned char *body, uint32_t size,
+                            fake_applied_t *a) {
+    uint32_t n = size / (uint32_t)sizeof(pay_request_t);
+    for (uint32_t i = 0; i < n; i++) {
+        pay_request_t r;
+        memcpy(&r, body + (size_t)i * sizeof r, sizeof r);
+        pay_object_t o = {.id = r.idem_key,
+                          .amount = r.amount,
+                          .uid = r.uid,
+                          .merchant = r.actor,
+                          .currency = r.currency,
+                          .kind = r.kind,
+                          .code = PAY_CREATED,
+                          .replayed = fake_pay_seen(f, r.idem_key)};
+        memcpy(o.text, r.text, sizeof o.text);
+        memcpy(o.secret, r.secret, sizeof o.secret);
+        memcpy(a->out + (size_t)i * sizeof o, &o, sizeof o);
+    }
+    a->status = PROTO_STATUS_OK;
+    a->timestamp = 1;
+    a->size = n * (uint32_t)sizeof(pay_object_t);
+}
+
+/* The pay query: merchant FAKE_MERCHANT_UID exists with the secret bytes 1, 2, ..., 32; a
+ * payment query finds any id, as a payment of the id's user to the asking merchant; anything
+ * else is not found. */
+static inline void fake_pay_query(const unsigned char *body, fake_applied_t *a) {
+    pay_query_t q;
+    memcpy(&q, body, sizeof q);
+    pay_object_t o = {.kind = q.kind == PAY_Q_MERCHANT ? PAY_KIND_MERCHANT : PAY_KIND_PAYMENT,
+                      .code = PAY_ERR_NOT_FOUND};
+    if (q.kind == PAY_Q_MERCHANT && q.uid == FAKE_MERCHANT_UID) {
+        o.code = PAY_OK;
+        o.uid = q.uid;
+        for (uint32_t i = 0; i < PAY_SECRET_SIZE; i++) o.secret[i] = (uint8_t)(i + 1);
+    } else if (q.kind == PAY_Q_PAYMENT) {
+        o.code = PAY_OK;
+        o.id = q.id;
+        o.uid = (uint64_t)(q.id >> 64);
+        o.merchant = q.actor;
+        o.amount = 1;
+        o.currency = pay_currency_pack("CNY");
+    }
+    memcpy(a->out, &o, sizeof o);
+    a->status = PROTO_STATUS_OK;
+    a->size = (uint32_t)sizeof o;
+}
+
 /* Runs one request against the cell; the answer lands in a. */
 static inline void fake_execute(fake_server_t *f, const proto_header_t *h,
                                 const unsigned char *body, fake_applied_t *a) {
     uint32_t size = h->size - PROTO_HEADER_SIZE;
+    if (h->operation == PROTO_OP_PAY || h->operation == PROTO_OP_PAY_QUERY) {
+        fake_lock(f);
+        if (h->operation == PROTO_OP_PAY)
+            fake_pay(f, body, size, a);
+        else
+            fake_pay_query(body, a);
+        fake_unlock(f);
+        return;
+    }
     bool test_op =
         h->operation == PROTO_OP_TEST_SET_BALANCES || h->operation == PROTO_OP_TEST_SET_CLOCK;
     if (test_op && !atomic_load(&f->test_ops)) {

@@ -334,6 +334,14 @@ static u128 mt_check(fake_server_t *f, const submitter_t *m) {
     return created;
 }
 
+static void expect_log_items(fake_server_t *f, uint32_t at, uint8_t op, uint32_t items) {
+    fake_lock(f);
+    fake_log_t e = f->log[at];
+    fake_unlock(f);
+    assert_int_equal(e.op, op);
+    assert_int_equal(e.items, items);
+}
+
 static void test_concurrent_submissions_merge(void **state) {
     (void)state;
     fake_server_t *f = fake_start();
@@ -373,6 +381,137 @@ static void test_concurrent_submissions_merge(void **state) {
     u128 created = 0;
     for (uint32_t t = 0; t < MT_THREADS; t++) created += mt_check(f, &m[t]);
     assert_u128(cell_account(f, 1).debits_posted, created); /* each applied exactly once */
+    client_close(c);
+    fake_stop(f);
+}
+
+/* ---- Merged pay submissions. ---- */
+
+#define PAY_SUBS 24u
+#define PAY_ITEMS_PER_SUB_MAX 5u
+
+typedef struct pay_sub {
+    pay_request_t req[PAY_ITEMS_PER_SUB_MAX];
+    uint32_t items;
+    _Atomic int calls;
+    int32_t status;
+    uint32_t size;
+    _Alignas(16) pay_object_t got[PAY_ITEMS_PER_SUB_MAX];
+} pay_sub_t;
+
+static void on_pay(void *ctx, int32_t status, uint64_t timestamp, const void *body, uint32_t size) {
+    (void)timestamp;
+    pay_sub_t *p = ctx;
+    p->status = status;
+    p->size = size;
+    if (size <= sizeof p->got) memcpy(p->got, body, size);
+    atomic_fetch_add(&p->calls, 1);
+}
+
+static void pay_subs_build(pay_sub_t *subs, uint32_t n) {
+    for (uint32_t k = 0; k < n; k++) {
+        pay_sub_t *p = &subs[k];
+        memset(p, 0, sizeof *p);
+        p->items = 1 + k % PAY_ITEMS_PER_SUB_MAX;
+        for (uint32_t j = 0; j < p->items; j++)
+            p->req[j] = (pay_request_t){.idem_key = ((u128)(k + 1) << 64) | (j + 1),
+                                        .amount = 1000 * (k + 1) + j,
+                                        .uid = k + 1,
+                                        .kind = PAY_KIND_PAYMENT};
+    }
+}
+
+/* Each submitter gets exactly its own answers, one per item, in order. */
+static void pay_subs_check(const pay_sub_t *subs, uint32_t n) {
+    for (uint32_t k = 0; k < n; k++) {
+        const pay_sub_t *p = &subs[k];
+        assert_int_equal(atomic_load(&p->calls), 1);
+        assert_int_equal(p->status, PROTO_STATUS_OK);
+        assert_int_equal(p->size, p->items * sizeof(pay_object_t));
+        for (uint32_t j = 0; j < p->items; j++) {
+            assert_u128(p->got[j].id, p->req[j].idem_key);
+            assert_u128(p->got[j].amount, p->req[j].amount);
+            assert_int_equal(p->got[j].uid, k + 1);
+            assert_int_equal(p->got[j].code, PAY_CREATED);
+        }
+    }
+}
+
+static void test_pay_submissions_merge(void **state) {
+    (void)state;
+    fake_server_t *f = fake_start();
+    client_options_t o = {.attempt_timeout_ms = 30000, .deadline_ms = 60000};
+    client_t *c = client_for(f, &o);
+    static pay_sub_t subs[PAY_SUBS];
+    pay_subs_build(subs, PAY_SUBS);
+    outcome_t plug = {0};
+    uint32_t base = fake_log_count(f);
+    atomic_store(&f->gate, true);
+    submit_plug(c, &plug);
+    WAIT_UNTIL(fake_log_count(f) == base + 1, WAIT_MS);
+    assert_int_equal(fake_log_count(f), base + 1);
+    uint32_t items = 0;
+    for (uint32_t k = 0; k < PAY_SUBS; k++) {
+        assert_int_equal(client_submit(c, PROTO_OP_PAY, subs[k].req,
+                                       subs[k].items * (uint32_t)sizeof(pay_request_t), on_pay,
+                                       &subs[k]),
+                         0);
+        items += subs[k].items;
+    }
+    fake_open_gate(f);
+    WAIT_UNTIL(atomic_load(&subs[PAY_SUBS - 1].calls) == 1, WAIT_MS);
+    uv_sleep(20); /* a second callback, if any, would show now */
+    pay_subs_check(subs, PAY_SUBS);
+    /* All waited behind the plug: they went out as one message with every item. */
+    assert_int_equal(fake_log_count(f), base + 2);
+    expect_log_items(f, base + 1, PROTO_OP_PAY, items);
+    client_close(c);
+    fake_stop(f);
+}
+
+/* 256-byte items: a message holds (1 MiB - 128) / 256 = 4095 of them, not PROTO_ITEMS_MAX. */
+static void test_pay_merge_respects_message_size(void **state) {
+    (void)state;
+    fake_server_t *f = fake_start();
+    client_options_t o = {.attempt_timeout_ms = 30000, .deadline_ms = 60000};
+    client_t *c = client_for(f, &o);
+    enum { MAX = (PROTO_MESSAGE_MAX - PROTO_HEADER_SIZE) / 256, A = 4000, B = 95 };
+    CP_STATIC_ASSERT(MAX == 4095 && A + B == MAX, "A + B fill a message exactly");
+    static pay_request_t reqs[A + B + 2];
+    memset(reqs, 0, sizeof reqs);
+    for (uint32_t i = 0; i < A + B + 2; i++)
+        reqs[i] = (pay_request_t){.idem_key = i + 1, .amount = i + 1, .kind = PAY_KIND_PAYMENT};
+    static _Alignas(16) unsigned char too_many[(MAX + 1) * 256];
+    assert_int_equal(client_submit(c, PROTO_OP_PAY, too_many, sizeof too_many, on_outcome, NULL),
+                     CLIENT_ERR_INVALID);
+    outcome_t plug = {0}, out[3] = {0};
+    uint32_t base = fake_log_count(f);
+    atomic_store(&f->gate, true);
+    submit_plug(c, &plug);
+    WAIT_UNTIL(fake_log_count(f) == base + 1, WAIT_MS);
+    /* A + B fit one message; A + B + 2 do not: the third submission goes in a second. */
+    uint32_t sizes[3] = {A * 256, B * 256, 2 * 256}, at = 0;
+    for (uint32_t k = 0; k < 3; k++) {
+        assert_int_equal(client_submit(c, PROTO_OP_PAY, reqs + at, sizes[k], on_outcome, &out[k]),
+                         0);
+        at += sizes[k] / 256;
+    }
+    fake_open_gate(f);
+    WAIT_UNTIL(atomic_load(&out[2].calls) == 1, WAIT_MS);
+    for (uint32_t k = 0; k < 3; k++) {
+        assert_int_equal(atomic_load(&out[k].calls), 1);
+        assert_int_equal(out[k].status, PROTO_STATUS_OK);
+        assert_int_equal(out[k].size, sizes[k]);
+    }
+    /* The first answer of each: the echo of its own first request. */
+    pay_object_t first;
+    memcpy(&first, out[1].reply, sizeof first);
+    assert_u128(first.id, A + 1);
+    memcpy(&first, out[2].reply, sizeof first);
+    assert_u128(first.id, A + B + 1);
+    assert_int_equal(fake_log_count(f), base + 3);
+    expect_log_items(f, base + 1, PROTO_OP_PAY, A + B);
+    expect_log_items(f, base + 2, PROTO_OP_PAY, 2);
     client_close(c);
     fake_stop(f);
 }
@@ -849,6 +988,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_invalid_and_full_submissions),
         cmocka_unit_test(test_concurrent_submissions_merge),
         cmocka_unit_test(test_linked_and_imported_not_merged),
+        cmocka_unit_test(test_pay_submissions_merge),
+        cmocka_unit_test(test_pay_merge_respects_message_size),
         cmocka_unit_test(test_drop_after_apply_resends),
         cmocka_unit_test(test_attempt_timeout_then_success),
         cmocka_unit_test(test_cell_down_then_back),

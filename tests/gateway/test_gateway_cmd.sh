@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `cellpay gateway` as a process: the health check and a 404 over real HTTP on an ephemeral
-# port (with bash's /dev/tcp, no HTTP client needed), --help saying the payment API is not
-# built, bad options, and a clean stop on SIGTERM.
+# `cellpay gateway` as a process, with a route table whose one cell nobody serves: the health
+# check, 404 / 405 / 401 over real HTTP on an ephemeral port (with bash's /dev/tcp, no HTTP
+# client needed), an operator request the unreachable cell cannot answer (503 unavailable),
+# the admin key file, --help, bad options, and a clean stop on SIGTERM.
 set -euo pipefail
 cellpay=${1:?usage: test_gateway_cmd.sh path/to/cellpay}
 tmp=$(mktemp -d)
@@ -16,16 +17,30 @@ check() { # name, condition...
 }
 
 "$cellpay" gateway --help > "$tmp/help"
-check "help says the payment API is not built" grep -q 'NOT built yet' "$tmp/help"
+check "help names the payment endpoints" grep -q 'POST /v1/payments' "$tmp/help"
 check "help names the health check" grep -q 'GET /v1/health' "$tmp/help"
+check "help says --routes is required" grep -q 'route table (required)' "$tmp/help"
 check "cellpay help lists gateway" bash -c "'$cellpay' help | grep -q '^  gateway'"
 set +e
 "$cellpay" gateway --bogus > /dev/null 2>&1; rc=$?
 set -e
 check "unknown option exits 2" test "$rc" -eq 2
+set +e
+"$cellpay" gateway --listen 127.0.0.1:0 > /dev/null 2>&1; rc=$?
+set -e
+check "no --routes exits 2" test "$rc" -eq 2
+set +e
+"$cellpay" gateway --routes /nonexistent > /dev/null 2>&1; rc=$?
+set -e
+check "no --data exits 2" test "$rc" -eq 2
+
+# A cell at a port nobody listens on (bound and closed again).
+dead=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'version 1\ncell 1 127.0.0.1:%s\nzones 0-99 -> 1\n' "$dead" > "$tmp/routes"
 
 : > "$tmp/out" # exists before the background process opens it
-"$cellpay" gateway --listen 127.0.0.1:0 > "$tmp/out" 2> "$tmp/err" &
+"$cellpay" gateway --listen 127.0.0.1:0 --routes "$tmp/routes" --data "$tmp/data" \
+  --cell-deadline-ms 300 > "$tmp/out" 2> "$tmp/err" &
 pid=$!
 port=
 for _ in $(seq 1 200); do
@@ -49,8 +64,41 @@ if [ -n "$port" ]; then
   check "health is 200" grep -q $'^HTTP/1.1 200 OK\r$' <<< "$reply"
   check "health body" grep -q '^{"status":"ok"}$' <<< "$reply"
   reply=$(http 'GET /v1/payments/1 HTTP/1.1\r\nConnection: close\r\n\r\n')
-  check "other paths are 404" grep -q $'^HTTP/1.1 404 Not Found\r$' <<< "$reply"
+  check "a malformed id is 404" grep -q $'^HTTP/1.1 404 Not Found\r$' <<< "$reply"
   check "404 body is the error object" grep -q '{"error":{"code":"not_found"' <<< "$reply"
+  reply=$(http 'GET /v2/nothing HTTP/1.1\r\nConnection: close\r\n\r\n')
+  check "other paths are 404" grep -q $'^HTTP/1.1 404 Not Found\r$' <<< "$reply"
+  reply=$(http 'DELETE /v1/payments HTTP/1.1\r\nConnection: close\r\n\r\n')
+  check "a wrong method is 405" grep -q $'^HTTP/1.1 405 ' <<< "$reply"
+  check "405 says what is allowed" grep -q $'^Allow: POST\r$' <<< "$reply"
+  body='{"uid":"42","currency":"CNY"}'
+  reply=$(http "POST /v1/users HTTP/1.1\r\nContent-Length: ${#body}\r\nConnection: close\r\n\r\n$body")
+  check "no bearer key is 401" grep -q '{"error":{"code":"unauthorized"' <<< "$reply"
+  reply=$(http "POST /v1/users HTTP/1.1\r\nAuthorization: Bearer nope\r\nContent-Length: ${#body}\r\nConnection: close\r\n\r\n$body")
+  check "a wrong bearer key is 401" grep -q $'^HTTP/1.1 401 ' <<< "$reply"
+  key=$(cat "$tmp/data/admin.key")
+  check "the data directory was created private" test "$(stat -c %a "$tmp/data")" = 700
+  check "the admin key file is 64 hex digits" grep -Eq '^[0-9a-f]{64}$' "$tmp/data/admin.key"
+  reply=$(http "POST /v1/users HTTP/1.1\r\nAuthorization: Bearer $key\r\nContent-Length: ${#body}\r\nConnection: close\r\n\r\n$body")
+  check "an unreachable cell is 503 unavailable" grep -q '{"error":{"code":"unavailable"' <<< "$reply"
+  check "the 503 status line" grep -q $'^HTTP/1.1 503 ' <<< "$reply"
+  reply=$(http "POST /v1/users HTTP/1.1\r\nAuthorization: Bearer $key\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+  check "a bad body is 400 with param" grep -q '"code":"invalid_request".*"param":"uid"' <<< "$reply"
+  reply=$(http 'GET /v1/payments/pay_0123456789abcdef0123456789abcdef HTTP/1.1\r\nConnection: close\r\n\r\n')
+  check "an unsigned merchant request is 401" grep -q '{"error":{"code":"unauthorized"' <<< "$reply"
+  check "the key is never logged" bash -c "! grep -q '$key' '$tmp/err' '$tmp/out'"
+  # The route table file changes: the gateway takes the new one (within 500 ms), and keeps
+  # it when the file turns invalid.
+  printf 'version 2\ncell 3 127.0.0.1:%s\nzones 0-99 -> 3\n' "$dead" > "$tmp/routes.new"
+  mv "$tmp/routes.new" "$tmp/routes"
+  for _ in $(seq 1 100); do grep -q 'route table version 2, 1 cells' "$tmp/err" && break; sleep 0.05; done
+  check "a changed route table file is taken" grep -q 'route table version 2, 1 cells' "$tmp/err"
+  printf 'version 3\nnonsense\n' > "$tmp/routes.new"
+  mv "$tmp/routes.new" "$tmp/routes"
+  for _ in $(seq 1 100); do grep -q 'keeping route table version 2' "$tmp/err" && break; sleep 0.05; done
+  check "an invalid route table file is not" grep -q 'keeping route table version 2' "$tmp/err"
+  reply=$(http 'GET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n')
+  check "still serving after the bad table" grep -q '^{"status":"ok"}$' <<< "$reply"
   # Two requests on one connection: keep-alive.
   reply=$(http 'GET /v1/health HTTP/1.1\r\n\r\nGET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n')
   check "keep-alive answers both" test "$(grep -c '^{"status":"ok"}' <<< "$reply")" -eq 2

@@ -1,0 +1,341 @@
+/* The gateway end to end in one process: gateway_run() on a thread, its one cell the fake cell
+ * of the client tests (tests/client/fake_server.h, which answers the pay ops by echoing the
+ * request and knows merchant 77 with the secret bytes 1..32), and plain blocking sockets as
+ * HTTP clients. Covers the operator's bearer key, merchant signatures with the secret fetched
+ * once from the cell, idempotent replays, many connections at once (their requests merged
+ * by the client and split back), route table changes, and gateway_stop(). Every wait is
+ * bounded. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../client/fake_server.h"
+#include "gateway/auth.h"
+#include "gateway/gateway.h"
+
+#define ADMIN_KEY "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define WAIT_MS 10000
+#define CONNS 32u
+
+static fake_server_t *fake;
+static _Atomic uint16_t gw_port;
+static uv_thread_t gw_thread;
+static int gw_rc;
+static gateway_config_t cfg;
+
+/* The fake merchant's HMAC key: its secret bytes 1..32 as lowercase hex. */
+static char merchant_key[AUTH_HEX_MAX + 1];
+
+static void on_listening(void *ctx, uint16_t port) {
+    (void)ctx;
+    atomic_store(&gw_port, port);
+}
+
+static void gw_main(void *arg) {
+    (void)arg;
+    gw_rc = gateway_run(&cfg);
+}
+
+static void table_for(rt_table_t *t, uint16_t port) {
+    char text[256], err[128];
+    snprintf(text, sizeof text, "version %u\ncell 1 127.0.0.1:%u\nzones 0-99 -> 1\n",
+             (unsigned)port, (unsigned)port);
+    assert_true(rt_parse(text, strlen(text), t, err, sizeof err));
+}
+
+static int setup(void **state) {
+    (void)state;
+    for (uint32_t i = 0; i < 32; i++) snprintf(merchant_key + 2 * i, 3, "%02x", i + 1);
+    fake = fake_start();
+    memset(&cfg, 0, sizeof cfg);
+    cfg.listen = "127.0.0.1:0";
+    cfg.admin_key = ADMIN_KEY;
+    cfg.cell_deadline_ms = 2000;
+    cfg.conns_max = 64;
+    cfg.on_listening = on_listening;
+    table_for(&cfg.routes, fake->port);
+    atomic_store(&gw_port, 0);
+    assert_int_equal(uv_thread_create(&gw_thread, gw_main, NULL), 0);
+    for (int i = 0; i < WAIT_MS && atomic_load(&gw_port) == 0; i++) uv_sleep(1);
+    assert_true(atomic_load(&gw_port) != 0);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    gateway_stop();
+    uv_thread_join(&gw_thread);
+    assert_int_equal(gw_rc, 0);
+    fake_stop(fake);
+    return 0;
+}
+
+/* ---- A tiny HTTP client ---- */
+
+typedef struct reply {
+    int status;
+    char head[2048];
+    char body[8192];
+} reply_t;
+
+static int conn_open(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atomic_load(&gw_port))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+static void send_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        assert_true(w > 0);
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Reads one whole reply (head, then Content-Length bytes). */
+static void read_reply(int fd, reply_t *r) {
+    static _Thread_local char buf[16384];
+    size_t len = 0;
+    char *end = NULL;
+    size_t need = SIZE_MAX;
+    while (len < need) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+        assert_true(n > 0);
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (!end && (end = strstr(buf, "\r\n\r\n"))) {
+            const char *cl = strstr(buf, "Content-Length: ");
+            assert_non_null(cl);
+            need = (size_t)(end + 4 - buf) + strtoul(cl + 16, NULL, 10);
+        }
+    }
+    size_t head = (size_t)(end + 4 - buf);
+    assert_true(head < sizeof r->head && len - head < sizeof r->body);
+    memcpy(r->head, buf, head);
+    r->head[head] = '\0';
+    memcpy(r->body, buf + head, len - head);
+    r->body[len - head] = '\0';
+    r->status = atoi(buf + 9);
+}
+
+static void request(int fd, const char *method, const char *path, const char *headers,
+                    const char *body, reply_t *r) {
+    char req[4096];
+    int n =
+        snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: t\r\n%sContent-Length: %zu\r\n\r\n%s",
+                 method, path, headers, strlen(body), body);
+    assert_true(n > 0 && (size_t)n < sizeof req);
+    send_all(fd, req, (size_t)n);
+    read_reply(fd, r);
+}
+
+/* Headers of a merchant's signed request, at timestamp now + skew. */
+static void signed_headers(char *out, size_t cap, uint64_t merchant, const char *key,
+                           const char *method, const char *path, const char *body, long skew,
+                           const char *extra) {
+    char ts[24], sig[AUTH_HEX_MAX + 1];
+    snprintf(ts, sizeof ts, "%lld", (long long)time(NULL) + skew);
+    auth_sign(key, strlen(key), method, path, ts, body, strlen(body), sig);
+    snprintf(out, cap,
+             "X-Cellpay-Merchant: %llu\r\nX-Cellpay-Timestamp: %s\r\nX-Cellpay-Signature: "
+             "%s\r\n%s",
+             (unsigned long long)merchant, ts, sig, extra);
+}
+
+static uint32_t pay_queries(void) {
+    uint32_t n = 0;
+    fake_lock(fake);
+    for (uint32_t i = 0; i < fake->log_count; i++) n += fake->log[i].op == PROTO_OP_PAY_QUERY;
+    fake_unlock(fake);
+    return n;
+}
+
+/* ---- Tests ---- */
+
+static void test_health_and_operator(void **state) {
+    (void)state;
+    int fd = conn_open();
+    reply_t r;
+    request(fd, "GET", "/v1/health", "", "", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"status\":\"ok\"}");
+    const char *user = "{\"uid\":\"1001\",\"currency\":\"CNY\"}";
+    request(fd, "POST", "/v1/users", "", user, &r);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "\"unauthorized\""));
+    request(fd, "POST", "/v1/users", "Authorization: Bearer " ADMIN_KEY "x\r\n", user, &r);
+    assert_int_equal(r.status, 401);
+    request(fd, "POST", "/v1/users", "Authorization: Bearer " ADMIN_KEY "\r\n", user, &r);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.body, "{\"object\":\"user\",\"id\":\"1001\",\"uid\":\"1001\","
+                                "\"currency\":\"CNY\",\"account_id\":\"0\"}");
+    request(fd, "POST", "/v1/merchants", "Authorization: Bearer " ADMIN_KEY "\r\n",
+            "{\"uid\":\"500\"}", &r);
+    assert_int_equal(r.status, 201);
+    /* The secret: 64 lowercase hex digits drawn by the gateway, not zeros. */
+    const char *s = strstr(r.body, "\"secret\":\"");
+    assert_non_null(s);
+    s += 10;
+    for (int i = 0; i < 64; i++) assert_non_null(strchr("0123456789abcdef", s[i]));
+    assert_int_equal(s[64], '"');
+    assert_false(strncmp(s, "0000000000000000", 16) == 0);
+    request(fd, "POST", "/v1/users", "Authorization: Bearer " ADMIN_KEY "\r\n", "{\"uid\":1}", &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "\"param\":\"uid\""));
+    close(fd);
+}
+
+static const char pay_body[] =
+    "{\"buyer_uid\":\"1001\",\"amount\":\"1999\",\"currency\":\"CNY\",\"out_trade_no\":\"T-1\"}";
+
+static void test_signed_payment(void **state) {
+    (void)state;
+    int fd = conn_open();
+    reply_t r;
+    char h[1024];
+    uint32_t queries = pay_queries();
+    signed_headers(h, sizeof h, 77, merchant_key, "POST", "/v1/payments", pay_body, 0,
+                   "Idempotency-Key: order-1\r\n");
+    request(fd, "POST", "/v1/payments", h, pay_body, &r);
+    assert_int_equal(r.status, 201);
+    assert_non_null(strstr(r.body, "\"object\":\"payment\""));
+    assert_non_null(strstr(r.body, "\"buyer_uid\":\"1001\",\"merchant_uid\":\"77\","
+                                   "\"amount\":\"1999\",\"currency\":\"CNY\","
+                                   "\"out_trade_no\":\"T-1\""));
+    assert_null(strstr(r.head, "Idempotent-Replayed"));
+    assert_int_equal(pay_queries(), queries + 1); /* the secret, fetched once */
+    char first[8192];
+    strcpy(first, r.body);
+    /* The same key again: the stored answer, marked as a replay. */
+    signed_headers(h, sizeof h, 77, merchant_key, "POST", "/v1/payments", pay_body, 0,
+                   "Idempotency-Key: order-1\r\n");
+    request(fd, "POST", "/v1/payments", h, pay_body, &r);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.body, first);
+    assert_non_null(strstr(r.head, "\r\nIdempotent-Replayed: true\r\n"));
+    assert_int_equal(pay_queries(), queries + 1); /* cached */
+    /* A payment by id, signed with its query. */
+    const char *path = "/v1/payments/pay_00000000000003e90000070000000005";
+    signed_headers(h, sizeof h, 77, merchant_key, "GET", path, "", 0, "");
+    request(fd, "GET", path, h, "", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"id\":\"pay_00000000000003e90000070000000005\""));
+    close(fd);
+}
+
+static void test_signature_refusals(void **state) {
+    (void)state;
+    int fd = conn_open();
+    reply_t r;
+    char h[1024];
+    char wrong[AUTH_HEX_MAX + 1];
+    memcpy(wrong, merchant_key, sizeof wrong);
+    wrong[0] = wrong[0] == '0' ? '1' : '0';
+    signed_headers(h, sizeof h, 77, wrong, "POST", "/v1/payments", pay_body, 0, "");
+    request(fd, "POST", "/v1/payments", h, pay_body, &r);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "\"invalid_signature\""));
+    signed_headers(h, sizeof h, 77, merchant_key, "POST", "/v1/payments", pay_body, -301, "");
+    request(fd, "POST", "/v1/payments", h, pay_body, &r);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "\"stale_timestamp\""));
+    /* Signed over another body than the one sent. */
+    signed_headers(h, sizeof h, 77, merchant_key, "POST", "/v1/payments", "{}", 0, "");
+    request(fd, "POST", "/v1/payments", h, pay_body, &r);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "\"invalid_signature\""));
+    signed_headers(h, sizeof h, 78, merchant_key, "POST", "/v1/payments", pay_body, 0, "");
+    request(fd, "POST", "/v1/payments", h, pay_body, &r);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "\"unauthorized\""));
+    request(fd, "POST", "/v1/payments", "", pay_body, &r);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "\"unauthorized\""));
+    close(fd);
+}
+
+/* Many connections, one signed payment each, all at once: each gets its own answer. */
+static void test_many_connections(void **state) {
+    (void)state;
+    static int fds[CONNS];
+    static char bodies[CONNS][256];
+    char h[1024], req[4096];
+    for (uint32_t i = 0; i < CONNS; i++) fds[i] = conn_open();
+    for (uint32_t i = 0; i < CONNS; i++) {
+        snprintf(bodies[i], sizeof bodies[i],
+                 "{\"buyer_uid\":\"%u\",\"amount\":\"%u\",\"currency\":\"CNY\","
+                 "\"out_trade_no\":\"M-%u\"}",
+                 2000 + i, 100 + i, i);
+        signed_headers(h, sizeof h, 77, merchant_key, "POST", "/v1/payments", bodies[i], 0, "");
+        int n = snprintf(req, sizeof req,
+                         "POST /v1/payments HTTP/1.1\r\n%sContent-Length: %zu\r\n\r\n%s", h,
+                         strlen(bodies[i]), bodies[i]);
+        send_all(fds[i], req, (size_t)n);
+    }
+    for (uint32_t i = 0; i < CONNS; i++) {
+        reply_t r;
+        read_reply(fds[i], &r);
+        assert_int_equal(r.status, 201);
+        char want[128];
+        snprintf(want, sizeof want,
+                 "\"buyer_uid\":\"%u\",\"merchant_uid\":\"77\",\"amount\":\"%u\"", 2000 + i,
+                 100 + i);
+        if (!strstr(r.body, want)) fail_msg("connection %u got %s", i, r.body);
+        close(fds[i]);
+    }
+}
+
+/* A new table naming a dead address: new requests fail over to it (503); back: served. */
+static void test_route_change(void **state) {
+    (void)state;
+    rt_table_t *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    table_for(t, 1); /* nobody listens on port 1 */
+    t->version = 99;
+    assert_true(gateway_set_routes(t));
+    uv_sleep(100);
+    int fd = conn_open();
+    reply_t r;
+    const char *user = "{\"uid\":\"1002\",\"currency\":\"CNY\"}";
+    request(fd, "POST", "/v1/users", "Authorization: Bearer " ADMIN_KEY "\r\n", user, &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"unavailable\""));
+    table_for(t, fake->port);
+    t->version = 100;
+    assert_true(gateway_set_routes(t));
+    uv_sleep(100);
+    request(fd, "POST", "/v1/users", "Authorization: Bearer " ADMIN_KEY "\r\n", user, &r);
+    assert_int_equal(r.status, 201);
+    close(fd);
+    free(t);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_health_and_operator), cmocka_unit_test(test_signed_payment),
+        cmocka_unit_test(test_signature_refusals),  cmocka_unit_test(test_many_connections),
+        cmocka_unit_test(test_route_change),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
