@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 
 #include "base/constants.h"
 #include "client/client.h"
 #include "proto/proto.h"
+#include "ledger/ledger.h"
 #include "repl/node.h"
 
 typedef struct fixture {
@@ -134,10 +136,89 @@ static void a_failed_start_says_why(void **state) {
     assert_int_equal(node_stop(a), 0);
 }
 
+#define ACCOUNTS 20u
+
+static void addr_of(const node_t *n, char *out, size_t size) {
+    snprintf(out, size, "127.0.0.1:%u", (unsigned)node_port(n));
+}
+
+/* Creates account k of uid (one request: one log entry and sync). */
+static void create_account(const node_t *n, uint64_t uid, uint32_t k) {
+    char addr[32];
+    addr_of(n, addr, sizeof addr);
+    ledger_account_t a = {.id = ((u128)uid << 64) | (k + 1), .ledger = 1, .code = 1};
+    ledger_result_t r[1];
+    uint32_t size = 0;
+    int32_t rc =
+        client_call_once(addr, PROTO_OP_CREATE_ACCOUNTS, &a, sizeof a, r, sizeof r, &size, 5000);
+    assert_int_equal(rc, PROTO_STATUS_OK);
+}
+
+static uint32_t lookup_count(const node_t *n, uint64_t uid) {
+    char addr[32];
+    addr_of(n, addr, sizeof addr);
+    u128 ids[ACCOUNTS];
+    for (uint32_t k = 0; k < ACCOUNTS; k++) ids[k] = ((u128)uid << 64) | (k + 1);
+    static ledger_account_t found[ACCOUNTS];
+    uint32_t size = 0;
+    int32_t rc = client_call_once(addr, PROTO_OP_LOOKUP_ACCOUNTS, ids, sizeof ids, found,
+                                  sizeof found, &size, 5000);
+    assert_int_equal(rc, PROTO_STATUS_OK);
+    return size / (uint32_t)sizeof found[0];
+}
+
+static bool has_snapshot(const char *dir) {
+    DIR *d = opendir(dir);
+    bool found = false;
+    for (struct dirent *e; d && (e = readdir(d));)
+        found = found || (strncmp(e->d_name, "snap-", 5) == 0 && strstr(e->d_name, ".snap"));
+    if (d) closedir(d);
+    return found;
+}
+
+/* Snapshots are written by a child forked from the node's thread while other nodes' threads
+ * run: each node's child writes its own cell, the parent reaps only its own child, and the
+ * snapshot is one a restart recovers from. */
+static void snapshots_with_nodes_on_threads(void **state) {
+    fixture_t *f = *state;
+    char err[256];
+    node_config_t c[2] = {config(f, 0), config(f, 1)};
+    node_t *n[2];
+    for (int i = 0; i < 2; i++) {
+        c[i].snapshot_log_bytes = 1; /* a snapshot after every sync */
+        n[i] = node_start(&c[i], err, sizeof err);
+        assert_non_null(n[i]);
+        wait_leader(n[i]);
+    }
+    const uint64_t uids[2] = {0, 500}; /* zones 0 and 50: cell 1's and cell 2's */
+    /* Interleaved: one node's snapshot child runs while the other applies and forks. */
+    for (uint32_t k = 0; k < ACCOUNTS; k++)
+        for (int i = 0; i < 2; i++) create_account(n[i], uids[i], k);
+    for (int i = 0; i < 2; i++) {
+        int tries = 0;
+        while (!has_snapshot(f->dirs[i]) && tries++ < 500) {
+            struct timespec pause = {.tv_nsec = 20000000};
+            nanosleep(&pause, NULL);
+        }
+        assert_true(has_snapshot(f->dirs[i]));
+        assert_true(wait_leader(n[i]).snapshot_index > 0);
+    }
+    for (int i = 0; i < 2; i++) assert_int_equal(node_stop(n[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        n[i] = node_start(&c[i], err, sizeof err);
+        assert_non_null(n[i]);
+        wait_leader(n[i]);
+        assert_int_equal(lookup_count(n[i], uids[i]), ACCOUNTS);
+        assert_int_equal(lookup_count(n[i], uids[1 - i]), 0);
+    }
+    for (int i = 0; i < 2; i++) assert_int_equal(node_stop(n[i]), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(two_nodes_serve_stop_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failed_start_says_why, setup, teardown),
+        cmocka_unit_test_setup_teardown(snapshots_with_nodes_on_threads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
