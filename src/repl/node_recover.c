@@ -266,7 +266,10 @@ int node_recover(node_t *n) {
     if (wal_last_term(n->wal) > rc.term) rc.term = wal_last_term(n->wal), rc.vote = RF_NONE;
     rc.log_start_index = snap_index;
     rc.log_start_term = snap_term;
-    rc.seed = (uint64_t)getpid() ^ ((uint64_t)time(NULL) << 20);
+    /* Nodes of one process started in the same second must not share their election
+     * timeouts' randomness: the cell, the replica and the node's address tell them apart. */
+    rc.seed = (uint64_t)getpid() ^ ((uint64_t)time(NULL) << 20) ^ (n->config.cell_id << 40) ^
+              ((uint64_t)n->config.node_id << 32) ^ (uint64_t)(uintptr_t)n;
     if (!(n->rf = rf_create(&rc))) {
         node_log(n, "cannot create the Raft group (bad --peers or out of memory)");
         return -1;

@@ -83,6 +83,17 @@ for i in 1 2 3; do
     check "cell $i leads" grep -q 'role=leader' "$tmp/status"
   fi
 done
+# A second instance whose API port is taken: it fails, says why, and stops its cells.
+if [ -n "$port" ]; then
+  set +e
+  "$cellpay" start --data "$tmp/data2" --listen "127.0.0.1:$port" --cells 2 \
+    > "$tmp/out2" 2> "$tmp/err2"
+  rc=$?
+  set -e
+  check "a taken API port exits 1" test "$rc" -eq 1
+  check "and says it cannot listen" grep -qi 'listen' "$tmp/err2"
+  check "and stops its cells cleanly" test "$(grep -c 'stopped cleanly at' "$tmp/err2")" -eq 2
+fi
 key=$(cat "$tmp/data/admin.key")
 stop
 check "SIGTERM exits 0" test "$rc" -eq 0
