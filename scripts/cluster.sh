@@ -50,7 +50,10 @@ while [ $# -gt 0 ]; do
 done
 dir=$(realpath -m -- "$dir") # pid checks match it in the processes' command lines
 case $base in ''|*[!0-9]*) echo "cluster: --base-port takes a number" >&2; exit 2 ;; esac
-[ "$base" -ge 1 ] && [ "$base" -le 65490 ] || { echo "cluster: --base-port out of range" >&2; exit 2; }
+if [ "$base" -lt 1 ] || [ "$base" -gt 65490 ]; then
+  echo "cluster: --base-port must be in 1..65490 (the cells use the 40 ports above it)" >&2
+  exit 2
+fi
 
 client_port() { echo $((base + 10 * ($1 - 1) + $2)); }
 peer_port() { echo $((base + 10 * ($1 - 1) + 5 + $2)); }
@@ -99,8 +102,7 @@ start_node() { # cell replica
 }
 
 wait_leader() { # cell: until one replica says it leads (at most 30 s)
-  local i
-  for i in $(seq 1 300); do
+  for _ in $(seq 1 300); do
     if "$cellpay" admin cell status --addr "$(addrs "$1")" --timeout-ms 500 2>/dev/null |
       grep -q 'role=leader'; then
       return 0
@@ -112,7 +114,7 @@ wait_leader() { # cell: until one replica says it leads (at most 30 s)
 }
 
 do_stop() {
-  local f pid i left=0
+  local f pid left=0
   for f in "$dir"/*.pid; do
     [ -f "$f" ] || continue
     if alive "$f"; then kill -TERM "$(cat "$f")"; fi
@@ -120,7 +122,7 @@ do_stop() {
   for f in "$dir"/*.pid; do
     [ -f "$f" ] || continue
     pid=$(cat "$f")
-    for i in $(seq 1 200); do alive "$f" || break; sleep 0.1; done
+    for _ in $(seq 1 200); do alive "$f" || break; sleep 0.1; done
     if alive "$f"; then
       echo "cluster: $(basename "$f" .pid) (pid $pid) did not stop in 20 s; killing it" >&2
       kill -KILL "$pid" 2>/dev/null || true
