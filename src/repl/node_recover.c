@@ -308,20 +308,28 @@ void node_snapshot_maybe(node_t *n) {
         return;
     }
     if (pid == 0) {
-        /* The child must not keep the parent's sockets and files: a restarted node could not
+        /* The child only writes the snapshot and exits: with nodes on other threads (node_start)
+         * it has only this thread, and anything another thread locked stays locked. It reads
+         * only this node's cell, which this thread alone changes, so its copy is whole.
+         * The child must not keep the parent's sockets and files: a restarted node could not
          * bind its port, and clients would not see the parent's connections close. And it
          * must not outlive the parent. */
         close_range(3, ~0u, 0);
+        /* Sent when the forking thread ends, not the process: a node's thread waits for its
+         * child before it ends (node_stop_finish -> node_snapshot_wait). */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(1); /* the parent is already gone */
         const char *what = "";
         int rc = snapshot_write(n->config.data_dir, n->cell, n->snapshot_pending_index,
                                 n->snapshot_pending_term, have_members ? &members : NULL, &what);
         if (rc != 0) {
+            /* Other threads of the process (other nodes) may have held locks at the fork,
+             * which stay held here: no stdio, no malloc, no strerror (its gettext locks). */
             char msg[256];
-            int len = snprintf(msg, sizeof msg, "cellpay node: snapshot %s failed: %s\n", what,
-                               strerror(-rc));
-            if (write(2, msg, (size_t)len) < 0) _exit(2);
+            int len = snprintf(msg, sizeof msg, "%s: snapshot %s failed (errno %d)\n", n->name,
+                               what, -rc);
+            if (len > 0 && write(2, msg, (size_t)len < sizeof msg ? (size_t)len : sizeof msg) < 0)
+                _exit(2);
         }
         _exit(rc == 0 ? 0 : 1);
     }
