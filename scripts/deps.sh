@@ -12,6 +12,9 @@ PACKAGES=(
   libcmocka-dev                      # unit tests
   node-llhttp                        # llhttp's C sources: the HTTP/1.1 parser of the gateway
   libssl-dev                         # libcrypto: HMAC-SHA256 of the API's request signatures
+  python3                            # the API tests
+  curl openssl                       # the docs' API examples: requests, and their signatures
+                                     # (openssl dgst -sha256 -hmac)
 )
 
 missing=()

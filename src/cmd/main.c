@@ -8,7 +8,7 @@ static const char usage[] =
     "usage: cellpay <command> [options]\n"
     "\n"
     "commands:\n"
-    "  start    run what exists of the embedded default (today: the in-memory ledger driver)\n"
+    "  start    the embedded default: N durable cells and the gateway in one process\n"
     "  ledger   the ledger's JSON Lines driver: requests on stdin, replies on stdout\n"
     "  node     one durable cell serving the binary protocol\n"
     "  client   JSON Lines ledger requests to a running cell, replies on stdout\n"

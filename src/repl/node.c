@@ -27,13 +27,19 @@ static void conn_process(conn_t *c);
 void node_wake_waiting(node_t *n);
 static void conn_close(conn_t *c, const char *why);
 
-void node_log(const char *fmt, ...) {
+void node_log(node_t *n, const char *fmt, ...) {
+    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    fputs("cellpay node: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "%s: %s\n", n->name, line);
+    /* node_start() hands the reason of a failed start to its caller. */
+    if (!n->started) {
+        size_t len = strnlen(line, sizeof n->start_err - 1);
+        memcpy(n->start_err, line, len);
+        n->start_err[len] = '\0';
+    }
 }
 
 static uint64_t realtime_ns(void) {
@@ -194,7 +200,7 @@ static void node_apply(node_t *n, uint64_t index, const rf_entry_t *x) {
     if (x->type == RF_ENTRY_MEMBERS) {
         rf_members_t m;
         if (rf_members_decode(x->data, x->size, &m))
-            node_log("membership committed at index %llu: %u members, %d voters",
+            node_log(n, "membership committed at index %llu: %u members, %d voters",
                      (unsigned long long)index, m.count, __builtin_popcount(m.voters));
         n->applied_index = index;
         return;
@@ -209,7 +215,7 @@ static void node_apply(node_t *n, uint64_t index, const rf_entry_t *x) {
         const char *why = cell_entry_check(b + NODE_ENTRY_PREFIX, size);
         if (why) {
             /* Every replica would have to refuse it alike; stopping is the only safe move. */
-            node_log("fatal: committed entry %llu is not a valid batch (%s)",
+            node_log(n, "fatal: committed entry %llu is not a valid batch (%s)",
                      (unsigned long long)index, why);
             exit(1);
         }
@@ -235,7 +241,7 @@ static void node_sync_maybe(node_t *n);
 static void node_write_entries(node_t *n, const rf_ready_t *rd) {
     if (rd->entries_first <= wal_last_index(n->wal) &&
         wal_truncate_after(n->wal, rd->entries_first - 1) != WAL_OK) {
-        node_log("fatal: truncating the log failed (%s)", wal_error(n->wal));
+        node_log(n, "fatal: truncating the log failed (%s)", wal_error(n->wal));
         exit(1);
     }
     for (uint32_t k = 0; k < rd->entry_count; k++) {
@@ -248,7 +254,7 @@ static void node_write_entries(node_t *n, const rf_ready_t *rd) {
         const void *body = node_log_body(x, scratch, &size);
         node_members_learn(n, x);
         if (wal_append(n->wal, x->term, ts, body, size, &index) != WAL_OK) {
-            node_log("fatal: writing the log failed (%s); stopping without acknowledging",
+            node_log(n, "fatal: writing the log failed (%s); stopping without acknowledging",
                      wal_error(n->wal));
             exit(1);
         }
@@ -268,7 +274,7 @@ static void node_ready(node_t *n) {
         rf_ready_t rd;
         rf_ready(n->rf, &rd);
         if (rd.hs_changed && hardstate_save(&n->hs, rd.hs.term, rd.hs.vote) != 0) {
-            node_log("fatal: saving the Raft hard state failed; stopping");
+            node_log(n, "fatal: saving the Raft hard state failed; stopping");
             exit(1);
         }
         if (rd.entry_count) node_write_entries(n, &rd);
@@ -292,7 +298,7 @@ static void node_ready(node_t *n) {
     uint64_t lead = info.role == RF_LEADER ? info.term : 0;
     if (lead != n->lead_term) {
         if (n->lead_term != 0) node_fail_pending(n);
-        if (lead) node_log("leading the cell in term %llu", (unsigned long long)lead);
+        if (lead) node_log(n, "leading the cell in term %llu", (unsigned long long)lead);
         n->lead_term = lead;
     }
     node_members_sync(n);
@@ -313,7 +319,7 @@ static void sync_done(uv_work_t *w, int status) {
     if (n->sync_rc != WAL_OK) {
         /* The kernel may have dropped the dirty pages: nothing written since the last good
          * sync can be trusted, and nothing of it was acknowledged. Stop; recovery decides. */
-        node_log("fatal: fdatasync of the log failed (%s); stopping without acknowledging",
+        node_log(n, "fatal: fdatasync of the log failed (%s); stopping without acknowledging",
                  strerror(n->sync.err_no));
         exit(1);
     }
@@ -531,7 +537,7 @@ static void conn_closed(uv_handle_t *h) {
 
 static void conn_close(conn_t *c, const char *why) {
     node_t *n = c->node;
-    if (why) node_log("closing connection %u: %s", c->slot, why);
+    if (why) node_log(n, "closing connection %u: %s", c->slot, why);
     if (n->conns[c->slot] == c) {
         n->conns[c->slot] = NULL;
         n->conn_count--;
@@ -553,7 +559,7 @@ static void on_connection(uv_stream_t *server, int status) {
     if (c) c->rbuf = malloc(NODE_RBUF);
     if (!c || !c->rbuf) {
         free(c);
-        node_log("out of memory for a new connection");
+        node_log(n, "out of memory for a new connection");
         return;
     }
     uv_tcp_init(n->loop, &c->tcp);
@@ -562,7 +568,7 @@ static void on_connection(uv_stream_t *server, int status) {
     c->node = n;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || n->conn_count == NODE_CONNS_MAX) {
         if (n->conn_count == NODE_CONNS_MAX)
-            node_log("refusing a connection: %u open", NODE_CONNS_MAX);
+            node_log(n, "refusing a connection: %u open", NODE_CONNS_MAX);
         c->closing = true;
         uv_close((uv_handle_t *)&c->tcp, conn_closed);
         return;
@@ -601,9 +607,10 @@ static void on_peer_message(void *ctx, const rf_msg_t *m) {
     node_pump(n);
 }
 
-static void on_signal(uv_signal_t *s, int signum) {
-    node_t *n = s->data;
-    node_log("received signal %d, stopping after the log write in flight", signum);
+/* Stops taking requests; the loop ends once the log write in flight is done (node_pump ->
+ * node_stop_finish). The one stop path of a signal (node_run) and of node_stop(). */
+static void node_begin_stop(node_t *n, const char *why) {
+    node_log(n, "%s, stopping after the log write in flight", why);
     if (n->stopping) return;
     n->stopping = true;
     uv_close((uv_handle_t *)&n->server, NULL);
@@ -611,6 +618,16 @@ static void on_signal(uv_signal_t *s, int signum) {
      * to go elsewhere; one that commits anyway is found by its ids when the client retries. */
     node_fail_pending(n);
     node_pump(n);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+    char why[48];
+    snprintf(why, sizeof why, "received signal %d", signum);
+    node_begin_stop(s->data, why);
+}
+
+static void on_stop_async(uv_async_t *a) {
+    node_begin_stop(a->data, "asked to stop");
 }
 
 void node_stop_finish(node_t *n) {
@@ -622,8 +639,11 @@ void node_stop_finish(node_t *n) {
     uv_timer_stop(&n->timer);
     uv_close((uv_handle_t *)&n->timer, NULL);
     if (n->net) peer_net_close(n->net);
-    uv_close((uv_handle_t *)&n->sigterm, NULL);
-    uv_close((uv_handle_t *)&n->sigint, NULL);
+    uv_close((uv_handle_t *)&n->stop_async, NULL);
+    if (n->signals) {
+        uv_close((uv_handle_t *)&n->sigterm, NULL);
+        uv_close((uv_handle_t *)&n->sigint, NULL);
+    }
 }
 
 static int node_listen(node_t *n) {
@@ -632,7 +652,7 @@ static int node_listen(node_t *n) {
     const char *colon = strrchr(n->config.listen, ':');
     if (!colon || colon - n->config.listen >= (long)sizeof host ||
         sscanf(colon + 1, "%d", &port) != 1 || port < 0 || port > 65535) {
-        node_log("--listen takes HOST:PORT, not \"%s\"", n->config.listen);
+        node_log(n, "--listen takes HOST:PORT, not \"%s\"", n->config.listen);
         return -1;
     }
     memcpy(host, n->config.listen, (size_t)(colon - n->config.listen));
@@ -645,15 +665,14 @@ static int node_listen(node_t *n) {
     if (rc == 0) rc = uv_tcp_bind(&n->server, (const struct sockaddr *)&addr, 0);
     if (rc == 0) rc = uv_listen((uv_stream_t *)&n->server, 511, on_connection);
     if (rc != 0) {
-        node_log("cannot listen on %s: %s", n->config.listen, uv_strerror(rc));
+        node_log(n, "cannot listen on %s: %s", n->config.listen, uv_strerror(rc));
         return -1;
     }
     struct sockaddr_in bound;
     int len = sizeof bound;
     uv_tcp_getsockname(&n->server, (struct sockaddr *)&bound, &len);
-    /* Tests and scripts read this line to learn an ephemeral port. */
-    printf("cellpay node: listening on %s:%d\n", host, ntohs(bound.sin_port));
-    fflush(stdout);
+    snprintf(n->host, sizeof n->host, "%s", host);
+    n->port = ntohs(bound.sin_port);
     return 0;
 }
 
@@ -662,7 +681,8 @@ static int node_peers(node_t *n) {
     char err[256];
     n->net = peer_net_create(n->loop, n->config.cell_id, n->config.node_id, n->config.peers,
                              n->config.peer_count, on_peer_message, n, err, sizeof err);
-    if (!n->net) node_log("%s", err);
+    if (!n->net) node_log(n, "%s", err);
+    if (n->net) peer_net_set_log_name(n->net, n->name);
     return n->net ? 0 : -1;
 }
 
@@ -694,31 +714,139 @@ static bool node_alloc(node_t *n) {
     return n->read_buf != NULL && n->apply_buf != NULL && n->chunk_buf != NULL;
 }
 
-int node_run(const node_config_t *config) {
-    signal(SIGPIPE, SIG_IGN);
+static node_t *node_new(const node_config_t *config) {
     node_t *n = calloc(1, sizeof *n);
-    if (!n) return 1;
+    if (!n) return NULL;
     n->config = *config;
+    snprintf(n->name, sizeof n->name, "%s", config->name ? config->name : "cellpay node");
+    n->config.name = n->name;
     n->hs.fd = -1;
     n->rx_fd = -1;
-    n->loop = uv_default_loop();
-    int rc = 1;
+    n->exit_rc = 1;
+    return n;
+}
+
+/* On n's own loop: recovers, listens, connects to the peers, and arms the tick and the stop
+ * handle. 0, or -1 (logged; node_loop_close() then closes what was opened). */
+static int node_open(node_t *n) {
+    int rc = uv_loop_init(&n->loop_storage);
+    if (rc != 0) {
+        node_log(n, "cannot create an event loop: %s", uv_strerror(rc));
+        return -1;
+    }
+    n->loop = &n->loop_storage;
     if (!node_alloc(n)) {
-        node_log("out of memory");
-    } else if (node_recover(n) == 0 && node_listen(n) == 0 && node_peers(n) == 0) {
-        uv_timer_init(n->loop, &n->timer);
-        n->timer.data = n;
-        uv_timer_start(&n->timer, on_timer, n->config.tick_ms, n->config.tick_ms);
+        node_log(n, "out of memory");
+        return -1;
+    }
+    if (node_recover(n) != 0 || node_listen(n) != 0 || node_peers(n) != 0) return -1;
+    uv_timer_init(n->loop, &n->timer);
+    n->timer.data = n;
+    uv_timer_start(&n->timer, on_timer, n->config.tick_ms, n->config.tick_ms);
+    uv_async_init(n->loop, &n->stop_async, on_stop_async);
+    n->stop_async.data = n;
+    n->started = true;
+    return 0;
+}
+
+/* Serves until a stop has closed every handle. */
+static void node_serve(node_t *n) {
+    uv_run(n->loop, UV_RUN_DEFAULT);
+    n->exit_rc = 0;
+    node_log(n, "stopped cleanly at log index %llu", (unsigned long long)n->applied_index);
+}
+
+static void close_open_handle(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* Closes the loop; after a failed start, first what was opened on it (the server). */
+static void node_loop_close(node_t *n) {
+    if (!n->loop) return;
+    uv_walk(n->loop, close_open_handle, NULL);
+    uv_run(n->loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(n->loop);
+    if (rc != 0) node_log(n, "its event loop does not close: %s", uv_strerror(rc));
+    n->loop = NULL;
+}
+
+/* A client that goes away while a reply is written must not kill the process (every cell of
+ * it, with node_start()). */
+static uv_once_t sigpipe_once = UV_ONCE_INIT;
+static void ignore_sigpipe(void) {
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int node_run(const node_config_t *config) {
+    uv_once(&sigpipe_once, ignore_sigpipe);
+    node_t *n = node_new(config);
+    if (!n) return 1;
+    if (node_open(n) == 0) {
+        /* Tests and scripts read this line to learn an ephemeral port. */
+        printf("%s: listening on %s:%u\n", n->name, n->host, (unsigned)n->port);
+        fflush(stdout);
+        n->signals = true;
         uv_signal_init(n->loop, &n->sigterm);
         uv_signal_init(n->loop, &n->sigint);
         n->sigterm.data = n->sigint.data = n;
         uv_signal_start(&n->sigterm, on_signal, SIGTERM);
         uv_signal_start(&n->sigint, on_signal, SIGINT);
-        uv_run(n->loop, UV_RUN_DEFAULT);
-        rc = 0;
-        node_log("stopped cleanly at log index %llu", (unsigned long long)n->applied_index);
+        node_serve(n);
     }
+    node_loop_close(n);
+    int rc = n->exit_rc;
     node_free(n);
-    uv_loop_close(uv_default_loop());
+    return rc;
+}
+
+static void node_thread(void *arg) {
+    node_t *n = arg;
+    n->open_rc = node_open(n);
+    if (n->open_rc != 0) {
+        node_loop_close(n);
+        uv_sem_post(&n->opened);
+        return;
+    }
+    node_log(n, "listening on %s:%u", n->host, (unsigned)n->port);
+    uv_sem_post(&n->opened); /* from here the starter owns nothing of n but its port */
+    node_serve(n);
+    node_loop_close(n);
+}
+
+node_t *node_start(const node_config_t *config, char *err, size_t err_size) {
+    uv_once(&sigpipe_once, ignore_sigpipe);
+    node_t *n = node_new(config);
+    if (!n || uv_sem_init(&n->opened, 0) != 0) {
+        snprintf(err, err_size, "out of memory");
+        free(n);
+        return NULL;
+    }
+    /* The stack of a main thread: nothing in the node was written for less. */
+    uv_thread_options_t opt = {.flags = UV_THREAD_HAS_STACK_SIZE, .stack_size = 8u << 20};
+    int rc = uv_thread_create_ex(&n->thread, &opt, node_thread, n);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot start a thread: %s", uv_strerror(rc));
+    } else {
+        uv_sem_wait(&n->opened);
+        if (n->open_rc == 0) return n;
+        uv_thread_join(&n->thread);
+        snprintf(err, err_size, "%s", n->start_err[0] ? n->start_err : "cannot start");
+    }
+    uv_sem_destroy(&n->opened);
+    node_free(n);
+    return NULL;
+}
+
+uint16_t node_port(const node_t *n) {
+    return n->port;
+}
+
+int node_stop(node_t *n) {
+    uv_async_send(&n->stop_async);
+    uv_thread_join(&n->thread);
+    int rc = n->exit_rc;
+    uv_sem_destroy(&n->opened);
+    node_free(n);
     return rc;
 }

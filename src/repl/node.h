@@ -11,6 +11,8 @@
 #include "repl/peer.h"
 
 typedef struct node_config {
+    const char
+        *name; /* prefix of its log lines, e.g. "cellpay node cell 2"; NULL: "cellpay node" */
     const char *data_dir;
     const char *listen; /* "HOST:PORT", IPv4: where clients connect */
     bool test_ops;
@@ -28,8 +30,26 @@ typedef struct node_config {
     bool zone_rule_given;        /* cell.zone_rule came from the command line (--zone-rule) */
 } node_config_t;
 
+typedef struct node node_t;
+
 /* Recovers from data_dir, listens and serves until SIGTERM or SIGINT; returns the process
- * exit code (0 after a clean stop). Prints why on stderr when it cannot start. */
+ * exit code (0 after a clean stop). Prints why on stderr when it cannot start. It is the
+ * process entry of `cellpay node`: the node runs on the calling thread and prints
+ * "<name>: listening on HOST:PORT" on stdout once it listens. */
 int node_run(const node_config_t *config);
+
+/* A node on a thread of its own (own libuv loop, no signal handlers), for several cells in
+ * one process. Returns once the node listens, or NULL when it cannot start, with the reason
+ * in err (also logged). The strings config points to must outlive the node. Several nodes
+ * may run at once (each with its own data_dir and addresses). The process then ignores
+ * SIGPIPE (as node_run does): a client that goes away must not kill every cell. */
+node_t *node_start(const node_config_t *config, char *err, size_t err_size);
+/* The client port the node listens on (the one picked for a port 0). */
+uint16_t node_port(const node_t *n);
+/* Stops a node of node_start() by the path of SIGTERM (nothing more is accepted, requests
+ * not committed are told not_leader, the log write in flight finishes, a snapshot being
+ * written is waited for), joins its thread and frees it. Returns 0 after a clean stop. Call
+ * it from any thread but the node's own, once per node. */
+int node_stop(node_t *n);
 
 #endif

@@ -26,24 +26,17 @@ static uint32_t self_id(const node_t *n) {
 }
 
 /* The state hash is a pass over the whole state; a replica that is asked again without
- * having applied anything since answers from the last one. (One node runs per process:
- * node_run() owns the default loop, so one cache serves.) */
-static struct {
-    const cell_t *cell;
-    uint64_t applied_index;
-    u128 hash;
-    bool valid;
-} hash_cache;
-
-static u128 state_hash(const node_t *n) {
-    if (!hash_cache.valid || hash_cache.cell != n->cell ||
-        hash_cache.applied_index != n->applied_index) {
-        hash_cache.cell = n->cell;
-        hash_cache.applied_index = n->applied_index;
-        hash_cache.hash = cell_state_hash(n->cell);
-        hash_cache.valid = true;
+ * having applied anything since answers from the last one (kept per node: several nodes may
+ * share a process). */
+static u128 state_hash(node_t *n) {
+    if (!n->hash_cache.valid || n->hash_cache.cell != n->cell ||
+        n->hash_cache.applied_index != n->applied_index) {
+        n->hash_cache.cell = n->cell;
+        n->hash_cache.applied_index = n->applied_index;
+        n->hash_cache.hash = cell_state_hash(n->cell);
+        n->hash_cache.valid = true;
     }
-    return hash_cache.hash;
+    return n->hash_cache.hash;
 }
 
 static uint32_t admin_status(node_t *n, void *out, uint32_t *size) {
@@ -108,7 +101,7 @@ static uint32_t admin_transfer_leader(node_t *n, const void *body) {
      * clients move on to the new leader. */
     rf_status_t st = rf_transfer_leadership(n->rf, to);
     switch (st) {
-    case RF_OK: node_log("transferring leadership to replica %u", to); return PROTO_STATUS_OK;
+    case RF_OK: node_log(n, "transferring leadership to replica %u", to); return PROTO_STATUS_OK;
     case RF_ERR_NOT_LEADER: return PROTO_STATUS_NOT_LEADER;
     default: return PROTO_STATUS_INVALID; /* not a voter, or this replica itself */
     }
@@ -145,7 +138,7 @@ static uint32_t admin_member_change(node_t *n, uint8_t op, const void *body) {
         if (req.id == RF_NONE || !mb_addr_parse(req.addr, &a)) return PROTO_STATUS_INVALID;
         if (known && strcmp(known, req.addr) != 0) {
             /* A removed replica's id stays tied to its address: reuse would confuse peers. */
-            node_log("refusing to add replica %u at %s: that id was at %s", req.id, req.addr,
+            node_log(n, "refusing to add replica %u at %s: that id was at %s", req.id, req.addr,
                      known);
             return PROTO_STATUS_INVALID;
         }
@@ -156,7 +149,7 @@ static uint32_t admin_member_change(node_t *n, uint8_t op, const void *body) {
     rf_conf_op_t cop = op == PROTO_OP_ADD_REPLICA ? RF_CONF_ADD_LEARNER : RF_CONF_REMOVE;
     uint32_t st = rf_to_proto(node_members_propose(n, cop, req.id));
     if (st == PROTO_STATUS_OK)
-        node_log("%s replica %u%s%s", op == PROTO_OP_ADD_REPLICA ? "adding" : "removing", req.id,
+        node_log(n, "%s replica %u%s%s", op == PROTO_OP_ADD_REPLICA ? "adding" : "removing", req.id,
                  len ? " at " : "", req.addr);
     return st;
 }

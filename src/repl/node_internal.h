@@ -37,8 +37,6 @@ typedef struct outbuf {
     size_t len, cap;
 } outbuf_t;
 
-typedef struct node node_t;
-
 typedef struct conn {
     uv_tcp_t tcp;
     uv_write_t wreq;
@@ -70,10 +68,22 @@ typedef struct entry {
 
 struct node {
     node_config_t config;
-    uv_loop_t *loop;
+    char name[64];       /* prefix of its log lines */
+    char start_err[256]; /* the last line logged while starting: why it could not */
+    bool started;        /* it listens and serves: lines are no longer kept in start_err */
+    uv_loop_t loop_storage;
+    uv_loop_t *loop; /* &loop_storage: a loop of its own, so that nodes can share a process */
     uv_tcp_t server;
+    uint16_t port; /* the client port bound */
+    char host[64]; /* the client address's host */
     uv_timer_t timer;
+    uv_async_t stop_async; /* node_stop() from another thread */
+    bool signals;          /* node_run(): SIGTERM and SIGINT stop it */
     uv_signal_t sigterm, sigint;
+    uv_thread_t thread; /* node_start(): the thread running the loop */
+    uv_sem_t opened;    /* posted by that thread once it serves or has failed */
+    int open_rc;
+    int exit_rc;
     cell_t *cell;
     wal_t *wal;
     rf_t *rf;
@@ -116,9 +126,20 @@ struct node {
     int rx_fd;                /* the snapshot being received, -1: none */
     bool rx_broken;           /* writing it failed: its install fails */
     unsigned char *chunk_buf; /* RF_SNAP_CHUNK_MAX bytes: a chunk being sent */
+
+    /* The state hash a status request computed last (node_admin.c): asked again without
+     * having applied anything since, the node answers from it. */
+    struct {
+        const cell_t *cell;
+        uint64_t applied_index;
+        u128 hash;
+        bool valid;
+    } hash_cache;
 };
 
-void node_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* One line on stderr, "<name>: <text>", written by one call (lines of nodes on several
+ * threads do not interleave). */
+void node_log(node_t *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void node_stop_finish(node_t *n);
 void node_wake_waiting(node_t *n);
 void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);

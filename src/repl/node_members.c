@@ -42,7 +42,8 @@ void node_members_learn(node_t *n, const rf_entry_t *e) {
     if (e->type != RF_ENTRY_MEMBERS || !rf_members_decode(e->data, e->size, &m)) return;
     if (e->size != sizeof(rf_members_wire_t) + sizeof a) return;
     memcpy(&a, (const unsigned char *)e->data + sizeof(rf_members_wire_t), sizeof a);
-    if (!mb_book_learn(&n->book, &m, &a)) node_log("a membership entry's addresses do not parse");
+    if (!mb_book_learn(&n->book, &m, &a))
+        node_log(n, "a membership entry's addresses do not parse");
 }
 
 /* The starting membership: the snapshot's when it stores one, else --peers (or, with --join,
@@ -55,7 +56,7 @@ int node_members_init(node_t *n, const mb_record_t *snap, rf_config_t *c) {
     if (snap->members.magic != 0) {
         if (!rf_members_decode(&snap->members, sizeof snap->members, &m) ||
             !mb_book_learn(&n->book, &m, &snap->addrs)) {
-            node_log("the snapshot's membership record is damaged");
+            node_log(n, "the snapshot's membership record is damaged");
             return -1;
         }
         c->voter_count = c->learner_count = 0;
@@ -91,7 +92,7 @@ void node_members_sync(node_t *n) {
         if (m.ids[i] == n->config.node_id) continue;
         const char *addr = mb_book_get(&n->book, m.ids[i]);
         if (!addr || peer_net_add(n->net, m.ids[i], addr) != 0)
-            node_log("no usable address for member %u", m.ids[i]);
+            node_log(n, "no usable address for member %u", m.ids[i]);
     }
 }
 
@@ -109,7 +110,7 @@ void node_members_tick(node_t *n) {
         if ((m.voters >> i & 1) || !rf_peer_match(n->rf, m.ids[i], &match)) continue;
         if (match < inf.commit_index) continue;
         if (node_members_propose(n, RF_CONF_PROMOTE, m.ids[i]) == RF_OK)
-            node_log("replica %u has caught up: promoting it to voter", m.ids[i]);
+            node_log(n, "replica %u has caught up: promoting it to voter", m.ids[i]);
         return;
     }
 }

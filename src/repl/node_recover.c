@@ -48,7 +48,7 @@ static int node_capacities(node_t *n) {
         unsigned long long a = 0, t = 0;
         int got = sscanf(buf, "accounts_max=%llu\ntransfers_max=%llu\n", &a, &t);
         if (got != 2 || a == 0 || t == 0 || a > UINT32_MAX || t > UINT32_MAX) {
-            node_log("%s is damaged; it must say accounts_max=N and transfers_max=N", path);
+            node_log(n, "%s is damaged; it must say accounts_max=N and transfers_max=N", path);
             return -1;
         }
         cp_zones_t stored = cp_zones_all();
@@ -56,12 +56,13 @@ static int node_capacities(node_t *n) {
         if (zl) {
             zl += strlen("\nzones=");
             if (!cp_zones_parse(zl, strcspn(zl, "\n"), &stored, err, sizeof err)) {
-                node_log("%s is damaged: its zones line: %s", path, err);
+                node_log(n, "%s is damaged: its zones line: %s", path, err);
                 return -1;
             }
         }
         if (n->config.capacities_given && (a != c->accounts_max || t != c->transfers_max)) {
-            node_log("%s fixes accounts_max=%llu transfers_max=%llu; the data directory cannot "
+            node_log(n,
+                     "%s fixes accounts_max=%llu transfers_max=%llu; the data directory cannot "
                      "change them",
                      path, a, t);
             return -1;
@@ -71,13 +72,14 @@ static int node_capacities(node_t *n) {
         if (rl) {
             rl += strlen("\nzone_rule=");
             if (!cp_zone_rule_parse(rl, strcspn(rl, "\n"), &stored_rule, err, sizeof err)) {
-                node_log("%s is damaged: its zone_rule line: %s", path, err);
+                node_log(n, "%s is damaged: its zone_rule line: %s", path, err);
                 return -1;
             }
         }
         if (n->config.zone_rule_given && (stored_rule.divisor != want_rule.divisor ||
                                           stored_rule.modulus != want_rule.modulus)) {
-            node_log("%s fixes zone_rule=%llu/%llu; --zone-rule %llu/%llu differs, and the zone "
+            node_log(n,
+                     "%s fixes zone_rule=%llu/%llu; --zone-rule %llu/%llu differs, and the zone "
                      "rule of a data directory cannot change (its log was applied under it)",
                      path, (unsigned long long)stored_rule.divisor,
                      (unsigned long long)stored_rule.modulus, (unsigned long long)want_rule.divisor,
@@ -87,7 +89,8 @@ static int node_capacities(node_t *n) {
         n->config.cell.zone_rule = stored_rule;
         cp_zones_format(&stored, stored_text, sizeof stored_text);
         if (n->config.zones_given && !cp_zones_equal(&stored, &want)) {
-            node_log("%s fixes zones=%s; --zones %s differs, and the zones of a data directory "
+            node_log(n,
+                     "%s fixes zones=%s; --zones %s differs, and the zones of a data directory "
                      "cannot change (its log was applied under them)",
                      path, stored_text, want_text);
             return -1;
@@ -101,7 +104,7 @@ static int node_capacities(node_t *n) {
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     f = fopen(tmp, "w");
     if (!f) {
-        node_log("cannot write %s: %s", tmp, strerror(errno));
+        node_log(n, "cannot write %s: %s", tmp, strerror(errno));
         return -1;
     }
     fprintf(f, "accounts_max=%u\ntransfers_max=%u\nzones=%s\nzone_rule=%llu/%llu\n",
@@ -110,7 +113,7 @@ static int node_capacities(node_t *n) {
     bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
-        node_log("cannot write %s: %s", path, strerror(errno));
+        node_log(n, "cannot write %s: %s", path, strerror(errno));
         return -1;
     }
     *zones = want;
@@ -155,11 +158,12 @@ static int node_log_continues(node_t *n, uint64_t snap_index, uint64_t snap_term
     if (snap_index == 0 || first > snap_index) return 0; /* starts right after it */
     uint64_t term = last >= snap_index ? wal_term_of(n, snap_index) : 0;
     if (term == snap_term) return 0;
-    node_log("the log (entries %" PRIu64 "..%" PRIu64 ") does not continue snapshot %" PRIu64
+    node_log(n,
+             "the log (entries %" PRIu64 "..%" PRIu64 ") does not continue snapshot %" PRIu64
              " (term %" PRIu64 "): finishing an install from the leader, the log restarts after it",
              first, last, snap_index, snap_term);
     if (wal_reset(n->wal, snap_index, snap_term) != WAL_OK) {
-        node_log("resetting the log failed: %s", wal_error(n->wal));
+        node_log(n, "resetting the log failed: %s", wal_error(n->wal));
         return -1;
     }
     return 0;
@@ -171,7 +175,7 @@ static int node_load_log(node_t *n, uint64_t from) {
     if (from > wal_last_index(n->wal)) return 0;
     wal_iter_t it;
     if (wal_iter_open(n->wal, from, &it) != WAL_OK) {
-        node_log("cannot read the log from index %" PRIu64, from);
+        node_log(n, "cannot read the log from index %" PRIu64, from);
         return -1;
     }
     int rc;
@@ -181,13 +185,14 @@ static int node_load_log(node_t *n, uint64_t from) {
     while ((rc = wal_iter_next(&it, &e, buf, NODE_ENTRY_BYTES + NODE_ENTRY_PREFIX)) == 1) {
         rf_entry_t x;
         if (!node_log_entry(buf, e.body_size, e.term, &x)) {
-            node_log("log entry %" PRIu64 " is of an unknown kind; refusing to start", e.index);
+            node_log(n, "log entry %" PRIu64 " is of an unknown kind; refusing to start", e.index);
             rc = -1;
             break;
         }
         node_members_learn(n, &x);
         if (!rf_load_entry(n->rf, &x)) {
-            node_log("the log after the snapshot (%" PRIu64 " entries so far) does not fit the "
+            node_log(n,
+                     "the log after the snapshot (%" PRIu64 " entries so far) does not fit the "
                      "Raft window; refusing to start",
                      count);
             rc = -1;
@@ -200,46 +205,52 @@ static int node_load_log(node_t *n, uint64_t from) {
     memcpy(iter_err, it.err, sizeof iter_err);
     wal_iter_close(&it);
     if (rc < 0) {
-        if (iter_err[0]) node_log("reading the log failed: %s", iter_err);
+        if (iter_err[0]) node_log(n, "reading the log failed: %s", iter_err);
         return -1;
     }
-    node_log("recovered: snapshot at index %" PRIu64 ", %" PRIu64 " log entries after it", from - 1,
-             count);
+    node_log(n, "recovered: snapshot at index %" PRIu64 ", %" PRIu64 " log entries after it",
+             from - 1, count);
     return 0;
+}
+
+/* The log's recovery reports, as the node's lines (they name the cell). */
+static void wal_log_line(void *ctx, const char *line) {
+    node_log(ctx, "%s", line);
 }
 
 int node_recover(node_t *n) {
     const char *dir = n->config.data_dir;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        node_log("cannot create %s: %s", dir, strerror(errno));
+        node_log(n, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
     if (node_capacities(n) != 0) return -1;
     char err[512], wal_dir[SNAPSHOT_PATH_MAX];
     if (hardstate_open(&n->hs, dir, err, sizeof err) != 0) {
-        node_log("%s", err);
+        node_log(n, "%s", err);
         return -1;
     }
     uint64_t snap_index = 0, snap_term = 0;
     mb_record_t members;
     if (snapshot_load(dir, &n->config.cell, &n->cell, &snap_index, &snap_term, &members, err,
                       sizeof err)) {
-        node_log("%s", err);
+        node_log(n, "%s", err);
         return -1;
     }
     if (!n->cell && !(n->cell = cell_create(&n->config.cell))) {
-        node_log("out of memory for the cell's tables");
+        node_log(n, "out of memory for the cell's tables");
         return -1;
     }
     snprintf(wal_dir, sizeof wal_dir, "%s/wal", dir);
-    wal_options_t opt = {0};
+    wal_options_t opt = {.log = wal_log_line, .log_ctx = n};
     if (wal_open(wal_dir, &opt, &n->wal, err, sizeof err) != 0) {
-        node_log("cannot open the log: %s", err);
+        node_log(n, "cannot open the log: %s", err);
         return -1;
     }
     uint64_t first = wal_first_index(n->wal), last = wal_last_index(n->wal);
     if (last > snap_index && first > snap_index + 1) {
-        node_log("the log starts at index %" PRIu64 " but the newest whole snapshot covers only "
+        node_log(n,
+                 "the log starts at index %" PRIu64 " but the newest whole snapshot covers only "
                  "up to %" PRIu64 "; entries in between are missing, refusing to start",
                  first, snap_index);
         return -1;
@@ -255,9 +266,12 @@ int node_recover(node_t *n) {
     if (wal_last_term(n->wal) > rc.term) rc.term = wal_last_term(n->wal), rc.vote = RF_NONE;
     rc.log_start_index = snap_index;
     rc.log_start_term = snap_term;
-    rc.seed = (uint64_t)getpid() ^ ((uint64_t)time(NULL) << 20);
+    /* Nodes of one process started in the same second must not share their election
+     * timeouts' randomness: the cell, the replica and the node's address tell them apart. */
+    rc.seed = (uint64_t)getpid() ^ ((uint64_t)time(NULL) << 20) ^ (n->config.cell_id << 40) ^
+              ((uint64_t)n->config.node_id << 32) ^ (uint64_t)(uintptr_t)n;
     if (!(n->rf = rf_create(&rc))) {
-        node_log("cannot create the Raft group (bad --peers or out of memory)");
+        node_log(n, "cannot create the Raft group (bad --peers or out of memory)");
         return -1;
     }
     n->applied_index = snap_index;
@@ -282,31 +296,40 @@ void node_snapshot_maybe(node_t *n) {
     mb_record_t members;
     bool have_members = n->config.peer_count > 0;
     if (have_members && !node_members_record(n, n->applied_index, &members)) {
-        node_log("a member's address is unknown; no snapshot at index %" PRIu64, n->applied_index);
+        node_log(n, "a member's address is unknown; no snapshot at index %" PRIu64,
+                 n->applied_index);
         return;
     }
     fflush(stderr);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        node_log("cannot fork to write a snapshot: %s; will retry", strerror(errno));
+        node_log(n, "cannot fork to write a snapshot: %s; will retry", strerror(errno));
         return;
     }
     if (pid == 0) {
-        /* The child must not keep the parent's sockets and files: a restarted node could not
+        /* The child only writes the snapshot and exits: with nodes on other threads (node_start)
+         * it has only this thread, and anything another thread locked stays locked. It reads
+         * only this node's cell, which this thread alone changes, so its copy is whole.
+         * The child must not keep the parent's sockets and files: a restarted node could not
          * bind its port, and clients would not see the parent's connections close. And it
          * must not outlive the parent. */
         close_range(3, ~0u, 0);
+        /* Sent when the forking thread ends, not the process: a node's thread waits for its
+         * child before it ends (node_stop_finish -> node_snapshot_wait). */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(1); /* the parent is already gone */
         const char *what = "";
         int rc = snapshot_write(n->config.data_dir, n->cell, n->snapshot_pending_index,
                                 n->snapshot_pending_term, have_members ? &members : NULL, &what);
         if (rc != 0) {
+            /* Other threads of the process (other nodes) may have held locks at the fork,
+             * which stay held here: no stdio, no malloc, no strerror (its gettext locks). */
             char msg[256];
-            int len = snprintf(msg, sizeof msg, "cellpay node: snapshot %s failed: %s\n", what,
-                               strerror(-rc));
-            if (write(2, msg, (size_t)len) < 0) _exit(2);
+            int len = snprintf(msg, sizeof msg, "%s: snapshot %s failed (errno %d)\n", n->name,
+                               what, -rc);
+            if (len > 0 && write(2, msg, (size_t)len < sizeof msg ? (size_t)len : sizeof msg) < 0)
+                _exit(2);
         }
         _exit(rc == 0 ? 0 : 1);
     }
@@ -317,7 +340,7 @@ void node_snapshot_maybe(node_t *n) {
 static void snapshot_finished(node_t *n, int status) {
     n->snapshot_pid = 0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        node_log("snapshot at index %" PRIu64 " failed; the log keeps everything",
+        node_log(n, "snapshot at index %" PRIu64 " failed; the log keeps everything",
                  n->snapshot_pending_index);
         return;
     }
@@ -326,10 +349,10 @@ static void snapshot_finished(node_t *n, int status) {
     n->snapshot_index = n->snapshot_pending_index;
     snapshot_prune(n->config.data_dir, older);
     if (older > 0 && wal_release_before(n->wal, older + 1) != 0)
-        node_log("releasing the log before index %" PRIu64 " failed; it stays", older + 1);
+        node_log(n, "releasing the log before index %" PRIu64 " failed; it stays", older + 1);
     if (older > 0) rf_compact(n->rf, older);
     node_snap_report(n, n->snapshot_index, n->snapshot_pending_term);
-    node_log("snapshot at index %" PRIu64 " written", n->snapshot_index);
+    node_log(n, "snapshot at index %" PRIu64 " written", n->snapshot_index);
 }
 
 void node_snapshot_poll(node_t *n) {

@@ -29,7 +29,7 @@ void node_snap_report(node_t *n, uint64_t index, uint64_t term) {
     struct stat st;
     snapshot_path(n->config.data_dir, index, path, sizeof path);
     if (stat(path, &st) != 0 || st.st_size <= 0) {
-        node_log("cannot stat snapshot %s: %s; it is not offered to lagging replicas", path,
+        node_log(n, "cannot stat snapshot %s: %s; it is not offered to lagging replicas", path,
                  strerror(errno));
         return;
     }
@@ -47,8 +47,8 @@ void node_snap_send(node_t *n, const rf_msg_t *m) {
     ssize_t got = fd >= 0 ? pread(fd, n->chunk_buf, size, (off_t)m->h.ctx) : -1;
     if (fd >= 0) close(fd);
     if (got != (ssize_t)size) {
-        node_log("cannot read %u bytes at %" PRIu64 " of %s for replica %u", size, m->h.ctx, path,
-                 m->h.to);
+        node_log(n, "cannot read %u bytes at %" PRIu64 " of %s for replica %u", size, m->h.ctx,
+                 path, m->h.to);
         return;
     }
     rf_entry_t e = {.term = m->entries[0].term, .size = size, .data = n->chunk_buf};
@@ -64,7 +64,7 @@ void node_snap_write(node_t *n, const rf_snap_chunk_t *c) {
         if (n->rx_fd >= 0) close(n->rx_fd);
         n->rx_fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
         n->rx_broken = n->rx_fd < 0;
-        node_log("receiving snapshot %" PRIu64 " (%" PRIu64 " bytes) from the leader", c->index,
+        node_log(n, "receiving snapshot %" PRIu64 " (%" PRIu64 " bytes) from the leader", c->index,
                  c->total);
     }
     if (n->rx_fd < 0 || n->rx_broken) {
@@ -76,7 +76,7 @@ void node_snap_write(node_t *n, const rf_snap_chunk_t *c) {
         ssize_t w = pwrite(n->rx_fd, p + done, c->size - done, (off_t)(c->offset + done));
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            node_log("writing the received snapshot failed: %s", strerror(errno));
+            node_log(n, "writing the received snapshot failed: %s", strerror(errno));
             n->rx_broken = true;
             return;
         }
@@ -100,7 +100,7 @@ static bool snap_verify(node_t *n, const rf_snap_chunk_t *c, const char *path, c
     if (n->rx_fd >= 0) close(n->rx_fd);
     n->rx_fd = -1;
     if (!ok) {
-        node_log("the received snapshot %" PRIu64 " could not be written whole", c->index);
+        node_log(n, "the received snapshot %" PRIu64 " could not be written whole", c->index);
         return false;
     }
     char err[512];
@@ -108,18 +108,19 @@ static bool snap_verify(node_t *n, const rf_snap_chunk_t *c, const char *path, c
     mb_record_t rec;
     if (snapshot_load_file(path, &n->config.cell, cell, &index, &term, &rec, err, sizeof err) !=
         0) {
-        node_log("%s", err);
+        node_log(n, "%s", err);
         return false;
     }
     if (!rf_members_decode(&rec.members, sizeof rec.members, m) ||
         !mb_book_learn(&n->book, m, &rec.addrs)) {
-        node_log("the received snapshot %" PRIu64 " holds no valid membership", index);
+        node_log(n, "the received snapshot %" PRIu64 " holds no valid membership", index);
         cell_destroy(*cell);
         *cell = NULL;
         return false;
     }
     if (index != c->index || term != c->term) {
-        node_log("the received snapshot says index %" PRIu64 " term %" PRIu64
+        node_log(n,
+                 "the received snapshot says index %" PRIu64 " term %" PRIu64
                  ", the leader announced %" PRIu64 " term %" PRIu64,
                  index, term, c->index, c->term);
         cell_destroy(*cell);
@@ -143,7 +144,7 @@ void node_snap_install(node_t *n, const rf_snap_chunk_t *c) {
     snapshot_child_cancel(n);
     int rc = snapshot_install(n->config.data_dir, path, c->index);
     if (rc != 0) {
-        node_log("installing the received snapshot failed: %s", strerror(-rc));
+        node_log(n, "installing the received snapshot failed: %s", strerror(-rc));
         cell_destroy(cell);
         unlink(path);
         rf_snapshot_failed(n->rf);
@@ -152,7 +153,7 @@ void node_snap_install(node_t *n, const rf_snap_chunk_t *c) {
     /* From here the snapshot is the node's newest: a failure to reset the log is survivable
      * only by a restart, whose recovery finishes the reset. */
     if (wal_reset(n->wal, c->index, c->term) != WAL_OK) {
-        node_log("fatal: resetting the log to the installed snapshot failed (%s); stopping",
+        node_log(n, "fatal: resetting the log to the installed snapshot failed (%s); stopping",
                  wal_error(n->wal));
         exit(1);
     }
@@ -165,6 +166,6 @@ void node_snap_install(node_t *n, const rf_snap_chunk_t *c) {
     snapshot_prune(n->config.data_dir, c->index);
     rf_snapshot_installed(n->rf, c->index, c->term, &m);
     node_snap_report(n, c->index, c->term);
-    node_log("installed snapshot %" PRIu64 " (term %" PRIu64 ") from the leader", c->index,
+    node_log(n, "installed snapshot %" PRIu64 " (term %" PRIu64 ") from the leader", c->index,
              c->term);
 }

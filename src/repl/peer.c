@@ -49,14 +49,17 @@ struct peer_net {
     void *ctx;
     peer_stats_t stats;
     rf_entry_t entries[RF_MSG_ENTRIES_MAX];
+    char log_name[64]; /* prefix of its log lines: the node's */
+    char sink[256];    /* where reads on outgoing connections go (they carry nothing) */
     bool closing;
     uint32_t handles; /* open libuv handles; the net is freed when the last one closes */
 };
 
-static void net_log(const char *fmt, const char *a, const char *b) {
-    fprintf(stderr, "cellpay node: peers: ");
-    fprintf(stderr, fmt, a, b);
-    fputc('\n', stderr);
+/* One fprintf: lines of nodes on several threads of a process do not interleave. */
+static void net_log(const peer_net_t *n, const char *fmt, const char *a, const char *b) {
+    char line[512];
+    snprintf(line, sizeof line, fmt, a, b);
+    fprintf(stderr, "%s: peers: %s\n", n->log_name, line);
 }
 
 static void net_maybe_free(peer_net_t *n) {
@@ -142,11 +145,12 @@ static void out_flush(peer_out_t *o) {
     }
 }
 
-/* The peer never sends on our outgoing connection: a read only ever sees it close. */
+/* The peer never sends on our outgoing connection: a read only ever sees it close. The sink
+ * is the net's, not a static: nets on other threads may read at the same time. */
 static void out_alloc(uv_handle_t *h, size_t s, uv_buf_t *b) {
-    (void)h, (void)s;
-    static char sink[256];
-    *b = uv_buf_init(sink, sizeof sink);
+    (void)s;
+    peer_out_t *o = h->data;
+    *b = uv_buf_init(o->net->sink, sizeof o->net->sink);
 }
 
 static void out_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
@@ -204,7 +208,7 @@ static void in_closed(uv_handle_t *h);
 
 static void in_close(peer_in_t *c, const char *why) {
     if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
-    if (why) net_log("closing an incoming connection: %s%s", why, "");
+    if (why) net_log(c->net, "closing an incoming connection: %s%s", why, "");
     uv_close((uv_handle_t *)&c->tcp, in_closed);
 }
 
@@ -347,6 +351,7 @@ peer_net_t *peer_net_create(uv_loop_t *loop, uint64_t cell, uint32_t self, const
     peer_net_t *n = calloc(1, sizeof *n);
     if (!n) return NULL;
     *n = (peer_net_t){.loop = loop, .cell = cell, .self = self, .recv = recv, .ctx = ctx};
+    snprintf(n->log_name, sizeof n->log_name, "cellpay node");
     struct sockaddr_in me;
     bool found = false;
     for (uint32_t i = 0; i < count; i++) {
@@ -408,6 +413,10 @@ int peer_net_add(peer_net_t *n, uint32_t id, const char *addr) {
     n->handles++;
     out_connect(o);
     return 0;
+}
+
+void peer_net_set_log_name(peer_net_t *n, const char *name) {
+    snprintf(n->log_name, sizeof n->log_name, "%s", name);
 }
 
 void peer_net_stats(const peer_net_t *n, peer_stats_t *out) {

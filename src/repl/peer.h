@@ -48,6 +48,9 @@ void peer_net_send(peer_net_t *net, const rf_msg_t *m);
  * PEER_MAX peers exist. Peers are never removed: a removed member is just not sent to. */
 int peer_net_add(peer_net_t *net, uint32_t id, const char *addr);
 
+/* The prefix of the net's log lines (default "cellpay node"); they go on with ": peers: ". */
+void peer_net_set_log_name(peer_net_t *net, const char *name);
+
 void peer_net_stats(const peer_net_t *net, peer_stats_t *out);
 
 /* Closes every connection and the listener; the net is freed once the loop has run the
