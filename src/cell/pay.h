@@ -133,7 +133,9 @@ typedef struct pay_query {
     uint32_t currency;
     uint32_t limit; /* list: 1 ..= PAY_LIST_MAX */
     uint8_t kind;   /* pay_query_kind_t */
-    uint8_t reserved[183];
+    /* 199, not 183: with 183 the struct was 240 bytes while the wire item (proto.c) is 256;
+     * the named fields keep their offsets, only the reserved tail grew. */
+    uint8_t reserved[199];
 } pay_query_t;
 
 /* "CNY" -> its ledger number: the three letters' bytes, little-endian. 0 when not A-Z x3. */
