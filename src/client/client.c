@@ -768,6 +768,7 @@ static bool request_valid(uint8_t op, const void *body, uint32_t size, uint32_t 
     case PROTO_OP_CREATE_TRANSFERS: *events = size / item; return *events > 0;
     case PROTO_OP_LOOKUP_ACCOUNTS:
     case PROTO_OP_LOOKUP_TRANSFERS: return true;
+    case PROTO_OP_PAY: return size > 0; /* 1..n independent pay_request_t items */
     default: return size == item;
     }
 }
