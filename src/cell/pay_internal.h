@@ -11,11 +11,6 @@
 #include "cell/pay.h"
 #include "ledger/ledger_index.h"
 
-/* Ledger transfer codes of the payments layer (see pay.h). */
-#define PAY_LEDGER_CODE_TOPUP 1u
-#define PAY_LEDGER_CODE_PAYMENT 2u
-#define PAY_LEDGER_CODE_REFUND 3u
-
 #define PAY_SEQ_BITS 40u
 #define PAY_SEQ_MAX ((1ull << PAY_SEQ_BITS) - 1)
 #define PAY_CELL_ID_MAX ((1ull << 24) - 1)
