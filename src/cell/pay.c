@@ -376,7 +376,7 @@ static void apply_user(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request
         ledger_stats_t st;
         ledger_capacity(l, &cap);
         ledger_stats(l, &st);
-        if (st.accounts >= cap.accounts_max || *clock >= CP_TIMESTAMP_MAX - 2 ||
+        if (st.accounts >= cap.accounts_max || *clock > CP_TIMESTAMP_MAX - 2 ||
             st.last_timestamp >= *clock + 2)
             return answer_error(o, PAY_KIND_USER, PAY_ERR_FULL);
         a = (ledger_account_t){.id = account,
