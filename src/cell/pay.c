@@ -224,7 +224,9 @@ static void answer_error(pay_object_t *out, uint8_t kind, pay_code_t code) {
 
 /* ---- Money movement through the ledger ---- */
 
-/* One transfer, and the account to create first when the credit side does not exist yet. */
+/* One transfer, and which side's account is created first when it does not exist yet (the
+ * bank clearing account of a top-up, the merchant's receivable of a payment). */
+enum { PAY_LAZY_NONE = 0, PAY_LAZY_DEBIT = 1, PAY_LAZY_CREDIT = 2 };
 typedef struct pay_move {
     u128 id;
     u128 debit;
@@ -233,9 +235,9 @@ typedef struct pay_move {
     u128 user_data;
     uint32_t currency;
     uint16_t code;
-    bool debit_constrained; /* debits_must_not_exceed_credits on the debit account */
-    uint16_t create_flags;  /* flags of the credit account if it must be created */
-    uint16_t create_code;   /* its account code (pay_account_kind_t) */
+    uint8_t lazy;        /* PAY_LAZY_* */
+    uint16_t lazy_flags; /* the created account's flags */
+    uint16_t lazy_code;  /* its account code (pay_account_kind_t) */
 } pay_move_t;
 
 static bool lookup_account(const ledger_t *l, u128 id, ledger_account_t *out) {
@@ -290,29 +292,41 @@ static pay_code_t transfer_code(uint32_t result) {
     }
 }
 
+/* One side's account: found, or (lazy) zeros to be created; false when it must exist and
+ * does not. */
+static bool move_side(const ledger_t *l, u128 id, bool lazy, ledger_account_t *a, bool *create) {
+    *create = false;
+    if (lookup_account(l, id, a)) return true;
+    *a = (ledger_account_t){.id = id};
+    *create = lazy;
+    return lazy;
+}
+
+static void create_account(ledger_t *l, uint64_t *clock, const pay_move_t *m, u128 id) {
+    ledger_account_t a = {
+        .id = id, .ledger = m->currency, .code = m->lazy_code, .flags = m->lazy_flags};
+    ledger_result_t res;
+    *clock += 2;
+    ledger_status_t st = ledger_create_accounts(l, *clock, &a, 1, &res);
+    cp_assert(st == LEDGER_OK); /* ledger_room() admitted it */
+    cp_assert(res.result == LEDGER_ACCOUNT_CREATED);
+}
+
 /* Moves the money: PAY_CREATED with *ts the transfer's timestamp, or why not (then nothing
  * changed but the clock, unless the ledger disagrees with the precheck, which only raw
  * ledger commands on the same ids can make happen). */
 static pay_code_t move_money(pay_t *p, ledger_t *l, uint64_t *clock, const pay_move_t *m,
                              uint64_t *ts) {
     ledger_account_t dr, cr;
-    if (!lookup_account(l, m->debit, &dr)) return PAY_ERR_INSUFFICIENT_FUNDS;
-    bool create = !lookup_account(l, m->credit, &cr);
-    if (create) cr = (ledger_account_t){.id = m->credit};
-    if (!ledger_room(p, l, *clock, create ? 1 : 0)) return PAY_ERR_FULL;
+    bool create_dr, create_cr;
+    if (!move_side(l, m->debit, m->lazy == PAY_LAZY_DEBIT, &dr, &create_dr) ||
+        !move_side(l, m->credit, m->lazy == PAY_LAZY_CREDIT, &cr, &create_cr))
+        return PAY_ERR_INSUFFICIENT_FUNDS; /* a receivable that never received anything */
+    if (!ledger_room(p, l, *clock, (uint32_t)create_dr + create_cr)) return PAY_ERR_FULL;
     pay_code_t pre = move_precheck(&dr, &cr, m->amount);
     if (pre != PAY_OK) return pre;
-    ledger_result_t res;
-    if (create) {
-        ledger_account_t a = {.id = m->credit,
-                              .ledger = m->currency,
-                              .code = m->create_code,
-                              .flags = m->create_flags};
-        *clock += 2;
-        ledger_status_t st = ledger_create_accounts(l, *clock, &a, 1, &res);
-        cp_assert(st == LEDGER_OK); /* ledger_room() admitted it */
-        cp_assert(res.result == LEDGER_ACCOUNT_CREATED);
-    }
+    if (create_dr) create_account(l, clock, m, m->debit);
+    if (create_cr) create_account(l, clock, m, m->credit);
     ledger_transfer_t t = {
         .id = m->id,
         .debit_account_id = m->debit,
@@ -322,6 +336,7 @@ static pay_code_t move_money(pay_t *p, ledger_t *l, uint64_t *clock, const pay_m
         .ledger = m->currency,
         .code = m->code,
     };
+    ledger_result_t res;
     *clock += 2;
     ledger_status_t st = ledger_create_transfers(l, *clock, &t, 1, &res);
     cp_assert(st == LEDGER_OK);
@@ -414,22 +429,9 @@ static void apply_topup(pay_t *p, ledger_t *l, uint64_t *clock, const pay_reques
         .amount = r->amount,
         .currency = r->currency,
         .code = PAY_LEDGER_CODE_TOPUP,
+        .lazy = PAY_LAZY_DEBIT, /* the cell's bank clearing account: no limit */
+        .lazy_code = PAY_ACCOUNT_BANK,
     };
-    /* The bank account is the debit side and may not exist yet: create it (no flags) here,
-     * as move_money() creates only credit accounts. Its creation is harmless on its own
-     * (an empty account), but checked first anyway so a refused top-up leaves no trace. */
-    ledger_account_t bank;
-    if (!lookup_account(l, m.debit, &bank)) {
-        if (!ledger_room(p, l, *clock, 1)) return answer_error(o, PAY_KIND_TOPUP, PAY_ERR_FULL);
-        ledger_account_t zero = {.id = m.debit};
-        pay_code_t pre = move_precheck(&zero, &a, r->amount);
-        if (pre != PAY_OK) return answer_error(o, PAY_KIND_TOPUP, pre);
-        bank = (ledger_account_t){.id = m.debit, .ledger = r->currency, .code = PAY_ACCOUNT_BANK};
-        ledger_result_t res;
-        *clock += 2;
-        cp_assert(ledger_create_accounts(l, *clock, &bank, 1, &res) == LEDGER_OK);
-        cp_assert(res.result == LEDGER_ACCOUNT_CREATED);
-    }
     uint64_t ts = 0;
     pay_code_t code = move_money(p, l, clock, &m, &ts);
     if (code != PAY_CREATED) return answer_error(o, PAY_KIND_TOPUP, code);
@@ -469,8 +471,9 @@ static void apply_payment(pay_t *p, ledger_t *l, uint64_t *clock, const pay_requ
         .amount = r->amount,
         .currency = r->currency,
         .code = PAY_LEDGER_CODE_PAYMENT,
-        .create_flags = LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS,
-        .create_code = PAY_ACCOUNT_MERCHANT,
+        .lazy = PAY_LAZY_CREDIT, /* the merchant's receivable, on its first payment */
+        .lazy_flags = LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS,
+        .lazy_code = PAY_ACCOUNT_MERCHANT,
     };
     uint64_t ts = 0;
     pay_code_t code = move_money(p, l, clock, &m, &ts);
@@ -518,8 +521,6 @@ static void apply_refund(pay_t *p, ledger_t *l, uint64_t *clock, const pay_reque
         .user_data = pr->id,
         .currency = pr->currency,
         .code = PAY_LEDGER_CODE_REFUND,
-        .create_flags = LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS,
-        .create_code = PAY_ACCOUNT_USER,
     };
     uint64_t ts = 0;
     pay_code_t code = move_money(p, l, clock, &m, &ts);
