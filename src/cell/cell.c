@@ -11,7 +11,7 @@
 #include <xxhash.h>
 
 #define CELL_IMAGE_MAGIC 0x4547414D494C4C43ull /* "CLLIMAGE" */
-#define CELL_HASH_MAGIC 0x32485341484C4C43ull  /* "CLLHASH2" */
+#define CELL_HASH_MAGIC 0x33485341484C4C43ull  /* "CLLHASH3" */
 
 CP_STATIC_ASSERT(sizeof(cell_command_t) == 32, "command header is 32 bytes");
 CP_STATIC_ASSERT(sizeof(cell_image_header_t) == 64, "cell image header is 64 bytes");
@@ -20,9 +20,37 @@ struct cell {
     ledger_t *ledger;
     uint64_t clock;
     ledger_result_t *results;
-    cp_zones_t zones; /* configuration, not state: the same for the cell's whole life */
+    pay_t *pay;
+    pay_object_t *answers; /* scratch: the answers of one pay command */
+    cp_zones_t zones;      /* configuration, not state: the same for the cell's whole life */
     cp_zone_rule_t zone_rule;
 };
+
+/* Items of one pay command: its answers (256 bytes each) must fit a reply message. */
+#define CELL_PAY_ITEMS_MAX ((PROTO_MESSAGE_MAX - PROTO_HEADER_SIZE) / sizeof(pay_object_t))
+CP_STATIC_ASSERT(CELL_PAY_ITEMS_MAX == 4095, "a pay command carries 1..4095 items");
+CP_STATIC_ASSERT((PAY_LIST_MAX + 2) * sizeof(pay_object_t) <= PROTO_MESSAGE_MAX - PROTO_HEADER_SIZE,
+                 "a list reply fits a message");
+
+static uint32_t or_default(uint32_t v, uint32_t d) {
+    return v ? v : d;
+}
+
+/* The payments configuration the cell runs: its own zones, and capacities derived from the
+ * ledger's where none are given. */
+pay_config_t cell_pay_config(const cell_config_t *config) {
+    pay_config_t pc = config->pay;
+    uint32_t accounts = config->ledger.accounts_max, transfers = config->ledger.transfers_max;
+    pc.merchants_max = or_default(pc.merchants_max, accounts);
+    pc.users_max = or_default(pc.users_max, accounts);
+    pc.payments_max = or_default(pc.payments_max, transfers);
+    pc.refunds_max = or_default(pc.refunds_max, transfers);
+    pc.topups_max = or_default(pc.topups_max, transfers);
+    pc.idempotency_max = or_default(pc.idempotency_max, transfers);
+    pc.zones = config->zones;
+    pc.zone_rule = config->zone_rule;
+    return pc;
+}
 
 cell_t *cell_create(const cell_config_t *config) {
     cell_t *c = calloc(1, sizeof *c);
@@ -33,7 +61,10 @@ cell_t *cell_create(const cell_config_t *config) {
               cp_zone_rule_check(&c->zone_rule) == NULL);
     c->ledger = ledger_create(&config->ledger);
     c->results = calloc(CP_BATCH_EVENTS_MAX, sizeof c->results[0]);
-    if (!c->ledger || !c->results) {
+    pay_config_t pc = cell_pay_config(config);
+    c->pay = pay_create(&pc);
+    c->answers = calloc(CELL_PAY_ITEMS_MAX, sizeof c->answers[0]);
+    if (!c->ledger || !c->results || !c->pay || !c->answers) {
         cell_destroy(c);
         return NULL;
     }
@@ -44,6 +75,8 @@ void cell_destroy(cell_t *c) {
     if (!c) return;
     ledger_destroy(c->ledger);
     free(c->results);
+    pay_destroy(c->pay);
+    free(c->answers);
     free(c);
 }
 
@@ -52,6 +85,9 @@ uint64_t cell_clock(const cell_t *c) {
 }
 ledger_t *cell_ledger(cell_t *c) {
     return c->ledger;
+}
+pay_t *cell_pay(cell_t *c) {
+    return c->pay;
 }
 
 /* The cell's own state is its clock (it can run ahead of the ledger's: tick and
@@ -63,10 +99,11 @@ typedef struct cell_hash_input {
     uint64_t magic;
     uint64_t clock;
     u128 ledger;
+    u128 pay;
     uint64_t zones[2];
     uint64_t zone_divisor, zone_modulus; /* the rule in effect (never 0: the default spelled) */
 } cell_hash_input_t;
-CP_STATIC_ASSERT(sizeof(cell_hash_input_t) == 64, "cell hash input is 64 bytes");
+CP_STATIC_ASSERT(sizeof(cell_hash_input_t) == 80, "cell hash input is 80 bytes");
 
 u128 cell_state_hash(const cell_t *c) {
     cp_zone_rule_t rule = cp_zone_rule_effective(&c->zone_rule);
@@ -74,6 +111,7 @@ u128 cell_state_hash(const cell_t *c) {
         .magic = CELL_HASH_MAGIC,
         .clock = c->clock,
         .ledger = ledger_state_hash(c->ledger),
+        .pay = pay_state_hash(c->pay),
         .zones = {c->zones.bits[0], c->zones.bits[1]},
         .zone_divisor = rule.divisor,
         .zone_modulus = rule.modulus,
@@ -88,7 +126,8 @@ bool cell_op_is_write(uint8_t op) {
     case PROTO_OP_CREATE_TRANSFERS:
     case PROTO_OP_TICK:
     case PROTO_OP_TEST_SET_BALANCES:
-    case PROTO_OP_TEST_SET_CLOCK: return true;
+    case PROTO_OP_TEST_SET_CLOCK:
+    case PROTO_OP_PAY: return true;
     default: return false;
     }
 }
@@ -107,8 +146,13 @@ const char *cell_entry_check(const void *body, uint32_t size) {
         uint32_t item = proto_request_item_size(c.operation);
         bool batch =
             c.operation == PROTO_OP_CREATE_ACCOUNTS || c.operation == PROTO_OP_CREATE_TRANSFERS;
-        if (batch ? (c.size % item != 0 || c.size / item > CP_BATCH_EVENTS_MAX) : c.size != item)
+        if (c.operation == PROTO_OP_PAY) {
+            if (c.size % item != 0 || c.size == 0 || c.size / item > CELL_PAY_ITEMS_MAX)
+                return "command body has the wrong size";
+        } else if (batch ? (c.size % item != 0 || c.size / item > CP_BATCH_EVENTS_MAX)
+                         : c.size != item) {
             return "command body has the wrong size";
+        }
         pos += c.size;
     }
     return NULL;
@@ -164,6 +208,20 @@ static uint32_t ledger_status_to_proto(ledger_status_t st) {
     return PROTO_STATUS_REFUSED;
 }
 
+/* Items one by one, each answered (pay.h: independent items). The items are copied out of
+ * the entry, which gives no alignment guarantee for their 16-byte fields. */
+static void apply_pay(cell_t *c, const cell_command_t *cmd, const void *body, cell_reply_fn reply,
+                      void *ctx) {
+    uint32_t n = cmd->size / (uint32_t)sizeof(pay_request_t);
+    cp_assert(n >= 1 && n <= CELL_PAY_ITEMS_MAX); /* cell_entry_check() */
+    for (uint32_t i = 0; i < n; i++) {
+        pay_request_t r;
+        memcpy(&r, (const unsigned char *)body + (size_t)i * sizeof r, sizeof r);
+        pay_apply(c->pay, c->ledger, &c->clock, &r, &c->answers[i]);
+    }
+    reply(ctx, cmd, PROTO_STATUS_OK, c->clock, c->answers, n * (uint32_t)sizeof c->answers[0]);
+}
+
 static void apply_command(cell_t *c, const cell_command_t *cmd, const void *body,
                           cell_reply_fn reply, void *ctx) {
     uint32_t n = cmd->size / 128;
@@ -201,6 +259,7 @@ static void apply_command(cell_t *c, const cell_command_t *cmd, const void *body
                   : PROTO_STATUS_NOT_FOUND,
               c->clock, NULL, 0);
         return;
+    case PROTO_OP_PAY: apply_pay(c, cmd, body, reply, ctx); return;
     case PROTO_OP_TEST_SET_CLOCK:
         memcpy(&u64, body, sizeof u64);
         if (u64 > CP_TIMESTAMP_MAX) break;
@@ -256,6 +315,15 @@ uint32_t cell_read(const cell_t *c, uint8_t op, const void *body, uint32_t size,
         memcpy(&qf, body, sizeof qf);
         n = ledger_query_transfers(c->ledger, &qf, out);
         break;
+    case PROTO_OP_PAY_QUERY: {
+        pay_query_t q;
+        cp_assert(size == sizeof q); /* proto_check_message() */
+        memcpy(&q, body, sizeof q);
+        pay_object_t objs[PAY_LIST_MAX + 2];
+        uint32_t k = pay_query(c->pay, c->ledger, &q, objs);
+        memcpy(out, objs, k * sizeof objs[0]);
+        return k * (uint32_t)sizeof objs[0];
+    }
     default: cp_assert(!"cell_read() takes reads only");
     }
     return n * 128;

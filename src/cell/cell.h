@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "base/zone.h"
+#include "cell/pay.h"
 #include "ledger/ledger.h"
 #include "proto/proto.h"
 
@@ -33,6 +34,11 @@ typedef struct cell_config {
      * other results. */
     cp_zones_t zones;
     cp_zone_rule_t zone_rule; /* all zeros: the default (uid / 10) mod 100 */
+    /* The payments layer. Its zones and zone rule are the cell's own (copied at creation,
+     * whatever is here); cell_id goes into every object id (the node sets it from --cell).
+     * A capacity of 0 is derived from the ledger's: merchants and users from accounts_max,
+     * payments, refunds, top-ups and idempotency keys from transfers_max. */
+    pay_config_t pay;
 } cell_config_t;
 
 typedef struct cell cell_t;
@@ -67,15 +73,21 @@ void cell_apply_entry(cell_t *cell, uint64_t entry_timestamp, const void *body, 
  * proto_check_message(). */
 uint32_t cell_read(const cell_t *cell, uint8_t op, const void *body, uint32_t size, void *out);
 
-/* XXH3-128 of the cell's whole state: its clock, ledger_state_hash(), and the zones and zone
- * rule it serves. Replicas of one cell that applied the same log prefix hash alike (the status
- * op reports it at the applied index); a replica configured with other zones does not. */
+/* XXH3-128 of the cell's whole state: its clock, ledger_state_hash(), pay_state_hash(), and the
+ * zones and zone rule it serves. Replicas of one cell that applied the same log prefix hash alike
+ * (the status op reports it at the applied index); a replica configured with other zones does not.
+ */
 u128 cell_state_hash(const cell_t *cell);
 
 uint64_t cell_clock(const cell_t *cell);
 ledger_t *cell_ledger(cell_t *cell);
+pay_t *cell_pay(cell_t *cell);
+/* The payments configuration a cell of this configuration runs (zones copied, capacities
+ * derived): what a payments image must fit. */
+pay_config_t cell_pay_config(const cell_config_t *config);
 
-/* ---- Images for snapshots: the cell's own header, then the ledger's image. ---- */
+/* ---- Images for snapshots: the cell's own header, then the ledger's and the payments'
+ * images (snapshot.c). ---- */
 typedef struct cell_image_header {
     uint64_t magic;
     uint64_t clock;

@@ -14,7 +14,9 @@
  *   user balance         (uid << 64) | (PAY_ACCOUNT_USER << 32)     | currency
  *   merchant receivable  (uid << 64) | (PAY_ACCOUNT_MERCHANT << 32) | currency
  *   bank clearing        (PAY_SYSTEM_UID << 64) | (PAY_ACCOUNT_BANK << 32) | currency
- * The ledger number of every account and transfer is the currency (pay_currency_pack()). User
+ * The ledger number of every account and transfer is the currency (pay_currency_pack()); the
+ * account code is its pay_account_kind_t, the transfer code PAY_LEDGER_CODE_* below (a
+ * refund's transfer carries its payment id in user_data_128). User
  * and merchant accounts may not go below zero (debits_must_not_exceed_credits); the cell's
  * bank-clearing account is where top-ups come from and goes negative by what was topped up.
  *
@@ -37,6 +39,11 @@
 #define PAY_SYSTEM_UID UINT64_MAX /* the cell's own accounts; no user may have it */
 #define PAY_LIST_MAX 100u         /* items a list query returns at most (+1 for has_more) */
 #define PAY_IDEMPOTENCY_NS (86400ull * 1000000000ull) /* keys are kept 24 h */
+
+/* Ledger transfer codes of the money the payments layer moves. */
+#define PAY_LEDGER_CODE_TOPUP 1u   /* bank clearing -> user */
+#define PAY_LEDGER_CODE_PAYMENT 2u /* user -> merchant receivable */
+#define PAY_LEDGER_CODE_REFUND 3u  /* merchant receivable -> user */
 
 typedef enum pay_account_kind {
     PAY_ACCOUNT_USER = 1,
@@ -76,7 +83,12 @@ typedef enum pay_code {
     PAY_CODE_COUNT = 15,
 } pay_code_t;
 
-/* One API write (256 bytes). Fields a kind does not use are zero. */
+/* One API write (256 bytes). Fields a kind does not use should be zero; only the reserved
+ * bytes are checked (else PAY_ERR_INVALID). Checked per kind, else PAY_ERR_INVALID: a known
+ * kind; amount > 0 (top-up, payment, refund); currency three letters A-Z (user, top-up,
+ * payment); text NUL-padded (nothing after the first NUL) and not empty for payment and
+ * refund; merchant uid not 0 nor PAY_SYSTEM_UID; uid not PAY_SYSTEM_UID; payment and refund:
+ * actor != 0; payment: funding 0 or 1 (both mean balance). */
 typedef struct pay_request {
     u128 idem_key;     /* XXH3-128 of the Idempotency-Key header's value; 0: no key */
     u128 body_hash;    /* XXH3-128 of method, path and body as sent: a replay must match */
@@ -94,7 +106,19 @@ typedef struct pay_request {
 } pay_request_t;
 
 /* One answer or stored object (256 bytes). A request's answer is the object it created or
- * found with `code` its outcome; on an error only kind and code are meaningful. */
+ * found with `code` its outcome; on an error only kind and code are meaningful (every other
+ * byte is zero; kind echoes the request's). Per kind:
+ *   merchant: id = uid, uid, created_at, secret;
+ *   user:     id = the account id, uid, currency, created_at (the account's);
+ *   top-up:   id, amount, uid, currency, created_at;
+ *   payment:  id, amount, refunded, uid = buyer, merchant, currency, created_at,
+ *             merchant_credit, text = out_trade_no;
+ *   refund:   id, amount, payment_id, uid = buyer, merchant, currency, created_at,
+ *             text = out_request_no;
+ *   balance:  id = the account id, uid, currency, amount = available (credits_posted -
+ *             debits_posted - debits_pending), refunded = pending (debits_pending);
+ *   list:     the head of a list reply: uid and code only (items follow; more than `limit`
+ *             items means has_more). */
 typedef struct pay_object {
     u128 id;             /* payment, refund, top-up: its id; user: the account id; merchant: uid */
     u128 amount;         /* payment, refund, top-up; balance: available */
@@ -133,7 +157,9 @@ typedef struct pay_query {
     uint32_t currency;
     uint32_t limit; /* list: 1 ..= PAY_LIST_MAX */
     uint8_t kind;   /* pay_query_kind_t */
-    uint8_t reserved[183];
+    /* 199, not 183: with 183 the struct was 240 bytes while the wire item (proto.c) is 256;
+     * the named fields keep their offsets, only the reserved tail grew. */
+    uint8_t reserved[199];
 } pay_query_t;
 
 /* "CNY" -> its ledger number: the three letters' bytes, little-endian. 0 when not A-Z x3. */

@@ -8,9 +8,7 @@
 
 CP_STATIC_ASSERT(sizeof(pay_request_t) == 256, "pay_request_t is a 256-byte wire item");
 CP_STATIC_ASSERT(sizeof(pay_object_t) == 256, "pay_object_t is a 256-byte wire item");
-/* pay_query_t is 240 bytes as declared though the wire item of PROTO_OP_PAY_QUERY is 256:
- * a sender pads it with zeros to 256 (see api_call_t in gateway/api.h). */
-CP_STATIC_ASSERT(sizeof(pay_query_t) <= 256, "pay_query_t fits the 256-byte wire item");
+CP_STATIC_ASSERT(sizeof(pay_query_t) == 256, "pay_query_t is a 256-byte wire item");
 
 uint32_t pay_currency_pack(const char code[3]) {
     uint32_t v = 0;

@@ -42,7 +42,7 @@
 #define GW_LOG "cellpay gateway"
 
 CP_STATIC_ASSERT((GW_SECRETS & (GW_SECRETS - 1)) == 0, "secret cache size is a power of two");
-/* The item sent is the whole union: a pay_query_t (240 bytes) goes zero-padded to 256. */
+/* The item sent is the whole union: both kinds are 256-byte wire items. */
 CP_STATIC_ASSERT(sizeof(((api_call_t *)0)->u) == 256, "256-byte wire items");
 
 typedef struct gw_cell {

@@ -439,6 +439,10 @@ void ledger_stats(const ledger_t *l, ledger_stats_t *out) {
     };
 }
 
+void ledger_capacity(const ledger_t *l, ledger_config_t *out) {
+    *out = l->config;
+}
+
 bool ledger_test_set_balances(ledger_t *l, u128 id, u128 debits_pending, u128 debits_posted,
                               u128 credits_pending, u128 credits_posted) {
     uint32_t row = ledger_account_row(l, id);

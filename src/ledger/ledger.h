@@ -368,6 +368,10 @@ typedef struct ledger_stats {
 
 void ledger_stats(const ledger_t *ledger, ledger_stats_t *out);
 
+/* The capacities in effect (zeros of the configuration resolved): a layer above that must
+ * know before it starts whether a batch will be admitted (payments: nothing half-applied). */
+void ledger_capacity(const ledger_t *ledger, ledger_config_t *out);
+
 /* XXH3-128 of a canonical form of the whole state (ledger_hash.c): every account and transfer
  * row in timestamp order, pending states, balance history, failed ids and the clock. Equal
  * for ledgers that applied the same batches, whatever their capacities; any difference in

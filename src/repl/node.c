@@ -128,6 +128,14 @@ static bool node_is_leader(const node_t *n) {
 
 /* The open entry when it has room for a request of `events` events and `bytes` body bytes;
  * NULL when it is full (node_pump then proposes it and the request waits). */
+/* The events a command counts for in an entry (CP_BATCH_EVENTS_MAX): its ledger events, or
+ * its pay items (each applies on its own, at most a few ledger events of one). */
+static uint32_t command_events(uint8_t op, uint32_t size) {
+    if (op == PROTO_OP_CREATE_ACCOUNTS || op == PROTO_OP_CREATE_TRANSFERS) return size / 128;
+    if (op == PROTO_OP_PAY) return size / 256;
+    return 0;
+}
+
 static entry_t *entry_room(node_t *n, uint32_t events, uint32_t bytes) {
     entry_t *e = entry_open(n);
     bool fits = e->events + events <= CP_BATCH_EVENTS_MAX && e->ncmds < NODE_ENTRY_COMMANDS &&
@@ -144,7 +152,7 @@ static void entry_add(entry_t *e, const proto_header_t *h, const void *body, uin
     memcpy(e->body + NODE_ENTRY_PREFIX + e->size, &cmd, sizeof cmd);
     memcpy(e->body + NODE_ENTRY_PREFIX + e->size + sizeof cmd, body, size);
     e->size += (uint32_t)sizeof cmd + size;
-    e->events += size / 128;
+    e->events += command_events(h->operation, size);
     e->reqs[e->ncmds++] = (entry_req_t){.slot = slot, .gen = gen, .header = *h};
 }
 
@@ -446,11 +454,7 @@ static bool conn_request(conn_t *c, const proto_header_t *h, const void *body) {
         node_reply(n, c->slot, c->gen, h, PROTO_STATUS_NOT_LEADER, 0, NULL, 0);
         return true;
     }
-    uint32_t events =
-        (h->operation == PROTO_OP_CREATE_ACCOUNTS || h->operation == PROTO_OP_CREATE_TRANSFERS)
-            ? size / 128
-            : 0;
-    entry_t *e = entry_room(n, events, size);
+    entry_t *e = entry_room(n, command_events(h->operation, size), size);
     if (!e) {
         node_pump(n);
         return false; /* the open entry is full: wait until it is proposed */
@@ -720,6 +724,8 @@ static node_t *node_new(const node_config_t *config) {
     n->config = *config;
     snprintf(n->name, sizeof n->name, "%s", config->name ? config->name : "cellpay node");
     n->config.name = n->name;
+    /* Payment object ids carry the cell's number (pay.h). */
+    n->config.cell.pay.cell_id = config->cell_id;
     n->hs.fd = -1;
     n->rx_fd = -1;
     n->exit_rc = 1;

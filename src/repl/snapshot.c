@@ -12,9 +12,13 @@
 #include <xxhash.h>
 
 #include "base/assert.h"
+#include "cell/pay.h"
 
 #define SNAP_MAGIC 0x31304150414E5343ull /* "CSNAPA01" */
-#define SNAP_VERSION 1u
+/* Version 2 added the payments image (header and regions after the ledger's). A version 1
+ * snapshot was written before payments existed: it loads with empty payments. */
+#define SNAP_VERSION 2u
+#define SNAP_VERSION_NO_PAY 1u
 
 typedef struct snap_header {
     u128 checksum;      /* XXH3-128 of header bytes [16, 256) */
@@ -27,8 +31,9 @@ typedef struct snap_header {
     uint64_t data_size;
     cell_image_header_t cell;
     ledger_image_header_t ledger;
-    mb_record_t members; /* the group's membership at index (magic 0: none stored) */
-    uint8_t reserved[120];
+    mb_record_t members;    /* the group's membership at index (magic 0: none stored) */
+    pay_image_header_t pay; /* version 2 */
+    uint8_t reserved[56];
 } snap_header_t;
 
 CP_STATIC_ASSERT(sizeof(snap_header_t) == 512, "snapshot header is 512 bytes");
@@ -79,8 +84,9 @@ static int fsync_dir(const char *dir) {
 /* ---- Writing ---- */
 
 static int write_body(int fd, const cell_t *cell, snap_header_t *h) {
-    ledger_region_t r[LEDGER_IMAGE_REGIONS];
+    ledger_region_t r[LEDGER_IMAGE_REGIONS + PAY_IMAGE_REGIONS];
     uint32_t nr = ledger_image_regions(cell_ledger((cell_t *)cell), &h->ledger, r);
+    nr += pay_image_regions(cell_pay((cell_t *)cell), &h->pay, r + nr);
     XXH3_state_t st; /* on the stack: no allocation in a forked child */
     XXH3_128bits_reset(&st);
     h->data_size = 0;
@@ -103,6 +109,7 @@ int snapshot_write(const char *dir, const cell_t *cell, uint64_t index, uint64_t
     if (members) h.members = *members;
     cell_image_header(cell, &h.cell);
     ledger_image_header(cell_ledger((cell_t *)cell), &h.ledger);
+    pay_image_header(cell_pay((cell_t *)cell), &h.pay);
 
     *what = "create";
     int fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
@@ -156,19 +163,30 @@ static uint32_t list_snapshots(const char *dir, uint64_t *out, uint32_t max) {
     return n;
 }
 
+/* NULL when the images of h fit tables of config, else why not. */
+static const char *fit_check(const snap_header_t *h, const cell_config_t *config) {
+    const char *why = ledger_image_check(&h->ledger, &config->ledger);
+    if (why || h->version == SNAP_VERSION_NO_PAY) return why;
+    pay_config_t pc = cell_pay_config(config);
+    return pay_image_check(&h->pay, &pc);
+}
+
 /* Loads one snapshot file; NULL on success, else why it cannot be used. */
 static const char *load_one(int fd, const cell_config_t *config, snap_header_t *h, cell_t **out) {
     if (read_all(fd, h, sizeof *h) != 0) return "shorter than its header";
     if (h->magic != SNAP_MAGIC) return "not a cellpay snapshot";
     if (h->checksum != hash128((const unsigned char *)h + 16, sizeof *h - 16))
         return "header checksum mismatch";
-    if (h->version != SNAP_VERSION) return "unsupported snapshot version";
-    const char *why = ledger_image_check(&h->ledger, &config->ledger);
+    if (h->version != SNAP_VERSION && h->version != SNAP_VERSION_NO_PAY)
+        return "unsupported snapshot version";
+    bool has_pay = h->version != SNAP_VERSION_NO_PAY;
+    const char *why = fit_check(h, config);
     if (why) return why;
     cell_t *cell = cell_create(config);
     if (!cell) return "out of memory";
-    ledger_region_t r[LEDGER_IMAGE_REGIONS];
+    ledger_region_t r[LEDGER_IMAGE_REGIONS + PAY_IMAGE_REGIONS];
     uint32_t nr = ledger_image_restore_regions(cell_ledger(cell), &h->ledger, r);
+    if (has_pay) nr += pay_image_restore_regions(cell_pay(cell), &h->pay, r + nr);
     XXH3_state_t st;
     XXH3_128bits_reset(&st);
     uint64_t total = 0;
@@ -180,6 +198,7 @@ static const char *load_one(int fd, const cell_config_t *config, snap_header_t *
     if (!why && total != h->data_size) why = "data size does not match its header";
     if (!why && state_digest(&st) != h->data_checksum) why = "data checksum mismatch";
     if (!why) why = ledger_image_finish(cell_ledger(cell), &h->ledger);
+    if (!why && has_pay) why = pay_image_finish(cell_pay(cell), &h->pay);
     if (!why) why = cell_image_apply(cell, &h->cell);
     if (why) {
         cell_destroy(cell);
@@ -239,12 +258,12 @@ int snapshot_load(const char *dir, const cell_config_t *config, cell_t **cell, u
         }
         snap_header_t h = {0};
         const char *why = load_one(fd, config, &h, cell);
-        if (why && h.magic == SNAP_MAGIC && ledger_image_check(&h.ledger, &config->ledger) &&
+        if (why && h.magic == SNAP_MAGIC && fit_check(&h, config) &&
             h.checksum == hash128((const unsigned char *)&h + 16, sizeof h - 16)) {
             /* Whole, but larger than this node's tables: the capacities changed under an
              * existing data directory, which replay would turn into different results. */
             snprintf(err, err_size, "snapshot %s does not fit the configured capacities: %s", path,
-                     ledger_image_check(&h.ledger, &config->ledger));
+                     fit_check(&h, config));
             return -1;
         }
         close(fd);

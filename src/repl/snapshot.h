@@ -5,9 +5,10 @@
  * checksums catch.
  *
  * File: a 512-byte header (magic, version, index, term, the cell image header, the ledger
- * image header, the group's membership and its members' addresses (mb_record_t), the byte
- * count and XXH3-128 of the data, and an XXH3-128 of the header itself), then the ledger
- * image's regions, back to back. */
+ * image header, the group's membership and its members' addresses (mb_record_t), the
+ * payments image header, the byte count and XXH3-128 of the data, and an XXH3-128 of the
+ * header itself), then the ledger image's regions and the payments image's regions, back to
+ * back, under the one data checksum. */
 #ifndef CP_SNAPSHOT_H
 #define CP_SNAPSHOT_H
 

@@ -1,0 +1,165 @@
+/* libFuzzer target: the payments layer (src/cell/pay.h) over a small ledger. The input is a
+ * series of records, each a header byte then a body:
+ *   header bit 7 set: a raw 256-byte pay_request_t (bit 6 clear) or pay_query_t (bit 6 set),
+ *     short tails zero padded, to exercise the checks of the wire structs;
+ *   else: 16 bytes drawn into a request from small pools of uids, currencies, amounts, texts
+ *     and keys, so that requests meet each other's rows (merchants, users, payments, keys);
+ *   header bits 0..5: how far the clock moves first (bit 5: by about 12 h, for key expiry).
+ * Checked after every record: every answer has a known code and echoes the kind; an answer
+ * that must change nothing (an error without a stored key, invalid, wrong cell, full,
+ * conflict, a replay) left the payments and the ledger exactly as they were; the ledger's
+ * invariants hold (balances sum to zero per currency, no account below its limit). At the end
+ * the image round trip gives the same state hash. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/assert.h"
+#include "cell/pay.h"
+
+static const uint64_t UIDS[8] = {0, 10, 11, 12, 20, 21, 30, UINT64_MAX};
+
+static uint32_t currency(uint8_t b) {
+    static const char *const codes[4] = {"CNY", "USD", "EUR", "cny"};
+    return pay_currency_pack(codes[b & 3]);
+}
+
+static u128 amount(const uint8_t *b) {
+    switch (b[0] & 7) {
+    case 0: return 0;
+    case 1: return U128_MAX - b[1];
+    case 2: return (u128)1 << 127;
+    default: return (u128)b[1] * 3 + (b[0] >> 3);
+    }
+}
+
+/* 16 bytes -> one request among the small pools. */
+static void drawn_request(const uint8_t *b, const u128 *payments, uint32_t n_payments,
+                          pay_request_t *r) {
+    memset(r, 0, sizeof *r);
+    r->kind = (uint8_t)(b[0] % 7); /* 0 and 6: invalid kinds */
+    r->uid = UIDS[b[1] & 7];
+    r->actor = (b[2] & 8) ? UIDS[b[2] & 7] : 0;
+    r->currency = currency(b[3]);
+    r->amount = amount(b + 4);
+    r->funding = (uint8_t)(b[6] & 3) == 3 ? 2 : 1;
+    if (b[7] & 7) snprintf(r->text, sizeof r->text, "t%u", b[7] >> 3);
+    memset(r->secret, b[8], sizeof r->secret);
+    if (b[9] & 1) {
+        r->idem_key = 1 + (b[9] >> 4);
+        r->body_hash = 1 + ((b[9] >> 1) & 1);
+    }
+    if (n_payments && (b[10] & 3)) {
+        r->payment_id = payments[b[11] % n_payments];
+    } else {
+        r->payment_id = ((u128)UIDS[b[11] & 7] << 64) | b[12];
+    }
+}
+
+static bool must_change_nothing(const pay_request_t *r, const pay_object_t *o) {
+    if (o->replayed) return true;
+    switch (o->code) {
+    case PAY_OK:
+    case PAY_CREATED: return false;
+    case PAY_ERR_INVALID:
+    case PAY_ERR_WRONG_CELL:
+    case PAY_ERR_FULL:
+    case PAY_ERR_IDEMPOTENCY_CONFLICT: return true;
+    default: return r->idem_key == 0; /* else the error answer was stored with the key */
+    }
+}
+
+static void check(bool ok, const char *what) {
+    if (!ok) {
+        fprintf(stderr, "fuzz_pay: %s\n", what);
+        abort();
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    pay_config_t pc = {.merchants_max = 4,
+                       .users_max = 6,
+                       .payments_max = 16,
+                       .refunds_max = 16,
+                       .topups_max = 16,
+                       .idempotency_max = 8,
+                       .cell_id = 1};
+    cp_zones_add(&pc.zones, 1);
+    cp_zones_add(&pc.zones, 2);
+    pay_t *pay = pay_create(&pc);
+    ledger_config_t lc = {.accounts_max = 24, .transfers_max = 48};
+    ledger_t *l = ledger_create(&lc);
+    cp_assert(pay && l);
+    static pay_object_t out[PAY_LIST_MAX + 2];
+    u128 payments[16];
+    uint32_t n_payments = 0;
+    uint64_t clock = 1000;
+    size_t pos = 0;
+    while (pos < size) {
+        uint8_t h = data[pos++];
+        clock += (h & 31) * 1000000007ull + ((h & 32) ? 43200ull * 1000000000ull : 0);
+        uint8_t raw[256] = {0};
+        size_t want = (h & 0x80) ? 256 : 16;
+        size_t take = size - pos < want ? size - pos : want;
+        memcpy(raw, data + pos, take);
+        pos += take;
+        if ((h & 0xC0) == 0xC0) {
+            pay_query_t q;
+            memcpy(&q, raw, sizeof q);
+            uint32_t n = pay_query(pay, l, &q, out);
+            check(n >= 1 && n <= PAY_LIST_MAX + 2, "query answer count");
+            for (uint32_t i = 0; i < n; i++) check(out[i].code < PAY_CODE_COUNT, "query code");
+            check(n == 1 || (q.kind == PAY_Q_USER_PAYMENTS && n <= q.limit + 2), "list size");
+            continue;
+        }
+        pay_request_t r;
+        if (h & 0x80)
+            memcpy(&r, raw, sizeof r);
+        else
+            drawn_request(raw, payments, n_payments, &r);
+        u128 ph = pay_state_hash(pay), lh = ledger_state_hash(l);
+        uint64_t before = clock;
+        pay_object_t o;
+        pay_apply(pay, l, &clock, &r, &o);
+        check(o.code < PAY_CODE_COUNT, "answer code");
+        check(o.replayed || o.kind == r.kind, "answer kind");
+        check(clock >= before, "clock went back");
+        if (must_change_nothing(&r, &o)) {
+            check(pay_state_hash(pay) == ph, "a refused request changed the payments");
+            check(ledger_state_hash(l) == lh, "a refused request changed the ledger");
+        }
+        if (o.code == PAY_CREATED && o.kind == PAY_KIND_PAYMENT && !o.replayed) {
+            check(o.refunded == 0 && o.amount == r.amount, "payment answer");
+            if (n_payments < 16) payments[n_payments++] = o.id;
+        }
+        const char *err = ledger_check_invariants(l);
+        if (err) {
+            fprintf(stderr, "fuzz_pay: ledger invariant broken: %s\n", err);
+            abort();
+        }
+    }
+    /* Every payment answered created is there, and the image restores to the same state. */
+    for (uint32_t i = 0; i < n_payments; i++) {
+        pay_query_t q = {.kind = PAY_Q_PAYMENT, .id = payments[i]};
+        check(pay_query(pay, l, &q, out) == 1 && out[0].code == PAY_OK, "payment lost");
+        check(out[0].refunded <= out[0].amount, "refunded beyond the payment");
+    }
+    pay_image_header_t ih;
+    pay_image_header(pay, &ih);
+    check(pay_image_check(&ih, &pc) == NULL, "image header");
+    ledger_region_t src[PAY_IMAGE_REGIONS], dst[PAY_IMAGE_REGIONS];
+    uint32_t n = pay_image_regions(pay, &ih, src);
+    pay_t *copy = pay_create(&pc);
+    cp_assert(copy && pay_image_restore_regions(copy, &ih, dst) == n);
+    for (uint32_t i = 0; i < n; i++)
+        if (src[i].size) memcpy(dst[i].ptr, src[i].ptr, src[i].size);
+    const char *why = pay_image_finish(copy, &ih);
+    if (why) fprintf(stderr, "fuzz_pay: image: %s\n", why);
+    check(why == NULL, "image of a good state refused");
+    check(pay_state_hash(copy) == pay_state_hash(pay), "image hash");
+    pay_destroy(copy);
+    pay_destroy(pay);
+    ledger_destroy(l);
+    return 0;
+}

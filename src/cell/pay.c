@@ -1,0 +1,600 @@
+/* Payments: applying requests (pay.h). Every request is checked whole before anything
+ * changes: its shape, its routing, its idempotency key, the rows it names, the capacity of
+ * every table it will touch (ours and the ledger's) and the balances the ledger will check;
+ * only then does money move (the ledger transfer, the last fallible step) and rows get
+ * inserted. So an answer other than CREATED / OK never leaves a trace but the clock. */
+#include "cell/pay_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/constants.h"
+#include "base/table.h"
+
+CP_STATIC_ASSERT(sizeof(pay_image_header_t) == 64, "pay image header is 64 bytes");
+CP_STATIC_ASSERT(offsetof(pay_request_t, idem_key) == 0 && offsetof(pay_request_t, amount) == 48 &&
+                     offsetof(pay_request_t, actor) == 64 && offsetof(pay_request_t, text) == 120,
+                 "pay_request_t layout");
+CP_STATIC_ASSERT(offsetof(pay_object_t, id) == 0 && offsetof(pay_object_t, uid) == 64 &&
+                     offsetof(pay_object_t, kind) == 92 && offsetof(pay_object_t, text) == 128,
+                 "pay_object_t layout");
+CP_STATIC_ASSERT(offsetof(pay_query_t, kind) == 56, "pay_query_t layout");
+
+/* ---- Small shared helpers ---- */
+
+u128 pay_hash128(const void *p, size_t n) {
+    XXH128_hash_t h = XXH3_128bits(p, n);
+    return ((u128)h.high64 << 64) | h.low64;
+}
+
+u128 pay_payment_dup_key(uint64_t merchant, const char text[PAY_TEXT_MAX]) {
+    struct {
+        uint64_t merchant, zero;
+        char text[PAY_TEXT_MAX];
+    } in = {.merchant = merchant};
+    memcpy(in.text, text, PAY_TEXT_MAX);
+    return pay_hash128(&in, sizeof in);
+}
+
+u128 pay_refund_dup_key(u128 payment_id, const char text[PAY_TEXT_MAX]) {
+    struct {
+        u128 payment_id;
+        char text[PAY_TEXT_MAX];
+    } in = {.payment_id = payment_id};
+    memcpy(in.text, text, PAY_TEXT_MAX);
+    return pay_hash128(&in, sizeof in);
+}
+
+u128 pay_idem_key(uint64_t actor, u128 idem_key) {
+    struct {
+        u128 idem_key;
+        uint64_t actor, zero;
+    } in = {.idem_key = idem_key, .actor = actor};
+    return pay_hash128(&in, sizeof in);
+}
+
+bool pay_zero(const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i]) return false;
+    return true;
+}
+
+bool pay_owns_uid(const pay_t *pay, uint64_t uid) {
+    return cp_zones_has(&pay->config.zones, cp_zone_of(&pay->config.zone_rule, uid));
+}
+
+bool pay_currency_valid(uint32_t currency) {
+    char c[4];
+    pay_currency_unpack(currency, c);
+    return currency != 0 && (currency >> 24) == 0 && pay_currency_pack(c) == currency;
+}
+
+/* NUL-padded: once a NUL comes, only NULs follow (so equal texts are equal bytes, which the
+ * duplicate keys hash). */
+bool pay_text_valid(const char text[PAY_TEXT_MAX], bool required) {
+    size_t len = strnlen(text, PAY_TEXT_MAX);
+    if (required && len == 0) return false;
+    return pay_zero(text + len, PAY_TEXT_MAX - len);
+}
+
+void pay_payment_object(const pay_payment_row_t *p, pay_object_t *o) {
+    *o = (pay_object_t){
+        .id = p->id,
+        .amount = p->amount,
+        .refunded = p->refunded,
+        .uid = p->buyer,
+        .merchant = p->merchant,
+        .created_at = p->created_at / PAY_NS_PER_MS,
+        .currency = p->currency,
+        .kind = PAY_KIND_PAYMENT,
+        .code = PAY_OK,
+    };
+    memcpy(o->text, p->text, PAY_TEXT_MAX);
+}
+
+void pay_refund_object(const pay_refund_row_t *r, pay_object_t *o) {
+    *o = (pay_object_t){
+        .id = r->id,
+        .amount = r->amount,
+        .payment_id = r->payment_id,
+        .uid = r->buyer,
+        .merchant = r->merchant,
+        .created_at = r->created_at / PAY_NS_PER_MS,
+        .currency = r->currency,
+        .kind = PAY_KIND_REFUND,
+        .code = PAY_OK,
+    };
+    memcpy(o->text, r->text, PAY_TEXT_MAX);
+}
+
+/* ---- Creation ---- */
+
+#define PAY_TABLES(X)                                                                              \
+    X(merchants, merchants_max)                                                                    \
+    X(users, users_max)                                                                            \
+    X(payments, payments_max)                                                                      \
+    X(refunds, refunds_max)                                                                        \
+    X(topups, topups_max)                                                                          \
+    X(idem, idempotency_max)
+
+pay_t *pay_create(const pay_config_t *config) {
+    const pay_config_t *c = config;
+    if (!c->merchants_max || !c->users_max || !c->payments_max || !c->refunds_max ||
+        !c->topups_max || !c->idempotency_max || c->cell_id > PAY_CELL_ID_MAX)
+        return NULL;
+    if ((c->zone_rule.divisor | c->zone_rule.modulus) != 0 && cp_zone_rule_check(&c->zone_rule))
+        return NULL;
+    pay_t *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->config = *c;
+    if (cp_zones_is_empty(&p->config.zones)) p->config.zones = cp_zones_all();
+    bool ok = true;
+#define ALLOC(t, max) ok = ok && (p->t = cp_table_alloc(c->max, sizeof p->t[0])) != NULL;
+    PAY_TABLES(ALLOC)
+#undef ALLOC
+    ok =
+        ok && lindex_init(&p->merchants_ix, c->merchants_max, p->merchants, sizeof p->merchants[0]);
+    ok = ok && lindex_init(&p->users_ix, c->users_max, p->users, sizeof p->users[0]);
+    ok = ok && lindex_init(&p->payments_ix, c->payments_max, p->payments, sizeof p->payments[0]);
+    ok = ok && lindex_init(&p->payments_dup_ix, c->payments_max, &p->payments[0].dup_key,
+                           sizeof p->payments[0]);
+    ok = ok && lindex_init(&p->refunds_ix, c->refunds_max, p->refunds, sizeof p->refunds[0]);
+    ok = ok && lindex_init(&p->refunds_dup_ix, c->refunds_max, &p->refunds[0].dup_key,
+                           sizeof p->refunds[0]);
+    ok = ok && lindex_init(&p->idem_ix, c->idempotency_max, p->idem, sizeof p->idem[0]);
+    if (!ok) {
+        pay_destroy(p);
+        return NULL;
+    }
+    return p;
+}
+
+void pay_destroy(pay_t *p) {
+    if (!p) return;
+#define FREE(t, max)                                                                               \
+    if (p->t) cp_table_free(p->t, p->config.max, sizeof p->t[0]);
+    PAY_TABLES(FREE)
+#undef FREE
+    lindex_free(&p->merchants_ix);
+    lindex_free(&p->users_ix);
+    lindex_free(&p->payments_ix);
+    lindex_free(&p->payments_dup_ix);
+    lindex_free(&p->refunds_ix);
+    lindex_free(&p->refunds_dup_ix);
+    lindex_free(&p->idem_ix);
+    free(p);
+}
+
+/* ---- Request checks ---- */
+
+static bool request_needs_amount(uint8_t kind) {
+    return kind == PAY_KIND_TOPUP || kind == PAY_KIND_PAYMENT || kind == PAY_KIND_REFUND;
+}
+
+/* The request's shape alone (no state): INVALID when it is not one the API can send. */
+static bool request_valid(const pay_request_t *r) {
+    if (r->reserved_1[0] | r->reserved_1[1]) return false;
+    if (!pay_zero(r->reserved, sizeof r->reserved)) return false;
+    if (r->kind < PAY_KIND_MERCHANT || r->kind > PAY_KIND_REFUND) return false;
+    if (request_needs_amount(r->kind) && r->amount == 0) return false;
+    bool text_required = r->kind == PAY_KIND_PAYMENT || r->kind == PAY_KIND_REFUND;
+    if (!pay_text_valid(r->text, text_required)) return false;
+    switch (r->kind) {
+    case PAY_KIND_MERCHANT: return r->uid != 0 && r->uid != PAY_SYSTEM_UID;
+    case PAY_KIND_USER:
+    case PAY_KIND_TOPUP: return r->uid != PAY_SYSTEM_UID && pay_currency_valid(r->currency);
+    case PAY_KIND_PAYMENT:
+        /* funding 0 is taken as balance too, the only funding until credit exists */
+        return r->actor != 0 && r->actor != PAY_SYSTEM_UID && r->uid != PAY_SYSTEM_UID &&
+               pay_currency_valid(r->currency) && r->funding <= 1;
+    case PAY_KIND_REFUND: return r->actor != 0 && (uint64_t)(r->payment_id >> 64) != PAY_SYSTEM_UID;
+    }
+    return false;
+}
+
+static void answer_error(pay_object_t *out, uint8_t kind, pay_code_t code) {
+    *out = (pay_object_t){.kind = kind, .code = (uint8_t)code};
+}
+
+/* ---- Money movement through the ledger ---- */
+
+/* One transfer, and which side's account is created first when it does not exist yet (the
+ * bank clearing account of a top-up, the merchant's receivable of a payment). */
+enum { PAY_LAZY_NONE = 0, PAY_LAZY_DEBIT = 1, PAY_LAZY_CREDIT = 2 };
+typedef struct pay_move {
+    u128 id;
+    u128 debit;
+    u128 credit;
+    u128 amount;
+    u128 user_data;
+    uint32_t currency;
+    uint16_t code;
+    uint8_t lazy;        /* PAY_LAZY_* */
+    uint16_t lazy_flags; /* the created account's flags */
+    uint16_t lazy_code;  /* its account code (pay_account_kind_t) */
+} pay_move_t;
+
+static bool lookup_account(const ledger_t *l, u128 id, ledger_account_t *out) {
+    return ledger_lookup_accounts(l, &id, 1, out) == 1;
+}
+
+/* What the ledger will say about the transfer, known before anything is created: its checks
+ * in its own order of precedence (overflows, then exceeds_credits). */
+static pay_code_t move_precheck(const ledger_account_t *dr, const ledger_account_t *cr, u128 a) {
+    u128 t;
+    if (!u128_add_checked(dr->debits_posted, a, &t)) return PAY_ERR_OVERFLOW;
+    if (!u128_add_checked(cr->credits_posted, a, &t)) return PAY_ERR_OVERFLOW;
+    if (!u128_add_checked(dr->debits_pending, dr->debits_posted, &t) || !u128_add_checked(t, a, &t))
+        return PAY_ERR_OVERFLOW;
+    u128 dr_total = t;
+    if (!u128_add_checked(cr->credits_pending, cr->credits_posted, &t) ||
+        !u128_add_checked(t, a, &t))
+        return PAY_ERR_OVERFLOW;
+    if ((dr->flags & LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
+        dr_total > dr->credits_posted)
+        return PAY_ERR_INSUFFICIENT_FUNDS;
+    return PAY_OK;
+}
+
+/* Room for `accounts` new accounts and one transfer in the ledger, two clock steps per
+ * ledger call, and a sequence number. */
+static bool ledger_room(const pay_t *p, const ledger_t *l, uint64_t clock, uint32_t accounts) {
+    ledger_config_t cap;
+    ledger_stats_t st;
+    ledger_capacity(l, &cap);
+    ledger_stats(l, &st);
+    uint64_t calls = accounts + 1;
+    if (clock >= CP_TIMESTAMP_MAX || CP_TIMESTAMP_MAX - clock < 2 * calls) return false;
+    if (st.last_timestamp >= clock + 2) return false; /* the clock was set back (tests) */
+    if (accounts > cap.accounts_max - st.accounts) return false;
+    if (st.transfers >= cap.transfers_max || st.failed_ids >= cap.failed_ids_max) return false;
+    if (cap.balances_max - st.balances < 2) return false;
+    return p->n.seq < PAY_SEQ_MAX;
+}
+
+static pay_code_t transfer_code(uint32_t result) {
+    switch (result) {
+    case LEDGER_TRANSFER_CREATED: return PAY_CREATED;
+    case LEDGER_TRANSFER_EXCEEDS_CREDITS: return PAY_ERR_INSUFFICIENT_FUNDS;
+    case LEDGER_TRANSFER_OVERFLOWS_DEBITS_PENDING:
+    case LEDGER_TRANSFER_OVERFLOWS_CREDITS_PENDING:
+    case LEDGER_TRANSFER_OVERFLOWS_DEBITS_POSTED:
+    case LEDGER_TRANSFER_OVERFLOWS_CREDITS_POSTED:
+    case LEDGER_TRANSFER_OVERFLOWS_DEBITS:
+    case LEDGER_TRANSFER_OVERFLOWS_CREDITS: return PAY_ERR_OVERFLOW;
+    default: return PAY_ERR_INVALID; /* an id or account made by raw ledger ops collides */
+    }
+}
+
+/* One side's account: found, or (lazy) zeros to be created; false when it must exist and
+ * does not. */
+static bool move_side(const ledger_t *l, u128 id, bool lazy, ledger_account_t *a, bool *create) {
+    *create = false;
+    if (lookup_account(l, id, a)) return true;
+    *a = (ledger_account_t){.id = id};
+    *create = lazy;
+    return lazy;
+}
+
+static void create_account(ledger_t *l, uint64_t *clock, const pay_move_t *m, u128 id) {
+    ledger_account_t a = {
+        .id = id, .ledger = m->currency, .code = m->lazy_code, .flags = m->lazy_flags};
+    ledger_result_t res;
+    *clock += 2;
+    ledger_status_t st = ledger_create_accounts(l, *clock, &a, 1, &res);
+    cp_assert(st == LEDGER_OK); /* ledger_room() admitted it */
+    cp_assert(res.result == LEDGER_ACCOUNT_CREATED);
+}
+
+/* Moves the money: PAY_CREATED with *ts the transfer's timestamp, or why not (then nothing
+ * changed but the clock, unless the ledger disagrees with the precheck, which only raw
+ * ledger commands on the same ids can make happen). */
+static pay_code_t move_money(pay_t *p, ledger_t *l, uint64_t *clock, const pay_move_t *m,
+                             uint64_t *ts) {
+    ledger_account_t dr, cr;
+    bool create_dr, create_cr;
+    if (!move_side(l, m->debit, m->lazy == PAY_LAZY_DEBIT, &dr, &create_dr) ||
+        !move_side(l, m->credit, m->lazy == PAY_LAZY_CREDIT, &cr, &create_cr))
+        return PAY_ERR_INSUFFICIENT_FUNDS; /* a receivable that never received anything */
+    if (!ledger_room(p, l, *clock, (uint32_t)create_dr + create_cr)) return PAY_ERR_FULL;
+    pay_code_t pre = move_precheck(&dr, &cr, m->amount);
+    if (pre != PAY_OK) return pre;
+    if (create_dr) create_account(l, clock, m, m->debit);
+    if (create_cr) create_account(l, clock, m, m->credit);
+    ledger_transfer_t t = {
+        .id = m->id,
+        .debit_account_id = m->debit,
+        .credit_account_id = m->credit,
+        .amount = m->amount,
+        .user_data_128 = m->user_data,
+        .ledger = m->currency,
+        .code = m->code,
+    };
+    ledger_result_t res;
+    *clock += 2;
+    ledger_status_t st = ledger_create_transfers(l, *clock, &t, 1, &res);
+    cp_assert(st == LEDGER_OK);
+    /* The id reached the ledger: even if it failed there (and is now a failed id) it must not
+     * be handed out again. */
+    p->n.seq++;
+    *ts = res.timestamp ? res.timestamp : *clock;
+    return transfer_code(res.result);
+}
+
+static u128 next_id(const pay_t *p, uint64_t route_uid) {
+    return ((u128)route_uid << 64) | ((u128)p->config.cell_id << PAY_SEQ_BITS) | (p->n.seq + 1);
+}
+
+/* ---- The kinds ---- */
+
+static void apply_merchant(pay_t *p, uint64_t *clock, const pay_request_t *r, pay_object_t *o) {
+    if (pay_find(&p->merchants_ix, r->uid) != LINDEX_NONE)
+        return answer_error(o, PAY_KIND_MERCHANT, PAY_ERR_MERCHANT_EXISTS);
+    if (p->n.merchants >= p->config.merchants_max)
+        return answer_error(o, PAY_KIND_MERCHANT, PAY_ERR_FULL);
+    uint32_t row = p->n.merchants++;
+    pay_merchant_row_t *m = &p->merchants[row];
+    *m = (pay_merchant_row_t){.uid = r->uid, .created_at = *clock};
+    memcpy(m->secret, r->secret, PAY_SECRET_SIZE);
+    lindex_insert(&p->merchants_ix, lindex_hash(m->uid), row);
+    *o = (pay_object_t){.id = r->uid,
+                        .uid = r->uid,
+                        .created_at = *clock / PAY_NS_PER_MS,
+                        .kind = PAY_KIND_MERCHANT,
+                        .code = PAY_CREATED};
+    memcpy(o->secret, r->secret, PAY_SECRET_SIZE);
+}
+
+static uint32_t add_user(pay_t *p, uint64_t uid, uint64_t clock) {
+    uint32_t row = p->n.users++;
+    p->users[row] = (pay_user_row_t){.uid = uid, .newest = LINDEX_NONE, .created_at = clock};
+    lindex_insert(&p->users_ix, lindex_hash(p->users[row].uid), row);
+    return row;
+}
+
+static void apply_user(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                       pay_object_t *o) {
+    u128 account = pay_account_id(r->uid, PAY_ACCOUNT_USER, r->currency);
+    bool new_row = pay_find(&p->users_ix, r->uid) == LINDEX_NONE;
+    ledger_account_t a;
+    bool new_account = !lookup_account(l, account, &a);
+    if (new_row && p->n.users >= p->config.users_max)
+        return answer_error(o, PAY_KIND_USER, PAY_ERR_FULL);
+    if (new_account) {
+        ledger_config_t cap;
+        ledger_stats_t st;
+        ledger_capacity(l, &cap);
+        ledger_stats(l, &st);
+        if (st.accounts >= cap.accounts_max || *clock > CP_TIMESTAMP_MAX - 2 ||
+            st.last_timestamp >= *clock + 2)
+            return answer_error(o, PAY_KIND_USER, PAY_ERR_FULL);
+        a = (ledger_account_t){.id = account,
+                               .ledger = r->currency,
+                               .code = PAY_ACCOUNT_USER,
+                               .flags = LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS};
+        ledger_result_t res;
+        *clock += 2;
+        cp_assert(ledger_create_accounts(l, *clock, &a, 1, &res) == LEDGER_OK);
+        cp_assert(res.result == LEDGER_ACCOUNT_CREATED);
+        a.timestamp = res.timestamp;
+    }
+    if (new_row) add_user(p, r->uid, *clock);
+    *o = (pay_object_t){.id = account,
+                        .uid = r->uid,
+                        .created_at = a.timestamp / PAY_NS_PER_MS,
+                        .currency = r->currency,
+                        .kind = PAY_KIND_USER,
+                        .code = new_account ? PAY_CREATED : PAY_OK};
+}
+
+static void apply_topup(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                        pay_object_t *o) {
+    if (pay_find(&p->users_ix, r->uid) == LINDEX_NONE)
+        return answer_error(o, PAY_KIND_TOPUP, PAY_ERR_NOT_FOUND);
+    u128 account = pay_account_id(r->uid, PAY_ACCOUNT_USER, r->currency);
+    ledger_account_t a;
+    if (!lookup_account(l, account, &a))
+        return answer_error(o, PAY_KIND_TOPUP, PAY_ERR_CURRENCY_MISMATCH);
+    if (p->n.topups >= p->config.topups_max) return answer_error(o, PAY_KIND_TOPUP, PAY_ERR_FULL);
+    pay_move_t m = {
+        .id = next_id(p, r->uid),
+        .debit = pay_account_id(PAY_SYSTEM_UID, PAY_ACCOUNT_BANK, r->currency),
+        .credit = account,
+        .amount = r->amount,
+        .currency = r->currency,
+        .code = PAY_LEDGER_CODE_TOPUP,
+        .lazy = PAY_LAZY_DEBIT, /* the cell's bank clearing account: no limit */
+        .lazy_code = PAY_ACCOUNT_BANK,
+    };
+    uint64_t ts = 0;
+    pay_code_t code = move_money(p, l, clock, &m, &ts);
+    if (code != PAY_CREATED) return answer_error(o, PAY_KIND_TOPUP, code);
+    uint32_t row = p->n.topups++;
+    p->topups[row] = (pay_topup_row_t){
+        .id = m.id, .amount = r->amount, .uid = r->uid, .created_at = ts, .currency = r->currency};
+    *o = (pay_object_t){.id = m.id,
+                        .amount = r->amount,
+                        .uid = r->uid,
+                        .created_at = ts / PAY_NS_PER_MS,
+                        .currency = r->currency,
+                        .kind = PAY_KIND_TOPUP,
+                        .code = PAY_CREATED};
+}
+
+static void apply_payment(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                          pay_object_t *o) {
+    const uint8_t k = PAY_KIND_PAYMENT;
+    /* The merchant's receivable account is in its own zone: a merchant of another cell needs
+     * the cross-cell transactions (DESIGN.md), which do not exist yet. */
+    if (!pay_owns_uid(p, r->actor)) return answer_error(o, k, PAY_ERR_CROSS_CELL);
+    if (pay_find(&p->merchants_ix, r->actor) == LINDEX_NONE)
+        return answer_error(o, k, PAY_ERR_NOT_FOUND);
+    uint32_t buyer_row = pay_find(&p->users_ix, r->uid);
+    if (buyer_row == LINDEX_NONE) return answer_error(o, k, PAY_ERR_NOT_FOUND);
+    u128 buyer_account = pay_account_id(r->uid, PAY_ACCOUNT_USER, r->currency);
+    ledger_account_t a;
+    if (!lookup_account(l, buyer_account, &a)) return answer_error(o, k, PAY_ERR_CURRENCY_MISMATCH);
+    u128 dup = pay_payment_dup_key(r->actor, r->text);
+    if (pay_find(&p->payments_dup_ix, dup) != LINDEX_NONE)
+        return answer_error(o, k, PAY_ERR_DUPLICATE_OUT_TRADE_NO);
+    if (p->n.payments >= p->config.payments_max) return answer_error(o, k, PAY_ERR_FULL);
+    pay_move_t m = {
+        .id = next_id(p, r->uid),
+        .debit = buyer_account,
+        .credit = pay_account_id(r->actor, PAY_ACCOUNT_MERCHANT, r->currency),
+        .amount = r->amount,
+        .currency = r->currency,
+        .code = PAY_LEDGER_CODE_PAYMENT,
+        .lazy = PAY_LAZY_CREDIT, /* the merchant's receivable, on its first payment */
+        .lazy_flags = LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS,
+        .lazy_code = PAY_ACCOUNT_MERCHANT,
+    };
+    uint64_t ts = 0;
+    pay_code_t code = move_money(p, l, clock, &m, &ts);
+    if (code != PAY_CREATED) return answer_error(o, k, code);
+    uint32_t row = p->n.payments++;
+    pay_payment_row_t *pr = &p->payments[row];
+    *pr = (pay_payment_row_t){
+        .id = m.id,
+        .dup_key = dup,
+        .amount = r->amount,
+        .buyer = r->uid,
+        .merchant = r->actor,
+        .created_at = ts,
+        .currency = r->currency,
+        .prev = p->users[buyer_row].newest,
+    };
+    memcpy(pr->text, r->text, PAY_TEXT_MAX);
+    p->users[buyer_row].newest = row;
+    lindex_insert(&p->payments_ix, lindex_hash(pr->id), row);
+    lindex_insert(&p->payments_dup_ix, lindex_hash(pr->dup_key), row);
+    pay_payment_object(pr, o);
+    o->code = PAY_CREATED;
+}
+
+static void apply_refund(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                         pay_object_t *o) {
+    const uint8_t k = PAY_KIND_REFUND;
+    uint32_t prow = pay_find(&p->payments_ix, r->payment_id);
+    /* Another merchant's payment does not exist for this one (merchant isolation). */
+    if (prow == LINDEX_NONE || p->payments[prow].merchant != r->actor)
+        return answer_error(o, k, PAY_ERR_NOT_FOUND);
+    pay_payment_row_t *pr = &p->payments[prow];
+    u128 dup = pay_refund_dup_key(pr->id, r->text);
+    if (pay_find(&p->refunds_dup_ix, dup) != LINDEX_NONE)
+        return answer_error(o, k, PAY_ERR_DUPLICATE_OUT_REQUEST_NO);
+    u128 refunded;
+    if (!u128_add_checked(pr->refunded, r->amount, &refunded) || refunded > pr->amount)
+        return answer_error(o, k, PAY_ERR_REFUND_EXCEEDS);
+    if (p->n.refunds >= p->config.refunds_max) return answer_error(o, k, PAY_ERR_FULL);
+    pay_move_t m = {
+        .id = next_id(p, pr->buyer),
+        .debit = pay_account_id(pr->merchant, PAY_ACCOUNT_MERCHANT, pr->currency),
+        .credit = pay_account_id(pr->buyer, PAY_ACCOUNT_USER, pr->currency),
+        .amount = r->amount,
+        .user_data = pr->id,
+        .currency = pr->currency,
+        .code = PAY_LEDGER_CODE_REFUND,
+    };
+    uint64_t ts = 0;
+    pay_code_t code = move_money(p, l, clock, &m, &ts);
+    if (code != PAY_CREATED) return answer_error(o, k, code);
+    pr->refunded = refunded;
+    uint32_t row = p->n.refunds++;
+    pay_refund_row_t *rr = &p->refunds[row];
+    *rr = (pay_refund_row_t){
+        .id = m.id,
+        .dup_key = dup,
+        .payment_id = pr->id,
+        .amount = r->amount,
+        .buyer = pr->buyer,
+        .merchant = pr->merchant,
+        .created_at = ts,
+        .currency = pr->currency,
+        .payment_row = prow,
+    };
+    memcpy(rr->text, r->text, PAY_TEXT_MAX);
+    lindex_insert(&p->refunds_ix, lindex_hash(rr->id), row);
+    lindex_insert(&p->refunds_dup_ix, lindex_hash(rr->dup_key), row);
+    pay_refund_object(rr, o);
+    o->code = PAY_CREATED;
+}
+
+/* ---- Idempotency keys: a FIFO ring, each key kept 24 h by the cell clock ---- */
+
+static bool idem_expired(const pay_idem_row_t *row, uint64_t clock) {
+    return clock >= row->created_at && clock - row->created_at >= PAY_IDEMPOTENCY_NS;
+}
+
+/* The live, unexpired row of key, or LINDEX_NONE. */
+static uint32_t idem_lookup(const pay_t *p, u128 key, uint64_t clock) {
+    uint32_t row = pay_find(&p->idem_ix, key);
+    if (row == LINDEX_NONE || idem_expired(&p->idem[row], clock)) return LINDEX_NONE;
+    return row;
+}
+
+/* Is there a ring row to store a new key in? */
+static bool idem_room(const pay_t *p, uint64_t clock) {
+    if (p->n.idem_count < p->config.idempotency_max) return true;
+    return idem_expired(&p->idem[p->n.idem_head], clock);
+}
+
+static void idem_unindex(pay_t *p, uint32_t row) {
+    pay_idem_row_t *old = &p->idem[row];
+    if (!old->live) return;
+    lindex_remove(&p->idem_ix, lindex_hash(old->key), row);
+    old->live = 0;
+}
+
+static void idem_store(pay_t *p, u128 key, u128 body_hash, uint64_t clock,
+                       const pay_object_t *answer) {
+    uint32_t row = p->n.idem_head;
+    if (p->n.idem_count == p->config.idempotency_max)
+        idem_unindex(p, row);
+    else
+        p->n.idem_count++;
+    /* An expired row with the same key may still be indexed: it gives way to the new one. */
+    uint32_t stale = pay_find(&p->idem_ix, key);
+    if (stale != LINDEX_NONE) idem_unindex(p, stale);
+    p->idem[row] = (pay_idem_row_t){
+        .key = key, .body_hash = body_hash, .created_at = clock, .live = 1, .answer = *answer};
+    lindex_insert(&p->idem_ix, lindex_hash(key), row);
+    p->n.idem_head = row + 1 == p->config.idempotency_max ? 0 : row + 1;
+}
+
+/* ---- pay_apply ---- */
+
+static void apply_kind(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                       pay_object_t *o) {
+    switch (r->kind) {
+    case PAY_KIND_MERCHANT: return apply_merchant(p, clock, r, o);
+    case PAY_KIND_USER: return apply_user(p, l, clock, r, o);
+    case PAY_KIND_TOPUP: return apply_topup(p, l, clock, r, o);
+    case PAY_KIND_PAYMENT: return apply_payment(p, l, clock, r, o);
+    case PAY_KIND_REFUND: return apply_refund(p, l, clock, r, o);
+    default: cp_assert(!"request_valid() admits known kinds only");
+    }
+}
+
+void pay_apply(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r, pay_object_t *o) {
+    if (!request_valid(r)) return answer_error(o, r->kind, PAY_ERR_INVALID);
+    if (!pay_owns_uid(p, pay_request_route_uid(r)))
+        return answer_error(o, r->kind, PAY_ERR_WRONG_CELL);
+    if (r->idem_key == 0) return apply_kind(p, l, clock, r, o);
+    u128 key = pay_idem_key(r->actor, r->idem_key);
+    uint32_t row = idem_lookup(p, key, *clock);
+    if (row != LINDEX_NONE) {
+        if (p->idem[row].body_hash != r->body_hash)
+            return answer_error(o, r->kind, PAY_ERR_IDEMPOTENCY_CONFLICT);
+        *o = p->idem[row].answer;
+        o->replayed = 1;
+        return;
+    }
+    if (!idem_room(p, *clock)) return answer_error(o, r->kind, PAY_ERR_FULL);
+    uint64_t started = *clock;
+    apply_kind(p, l, clock, r, o);
+    if (o->code == PAY_ERR_WRONG_CELL || o->code == PAY_ERR_FULL || o->code == PAY_ERR_INVALID)
+        return;
+    idem_store(p, key, r->body_hash, started, o);
+}

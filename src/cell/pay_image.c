@@ -1,0 +1,219 @@
+/* Payments: the state hash and images for snapshots. What is saved is the used rows of every
+ * table and the counters; the indexes are derived and rebuilt on restore, after the rows were
+ * checked against each other (an image comes from disk or the network). */
+#include <string.h>
+
+#include "cell/pay_internal.h"
+
+#define PAY_IMAGE_MAGIC 0x314547414D594150ull /* "PAYMAGE1" */
+#define PAY_HASH_MAGIC 0x3148534148594150ull  /* "PAYHASH1" */
+
+/* ---- Hash ---- */
+
+static void hash_rows(XXH3_state_t *s, const void *rows, size_t count, size_t size) {
+    if (count) XXH3_128bits_update(s, rows, count * size);
+}
+
+u128 pay_state_hash(const pay_t *p) {
+    XXH3_state_t s;
+    XXH3_INITSTATE(&s);
+    XXH3_128bits_reset(&s);
+    const uint64_t magic = PAY_HASH_MAGIC;
+    XXH3_128bits_update(&s, &magic, sizeof magic);
+    XXH3_128bits_update(&s, &p->n, sizeof p->n);
+    hash_rows(&s, p->merchants, p->n.merchants, sizeof p->merchants[0]);
+    hash_rows(&s, p->users, p->n.users, sizeof p->users[0]);
+    hash_rows(&s, p->payments, p->n.payments, sizeof p->payments[0]);
+    hash_rows(&s, p->refunds, p->n.refunds, sizeof p->refunds[0]);
+    hash_rows(&s, p->topups, p->n.topups, sizeof p->topups[0]);
+    hash_rows(&s, p->idem, p->n.idem_count, sizeof p->idem[0]);
+    XXH128_hash_t h = XXH3_128bits_digest(&s);
+    return ((u128)h.high64 << 64) | h.low64;
+}
+
+/* ---- Image header and regions ---- */
+
+CP_STATIC_ASSERT(sizeof(pay_counts_t) == 40, "counts are packed");
+
+void pay_image_header(const pay_t *p, pay_image_header_t *h) {
+    *h = (pay_image_header_t){
+        .magic = PAY_IMAGE_MAGIC,
+        .sequence = p->n.seq,
+        .merchants = p->n.merchants,
+        .users = p->n.users,
+        .payments = p->n.payments,
+        .refunds = p->n.refunds,
+        .topups = p->n.topups,
+        .idempotency_count = p->n.idem_count,
+        .idempotency_head = p->n.idem_head,
+    };
+}
+
+static void add(ledger_region_t *r, uint32_t *n, void *ptr, size_t bytes) {
+    r[*n] = (ledger_region_t){ptr, bytes};
+    (*n)++;
+}
+
+static uint32_t regions(pay_t *p, const pay_image_header_t *h, ledger_region_t *out) {
+    uint32_t n = 0;
+    add(out, &n, p->merchants, (size_t)h->merchants * sizeof p->merchants[0]);
+    add(out, &n, p->users, (size_t)h->users * sizeof p->users[0]);
+    add(out, &n, p->payments, (size_t)h->payments * sizeof p->payments[0]);
+    add(out, &n, p->refunds, (size_t)h->refunds * sizeof p->refunds[0]);
+    add(out, &n, p->topups, (size_t)h->topups * sizeof p->topups[0]);
+    add(out, &n, p->idem, (size_t)h->idempotency_count * sizeof p->idem[0]);
+    cp_assert(n <= PAY_IMAGE_REGIONS);
+    return n;
+}
+
+uint32_t pay_image_regions(const pay_t *p, const pay_image_header_t *h,
+                           ledger_region_t out[PAY_IMAGE_REGIONS]) {
+    /* The regions are only read by the caller; the cast keeps one region list for both. */
+    return regions((pay_t *)p, h, out);
+}
+
+const char *pay_image_check(const pay_image_header_t *h, const pay_config_t *c) {
+    if (h->magic != PAY_IMAGE_MAGIC) return "not a payments image";
+    if (!pay_zero(h->reserved, sizeof h->reserved)) return "reserved payments image bytes set";
+    if (h->merchants > c->merchants_max) return "the image has more merchants than the capacity";
+    if (h->users > c->users_max) return "the image has more users than the capacity";
+    if (h->payments > c->payments_max) return "the image has more payments than the capacity";
+    if (h->refunds > c->refunds_max) return "the image has more refunds than the capacity";
+    if (h->topups > c->topups_max) return "the image has more top-ups than the capacity";
+    /* The ring's row order is its FIFO order: it must fit the ring exactly as it was. */
+    if (h->idempotency_count > c->idempotency_max)
+        return "the image has more idempotency keys than the capacity";
+    if (h->idempotency_count < c->idempotency_max ? h->idempotency_head != h->idempotency_count
+                                                  : h->idempotency_head >= c->idempotency_max)
+        return "the image's idempotency ring does not fit this capacity";
+    if (h->sequence > PAY_SEQ_MAX) return "the image's sequence is impossible";
+    return NULL;
+}
+
+uint32_t pay_image_restore_regions(pay_t *p, const pay_image_header_t *h,
+                                   ledger_region_t out[PAY_IMAGE_REGIONS]) {
+    cp_assert(p->n.merchants == 0 && p->n.users == 0 && p->n.payments == 0 && p->n.seq == 0);
+    cp_assert(pay_image_check(h, &p->config) == NULL);
+    return regions(p, h, out);
+}
+
+/* ---- Restoring: rebuild the indexes, checking every row on the way ---- */
+
+static bool seq_ok(const pay_t *p, u128 id, uint64_t route_uid) {
+    uint64_t lo = (uint64_t)id;
+    return (uint64_t)(id >> 64) == route_uid && (lo >> PAY_SEQ_BITS) == p->config.cell_id &&
+           (lo & PAY_SEQ_MAX) != 0 && (lo & PAY_SEQ_MAX) <= p->n.seq;
+}
+
+static const char *finish_merchants_users(pay_t *p) {
+    for (uint32_t r = 0; r < p->n.merchants; r++) {
+        const pay_merchant_row_t *m = &p->merchants[r];
+        if (m->uid == 0 || (m->uid >> 64) != 0 || m->reserved) return "a merchant row is corrupt";
+        if (pay_find(&p->merchants_ix, m->uid) != LINDEX_NONE) return "duplicate merchant";
+        lindex_insert(&p->merchants_ix, lindex_hash(m->uid), r);
+    }
+    for (uint32_t r = 0; r < p->n.users; r++) {
+        const pay_user_row_t *u = &p->users[r];
+        if ((u->uid >> 64) != 0 || u->reserved) return "a user row is corrupt";
+        if (u->newest != LINDEX_NONE &&
+            (u->newest >= p->n.payments || p->payments[u->newest].buyer != (uint64_t)u->uid))
+            return "a user's newest payment is not its own";
+        if (pay_find(&p->users_ix, u->uid) != LINDEX_NONE) return "duplicate user";
+        lindex_insert(&p->users_ix, lindex_hash(u->uid), r);
+    }
+    return NULL;
+}
+
+static const char *finish_payments(pay_t *p) {
+    for (uint32_t r = 0; r < p->n.payments; r++) {
+        pay_payment_row_t *x = &p->payments[r];
+        if (!seq_ok(p, x->id, x->buyer)) return "a payment id is corrupt";
+        if (x->dup_key != pay_payment_dup_key(x->merchant, x->text) ||
+            !pay_text_valid(x->text, true))
+            return "a payment's out_trade_no key is corrupt";
+        if (x->amount == 0 || !pay_currency_valid(x->currency)) return "a payment is corrupt";
+        if (x->prev != LINDEX_NONE && (x->prev >= r || p->payments[x->prev].buyer != x->buyer))
+            return "a payment's list link is corrupt";
+        if (pay_find(&p->users_ix, x->buyer) == LINDEX_NONE) return "a payment's buyer is unknown";
+        if (pay_find(&p->merchants_ix, x->merchant) == LINDEX_NONE)
+            return "a payment's merchant is unknown";
+        if (pay_find(&p->payments_ix, x->id) != LINDEX_NONE ||
+            pay_find(&p->payments_dup_ix, x->dup_key) != LINDEX_NONE)
+            return "duplicate payment";
+        lindex_insert(&p->payments_ix, lindex_hash(x->id), r);
+        lindex_insert(&p->payments_dup_ix, lindex_hash(x->dup_key), r);
+    }
+    return NULL;
+}
+
+/* Refunds: each names a payment, and each payment's refunded is exactly its refunds' sum. */
+static const char *finish_refunds(pay_t *p) {
+    for (uint32_t r = 0; r < p->n.refunds; r++) {
+        pay_refund_row_t *x = &p->refunds[r];
+        if (!seq_ok(p, x->id, x->buyer)) return "a refund id is corrupt";
+        if (x->payment_row >= p->n.payments) return "a refund's payment is outside the image";
+        const pay_payment_row_t *pr = &p->payments[x->payment_row];
+        if (pr->id != x->payment_id || pr->buyer != x->buyer || pr->merchant != x->merchant ||
+            pr->currency != x->currency || x->amount == 0)
+            return "a refund does not match its payment";
+        if (x->dup_key != pay_refund_dup_key(x->payment_id, x->text) ||
+            !pay_text_valid(x->text, true))
+            return "a refund's out_request_no key is corrupt";
+        if (pay_find(&p->refunds_ix, x->id) != LINDEX_NONE ||
+            pay_find(&p->refunds_dup_ix, x->dup_key) != LINDEX_NONE)
+            return "duplicate refund";
+        lindex_insert(&p->refunds_ix, lindex_hash(x->id), r);
+        lindex_insert(&p->refunds_dup_ix, lindex_hash(x->dup_key), r);
+    }
+    /* Sum per payment by walking the refunds once per payment would be quadratic; instead
+     * subtract each refund from a running copy and check it reaches zero exactly. */
+    for (uint32_t r = 0; r < p->n.refunds; r++) {
+        const pay_refund_row_t *x = &p->refunds[r];
+        pay_payment_row_t *pr = &p->payments[x->payment_row];
+        if (pr->refunded < x->amount) return "refunds exceed their payment's refunded";
+        pr->refunded -= x->amount;
+    }
+    const char *err = NULL;
+    for (uint32_t r = 0; r < p->n.payments; r++)
+        if (p->payments[r].refunded != 0) err = "a payment's refunded is not its refunds' sum";
+    /* Put the sums back (the subtraction was a check, not a change). */
+    for (uint32_t r = 0; r < p->n.refunds; r++)
+        p->payments[p->refunds[r].payment_row].refunded += p->refunds[r].amount;
+    for (uint32_t r = 0; !err && r < p->n.payments; r++)
+        if (p->payments[r].refunded > p->payments[r].amount) err = "refunds exceed a payment";
+    return err;
+}
+
+static const char *finish_topups_idem(pay_t *p) {
+    for (uint32_t r = 0; r < p->n.topups; r++) {
+        const pay_topup_row_t *t = &p->topups[r];
+        if (!seq_ok(p, t->id, t->uid) || t->amount == 0 || t->reserved || t->reserved_2)
+            return "a top-up row is corrupt";
+    }
+    for (uint32_t r = 0; r < p->n.idem_count; r++) {
+        const pay_idem_row_t *x = &p->idem[r];
+        if (x->live > 1 || x->reserved) return "an idempotency row is corrupt";
+        if (!x->live) continue;
+        if (pay_find(&p->idem_ix, x->key) != LINDEX_NONE) return "duplicate idempotency key";
+        lindex_insert(&p->idem_ix, lindex_hash(x->key), r);
+    }
+    return NULL;
+}
+
+const char *pay_image_finish(pay_t *p, const pay_image_header_t *h) {
+    p->n = (pay_counts_t){
+        .merchants = h->merchants,
+        .users = h->users,
+        .payments = h->payments,
+        .refunds = h->refunds,
+        .topups = h->topups,
+        .idem_count = h->idempotency_count,
+        .idem_head = h->idempotency_head,
+        .seq = h->sequence,
+    };
+    const char *err = finish_merchants_users(p);
+    if (!err) err = finish_payments(p);
+    if (!err) err = finish_refunds(p);
+    if (!err) err = finish_topups_idem(p);
+    return err;
+}

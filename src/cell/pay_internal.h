@@ -1,0 +1,132 @@
+/* The payments state's rows and indexes, shared by pay.c (requests), pay_query.c (reads)
+ * and pay_image.c (hash, snapshots). Every table is a fixed array allocated once; every
+ * row starts with its u128 key so that an lindex can point at it, and a second lindex points
+ * at a second key inside the same row (the duplicate checks). */
+#ifndef CP_PAY_INTERNAL_H
+#define CP_PAY_INTERNAL_H
+
+#include <stddef.h>
+
+#include "base/assert.h"
+#include "cell/pay.h"
+#include "ledger/ledger_index.h"
+
+#define PAY_SEQ_BITS 40u
+#define PAY_SEQ_MAX ((1ull << PAY_SEQ_BITS) - 1)
+#define PAY_CELL_ID_MAX ((1ull << 24) - 1)
+#define PAY_NS_PER_MS 1000000ull
+
+typedef struct pay_merchant_row {
+    u128 uid;            /* key: the merchant's uid */
+    uint64_t created_at; /* cell clock, ns */
+    uint64_t reserved;
+    uint8_t secret[PAY_SECRET_SIZE];
+} pay_merchant_row_t;
+
+typedef struct pay_user_row {
+    u128 uid;        /* key: the user's uid */
+    uint32_t newest; /* payments row of its newest payment as buyer, LINDEX_NONE: none */
+    uint32_t reserved;
+    uint64_t created_at; /* cell clock, ns */
+} pay_user_row_t;
+
+typedef struct pay_payment_row {
+    u128 id;
+    u128 dup_key; /* pay_payment_dup_key(merchant, out_trade_no) */
+    u128 amount;
+    u128 refunded; /* sum of its refunds, <= amount */
+    uint64_t buyer;
+    uint64_t merchant;
+    uint64_t created_at; /* cell clock, ns (the ledger transfer's timestamp) */
+    uint32_t currency;
+    uint32_t prev; /* the buyer's previous payment row, LINDEX_NONE: none */
+    char text[PAY_TEXT_MAX];
+} pay_payment_row_t;
+
+typedef struct pay_refund_row {
+    u128 id;
+    u128 dup_key; /* pay_refund_dup_key(payment id, out_request_no) */
+    u128 payment_id;
+    u128 amount;
+    uint64_t buyer;
+    uint64_t merchant;
+    uint64_t created_at;
+    uint32_t currency;
+    uint32_t payment_row;
+    char text[PAY_TEXT_MAX];
+} pay_refund_row_t;
+
+typedef struct pay_topup_row {
+    u128 id;
+    u128 amount;
+    uint64_t uid;
+    uint64_t created_at;
+    uint32_t currency;
+    uint32_t reserved;
+    uint64_t reserved_2;
+} pay_topup_row_t;
+
+/* One stored idempotency key. `live` is 0 once the key expired and was replaced by a new
+ * row with the same key (its index entry then points at the new row). */
+typedef struct pay_idem_row {
+    u128 key; /* pay_idem_key(actor, idem_key) */
+    u128 body_hash;
+    uint64_t created_at; /* cell clock, ns */
+    uint32_t live;
+    uint32_t reserved;
+    pay_object_t answer;
+} pay_idem_row_t;
+
+CP_STATIC_ASSERT(sizeof(pay_merchant_row_t) == 64, "merchant row");
+CP_STATIC_ASSERT(sizeof(pay_user_row_t) == 32, "user row");
+CP_STATIC_ASSERT(sizeof(pay_payment_row_t) == 160, "payment row");
+CP_STATIC_ASSERT(sizeof(pay_refund_row_t) == 160, "refund row");
+CP_STATIC_ASSERT(sizeof(pay_topup_row_t) == 64, "top-up row");
+CP_STATIC_ASSERT(sizeof(pay_idem_row_t) == 304, "idempotency row");
+CP_STATIC_ASSERT(offsetof(pay_merchant_row_t, uid) == 0, "key first");
+CP_STATIC_ASSERT(offsetof(pay_user_row_t, uid) == 0, "key first");
+CP_STATIC_ASSERT(offsetof(pay_payment_row_t, id) == 0, "key first");
+CP_STATIC_ASSERT(offsetof(pay_payment_row_t, dup_key) == 16, "second key");
+CP_STATIC_ASSERT(offsetof(pay_refund_row_t, id) == 0, "key first");
+CP_STATIC_ASSERT(offsetof(pay_refund_row_t, dup_key) == 16, "second key");
+CP_STATIC_ASSERT(offsetof(pay_idem_row_t, key) == 0, "key first");
+
+typedef struct pay_counts {
+    uint32_t merchants, users, payments, refunds, topups;
+    uint32_t idem_count; /* rows of the ring in use */
+    uint32_t idem_head;  /* the ring row written next (the oldest once the ring is full) */
+    uint32_t reserved;   /* explicit, so the hash of the counters has no padding */
+    uint64_t seq;        /* the last object sequence number handed out */
+} pay_counts_t;
+
+struct pay {
+    pay_config_t config; /* zones resolved: never empty */
+    pay_merchant_row_t *merchants;
+    pay_user_row_t *users;
+    pay_payment_row_t *payments;
+    pay_refund_row_t *refunds;
+    pay_topup_row_t *topups;
+    pay_idem_row_t *idem;
+    pay_counts_t n;
+    lindex_t merchants_ix, users_ix, payments_ix, payments_dup_ix, refunds_ix, refunds_dup_ix,
+        idem_ix;
+};
+
+u128 pay_hash128(const void *p, size_t n);
+u128 pay_payment_dup_key(uint64_t merchant, const char text[PAY_TEXT_MAX]);
+u128 pay_refund_dup_key(u128 payment_id, const char text[PAY_TEXT_MAX]);
+u128 pay_idem_key(uint64_t actor, u128 idem_key);
+
+static inline uint32_t pay_find(const lindex_t *ix, u128 key) {
+    return lindex_find(ix, key, lindex_hash(key));
+}
+
+bool pay_owns_uid(const pay_t *pay, uint64_t uid);
+bool pay_currency_valid(uint32_t currency);
+bool pay_text_valid(const char text[PAY_TEXT_MAX], bool required);
+bool pay_zero(const void *p, size_t n);
+/* The object of a payment / refund row (code PAY_OK). */
+void pay_payment_object(const pay_payment_row_t *p, pay_object_t *out);
+void pay_refund_object(const pay_refund_row_t *r, pay_object_t *out);
+
+#endif

@@ -1,0 +1,110 @@
+/* Helpers of the payments tests: a pay state over a ledger, and request builders. */
+#ifndef CP_PAY_TEST_UTIL_H
+#define CP_PAY_TEST_UTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cell/pay.h"
+
+typedef struct fx {
+    pay_t *pay;
+    ledger_t *ledger;
+    uint64_t clock;
+    pay_config_t config;
+} fx_t;
+
+static inline pay_config_t pay_test_config(uint32_t cap) {
+    return (pay_config_t){.merchants_max = cap,
+                          .users_max = cap,
+                          .payments_max = cap,
+                          .refunds_max = cap,
+                          .topups_max = cap,
+                          .idempotency_max = cap,
+                          .cell_id = 7};
+}
+
+static inline void fx_init(fx_t *f, const pay_config_t *pc, uint32_t ledger_cap) {
+    memset(f, 0, sizeof *f);
+    f->config = *pc;
+    f->pay = pay_create(pc);
+    ledger_config_t lc = {.accounts_max = ledger_cap, .transfers_max = ledger_cap};
+    f->ledger = ledger_create(&lc);
+    f->clock = 1000000000ull; /* 1 s */
+    assert_non_null(f->pay);
+    assert_non_null(f->ledger);
+}
+
+static inline void fx_free(fx_t *f) {
+    pay_destroy(f->pay);
+    ledger_destroy(f->ledger);
+}
+
+static inline pay_object_t fx_apply(fx_t *f, const pay_request_t *r) {
+    pay_object_t o;
+    memset(&o, 0xAB, sizeof o); /* every byte must be written */
+    pay_apply(f->pay, f->ledger, &f->clock, r, &o);
+    return o;
+}
+
+static inline uint32_t CNY(void) {
+    return pay_currency_pack("CNY");
+}
+static inline uint32_t USD(void) {
+    return pay_currency_pack("USD");
+}
+
+static inline pay_request_t rq_merchant(uint64_t uid, uint8_t secret_byte) {
+    pay_request_t r = {.kind = PAY_KIND_MERCHANT, .uid = uid};
+    memset(r.secret, secret_byte, sizeof r.secret);
+    return r;
+}
+static inline pay_request_t rq_user(uint64_t uid, uint32_t cur) {
+    return (pay_request_t){.kind = PAY_KIND_USER, .uid = uid, .currency = cur};
+}
+static inline pay_request_t rq_topup(uint64_t uid, uint32_t cur, u128 amount) {
+    return (pay_request_t){.kind = PAY_KIND_TOPUP, .uid = uid, .currency = cur, .amount = amount};
+}
+static inline pay_request_t rq_payment(uint64_t merchant, uint64_t buyer, uint32_t cur, u128 amount,
+                                       const char *text) {
+    pay_request_t r = {.kind = PAY_KIND_PAYMENT,
+                       .actor = merchant,
+                       .uid = buyer,
+                       .currency = cur,
+                       .amount = amount,
+                       .funding = 1};
+    strncpy(r.text, text, sizeof r.text);
+    return r;
+}
+static inline pay_request_t rq_refund(uint64_t merchant, u128 payment, u128 amount,
+                                      const char *text) {
+    pay_request_t r = {
+        .kind = PAY_KIND_REFUND, .actor = merchant, .payment_id = payment, .amount = amount};
+    strncpy(r.text, text, sizeof r.text);
+    return r;
+}
+
+static inline uint32_t fx_query(const fx_t *f, const pay_query_t *q, pay_object_t *out) {
+    return pay_query(f->pay, f->ledger, q, out);
+}
+
+/* A user's available balance (asserting the query succeeds). */
+static inline u128 fx_balance(const fx_t *f, uint64_t uid, uint32_t cur) {
+    pay_query_t q = {.kind = PAY_Q_BALANCE, .uid = uid, .currency = cur};
+    pay_object_t o[PAY_LIST_MAX + 2];
+    assert_int_equal(fx_query(f, &q, o), 1);
+    assert_int_equal(o[0].code, PAY_OK);
+    return o[0].amount;
+}
+
+static inline void fx_assert_code(const pay_object_t *o, uint8_t kind, pay_code_t code) {
+    assert_int_equal(o->code, code);
+    assert_int_equal(o->kind, kind);
+}
+
+#endif
