@@ -179,6 +179,7 @@ static void render_refund(json_out_t *o, const pay_object_t *r) {
 
 static void render_balance(json_out_t *o, const pay_object_t *b) {
     open_object(o, "balance");
+    put_uid(o, "id", b->uid); /* every object has an id (api-v1): a balance is its user's */
     put_uid(o, "uid", b->uid);
     put_currency(o, b->currency);
     put_money(o, "available", b->amount);

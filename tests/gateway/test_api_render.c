@@ -140,7 +140,7 @@ static void test_render_other_kinds(void **state) {
     pay_object_t b = {
         .amount = 0, .refunded = 7, .uid = 42, .currency = 0x594e43, .kind = PAY_KIND_BALANCE};
     assert_string_equal(render_one(&b),
-                        "{\"object\":\"balance\",\"uid\":\"42\",\"currency\":\"CNY\","
+                        "{\"object\":\"balance\",\"id\":\"42\",\"uid\":\"42\",\"currency\":\"CNY\","
                         "\"available\":\"0\",\"pending\":\"7\"}");
 }
 
