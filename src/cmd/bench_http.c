@@ -65,6 +65,7 @@ typedef struct hconn {
     bench_t *b;
     uint32_t index;
     bool busy;
+    bool writing; /* c->write is in use: its callback has not run yet */
     uint64_t sent_ns;
     uint64_t seq; /* this connection's payments, for unique order numbers and keys */
     phase_t phase;
@@ -174,6 +175,7 @@ static void conn_send(bench_t *b, hconn_t *c);
 
 static void on_written(uv_write_t *w, int status) {
     hconn_t *c = w->data;
+    c->writing = false;
     if (status < 0) {
         fprintf(stderr, "cellpay bench http: write: %s\n", uv_strerror(status));
         c->b->failed = true;
@@ -316,8 +318,23 @@ send:
     c->busy = true;
     c->body_len = 0;
     c->sent_ns = now_ns();
-    uv_buf_t buf = uv_buf_init(c->req, (unsigned)len);
+    /* A request is small: the socket almost always takes it whole at once. Only a rest goes
+     * through a write request, and the reply to it can be read before that request's callback
+     * runs, so c->write may still be busy then: it is not reused until it is free. */
+    int done = uv_try_write((uv_stream_t *)&c->tcp, &(uv_buf_t){c->req, (size_t)len}, 1);
+    if (done == UV_EAGAIN) done = 0;
+    if (done < 0) {
+        conn_fail(c, uv_strerror(done));
+        return;
+    }
+    if (done == len) return;
+    if (c->writing) {
+        conn_fail(c, "a request had to be queued behind an unfinished write");
+        return;
+    }
+    uv_buf_t buf = uv_buf_init(c->req + done, (unsigned)(len - done));
     c->write.data = c;
+    c->writing = true;
     int rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
     if (rc) conn_fail(c, uv_strerror(rc));
 }
