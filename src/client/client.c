@@ -109,10 +109,14 @@ struct client {
     uint32_t address_hint; /* the address last seen answering: where sessions go next */
     uint32_t answered;     /* the address of the last answer (UINT32_MAX: none yet) */
 
-    uv_loop_t loop;
-    uv_async_t wake;
+    uv_loop_t *loop; /* &own_loop, or the caller's (options.loop) */
+    uv_loop_t own_loop;
+    uv_async_t wake; /* submissions from other threads (own loop only) */
+    uv_idle_t pump;  /* submissions on the caller's loop: taken in its next turn */
     uv_timer_t sweep;
     uv_thread_t thread;
+    bool shared;           /* runs on the caller's loop: no thread of its own */
+    uint32_t handles_open; /* shared: handles not yet closed after client_close() */
 
     /* Shared with submitting threads: under lock. */
     uv_mutex_t lock;
@@ -160,6 +164,23 @@ static uint32_t op_items_max(uint8_t op) {
 static bool on_io_thread(const client_t *c) {
     uv_thread_t self = uv_thread_self();
     return uv_thread_equal(&self, &c->thread);
+}
+
+static void client_free(client_t *c);
+
+/* A shared client is freed once the last of its handles has closed after client_close(): the
+ * loop is the caller's and goes on running, so nothing can wait for it. */
+static void shared_handle_closed(client_t *c) {
+    if (c->shared && --c->handles_open == 0) client_free(c);
+}
+
+static void on_client_handle_closed(uv_handle_t *h) {
+    shared_handle_closed(h->data);
+}
+
+static void on_session_timer_closed(uv_handle_t *h) {
+    session_t *s = h->data;
+    shared_handle_closed(s->client);
 }
 
 /* ---- Request lists. ---- */
@@ -289,7 +310,10 @@ static void on_tcp_close(uv_handle_t *h) {
     s->state = SESSION_DISCONNECTED;
     s->writing = false;
     s->recv_len = 0;
-    if (s->client->shut_down) return;
+    if (s->client->shut_down) {
+        shared_handle_closed(s->client);
+        return;
+    }
     uv_timer_start(&s->timer, on_timer, s->retry_ms, 0);
 }
 
@@ -373,8 +397,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
                       nread == UV_EOF ? 0 : (int)nread);
         return;
     }
-    /* A reply before our write completed cannot answer it; the send buffer is still busy. */
-    if (!s->msg.sent || s->writing) {
+    /* A reply can come before the write's callback has run (the callback is deferred to a later
+     * turn of the loop, the cell may answer first): the bytes had all reached the kernel, or
+     * the cell could not have answered. Only a reply to nothing sent is invalid. The send
+     * buffer stays busy until the callback (dispatch() waits for it). */
+    if (!s->msg.sent) {
         session_invalid(s, "bytes nobody asked for");
         return;
     }
@@ -396,7 +423,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 static void on_write(uv_write_t *req, int status) {
     session_t *s = req->data;
     s->writing = false;
-    if (status < 0 && s->state == SESSION_CONNECTED) session_break(s, "sending", status);
+    if (status < 0 && s->state == SESSION_CONNECTED) {
+        session_break(s, "sending", status);
+        return;
+    }
+    /* Its reply may have come first: the session is free now, if it has nothing in flight. */
+    if (s->state == SESSION_CONNECTED && s->msg.first == REQUEST_NONE) dispatch(s->client);
 }
 
 static void session_send(session_t *s) {
@@ -441,7 +473,7 @@ static void on_connect(uv_connect_t *req, int status) {
 static void session_connect(session_t *s) {
     client_t *c = s->client;
     cp_assert(s->state == SESSION_DISCONNECTED);
-    cp_assert(uv_tcp_init(&c->loop, &s->tcp) == 0); /* AF_UNSPEC: no socket yet, cannot fail */
+    cp_assert(uv_tcp_init(c->loop, &s->tcp) == 0); /* AF_UNSPEC: no socket yet, cannot fail */
     s->tcp.data = s;
     s->state = SESSION_CONNECTING;
     int rc = uv_tcp_connect(&s->connect_req, &s->tcp,
@@ -462,6 +494,8 @@ static void on_timer(uv_timer_t *t) {
     case SESSION_CONNECTED:
         if (has_msg && s->msg.sent)
             session_break(s, "no reply in time", UV_ETIMEDOUT);
+        else if (has_msg && s->writing) /* the busy reply beat the write's callback */
+            uv_timer_start(&s->timer, on_timer, 1, 0);
         else if (has_msg)
             session_send(s); /* busy backoff is over */
         return;
@@ -527,7 +561,8 @@ static void dispatch(client_t *c) {
     for (uint32_t pass = 0; pass < 2; pass++) {
         for (uint32_t i = 0; i < c->opt.sessions && c->queue.count > 0; i++) {
             session_t *s = &c->sessions[i];
-            if (s->state != SESSION_CONNECTED || s->msg.first != REQUEST_NONE) continue;
+            if (s->state != SESSION_CONNECTED || s->msg.first != REQUEST_NONE || s->writing)
+                continue;
             if (pass == 0 && s->address != c->address_hint) continue;
             message_build(c, s);
             session_send(s);
@@ -572,6 +607,8 @@ static void on_sweep(uv_timer_t *t) {
 
 static void client_shutdown(client_t *c) {
     c->shut_down = true;
+    /* Counted before any close callback can run (they run in a later turn of the loop). */
+    c->handles_open = 2 + c->opt.sessions;
     while (c->queue.count > 0)
         request_finish(c, list_pop(c, &c->queue), CLIENT_ERR_CLOSED, 0, NULL, 0);
     for (uint32_t i = 0; i < c->opt.sessions; i++) {
@@ -581,16 +618,17 @@ static void client_shutdown(client_t *c) {
             s->state = SESSION_CLOSING;
             uv_close((uv_handle_t *)&s->tcp, on_tcp_close);
         }
-        uv_close((uv_handle_t *)&s->timer, NULL);
+        if (s->state == SESSION_CLOSING) c->handles_open++; /* on_tcp_close() will count */
+        uv_close((uv_handle_t *)&s->timer, on_session_timer_closed);
     }
-    uv_close((uv_handle_t *)&c->sweep, NULL);
+    uv_close((uv_handle_t *)&c->sweep, on_client_handle_closed);
     /* Safe: `closing` was read under the lock, and submitters send only under it while it is
      * false, so nobody sends to this handle any more. */
-    uv_close((uv_handle_t *)&c->wake, NULL);
+    uv_close(c->shared ? (uv_handle_t *)&c->pump : (uv_handle_t *)&c->wake,
+             on_client_handle_closed);
 }
 
-static void on_wake(uv_async_t *a) {
-    client_t *c = a->data;
+static void take_submitted(client_t *c) {
     uv_mutex_lock(&c->lock);
     request_list_t got = c->submitted;
     c->submitted = LIST_EMPTY;
@@ -608,10 +646,19 @@ static void on_wake(uv_async_t *a) {
     }
 }
 
+static void on_wake(uv_async_t *a) {
+    take_submitted(a->data);
+}
+
+static void on_pump(uv_idle_t *h) {
+    uv_idle_stop(h);
+    take_submitted(h->data);
+}
+
 static void io_main(void *arg) {
     client_t *c = arg;
     for (uint32_t i = 0; i < c->opt.sessions; i++) session_connect(&c->sessions[i]);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
+    uv_run(c->loop, UV_RUN_DEFAULT);
 }
 
 /* ---- Opening and closing. ---- */
@@ -716,21 +763,34 @@ static void walk_close(uv_handle_t *h, void *arg) {
 
 /* Handles are set up before the thread starts (the loop is not running yet, so this thread
  * may touch it); on failure whatever was set up is closed again here. */
-static int loop_start(client_t *c) {
-    if (uv_loop_init(&c->loop) != 0) return CLIENT_ERR_SYSTEM;
-    int rc = uv_async_init(&c->loop, &c->wake, on_wake);
-    c->wake.data = c;
-    uv_timer_init(&c->loop, &c->sweep);
+static void handles_init(client_t *c) {
+    uv_timer_init(c->loop, &c->sweep);
     c->sweep.data = c;
     for (uint32_t i = 0; i < c->opt.sessions; i++) {
-        uv_timer_init(&c->loop, &c->sessions[i].timer);
+        uv_timer_init(c->loop, &c->sessions[i].timer);
         c->sessions[i].timer.data = &c->sessions[i];
     }
+}
+
+static int loop_start(client_t *c) {
+    if (c->shared) {
+        /* The caller's loop, on the caller's thread: nothing here can fail. */
+        uv_idle_init(c->loop, &c->pump);
+        c->pump.data = c;
+        handles_init(c);
+        for (uint32_t i = 0; i < c->opt.sessions; i++) session_connect(&c->sessions[i]);
+        return 0;
+    }
+    c->loop = &c->own_loop;
+    if (uv_loop_init(c->loop) != 0) return CLIENT_ERR_SYSTEM;
+    int rc = uv_async_init(c->loop, &c->wake, on_wake);
+    c->wake.data = c;
+    handles_init(c);
     if (rc == 0) rc = uv_thread_create(&c->thread, io_main, c);
     if (rc == 0) return 0;
-    uv_walk(&c->loop, walk_close, NULL);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    cp_assert(uv_loop_close(&c->loop) == 0);
+    uv_walk(c->loop, walk_close, NULL);
+    uv_run(c->loop, UV_RUN_DEFAULT);
+    cp_assert(uv_loop_close(c->loop) == 0);
     return CLIENT_ERR_SYSTEM;
 }
 
@@ -742,6 +802,8 @@ int client_open(client_t **out, const char *addresses, const client_options_t *o
     if (!c) return CLIENT_ERR_SYSTEM;
     c->opt = opt;
     c->answered = UINT32_MAX;
+    c->shared = opt.loop != NULL;
+    c->loop = opt.loop;
     int rc = addresses_parse(c, addresses);
     if (rc == 0) rc = client_alloc(c);
     if (rc == 0 && uv_mutex_init(&c->lock) != 0) rc = CLIENT_ERR_SYSTEM;
@@ -758,6 +820,14 @@ int client_open(client_t **out, const char *addresses, const client_options_t *o
 }
 
 void client_close(client_t *c) {
+    if (c->shared) {
+        uv_mutex_lock(&c->lock);
+        cp_assert(!c->closing);
+        c->closing = true;
+        uv_mutex_unlock(&c->lock);
+        take_submitted(c); /* sees closing: fails every request, closes every handle */
+        return;            /* freed by the last close callback */
+    }
     cp_assert(!on_io_thread(c)); /* it joins that thread */
     uv_mutex_lock(&c->lock);
     cp_assert(!c->closing);
@@ -765,7 +835,7 @@ void client_close(client_t *c) {
     uv_async_send(&c->wake);
     uv_mutex_unlock(&c->lock);
     cp_assert(uv_thread_join(&c->thread) == 0);
-    cp_assert(uv_loop_close(&c->loop) == 0);
+    cp_assert(uv_loop_close(c->loop) == 0);
     uv_mutex_destroy(&c->lock);
     client_free(c);
 }
@@ -829,7 +899,10 @@ int client_submit(client_t *c, uint8_t op, const void *body, uint32_t size,
                          .mergeable = mergeable};
         list_push(c, &c->submitted, i);
         stat_add(&c->stats.submitted, 1);
-        uv_async_send(&c->wake); /* under the lock: see client_shutdown() */
+        if (!c->shared)
+            uv_async_send(&c->wake); /* under the lock: see client_shutdown() */
+        else if (!uv_is_active((uv_handle_t *)&c->pump))
+            uv_idle_start(&c->pump, on_pump); /* taken in the loop's next turn, batched */
     }
     uv_mutex_unlock(&c->lock);
     return rc;
@@ -862,6 +935,7 @@ static void call_done(void *ctx, int32_t status, uint64_t timestamp, const void 
 
 int32_t client_call(client_t *c, uint8_t op, const void *body, uint32_t size, void *reply,
                     uint32_t reply_capacity, uint32_t *reply_size, uint64_t *timestamp) {
+    cp_assert(!c->shared);       /* the wait would stop the loop that answers */
     cp_assert(!on_io_thread(c)); /* the wait would stop the thread that answers */
     cp_assert(reply || reply_capacity == 0);
     call_wait_t w = {.reply = reply, .reply_capacity = reply_capacity};

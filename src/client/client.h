@@ -3,7 +3,8 @@
  * retries through disconnects, timeouts and leader changes until a request is answered or its
  * deadline passes.
  *
- * Threads. A client owns one I/O thread (a libuv loop) that does all network work. Any
+ * Threads. A client owns one I/O thread (a libuv loop) that does all network work (or runs on
+ * the caller's loop: client_options_t.loop). Any
  * thread may call client_submit() and client_stats(); client_call() and client_close() may be
  * called from any thread but the I/O thread (that is, not from inside a callback).
  *
@@ -90,6 +91,14 @@ typedef struct client_options {
     uint32_t backoff_min_ms;     /* first wait after a round of addresses / on busy (10) */
     uint32_t backoff_max_ms;     /* the wait doubles up to this (500) */
     uint64_t cell;               /* written into every header's cell field (0: any) */
+    /* NULL: the client runs its own I/O thread. Else the client runs on this loop, which the
+     * caller runs: no thread of its own, no wake-up between threads (an event loop that sends
+     * many requests saves two thread hand-offs per batch). Then client_open(),
+     * client_submit() and client_close() must be called on the loop's thread, callbacks run
+     * there, client_call() is not available, and client_close() does not block: it answers
+     * what is outstanding with CLIENT_ERR_CLOSED and the client is freed once the loop has
+     * run its handles' closes (call it outside the client's own callbacks). */
+    struct uv_loop_s *loop;
 } client_options_t;
 
 typedef struct client client_t;

@@ -34,7 +34,7 @@ static const char gateway_usage[] =
     "                            refused\n"
     "  --listen HOST:PORT        IPv4 address to serve (default 127.0.0.1:8080; port 0 picks\n"
     "                            one, printed as \"listening on HOST:PORT\")\n"
-    "  --sessions N              connections to each cell (default 4)\n"
+    "  --sessions N              connections to each cell, each one batch in flight (default 1)\n"
     "  --cell-deadline-ms N      wait this long for a cell's answer, then 503 unavailable\n"
     "                            (default 5000)\n"
     "  --conns-max N             open connections at most (default 1024); more are refused\n"

@@ -33,7 +33,7 @@
 #include "gateway/auth.h"
 #include "gateway/http.h"
 
-#define GW_SESSIONS_DEFAULT 4u
+#define GW_SESSIONS_DEFAULT 1u
 #define GW_DEADLINE_MS_DEFAULT 5000u
 #define GW_RELOAD_MS 500u
 #define GW_SECRETS 4096u /* merchant secrets cached; a power of two */
@@ -87,6 +87,7 @@ struct gateway {
     uv_loop_t loop;
     http_server_t *http;
     uv_async_t wake;
+    uv_check_t drain; /* answers taken right after the loop's I/O turn (on_drain) */
     uv_signal_t sigterm, sigint;
     uv_timer_t reload;
 
@@ -137,7 +138,10 @@ static gw_cell_t *cell_open(gateway_t *g, const rt_cell_t *rc) {
                           .requests_max = g->slot_count,
                           .deadline_ms = g->cfg.cell_deadline_ms ? g->cfg.cell_deadline_ms
                                                                  : GW_DEADLINE_MS_DEFAULT,
-                          .cell = rc->id};
+                          .cell = rc->id,
+                          /* On this loop: no thread hand-offs between the gateway and its
+                           * clients (each would cost a wake-up and a context switch). */
+                          .loop = &g->loop};
     int rc_open = client_open(&c->client, c->addrs, &o);
     if (rc_open != 0) {
         fprintf(stderr, GW_LOG ": cell %llu at %s: %s\n", (unsigned long long)c->id, c->addrs,
@@ -148,8 +152,8 @@ static gw_cell_t *cell_open(gateway_t *g, const rt_cell_t *rc) {
     return c;
 }
 
-/* Blocks while the client's thread is joined: nothing of it is in flight by now. A client
- * closed already (at shutdown) is NULL. */
+/* The client is freed by the loop once its handles have closed; nothing of it is in flight by
+ * now. A client closed already (at shutdown) is NULL. */
 static void cell_close(gw_cell_t *c) {
     if (c->client) client_close(c->client);
     free(c);
@@ -250,7 +254,11 @@ static void slot_fail(gateway_t *g, gw_slot_t *s, int status, const char *code, 
     slot_release(g, s);
 }
 
-/* On the client's I/O thread: the answer is copied into the slot, which goes to the loop. */
+static void on_drain(uv_check_t *h);
+
+/* On the loop, from inside the client's read callback: the answer is copied into the slot,
+ * which is handled right after the loop's I/O turn (on_drain), not here, so that what it does
+ * (a reply, a new submission, closing a retired cell's client) never runs inside the client. */
 static void on_answer(void *ctx, int32_t status, uint64_t timestamp, const void *reply,
                       uint32_t size) {
     (void)timestamp;
@@ -271,7 +279,7 @@ static void on_answer(void *ctx, int32_t status, uint64_t timestamp, const void 
         g->slots[g->done_tail].next = i;
     g->done_tail = i;
     uv_mutex_unlock(&g->lock);
-    if (was_empty) uv_async_send(&g->wake);
+    if (was_empty && !g->stopping) uv_check_start(&g->drain, on_drain);
 }
 
 /* Sends the slot's call to the cell that owns uid. */
@@ -515,11 +523,17 @@ static void gateway_shutdown(gateway_t *g) {
     }
     drain_answers(g); /* releases every retired cell as its last request comes back */
     cp_assert(g->retired == NULL);
+    uv_close((uv_handle_t *)&g->drain, NULL);
     /* Nobody may wake the handle once it closes. */
     pthread_mutex_lock(&running_lock);
     if (running == g) running = NULL;
     pthread_mutex_unlock(&running_lock);
     uv_close((uv_handle_t *)&g->wake, NULL);
+}
+
+static void on_drain(uv_check_t *h) {
+    uv_check_stop(h);
+    drain_answers(h->data);
 }
 
 static void on_wake(uv_async_t *a) {
@@ -627,6 +641,8 @@ static bool gateway_start(gateway_t *g) {
 static void handles_start(gateway_t *g) {
     cp_assert(uv_async_init(&g->loop, &g->wake, on_wake) == 0);
     g->wake.data = g;
+    uv_check_init(&g->loop, &g->drain);
+    g->drain.data = g;
     uv_signal_init(&g->loop, &g->sigterm);
     uv_signal_init(&g->loop, &g->sigint);
     g->sigterm.data = g->sigint.data = g;
