@@ -44,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 
 CELLPAY = sys.argv[1]
 SEED = int(os.environ.get("ROUTES_LIVE_SEED") or random.SystemRandom().randrange(1, 1 << 31))
@@ -554,6 +555,9 @@ if __name__ == "__main__":
     except SystemExit as e:
         print(f"FAIL: {e}", flush=True)
         FAILS.append(str(e))
+    except Exception:  # a broken answer or connection while checking: fail with the logs
+        traceback.print_exc()
+        FAILS.append("exception")
     finally:
         STOP.set()
         stop_all()
