@@ -17,11 +17,18 @@
 #   DIR/routes         the route table (docs/routing.md): version 1, each cell's three client
 #                      addresses and its zones
 #   DIR/gateway.log, DIR/gateway.pid, and the gateway's own data under DIR
-# `start` waits until every cell has a leader; `stop` sends SIGTERM to every process it
-# started and waits for each to exit (SIGKILL after 20 s, said on stderr); `status` asks
-# every replica (`cellpay admin cell status`). The gateway is started only when the binary's
-# `cellpay gateway` takes --routes; otherwise start says so and runs the cells alone.
-set -eu
+# `start` waits until every replica answers `cellpay admin cell status` and every cell has a
+# leader, then until the gateway listens; a process that exits meanwhile (a port taken by
+# another program, say) fails the start at once, with the end of its log, and the start
+# stops what it started. `stop` sends SIGTERM to every process it started and waits for each
+# to exit (SIGKILL after 20 s, said on stderr); `status` asks every replica. The gateway is
+# started only when the binary's `cellpay gateway` takes --routes; otherwise start says so
+# and runs the cells alone.
+#
+# Pick --base-port below the kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range,
+# usually 32768-60999): a port in it can be the local port of any outgoing connection, the
+# cluster's own included, and the node that should listen there then cannot.
+set -euo pipefail
 
 CELLS=4
 REPLICAS=3
@@ -34,7 +41,7 @@ listen=127.0.0.1:8080
 cellpay=$here/build/cellpay
 
 usage() {
-  sed -n '2,/^set -eu$/p' "$0" | sed -e '/^set -eu$/d' -e 's/^# \{0,1\}//'
+  sed -n '2,/^set -euo pipefail$/p' "$0" | sed -e '/^set -euo pipefail$/d' -e 's/^# \{0,1\}//'
   exit "$1"
 }
 
@@ -74,10 +81,12 @@ peers() { # cell: the --peers list of its replicas
 # Whether the process in pid file $1 runs, and is ours (its command line names DIR: a pid
 # reused by another process is left alone).
 alive() {
-  local pid
+  local pid cmdline
   [ -f "$1" ] || return 1
   pid=$(cat "$1")
-  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir"
+  kill -0 "$pid" 2>/dev/null || return 1
+  cmdline=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *"$dir"* ]]
 }
 
 write_routes() {
@@ -101,15 +110,30 @@ start_node() { # cell replica
   echo $! > "$dir/$name.pid"
 }
 
-wait_leader() { # cell: until one replica says it leads (at most 30 s)
+# The last lines of a process's log, indented, for an error message.
+log_tail() { tail -n 5 "$1" 2>/dev/null | sed 's/^/    /' >&2 || true; }
+
+# Fails (with the log's end) when the process of pid file $1 is gone.
+check_running() { # name
+  alive "$dir/$1.pid" && return 0
+  echo "cluster: $1 exited during the start; the end of $dir/$1.log:" >&2
+  log_tail "$dir/$1.log"
+  return 1
+}
+
+wait_cell() { # cell: until every replica answers status and one leads (at most 30 s)
+  local out r
   for _ in $(seq 1 300); do
-    if "$cellpay" admin cell status --addr "$(addrs "$1")" --timeout-ms 500 2>/dev/null |
-      grep -q 'role=leader'; then
+    for r in $(seq 1 $REPLICAS); do check_running "c$1r$r" || return 1; done
+    # Exits 0 only when every replica answered.
+    if out=$("$cellpay" admin cell status --addr "$(addrs "$1")" --timeout-ms 500 2>&1) &&
+      grep -q 'role=leader' <<< "$out"; then
       return 0
     fi
     sleep 0.1
   done
-  echo "cluster: cell $1 has no leader after 30 s (logs: $dir/c$1r*.log)" >&2
+  echo "cluster: cell $1 has no leader, or a replica does not answer, after 30 s:" >&2
+  printf '%s\n' "$out" | sed 's/^/    /' >&2
   return 1
 }
 
@@ -150,14 +174,21 @@ do_start() {
   for c in $(seq 1 $CELLS); do
     for r in $(seq 1 $REPLICAS); do start_node "$c" "$r"; done
   done
-  for c in $(seq 1 $CELLS); do wait_leader "$c"; done
-  if "$cellpay" gateway --help 2>/dev/null | grep -q -- '--routes'; then
+  for c in $(seq 1 $CELLS); do wait_cell "$c"; done
+  if [[ $("$cellpay" gateway --help 2>&1 || true) == *--routes* ]]; then
     "$cellpay" gateway --routes "$dir/routes" --listen "$listen" --data "$dir" \
       < /dev/null > "$dir/gateway.log" 2>&1 &
     echo $! > "$dir/gateway.pid"
-    for _ in $(seq 1 100); do grep -q 'listening on' "$dir/gateway.log" && break; sleep 0.1; done
-    grep -q 'listening on' "$dir/gateway.log" ||
-      { echo "cluster: the gateway does not listen (see $dir/gateway.log)" >&2; exit 1; }
+    for _ in $(seq 1 100); do
+      grep -q 'listening on' "$dir/gateway.log" && break
+      check_running gateway || exit 1
+      sleep 0.1
+    done
+    if ! grep -q 'listening on' "$dir/gateway.log"; then
+      echo "cluster: the gateway does not listen after 10 s; the end of $dir/gateway.log:" >&2
+      log_tail "$dir/gateway.log"
+      exit 1
+    fi
     echo "cluster: gateway on $listen"
   else
     echo "cluster: note: this cellpay's gateway does not take --routes yet; running the cells without it"

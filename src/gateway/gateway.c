@@ -129,9 +129,13 @@ static void cell_addresses(const rt_cell_t *c, char *out, size_t cap) {
     }
 }
 
-static gw_cell_t *cell_open(gateway_t *g, const rt_cell_t *rc) {
+/* Opens a client of cell rc; NULL (and *why, a client_error_t, set) when it cannot. */
+static gw_cell_t *cell_open(gateway_t *g, const rt_cell_t *rc, int *why) {
     gw_cell_t *c = calloc(1, sizeof *c);
-    if (!c) return NULL;
+    if (!c) {
+        *why = CLIENT_ERR_SYSTEM;
+        return NULL;
+    }
     c->id = rc->id;
     cell_addresses(rc, c->addrs, sizeof c->addrs);
     client_options_t o = {.sessions = g->cfg.sessions ? g->cfg.sessions : GW_SESSIONS_DEFAULT,
@@ -146,6 +150,7 @@ static gw_cell_t *cell_open(gateway_t *g, const rt_cell_t *rc) {
     if (rc_open != 0) {
         fprintf(stderr, GW_LOG ": cell %llu at %s: %s\n", (unsigned long long)c->id, c->addrs,
                 client_status_str(rc_open));
+        *why = rc_open;
         free(c);
         return NULL;
     }
@@ -204,8 +209,8 @@ static gw_cell_t *cell_reusable(gateway_t *g, const rt_cell_t *rc) {
 }
 
 /* Switches to table t: clients for new or re-addressed cells are opened first, so a failure
- * leaves the old table in place whole. */
-static bool routes_apply(gateway_t *g, const rt_table_t *t) {
+ * leaves the old table in place whole (*why: the client_error_t of the client that failed). */
+static bool routes_apply(gateway_t *g, const rt_table_t *t, int *why) {
     gw_cell_t *next[RT_CELLS_MAX] = {0};
     bool kept[RT_CELLS_MAX] = {0}, opened[RT_CELLS_MAX] = {0};
     for (uint32_t i = 0; i < t->cell_count; i++) {
@@ -214,7 +219,7 @@ static bool routes_apply(gateway_t *g, const rt_table_t *t) {
             for (uint32_t j = 0; j < g->routes.cell_count; j++) kept[j] |= g->cells[j] == next[i];
             continue;
         }
-        next[i] = cell_open(g, &t->cells[i]);
+        next[i] = cell_open(g, &t->cells[i], why);
         opened[i] = next[i] != NULL;
         if (next[i]) continue;
         for (uint32_t j = 0; j < i; j++)
@@ -228,6 +233,11 @@ static bool routes_apply(gateway_t *g, const rt_table_t *t) {
     fprintf(stderr, GW_LOG ": route table version %llu, %u cells\n", (unsigned long long)t->version,
             t->cell_count);
     return true;
+}
+
+static void routes_kept(const gateway_t *g) {
+    fprintf(stderr, GW_LOG ": keeping route table version %llu: a cell's client cannot be opened\n",
+            (unsigned long long)g->routes.version);
 }
 
 /* ---- Slots ---- */
@@ -547,7 +557,9 @@ static void on_wake(uv_async_t *a) {
         uv_mutex_lock(&g->lock);
         memcpy(&g->routes_scratch, &g->routes_new, sizeof g->routes_scratch);
         uv_mutex_unlock(&g->lock);
-        if (!rt_equal(&g->routes_scratch, &g->routes)) routes_apply(g, &g->routes_scratch);
+        int why;
+        if (!rt_equal(&g->routes_scratch, &g->routes) && !routes_apply(g, &g->routes_scratch, &why))
+            routes_kept(g);
     }
     if (stop) gateway_shutdown(g);
 }
@@ -577,8 +589,13 @@ static void on_reload(uv_timer_t *t) {
                 (unsigned long long)g->routes.version, err);
         return;
     }
-    if (!rt_equal(next, &g->routes) && !routes_apply(g, next))
-        g->routes_stat_ok = false; /* try again at the next tick */
+    int why = 0;
+    if (rt_equal(next, &g->routes) || routes_apply(g, next, &why)) return;
+    routes_kept(g);
+    /* Out of memory or threads may pass: tried again at the next tick. An address the client
+     * does not take (a host name: it takes IPv4 literals and localhost) stays so until the
+     * file changes; trying it twice a second would only repeat the log lines. */
+    if (why == CLIENT_ERR_SYSTEM) g->routes_stat_ok = false;
 }
 
 /* ---- Running ---- */
@@ -623,7 +640,8 @@ static bool gateway_start(gateway_t *g) {
         fprintf(stderr, GW_LOG ": the route table: %s\n", err);
         return false;
     }
-    if (!routes_apply(g, &g->cfg.routes)) return false;
+    int why;
+    if (!routes_apply(g, &g->cfg.routes, &why)) return false;
     http_config_t hc = {.listen = g->cfg.listen ? g->cfg.listen : "127.0.0.1:8080",
                         .conns_max = g->conns_max,
                         .request_timeout_ms = g->cfg.request_timeout_ms,

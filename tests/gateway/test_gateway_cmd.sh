@@ -99,6 +99,20 @@ if [ -n "$port" ]; then
   check "an invalid route table file is not" grep -q 'keeping route table version 2' "$tmp/err"
   reply=$(http 'GET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n')
   check "still serving after the bad table" grep -q '^{"status":"ok"}$' <<< "$reply"
+  # A valid table whose cell's client cannot be opened (a host name: the client takes IPv4
+  # literals and localhost) is kept out, said once; not tried again until the file changes.
+  printf 'version 4\ncell 3 cellhost.invalid:%s\nzones 0-99 -> 3\n' "$dead" > "$tmp/routes.new"
+  mv "$tmp/routes.new" "$tmp/routes"
+  kept='keeping route table version 2: a cell.s client cannot be opened'
+  for _ in $(seq 1 100); do grep -q "$kept" "$tmp/err" && break; sleep 0.05; done
+  check "a table whose client cannot be opened is not taken" grep -q "$kept" "$tmp/err"
+  # Over a second (two more polls of the file, 500 ms apart) a retry would log again.
+  sleep 1.2
+  check "and is tried once" test "$(grep -c 'cellhost.invalid' "$tmp/err")" -eq 1
+  printf 'version 5\ncell 1 127.0.0.1:%s\nzones 0-99 -> 1\n' "$dead" > "$tmp/routes.new"
+  mv "$tmp/routes.new" "$tmp/routes"
+  for _ in $(seq 1 100); do grep -q 'route table version 5, 1 cells' "$tmp/err" && break; sleep 0.05; done
+  check "the next good table is taken" grep -q 'route table version 5, 1 cells' "$tmp/err"
   # Two requests on one connection: keep-alive.
   reply=$(http 'GET /v1/health HTTP/1.1\r\n\r\nGET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n')
   check "keep-alive answers both" test "$(grep -c '^{"status":"ok"}' <<< "$reply")" -eq 2

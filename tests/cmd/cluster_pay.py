@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""A signed payment through the gateway of scripts/cluster.sh (test_cluster_script.sh).
+
+In cell 1 (zones 0-24) and cell 4 (zones 75-99), three replicas each: open a merchant and a
+buyer, top the buyer up, pay signed with the merchant's secret, read the payment back and
+the buyer's balance, and check that a replay with the same Idempotency-Key moves nothing.
+Prints what failed and exits 1; Python's standard library only.
+
+usage: cluster_pay.py HOST:PORT path/to/admin.key
+"""
+import hashlib
+import hmac
+import http.client
+import json
+import sys
+import time
+
+HOST, PORT = sys.argv[1].rsplit(":", 1)
+ADMIN = open(sys.argv[2]).read().strip()
+C = http.client.HTTPConnection(HOST, int(PORT), timeout=30)
+FAILS = []
+
+
+def check(name, cond, detail=""):
+    if not cond:
+        FAILS.append(name)
+        print(f"FAIL: {name} {detail}", flush=True)
+
+
+def call(method, path, body=None, headers=None):
+    data = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    C.request(method, path, body=data if method != "GET" else None, headers=h)
+    r = C.getresponse()
+    text = r.read()
+    return r.status, (json.loads(text) if text else None), dict(r.getheaders())
+
+
+def admin(method, path, body=None):
+    return call(method, path, body, {"Authorization": "Bearer " + ADMIN})
+
+
+def signed(m, method, path, body=None, key=None):
+    data = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
+    ts = str(int(time.time()))
+    msg = f"{method}\n{path}\n{ts}\n".encode() + data
+    h = {"X-Cellpay-Merchant": str(m["uid"]), "X-Cellpay-Timestamp": ts,
+         "X-Cellpay-Signature": hmac.new(m["secret"].encode(), msg, hashlib.sha256).hexdigest()}
+    if key:
+        h["Idempotency-Key"] = key
+    return call(method, path, body, h)
+
+
+def pay_in_cell(cell, merchant_uid, buyer_uid):
+    s, j, _ = admin("POST", "/v1/merchants", {"uid": str(merchant_uid)})
+    check(f"cell {cell}: merchant created", s == 201 and len(j.get("secret", "")) == 64, (s, j))
+    m = {"uid": merchant_uid, "secret": (j or {}).get("secret", "")}
+    s, j, _ = admin("POST", "/v1/users", {"uid": str(buyer_uid), "currency": "CNY"})
+    check(f"cell {cell}: buyer opened", s == 201, (s, j))
+    s, j, _ = admin("POST", f"/v1/users/{buyer_uid}/topups", {"amount": "10000", "currency": "CNY"})
+    check(f"cell {cell}: top-up", s == 201 and j["amount"] == "10000", (s, j))
+    body = {"buyer_uid": str(buyer_uid), "amount": "1999", "currency": "CNY",
+            "out_trade_no": f"cluster-{cell}", "funding": "balance"}
+    s, j, h = signed(m, "POST", "/v1/payments", body, key=f"cluster-{cell}")
+    check(f"cell {cell}: signed payment 201", s == 201 and j["status"] == "succeeded" and
+          j["amount"] == "1999" and j["buyer_uid"] == str(buyer_uid), (s, j))
+    pay = j or {}
+    s2, j2, h2 = signed(m, "POST", "/v1/payments", body, key=f"cluster-{cell}")
+    check(f"cell {cell}: replay answers the same", s2 == 201 and j2 == pay and
+          h2.get("Idempotent-Replayed") == "true", (s2, j2, h2))
+    s, j, _ = signed(m, "GET", f"/v1/payments/{pay.get('id')}")
+    check(f"cell {cell}: the payment reads back", s == 200 and j == pay, (s, j))
+    s, j, _ = admin("GET", f"/v1/users/{buyer_uid}/balance?currency=CNY")
+    check(f"cell {cell}: balance 10000 - 1999, once", s == 200 and j["available"] == "8001", (s, j))
+
+
+try:
+    pay_in_cell(1, 100030, 200040)  # zones 3 and 4
+    pay_in_cell(4, 100900, 200950)  # zones 90 and 95
+except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError) as e:
+    check("the gateway answers", False, repr(e))
+sys.exit(1 if FAILS else 0)
