@@ -30,7 +30,7 @@ static const char admin_usage[] =
     "                                      [--timeout-ms N]\n"
     "       cellpay admin cell remove-replica --addr HOST:PORT[,...] --id N [--timeout-ms N]\n"
     "       cellpay admin routes show|init|set --file PATH ...  (`admin routes --help`: the\n"
-    "                                          route table file; no gateway reads it yet)\n"
+    "                                          route table file that cellpay gateway reads)\n"
     "\n"
     "Administration of one cell's replicas (`cellpay node`), each asked directly at its\n"
     "client address. The admin ops are not authenticated yet: keep the nodes' --listen\n"

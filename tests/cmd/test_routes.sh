@@ -26,7 +26,7 @@ fails() { ! "$@"; } # the command exits non-zero
 # ---- 1. admin routes ----
 t=$tmp/routes
 "$cellpay" admin routes --help > "$tmp/out"
-check "routes --help says no gateway reads the table" contains "$tmp/out" "not built yet"
+check "routes --help says the gateway reads the table" contains "$tmp/out" "cellpay gateway --routes FILE"
 "$cellpay" admin --help > "$tmp/out"
 check "admin --help names routes" contains "$tmp/out" "admin routes"
 check "init" "$cellpay" admin routes init --file "$t" --cell 1 --addrs 127.0.0.1:7001,127.0.0.1:7002 > /dev/null

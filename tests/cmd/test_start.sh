@@ -49,7 +49,7 @@ health() {
 
 "$cellpay" start --help > "$tmp/help"
 check "help names the options" grep -q -- '--cells N' "$tmp/help"
-check "help says the API is not built" grep -q 'payment API is not' "$tmp/help"
+check "help names the payment API" grep -q 'serves the payment API' "$tmp/help"
 for bad in "--cells 0" "--cells 101" "--cells x" "--bogus" "--listen nocolon"; do
   set +e
   # shellcheck disable=SC2086
