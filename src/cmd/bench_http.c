@@ -35,7 +35,7 @@ static const char usage[] =
     "Latency is per request, from the first byte sent to the last byte of the reply. errors\n"
     "counts payments not answered 201. The exit status is 1 when errors is not 0.\n"
     "\n"
-    "  --connections N  keep-alive connections (default 64)\n"
+    "  --connections N  keep-alive connections (default 256)\n"
     "  --duration S     seconds of payments (default 15)\n"
     "  --hot-share F    fraction of payments that go to one merchant, zone 0's (default 0).\n"
     "                   Buyers come from every zone, so these are cross-cell payments:\n"
@@ -483,7 +483,7 @@ static bool set_addr(bench_t *b, const char *hostport) {
 }
 
 int bench_http(int argc, char **argv) {
-    opts_t o = {.conns = 64, .duration_s = 15, .users = 10000, .cells = 4, .seed = 1};
+    opts_t o = {.conns = 256, .duration_s = 15, .users = 10000, .cells = 4, .seed = 1};
     int rc = parse(argc, argv, &o);
     if (rc >= 0) return rc;
     bench_t *b = calloc(1, sizeof *b);
