@@ -594,7 +594,11 @@ void pay_apply(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r, p
     if (!idem_room(p, *clock)) return answer_error(o, r->kind, PAY_ERR_FULL);
     uint64_t started = *clock;
     apply_kind(p, l, clock, r, o);
-    if (o->code == PAY_ERR_WRONG_CELL || o->code == PAY_ERR_FULL || o->code == PAY_ERR_INVALID)
+    /* Not stored: the request did not happen here. A cross-cell refusal belongs to no cell's
+     * keys either: the merchant's key must stay free for its own cell (the gateway refuses
+     * cross-cell requests before they get here; this one came by an outdated route). */
+    if (o->code == PAY_ERR_WRONG_CELL || o->code == PAY_ERR_FULL || o->code == PAY_ERR_INVALID ||
+        o->code == PAY_ERR_CROSS_CELL)
         return;
     idem_store(p, key, r->body_hash, started, o);
 }

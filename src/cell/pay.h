@@ -200,8 +200,8 @@ void pay_destroy(pay_t *pay);
  * the answer. An invalid request (unknown kind, reserved bytes, reserved uid) is answered
  * PAY_ERR_INVALID and changes nothing. With an idempotency key, the answer is stored and a
  * later request with the same actor and key gets it again (replayed = 1) when its body_hash
- * matches, PAY_ERR_IDEMPOTENCY_CONFLICT when not; answers of wrong_cell, full and invalid are
- * not stored (the request did not happen). */
+ * matches, PAY_ERR_IDEMPOTENCY_CONFLICT when not; answers of wrong_cell, full, invalid and
+ * cross_cell are not stored (the request did not happen in this cell). */
 void pay_apply(pay_t *pay, ledger_t *ledger, uint64_t *clock, const pay_request_t *req,
                pay_object_t *out);
 

@@ -163,7 +163,7 @@ static void start_threadpool(uint32_t count) {
 
 start_cells_t *start_cells_open(const char *dir, uint32_t count, char *err, size_t err_size) {
     cp_assert(count >= 1 && count <= START_CELLS_MAX);
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, err_size, "cannot create %s: %s", dir, strerror(errno));
         return NULL;
     }

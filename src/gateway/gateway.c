@@ -70,6 +70,7 @@ typedef struct gw_slot {
     uint64_t merchant;
     uint32_t next; /* the free list or the answered FIFO */
     uint8_t state;
+    bool own_key; /* the gateway gave the request its idempotency key (the client sent none) */
     int32_t status;
     uint32_t count;
     api_call_t call;
@@ -87,7 +88,9 @@ struct gateway {
     uv_loop_t loop;
     http_server_t *http;
     uv_async_t wake;
-    uv_check_t drain; /* answers taken right after the loop's I/O turn (on_drain) */
+    u128 key_salt;      /* random, drawn at start: see own_key_maybe() */
+    uint64_t key_count; /* own keys handed out */
+    uv_check_t drain;   /* answers taken right after the loop's I/O turn (on_drain) */
     uv_signal_t sigterm, sigint;
     uv_timer_t reload;
 
@@ -341,6 +344,16 @@ static const char *path_query(gateway_t *g, const http_request_t *r) {
     return g->path_query;
 }
 
+/* A write without an Idempotency-Key gets one from the gateway: the client library resends a
+ * message whose answer it did not get (a broken connection, a slow commit, a new leader), and
+ * the cell must know the resend for the same request, or a top-up would be applied twice.
+ * The key is this gateway run's random salt and a counter: unique, and never a client's key
+ * (those are hashes of the header; a collision is as likely as guessing 128 random bits). */
+static void own_key_maybe(gateway_t *g, gw_slot_t *s) {
+    s->own_key = s->call.u.req.idem_key == 0;
+    if (s->own_key) s->call.u.req.idem_key = g->key_salt ^ (u128)++g->key_count;
+}
+
 static void request_build_send(gateway_t *g, gw_slot_t *s, const http_request_t *r,
                                uint64_t actor) {
     api_fail_t f;
@@ -353,6 +366,7 @@ static void request_build_send(gateway_t *g, gw_slot_t *s, const http_request_t 
         slot_fail(g, s, 503, "unavailable", "no random bytes for the secret", NULL);
         return;
     }
+    if (s->call.op == PROTO_OP_PAY) own_key_maybe(g, s);
     s->state = SLOT_CALL;
     slot_send(g, s, api_call_route_uid(&s->call));
 }
@@ -477,8 +491,10 @@ static void call_answered(gateway_t *g, gw_slot_t *s) {
     size_t n = api_render_reply(s->match.endpoint, s->status, s->reply, s->count, s->call.limit,
                                 g->render, sizeof g->render, &status, &replayed);
     cp_assert(n > 0); /* API_RENDER_MAX holds the largest answer */
+    /* A replay of the gateway's own key is a resend of this very request: the first answer. */
     http_respond_headers(s->http, status, "application/json",
-                         replayed ? "Idempotent-Replayed: true\r\n" : NULL, g->render, n);
+                         replayed && !s->own_key ? "Idempotent-Replayed: true\r\n" : NULL,
+                         g->render, n);
     slot_release(g, s);
 }
 
@@ -610,6 +626,7 @@ static int gateway_init(gateway_t *g, const gateway_config_t *cfg) {
     g->slots = calloc(g->slot_count, sizeof g->slots[0]);
     g->secrets = calloc(GW_SECRETS, sizeof g->secrets[0]);
     if (!g->slots || !g->secrets) return -1;
+    if (RAND_bytes((unsigned char *)&g->key_salt, sizeof g->key_salt) != 1) return -1;
     for (uint32_t i = 0; i < g->slot_count; i++) {
         g->slots[i].gw = g;
         g->slots[i].next = i + 1 < g->slot_count ? i + 1 : GW_NONE;

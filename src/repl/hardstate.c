@@ -49,7 +49,7 @@ static int write_slot(hardstate_t *hs, uint64_t seq, uint64_t term, uint32_t vot
 int hardstate_open(hardstate_t *hs, const char *dir, char *err, size_t err_size) {
     char path[4096];
     snprintf(path, sizeof path, "%s/raft.state", dir);
-    *hs = (hardstate_t){.fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)};
+    *hs = (hardstate_t){.fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)};
     if (hs->fd < 0) {
         snprintf(err, err_size, "cannot open %s: %s", path, strerror(errno));
         return -1;

@@ -27,6 +27,26 @@
 #include "repl/node_internal.h"
 #include "repl/snapshot.h"
 
+/* cell.conf's cell line fixes the cell's number: payment ids carry it (pay.h), so a log
+ * replayed under another number would give other ids. Older files have no such line. */
+static int node_conf_cell(node_t *n, const char *path, const char *buf) {
+    const char *cl = strstr(buf, "\ncell=");
+    unsigned long long stored;
+    if (!cl) return 0;
+    if (sscanf(cl, "\ncell=%llu", &stored) != 1) {
+        node_log(n, "%s is damaged: its cell line", path);
+        return -1;
+    }
+    if (stored != n->config.cell_id) {
+        node_log(n,
+                 "%s fixes cell=%llu; --cell %llu differs, and the number of a data directory's "
+                 "cell cannot change (its payment ids carry it)",
+                 path, stored, (unsigned long long)n->config.cell_id);
+        return -1;
+    }
+    return 0;
+}
+
 /* Reads DIR/cell.conf, or writes it from the configuration on first start. Its zones and
  * zone_rule lines came later: a file without them was written for a cell that owned every
  * zone under the default rule. */
@@ -60,6 +80,7 @@ static int node_capacities(node_t *n) {
                 return -1;
             }
         }
+        if (node_conf_cell(n, path, buf) != 0) return -1;
         if (n->config.capacities_given && (a != c->accounts_max || t != c->transfers_max)) {
             node_log(n,
                      "%s fixes accounts_max=%llu transfers_max=%llu; the data directory cannot "
@@ -107,9 +128,9 @@ static int node_capacities(node_t *n) {
         node_log(n, "cannot write %s: %s", tmp, strerror(errno));
         return -1;
     }
-    fprintf(f, "accounts_max=%u\ntransfers_max=%u\nzones=%s\nzone_rule=%llu/%llu\n",
+    fprintf(f, "accounts_max=%u\ntransfers_max=%u\nzones=%s\nzone_rule=%llu/%llu\ncell=%llu\n",
             c->accounts_max, c->transfers_max, want_text, (unsigned long long)want_rule.divisor,
-            (unsigned long long)want_rule.modulus);
+            (unsigned long long)want_rule.modulus, (unsigned long long)n->config.cell_id);
     bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
@@ -220,7 +241,8 @@ static void wal_log_line(void *ctx, const char *line) {
 
 int node_recover(node_t *n) {
     const char *dir = n->config.data_dir;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    /* Private, as every file in it (0600): the log and the snapshots hold merchants' secrets. */
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         node_log(n, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }

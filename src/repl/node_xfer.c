@@ -62,7 +62,7 @@ void node_snap_write(node_t *n, const rf_snap_chunk_t *c) {
     rx_path(n, path, sizeof path);
     if (c->offset == 0) {
         if (n->rx_fd >= 0) close(n->rx_fd);
-        n->rx_fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+        n->rx_fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
         n->rx_broken = n->rx_fd < 0;
         node_log(n, "receiving snapshot %" PRIu64 " (%" PRIu64 " bytes) from the leader", c->index,
                  c->total);

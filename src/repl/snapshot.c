@@ -112,7 +112,7 @@ int snapshot_write(const char *dir, const cell_t *cell, uint64_t index, uint64_t
     pay_image_header(cell_pay((cell_t *)cell), &h.pay);
 
     *what = "create";
-    int fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+    int fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
     if (fd < 0) return -errno;
     int rc = write_all(fd, &h, sizeof h); /* a placeholder until the checksums are known */
     if (rc == 0) rc = write_body(fd, cell, &h);

@@ -361,7 +361,7 @@ static wal_status_t wal_seg_create(wal_t *w, uint64_t first, bool sync_now, char
                         w->dir, w->opt.segments_max);
     char path[PATH_MAX];
     wal_seg_path(w, first, path, sizeof path);
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return wal_fail(err, n, WAL_ERR_IO, "wal: create %s: %s", path, strerror(errno));
     int e = sync_now ? wal_fsync_fd(w, w->dir_fd) : 0;
     if (e) {
@@ -427,7 +427,7 @@ static int wal_r_create(const wal_t *w, const char *path, int flags, int *fd) {
     *fd = -1;
     int e = wal_fault(w, "create");
     if (e) return e;
-    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | flags, 0644);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | flags, 0600);
     return *fd < 0 ? errno : 0;
 }
 
@@ -606,7 +606,7 @@ static wal_status_t wal_mkdirs(const wal_t *w, char *err, size_t n) {
     for (size_t i = 1; i <= len; i++) {
         if (path[i] != '/' && path[i] != 0) continue;
         path[i] = 0;
-        if (mkdir(path, 0755) == 0) {
+        if (mkdir(path, 0700) == 0) {
             wal_status_t st = wal_fsync_parent(w, path, err, n);
             if (st != WAL_OK) return st;
         } else if (errno != EEXIST) {

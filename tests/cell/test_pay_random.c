@@ -263,7 +263,7 @@ static pay_object_t m_apply(model_t *m, const pay_request_t *r) {
     case PAY_KIND_PAYMENT: o = m_payment_req(m, r); break;
     default: o = m_refund_req(m, r); break;
     }
-    if (r->idem_key) {
+    if (r->idem_key && o.code != PAY_ERR_CROSS_CELL) { /* a cross-cell refusal is not kept */
         for (uint32_t i = 0; i < m->n_idem; i++)
             if (m->idem[i].actor == r->actor && m->idem[i].key == r->idem_key)
                 m->idem[i].live = false;

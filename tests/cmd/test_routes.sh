@@ -106,6 +106,9 @@ stop_node
 check "cell.conf keeps the zones" contains "$d/cell.conf" "zones=0-49"
 check "other --zones refused" fails "$cellpay" node --data "$d" --listen 127.0.0.1:0 --zones 0-24 2> "$tmp/err"
 check "  and says so" contains "$tmp/err" "cell.conf fixes zones=0-49; --zones 0-24 differs"
+check "cell.conf keeps the cell's number" contains "$d/cell.conf" "cell=0"
+check "another --cell refused" fails "$cellpay" node --data "$d" --listen 127.0.0.1:0 --cell 5 2> "$tmp/err"
+check "  and says so" contains "$tmp/err" "cell.conf fixes cell=0; --cell 5 differs"
 start_node "$d"
 echo '{"op":"create_accounts","events":[{"id":"'"$A51"'","ledger":1,"code":1}]}' | client > "$tmp/out"
 check "restarted without --zones, the stored zones hold" contains "$tmp/out" '{"error":"wrong cell"}'
