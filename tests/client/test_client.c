@@ -977,6 +977,72 @@ static int serve(int argc, char **argv) {
     return 0;
 }
 
+/* ---- A client on the caller's loop (client_options_t.loop) ---- */
+
+typedef struct chain {
+    client_t *c;
+    uv_loop_t *loop;
+    pay_request_t req;
+    uint32_t left, answered, bad;
+    bool closed;
+} chain_t;
+
+/* One request at a time, the next submitted from the callback of the one before: each reply
+ * may come before the write's callback has run (the fake cell answers at once), which the
+ * client must take as the answer it is, not as stray bytes (a break and a resend). */
+static void chain_next(chain_t *ch);
+
+static void on_chain(void *ctx, int32_t status, uint64_t timestamp, const void *answer,
+                     uint32_t size) {
+    (void)timestamp;
+    chain_t *ch = ctx;
+    pay_object_t o;
+    ch->answered++;
+    if (status != 0 || size != sizeof o) {
+        ch->bad++;
+    } else {
+        memcpy(&o, answer, sizeof o);
+        ch->bad += o.id != ch->req.idem_key || o.code != PAY_CREATED || o.replayed;
+    }
+    if (ch->left > 0) chain_next(ch);
+}
+
+static void chain_next(chain_t *ch) {
+    ch->left--;
+    ch->req.idem_key++; /* a new key each time: a resent message would come back replayed */
+    assert_int_equal(client_submit(ch->c, PROTO_OP_PAY, &ch->req, sizeof ch->req, on_chain, ch), 0);
+}
+
+static void test_shared_loop(void **state) {
+    (void)state;
+    fake_server_t *f = fake_start();
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    client_options_t o = {.loop = &loop, .deadline_ms = 60000};
+    chain_t ch = {.loop = &loop, .left = 3000};
+    ch.c = client_for(f, &o);
+    ch.req = (pay_request_t){.kind = PAY_KIND_USER, .uid = 7, .idem_key = (u128)1 << 100};
+    chain_next(&ch);
+    while (ch.answered < 3000 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(ch.answered, 3000);
+    assert_int_equal(ch.bad, 0);
+    client_stats_t st;
+    client_stats(ch.c, &st);
+    assert_int_equal(st.breaks, 0); /* no reply was taken for stray bytes */
+    assert_int_equal(st.sends, st.messages);
+    /* A request still waiting when the client closes is answered CLOSED, on this loop, and
+     * the client is freed once the loop has run its closes. */
+    ch.left = 1; /* this one only */
+    chain_next(&ch);
+    client_close(ch.c);
+    assert_int_equal(ch.answered, 3001);
+    assert_int_equal(ch.bad, 1);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    fake_stop(f);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--serve")) return serve(argc, argv);
     const char *env = getenv("CLIENT_TEST_SEED");
@@ -984,6 +1050,7 @@ int main(int argc, char **argv) {
     printf("test_client: seed %llu (set CLIENT_TEST_SEED to repeat)\n", (unsigned long long)seed);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_rejects_bad_addresses),
+        cmocka_unit_test(test_shared_loop),
         cmocka_unit_test(test_every_op_round_trip),
         cmocka_unit_test(test_invalid_and_full_submissions),
         cmocka_unit_test(test_concurrent_submissions_merge),
