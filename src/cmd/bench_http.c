@@ -284,15 +284,17 @@ static void phase_advance(bench_t *b) {
         if (b->phase == PH_PAYMENTS) {
             b->pay_start_ns = now_ns();
             b->pay_end_ns = b->pay_start_ns + b->duration_ns;
-            for (uint32_t i = 0; i < b->conns_n; i++)
-                if (!b->conns[i].busy) conn_send(b, &b->conns[i]);
         }
+        /* Every connection works on the new phase, not only the one that finished the last. */
+        for (uint32_t i = 0; i < b->conns_n; i++)
+            if (!b->conns[i].busy) conn_send(b, &b->conns[i]);
     }
 }
 
 static void conn_send(bench_t *b, hconn_t *c) {
     phase_advance(b);
-    if (b->failed) return;
+    /* A new phase hands work to every idle connection, this one too. */
+    if (b->failed || c->busy) return;
     int len;
     uint64_t t = now_ns();
     if (b->phase == PH_PAYMENTS) {
