@@ -15,6 +15,7 @@ int cmd_node(int argc, char **argv);
 int cmd_client(int argc, char **argv);
 int cmd_admin(int argc, char **argv);
 int cmd_admin_routes(int argc, char **argv); /* `admin routes` (cmd_routes.c) */
+int cmd_admin_check(int argc, char **argv);  /* `admin check` (cmd_check.c) */
 int cmd_sim(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
 

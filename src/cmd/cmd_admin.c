@@ -31,6 +31,8 @@ static const char admin_usage[] =
     "       cellpay admin cell remove-replica --addr HOST:PORT[,...] --id N [--timeout-ms N]\n"
     "       cellpay admin routes show|init|set --file PATH ...  (`admin routes --help`: the\n"
     "                                          route table file that cellpay gateway reads)\n"
+    "       cellpay admin check (--routes FILE | --data DIR)  (`admin check --help`: every\n"
+    "                                          cell's debits and credits per ledger, added up)\n"
     "\n"
     "Administration of one cell's replicas (`cellpay node`), each asked directly at its\n"
     "client address. The admin ops are not authenticated yet: keep the nodes' --listen\n"
@@ -292,6 +294,7 @@ static int admin_members(replica_t *rs, uint32_t n, bool add, uint32_t id, const
 
 int cmd_admin(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "routes")) return cmd_admin_routes(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "check")) return cmd_admin_check(argc - 1, argv + 1);
     if (argc >= 2 &&
         (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
         fputs(admin_usage, stdout);

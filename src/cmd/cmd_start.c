@@ -21,7 +21,8 @@ static const char start_usage[] =
     "Data lives under DIR: DIR/cell-<i> (each cell's log and snapshots), DIR/start.conf (the\n"
     "number of cells, fixed on first start: a cell's zones never change, so a later start\n"
     "with another --cells is refused) and DIR/admin.key (the operator's API key, mode 0600,\n"
-    "made on first start). When it listens it prints\n"
+    "made on first start), DIR/routes (the route table of the current run, for tools such as\n"
+    "`cellpay admin check --data DIR`). When it listens it prints\n"
     "  cellpay start: listening on HOST:PORT, admin key in DIR/admin.key\n"
     "SIGTERM or SIGINT stops the gateway and then every cell cleanly; the exit code is 0.\n"
     "\n"
@@ -85,6 +86,12 @@ int cmd_start(int argc, char **argv) {
         fprintf(stderr, "cellpay start: %s\n", err);
         return 1;
     }
+    /* The table of this run (the cells' ports change with every start), for tools such as
+     * `cellpay admin check --data DIR`; the gateway itself takes it from memory. */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/routes", o.data);
+    if (!rt_save(path, &cells->routes, err, sizeof err))
+        fprintf(stderr, "cellpay start: %s (admin tools will not find the cells)\n", err);
     listening_ctx_t ctx = {.opts = &o, .cells = cells};
     gateway_config_t g = {.listen = o.listen,
                           .admin_key = cells->admin_key,
