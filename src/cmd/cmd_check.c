@@ -135,12 +135,8 @@ static uint32_t book_print(const book_t *b, const char *who) {
 /* Reads every account of the cell into b; 0, or -1 with the reason on stderr. */
 static int cell_read_book(const rt_cell_t *cell, uint32_t timeout_ms, book_t *b,
                           ledger_account_t *page) {
-    char addrs[RT_REPLICAS_MAX * RT_ADDR_SIZE] = "";
-    for (uint32_t i = 0; i < cell->addr_count; i++) {
-        size_t len = strlen(addrs);
-        snprintf(addrs + len, sizeof addrs - len, "%s%.*s", i ? "," : "", (int)RT_ADDR_SIZE,
-                 cell->addrs[i]);
-    }
+    char addrs[RT_REPLICAS_MAX * RT_ADDR_SIZE];
+    rt_cell_addresses(cell, addrs, sizeof addrs);
     client_options_t o = {.deadline_ms = timeout_ms};
     client_t *c = NULL;
     int rc = client_open(&c, addrs, &o);

@@ -94,9 +94,11 @@ struct gateway {
     uv_signal_t sigterm, sigint;
     uv_timer_t reload;
 
-    /* Shared with client threads and gateway_stop / gateway_set_routes: under lock. */
-    uv_mutex_t lock;
+    /* Answered slots, in order (the clients run on this loop: no lock). */
     uint32_t done_head, done_tail;
+
+    /* Shared with gateway_stop / gateway_set_routes on other threads: under lock. */
+    uv_mutex_t lock;
     bool stop_asked;
     bool routes_asked;
     rt_table_t routes_new;
@@ -121,17 +123,6 @@ static gateway_t *running;
 
 /* ---- Cells ---- */
 
-static void cell_addresses(const rt_cell_t *c, char *out, size_t cap) {
-    size_t len = 0;
-    out[0] = '\0';
-    for (uint32_t i = 0; i < c->addr_count; i++) {
-        int n =
-            snprintf(out + len, cap - len, "%s%.*s", i ? "," : "", (int)RT_ADDR_SIZE, c->addrs[i]);
-        cp_assert(n > 0 && (size_t)n < cap - len);
-        len += (size_t)n;
-    }
-}
-
 /* Opens a client of cell rc; NULL (and *why, a client_error_t, set) when it cannot. */
 static gw_cell_t *cell_open(gateway_t *g, const rt_cell_t *rc, int *why) {
     gw_cell_t *c = calloc(1, sizeof *c);
@@ -140,7 +131,7 @@ static gw_cell_t *cell_open(gateway_t *g, const rt_cell_t *rc, int *why) {
         return NULL;
     }
     c->id = rc->id;
-    cell_addresses(rc, c->addrs, sizeof c->addrs);
+    rt_cell_addresses(rc, c->addrs, sizeof c->addrs);
     client_options_t o = {.sessions = g->cfg.sessions ? g->cfg.sessions : GW_SESSIONS_DEFAULT,
                           .requests_max = g->slot_count,
                           .deadline_ms = g->cfg.cell_deadline_ms ? g->cfg.cell_deadline_ms
@@ -207,7 +198,7 @@ static gw_cell_t *cell_reusable(gateway_t *g, const rt_cell_t *rc) {
     gw_cell_t *c = cell_find(g, rc->id);
     if (!c) return NULL;
     char addrs[sizeof c->addrs];
-    cell_addresses(rc, addrs, sizeof addrs);
+    rt_cell_addresses(rc, addrs, sizeof addrs);
     return strcmp(addrs, c->addrs) == 0 ? c : NULL;
 }
 
@@ -284,14 +275,12 @@ static void on_answer(void *ctx, int32_t status, uint64_t timestamp, const void 
     s->count = size % sizeof(pay_object_t) == 0 ? n : 0;
     uint32_t i = (uint32_t)(s - g->slots);
     s->next = GW_NONE;
-    uv_mutex_lock(&g->lock);
     bool was_empty = g->done_head == GW_NONE;
     if (was_empty)
         g->done_head = i;
     else
         g->slots[g->done_tail].next = i;
     g->done_tail = i;
-    uv_mutex_unlock(&g->lock);
     if (was_empty && !g->stopping) uv_check_start(&g->drain, on_drain);
 }
 
@@ -513,10 +502,8 @@ static void slot_answered(gateway_t *g, gw_slot_t *s) {
 /* ---- The loop: wakes, stopping, route reloads ---- */
 
 static void drain_answers(gateway_t *g) {
-    uv_mutex_lock(&g->lock);
     uint32_t i = g->done_head;
     g->done_head = g->done_tail = GW_NONE;
-    uv_mutex_unlock(&g->lock);
     while (i != GW_NONE) {
         gw_slot_t *s = &g->slots[i];
         i = s->next;

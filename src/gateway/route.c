@@ -361,6 +361,17 @@ static size_t put(char *out, size_t out_size, size_t n, const char *fmt, ...) {
     return n + (size_t)w;
 }
 
+void rt_cell_addresses(const rt_cell_t *c, char *out, size_t cap) {
+    size_t len = 0;
+    out[0] = '\0';
+    for (uint32_t i = 0; i < c->addr_count; i++) {
+        int n =
+            snprintf(out + len, cap - len, "%s%.*s", i ? "," : "", (int)RT_ADDR_SIZE, c->addrs[i]);
+        cp_assert(n > 0 && (size_t)n < cap - len);
+        len += (size_t)n;
+    }
+}
+
 size_t rt_format(const rt_table_t *t, char *out, size_t out_size) {
     size_t n = 0;
     if (out_size) out[0] = '\0';

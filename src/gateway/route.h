@@ -47,6 +47,9 @@ typedef struct rt_table {
 /* The zone of uid under the table's rule, and the cell that serves it. */
 uint32_t rt_zone(const rt_table_t *t, uint64_t uid);
 uint64_t rt_cell_of_uid(const rt_table_t *t, uint64_t uid);
+/* The cell's client addresses as one list, "HOST:PORT[,HOST:PORT...]" (what client_open()
+ * takes), into out; cap of RT_REPLICAS_MAX * RT_ADDR_SIZE always suffices. */
+void rt_cell_addresses(const rt_cell_t *c, char *out, size_t cap);
 /* The cell's entry, NULL when the table does not name it. */
 const rt_cell_t *rt_find_cell(const rt_table_t *t, uint64_t id);
 /* The zones the table gives to cell id. */
