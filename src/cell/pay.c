@@ -174,7 +174,7 @@ static bool request_needs_amount(uint8_t kind) {
 
 /* The request's shape alone (no state): INVALID when it is not one the API can send. */
 static bool request_valid(const pay_request_t *r) {
-    if (r->reserved_1[0] | r->reserved_1[1]) return false;
+    if (r->code | r->reserved_1 | r->peer_cell) return false; /* no kind uses them yet */
     if (!pay_zero(r->reserved, sizeof r->reserved)) return false;
     if (r->kind < PAY_KIND_MERCHANT || r->kind > PAY_KIND_REFUND) return false;
     if (request_needs_amount(r->kind) && r->amount == 0) return false;

@@ -21,9 +21,23 @@
  * bank-clearing account is where top-ups come from and goes negative by what was topped up.
  *
  * Object ids (payments, refunds, top-ups; also their ledger transfer ids): the owning user's
- * uid in the upper 64 bits, so the gateway routes a request that names only an id, then the
- * cell's number (24 bits) and a per-cell sequence (40 bits). The API writes them as a prefix
- * and 32 lowercase hex digits: "pay_...", "re_...", "tu_...". */
+ * uid in the upper 64 bits, so the gateway routes a request that names only an id, then a leg
+ * bit (bit 63 of the low half: 0 for the object itself, 1 for the second leg of a cross-cell
+ * payment, pay_leg_id()), the number of the cell that made the id (23 bits) and that cell's
+ * sequence (40 bits). The API writes them as a prefix and 32 lowercase hex digits: "pay_...",
+ * "re_...", "tu_...".
+ *
+ * Cross-cell payments (docs/cross-cell.md): buyer and merchant in different cells. The
+ * merchant's cell keeps the merchant's idempotency keys and out_trade_no's, so it reserves an
+ * order first (PAY_KIND_ORDER, which also draws the payment id); the buyer's cell then pays
+ * it in one entry (PAY_KIND_PAYMENT with payment_id set): buyer -> its clearing account toward
+ * the merchant's cell, the payment row, and an outbox record. The relay delivers outbox
+ * records as PAY_KIND_CREDIT items to the merchant's cell (clearing toward the buyer's cell ->
+ * merchant, transfer id pay_leg_id(payment id), so a repeat is recognized by the ledger) and
+ * acknowledges them in the buyer's cell with PAY_KIND_ACK. A payment the buyer's cell refuses
+ * gives its order back with PAY_KIND_RELEASE. Clearing accounts:
+ *   clearing toward cell C  (PAY_SYSTEM_UID << 64) | ((C << 8 | PAY_ACCOUNT_CLEARING) << 32)
+ *                           | currency   (pay_clearing_account_id()) */
 #ifndef CP_PAY_H
 #define CP_PAY_H
 
@@ -44,11 +58,17 @@
 #define PAY_LEDGER_CODE_TOPUP 1u   /* bank clearing -> user */
 #define PAY_LEDGER_CODE_PAYMENT 2u /* user -> merchant receivable */
 #define PAY_LEDGER_CODE_REFUND 3u  /* merchant receivable -> user */
+#define PAY_LEDGER_CODE_CREDIT 4u  /* cross-cell: clearing toward the buyer's cell -> merchant */
+/* A cross-cell payment's first leg (buyer -> clearing toward the merchant's cell) is coded
+ * PAY_LEDGER_CODE_PAYMENT, as a local payment. */
+
+#define PAY_CELL_MAX ((1u << 23) - 1) /* cell numbers: 23 bits of every object id */
 
 typedef enum pay_account_kind {
     PAY_ACCOUNT_USER = 1,
     PAY_ACCOUNT_MERCHANT = 2,
     PAY_ACCOUNT_BANK = 3,
+    PAY_ACCOUNT_CLEARING = 4, /* toward one other cell: its number is in bits 8..31 of the kind */
 } pay_account_kind_t;
 
 /* What a request does / what an object is. */
@@ -60,6 +80,11 @@ typedef enum pay_kind {
     PAY_KIND_REFUND = 5,   /* merchant -> buyer, against a payment (merchant) */
     PAY_KIND_BALANCE = 6,  /* objects only: a user's balance in a currency */
     PAY_KIND_LIST = 7,     /* objects only: the head item of a list query's reply */
+    /* Cross-cell payments (docs/cross-cell.md); the gateway and the relay send these. */
+    PAY_KIND_ORDER = 8,   /* merchant's cell: reserve out_trade_no and a payment id (merchant) */
+    PAY_KIND_RELEASE = 9, /* merchant's cell: the buyer's cell refused; free the order */
+    PAY_KIND_CREDIT = 10, /* merchant's cell: the relay's delivery of one outbox record */
+    PAY_KIND_ACK = 11,    /* buyer's cell: the relay's acknowledgement of one delivery */
 } pay_kind_t;
 
 /* The outcome of a request or query; the gateway maps it to an HTTP status and error code
@@ -75,7 +100,7 @@ typedef enum pay_code {
     PAY_ERR_DUPLICATE_OUT_TRADE_NO = 7,   /* 409 duplicate_out_trade_no */
     PAY_ERR_DUPLICATE_OUT_REQUEST_NO = 8, /* 409 duplicate_out_request_no */
     PAY_ERR_MERCHANT_EXISTS = 9,          /* 409 merchant_exists */
-    PAY_ERR_CROSS_CELL = 10,              /* 422 cross_cell_unsupported: merchant in another cell */
+    PAY_ERR_CROSS_CELL = 10, /* 422 cross_cell_unsupported: e.g. refund of a cross-cell payment */
     PAY_ERR_WRONG_CELL = 11, /* 503 wrong_cell: the routing uid is not in this cell's zones */
     PAY_ERR_FULL = 12,       /* 503 unavailable: a table of the cell is full */
     PAY_ERR_INVALID = 13,    /* 400 invalid_request: e.g. the reserved uid, unknown kind */
@@ -85,24 +110,44 @@ typedef enum pay_code {
 
 /* One API write (256 bytes). Fields a kind does not use should be zero; only the reserved
  * bytes are checked (else PAY_ERR_INVALID). Checked per kind, else PAY_ERR_INVALID: a known
- * kind; amount > 0 (top-up, payment, refund); currency three letters A-Z (user, top-up,
- * payment); text NUL-padded (nothing after the first NUL) and not empty for payment and
- * refund; merchant uid not 0 nor PAY_SYSTEM_UID; uid not PAY_SYSTEM_UID; payment and refund:
- * actor != 0; payment: funding 0 or 1 (both mean balance). */
+ * kind; amount > 0 (top-up, payment, refund, order, credit); currency three letters A-Z (user,
+ * top-up, payment, order, credit); text NUL-padded (nothing after the first NUL) and not empty
+ * for payment, order and refund; merchant uid not 0 nor PAY_SYSTEM_UID; uid not
+ * PAY_SYSTEM_UID; payment, order, refund, release, credit: actor != 0; payment and order:
+ * funding 0 or 1 (both mean balance); peer_cell <= PAY_CELL_MAX and not the cell's own where
+ * the kind uses it.
+ *
+ * The cross-cell kinds, field by field (docs/cross-cell.md):
+ *   order    (merchant's cell, routed by actor) idem_key and body_hash of the API request,
+ *            actor, uid = buyer (of another cell, else invalid), amount, currency, funding,
+ *            text = out_trade_no. Answer: kind ORDER, id = the payment id drawn, created
+ *            (or the stored answer of the key: an ORDER, or the PAYMENT error a release left).
+ *   payment  with payment_id != 0 (buyer's cell, routed by uid): the order's payment_id,
+ *            idem_key = payment_id (the gateway's key for the buyer's cell), body_hash, actor,
+ *            uid, amount, currency, funding, text, peer_cell = the merchant's cell.
+ *   release  (merchant's cell, routed by actor) payment_id, actor, code = the buyer's cell's
+ *            refusal: the order's out_trade_no is free again and its key answers that error.
+ *   credit   (merchant's cell, routed by actor) payment_id, actor, uid = buyer, amount,
+ *            currency, peer_cell = the buyer's cell. Answer: kind CREDIT, id = payment_id,
+ *            code created (credited now) or ok (credited before).
+ *   ack      (buyer's cell, routed by uid) payment_id, uid: the merchant's cell credited it.
+ *            Answer: kind ACK, code ok (also when acknowledged before). */
 typedef struct pay_request {
     u128 idem_key;     /* XXH3-128 of the Idempotency-Key header's value; 0: no key */
     u128 body_hash;    /* XXH3-128 of method, path and body as sent: a replay must match */
-    u128 payment_id;   /* refund: the payment refunded */
-    u128 amount;       /* top-up, payment, refund: minor units, above 0 */
+    u128 payment_id;   /* refund: the payment refunded; cross-cell kinds: the payment */
+    u128 amount;       /* top-up, payment, refund, order, credit: minor units, above 0 */
     uint64_t actor;    /* the signed merchant making the request; 0: the operator */
-    uint64_t uid;      /* merchant, user, top-up: the uid; payment: the buyer */
+    uint64_t uid;      /* merchant, user, top-up: the uid; payment, order, credit, ack: buyer */
     uint32_t currency; /* pay_currency_pack(); refunds take the payment's */
     uint8_t kind;      /* pay_kind_t */
     uint8_t funding;   /* payment: 1 balance (the only one until credit exists) */
-    uint8_t reserved_1[2];
+    uint8_t code;      /* release: the pay_code_t the buyer's cell answered */
+    uint8_t reserved_1;
     uint8_t secret[PAY_SECRET_SIZE]; /* merchant: its new secret, drawn by the gateway */
     char text[PAY_TEXT_MAX];         /* out_trade_no / out_request_no, NUL-padded */
-    uint8_t reserved[72];
+    uint32_t peer_cell;              /* cross-cell payment, credit: the other cell's number */
+    uint8_t reserved[68];
 } pay_request_t;
 
 /* One answer or stored object (256 bytes). A request's answer is the object it created or
@@ -131,10 +176,11 @@ typedef struct pay_object {
     uint8_t kind;                    /* pay_kind_t */
     uint8_t code;                    /* pay_code_t */
     uint8_t replayed;                /* 1: the stored answer of an earlier request with this key */
-    uint8_t merchant_credit;         /* payment: 0 credited, 1 pending (cross-cell, not yet) */
+    uint8_t merchant_credit;         /* payment: 0 credited, 1 pending (cross-cell, not acked) */
     uint8_t secret[PAY_SECRET_SIZE]; /* merchant: its secret (creation, and the gateway's query) */
     char text[PAY_TEXT_MAX];         /* payment: out_trade_no; refund: out_request_no */
-    uint8_t reserved[64];
+    uint32_t peer_cell;              /* cross-cell payment: the merchant's cell; outbox items */
+    uint8_t reserved[60];
 } pay_object_t;
 
 typedef enum pay_query_kind {
@@ -185,7 +231,9 @@ typedef struct pay_config {
     uint32_t refunds_max;
     uint32_t topups_max;
     uint32_t idempotency_max; /* keys kept at once (each for 24 h) */
-    uint64_t cell_id;         /* goes into every object id (bits 40..63 of the low half) */
+    uint32_t orders_max;      /* cross-cell orders reserved in this (the merchant's) cell */
+    uint32_t outbox_max;      /* cross-cell payments not yet acknowledged, at once */
+    uint64_t cell_id;         /* goes into every object id (bits 40..62 of the low half) */
     cp_zones_t zones;         /* the cell's zones (empty: all) */
     cp_zone_rule_t zone_rule; /* zeros: the default */
 } pay_config_t;
@@ -208,6 +256,36 @@ void pay_apply(pay_t *pay, ledger_t *ledger, uint64_t *clock, const pay_request_
 /* Answers a query; out has room for PAY_LIST_MAX + 2 objects. Returns how many it wrote. */
 uint32_t pay_query(const pay_t *pay, const ledger_t *ledger, const pay_query_t *q,
                    pay_object_t *out);
+
+/* ---- Cross-cell ---- */
+
+/* The second leg of a cross-cell payment (the credit in the merchant's cell): the payment id
+ * with the leg bit set. Unique in the whole system, and derived, so any repeat names it. */
+static inline u128 pay_leg_id(u128 payment_id) {
+    return payment_id | ((u128)1 << 63);
+}
+
+static inline u128 pay_clearing_account_id(uint32_t peer_cell, uint32_t currency) {
+    return ((u128)PAY_SYSTEM_UID << 64) |
+           ((u128)(((uint32_t)peer_cell << 8) | PAY_ACCOUNT_CLEARING) << 32) | currency;
+}
+
+/* One unacknowledged outbox record: what the relay delivers as a PAY_KIND_CREDIT. */
+typedef struct pay_outbox_item {
+    u128 payment_id;
+    u128 amount;
+    uint64_t buyer;
+    uint64_t merchant;
+    uint64_t seq; /* its place in the outbox: increasing, never reused */
+    uint32_t currency;
+    uint32_t peer_cell; /* the merchant's cell */
+} pay_outbox_item_t;
+
+/* Up to max unacknowledged records with seq >= from, oldest first; returns how many. The
+ * relay's whole input: a new leader calls it with from = 0 and starts over. */
+uint32_t pay_outbox_pending(const pay_t *pay, uint64_t from, pay_outbox_item_t *out, uint32_t max);
+/* How many records are not acknowledged (the relay's backlog). */
+uint32_t pay_outbox_backlog(const pay_t *pay);
 
 /* XXH3-128 of the whole payments state (every table's rows and the sequence). */
 u128 pay_state_hash(const pay_t *pay);

@@ -13,7 +13,7 @@
 
 #define PAY_SEQ_BITS 40u
 #define PAY_SEQ_MAX ((1ull << PAY_SEQ_BITS) - 1)
-#define PAY_CELL_ID_MAX ((1ull << 24) - 1)
+#define PAY_CELL_ID_MAX ((uint64_t)PAY_CELL_MAX)
 #define PAY_NS_PER_MS 1000000ull
 
 typedef struct pay_merchant_row {

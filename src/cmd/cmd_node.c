@@ -30,7 +30,7 @@ static const char node_usage[] =
     "  --listen HOST:PORT  address to serve (default 127.0.0.1:7001; port 0 picks one,\n"
     "                      printed as \"listening on HOST:PORT\")\n"
     "  --test-ops          accept test_set_balances and test_set_clock\n"
-    "  --cell C            the cell's number, 0..16777215 (default 0; it is part of payment\n"
+    "  --cell C            the cell's number, 0..8388607 (default 0; it is part of payment\n"
     "                      ids)\n"
     "  --id N              this replica's id in --peers\n"
     "  --peers LIST        ID=HOST:PORT of every replica's peer address, this one included\n"
@@ -96,7 +96,7 @@ int cmd_node(int argc, char **argv) {
             cfg.zone_rule_given = true;
         } else if (!strcmp(a, "--cell")) {
             unsigned long long cell;
-            ok = args_u64(argc, argv, &i, (1u << 24) - 1, &cell); /* 24 bits of pay ids */
+            ok = args_u64(argc, argv, &i, PAY_CELL_MAX, &cell); /* 23 bits of pay ids */
             cfg.cell_id = cell;
         } else if (!strcmp(a, "--id")) {
             ok = args_u32(argc, argv, &i, 1, 1000000, &cfg.node_id);
