@@ -106,7 +106,7 @@ start_node() { # cell replica
   local name=c$1r$2
   "$cellpay" node --data "$dir/$name" --listen "127.0.0.1:$(client_port "$1" "$2")" \
     --cell "$1" --id "$2" --peers "$(peers "$1")" --zones "$(zones "$1")" \
-    < /dev/null > "$dir/$name.log" 2>&1 &
+    --routes "$dir/routes" < /dev/null > "$dir/$name.log" 2>&1 &
   echo $! > "$dir/$name.pid"
 }
 

@@ -3,7 +3,13 @@
  * pending ones likewise: every transfer debits one account and credits another of the same
  * ledger by the same amount. The accounts are read through the client library (the leader
  * answers) with query_accounts, page by page, so the sums are those of one consistent moment
- * only when the cells are idle: run it when no request is in flight. */
+ * only when the cells are idle: run it when no request is in flight.
+ *
+ * Cross-cell payments (docs/cross-cell.md) leave a clearing account per pair of cells and
+ * ledger on each side: A's toward B is credited when A's user pays B's merchant, B's toward A
+ * is debited when the relay has delivered. Once the relays are idle the two positions
+ * (credits minus debits, posted and pending) add up to zero: a difference is a credit lost,
+ * made twice, or still on its way. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +26,7 @@
 
 #define CHECK_LEDGERS_MAX 256u /* distinct ledgers (currencies) one run adds up */
 #define CHECK_PAGE CP_QUERY_LIMIT_MAX
+#define CHECK_CLEARING_MAX 16384u /* clearing accounts (cell, peer, ledger) one run reads */
 
 static const char check_usage[] =
     "usage: cellpay admin check (--routes FILE | --data DIR) [--timeout-ms N]\n"
@@ -27,10 +34,14 @@ static const char check_usage[] =
     "Adds up the books of every cell named by the route table FILE (or by DIR/routes, which\n"
     "`cellpay start --data DIR` writes for the cells of its current run): per cell and per\n"
     "ledger, the accounts' posted debits must equal their posted credits, and the pending ones\n"
-    "likewise. Prints one line per cell and ledger, then one per ledger over all cells, and\n"
-    "exits 1 when any sum differs (the line says MISMATCH and by how much) or a cell cannot be\n"
-    "read. The accounts are read page by page while the cells go on serving, so run it when\n"
-    "no request is in flight: only then are the sums those of one moment.\n"
+    "likewise. For every pair of cells and ledger, the two clearing positions (each cell's\n"
+    "clearing account toward the other: credits minus debits, posted and pending) must add\n"
+    "up to zero, which holds once the relays have delivered every cross-cell credit.\n"
+    "Prints one line per cell and ledger, one per pair of cells that clear, then one per\n"
+    "ledger over all cells, and exits 1 when any sum differs (the line says MISMATCH and by\n"
+    "how much) or a cell cannot be read. The accounts are read page by page while the cells\n"
+    "go on serving, so run it when no request is in flight and the relays are idle: only\n"
+    "then are the sums those of one moment.\n"
     "\n"
     "  --routes FILE    a route table (docs/routing.md)\n"
     "  --data DIR       the data directory of `cellpay start` (reads DIR/routes)\n"
@@ -47,6 +58,42 @@ typedef struct book {
     sums_t s[CHECK_LEDGERS_MAX];
     uint32_t n;
 } book_t;
+
+/* One cell's clearing account toward another, in one ledger. */
+typedef struct clearing {
+    uint64_t cell, peer;
+    uint32_t ledger;
+    bool paired; /* already reported with its counterpart */
+    u128 debits_posted, credits_posted, debits_pending, credits_pending;
+} clearing_t;
+
+typedef struct clearings {
+    clearing_t c[CHECK_CLEARING_MAX];
+    uint32_t n;
+} clearings_t;
+
+/* Is a the clearing account of a cell toward another (pay.h)? Then *peer is that cell. */
+static bool clearing_account(const ledger_account_t *a, uint64_t *peer) {
+    uint64_t lo = (uint64_t)a->id;
+    if ((uint64_t)(a->id >> 64) != PAY_SYSTEM_UID || ((lo >> 32) & 0xff) != PAY_ACCOUNT_CLEARING)
+        return false;
+    *peer = lo >> 40;
+    return true;
+}
+
+static bool clearings_add(clearings_t *cs, uint64_t cell, const ledger_account_t *a) {
+    uint64_t peer;
+    if (!clearing_account(a, &peer)) return true;
+    if (cs->n == CHECK_CLEARING_MAX) return false;
+    cs->c[cs->n++] = (clearing_t){.cell = cell,
+                                  .peer = peer,
+                                  .ledger = a->ledger,
+                                  .debits_posted = a->debits_posted,
+                                  .credits_posted = a->credits_posted,
+                                  .debits_pending = a->debits_pending,
+                                  .credits_pending = a->credits_pending};
+    return true;
+}
 
 static sums_t *book_ledger(book_t *b, uint32_t ledger) {
     for (uint32_t i = 0; i < b->n; i++)
@@ -132,8 +179,50 @@ static uint32_t book_print(const book_t *b, const char *who) {
     return bad;
 }
 
+static clearing_t *clearing_find(clearings_t *cs, uint64_t cell, uint64_t peer, uint32_t ledger) {
+    for (uint32_t i = 0; i < cs->n; i++)
+        if (cs->c[i].cell == cell && cs->c[i].peer == peer && cs->c[i].ledger == ledger)
+            return &cs->c[i];
+    return NULL;
+}
+
+/* Prints one line per pair of cells and ledger; returns how many do not net to zero. A side
+ * with no account yet (nothing delivered to it) counts as zero. */
+static uint32_t clearings_print(clearings_t *cs) {
+    uint32_t bad = 0;
+    for (uint32_t i = 0; i < cs->n; i++) {
+        clearing_t *a = &cs->c[i];
+        if (a->paired) continue;
+        clearing_t zero = {.cell = a->peer, .peer = a->cell, .ledger = a->ledger};
+        clearing_t *b = clearing_find(cs, a->peer, a->cell, a->ledger);
+        if (b) b->paired = true;
+        if (!b) b = &zero;
+        a->paired = true;
+        bool overflow = false;
+        u128 dp = a->debits_posted, cp = a->credits_posted;
+        u128 dq = a->debits_pending, cq = a->credits_pending;
+        add(&dp, b->debits_posted, &overflow);
+        add(&cp, b->credits_posted, &overflow);
+        add(&dq, b->debits_pending, &overflow);
+        add(&cq, b->credits_pending, &overflow);
+        bool ok = !overflow && dp == cp && dq == cq;
+        char name[16], d1[48], d2[48];
+        ledger_name(a->ledger, name);
+        difference(cp, dp, d1);
+        difference(cq, dq, d2);
+        printf("clearing cells %" PRIu64 " and %" PRIu64 " ledger %s: %s", a->cell, a->peer, name,
+               ok ? "ok" : "MISMATCH");
+        if (!ok)
+            printf(" (credits - debits of both sides: posted %s, pending %s%s)", d1, d2,
+                   overflow ? ", a sum overflowed" : "");
+        printf("\n");
+        bad += !ok;
+    }
+    return bad;
+}
+
 /* Reads every account of the cell into b; 0, or -1 with the reason on stderr. */
-static int cell_read_book(const rt_cell_t *cell, uint32_t timeout_ms, book_t *b,
+static int cell_read_book(const rt_cell_t *cell, uint32_t timeout_ms, book_t *b, clearings_t *cs,
                           ledger_account_t *page) {
     char addrs[RT_REPLICAS_MAX * RT_ADDR_SIZE];
     rt_cell_addresses(cell, addrs, sizeof addrs);
@@ -158,8 +247,10 @@ static int cell_read_book(const rt_cell_t *cell, uint32_t timeout_ms, book_t *b,
         }
         uint32_t n = size / (uint32_t)sizeof *page;
         for (uint32_t i = 0; i < n; i++) {
-            if (!book_add(b, &page[i])) {
-                fprintf(stderr, "cellpay admin check: more than %u ledgers\n", CHECK_LEDGERS_MAX);
+            if (!book_add(b, &page[i]) || !clearings_add(cs, cell->id, &page[i])) {
+                fprintf(stderr,
+                        "cellpay admin check: more than %u ledgers or %u clearing accounts\n",
+                        CHECK_LEDGERS_MAX, CHECK_CLEARING_MAX);
                 client_close(c);
                 return -1;
             }
@@ -174,15 +265,16 @@ static int cell_read_book(const rt_cell_t *cell, uint32_t timeout_ms, book_t *b,
 static int check_run(const rt_table_t *t, uint32_t timeout_ms) {
     ledger_account_t *page = calloc(CHECK_PAGE, sizeof *page);
     book_t *cell_book = calloc(1, sizeof *cell_book), *all = calloc(1, sizeof *all);
-    if (!page || !cell_book || !all) {
+    clearings_t *cs = calloc(1, sizeof *cs);
+    if (!page || !cell_book || !all || !cs) {
         fprintf(stderr, "cellpay admin check: out of memory\n");
-        free(page), free(cell_book), free(all);
+        free(page), free(cell_book), free(all), free(cs);
         return 1;
     }
     uint32_t bad = 0, unreadable = 0;
     for (uint32_t i = 0; i < t->cell_count; i++) {
         memset(cell_book, 0, sizeof *cell_book);
-        if (cell_read_book(&t->cells[i], timeout_ms, cell_book, page) != 0) {
+        if (cell_read_book(&t->cells[i], timeout_ms, cell_book, cs, page) != 0) {
             unreadable++;
             continue;
         }
@@ -192,10 +284,13 @@ static int check_run(const rt_table_t *t, uint32_t timeout_ms) {
         bad += book_print(cell_book, who);
         book_merge(all, cell_book);
     }
+    uint32_t unpaired = clearings_print(cs);
     bad += book_print(all, "all cells");
-    printf("check: %u cells, %u unreadable, %u ledger sums that differ\n", t->cell_count,
-           unreadable, bad);
-    free(page), free(cell_book), free(all);
+    printf("check: %u cells, %u unreadable, %u ledger sums that differ, %u clearing pairs that "
+           "do not net to zero\n",
+           t->cell_count, unreadable, bad, unpaired);
+    bad += unpaired;
+    free(page), free(cell_book), free(all), free(cs);
     return bad || unreadable ? 1 : 0;
 }
 

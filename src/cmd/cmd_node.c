@@ -49,7 +49,13 @@ static const char node_usage[] =
     "  --zone-rule D/M     zone(uid) = (uid / D) mod M (default 10/100), fixed when DIR is\n"
     "                      created; it must be the route table's rule\n"
     "  --snapshot-mib N    write a snapshot after N MiB of log (default 64; 0 = only when the\n"
-    "                      Raft window needs one)\n";
+    "                      Raft window needs one)\n"
+    "  --routes FILE       the route table file (docs/routing.md), read again when it\n"
+    "                      changes: while this replica leads, its relay delivers the cell's\n"
+    "                      cross-cell credits to the merchants' cells (docs/cross-cell.md).\n"
+    "                      Without it, cross-cell payments made here stay pending\n"
+    "  --relay-faults PCT  for fault tests: the relay loses, duplicates or delays PCT in 100\n"
+    "                      of its batches on purpose (default 0)\n";
 
 int cmd_node(int argc, char **argv) {
     node_config_t cfg = {
@@ -84,6 +90,10 @@ int cmd_node(int argc, char **argv) {
         } else if (!strcmp(a, "--transfers-max")) {
             ok = args_u32(argc, argv, &i, 1, CP_LEDGER_TABLE_MAX, &cfg.cell.ledger.transfers_max);
             cfg.capacities_given = true;
+        } else if (!strcmp(a, "--routes") && i + 1 < argc) {
+            cfg.routes_path = argv[++i];
+        } else if (!strcmp(a, "--relay-faults")) {
+            ok = args_u32(argc, argv, &i, 0, 100, &cfg.relay_fault_pct);
         } else if (!strcmp(a, "--zones") && i + 1 < argc) {
             const char *list = argv[++i];
             ok = cp_zones_parse(list, strlen(list), &cfg.cell.zones, err, sizeof err);

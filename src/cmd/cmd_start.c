@@ -16,13 +16,14 @@ static const char start_usage[] =
     "acknowledgement, snapshots) on a thread of its own, listening for the binary protocol on\n"
     "an ephemeral port of 127.0.0.1; cell i (1..N) owns the zones [100(i-1)/N, 100i/N). The\n"
     "gateway serves the payment API (docs/api.md) on --listen and routes each request by the\n"
-    "table of these cells. Cross-cell payments, the relay and CDC are not built yet.\n"
+    "table of these cells. Each cell's relay delivers its cross-cell payments' credits to the\n"
+    "merchants' cells (docs/cross-cell.md). CDC is not built yet.\n"
     "\n"
     "Data lives under DIR: DIR/cell-<i> (each cell's log and snapshots), DIR/start.conf (the\n"
     "number of cells, fixed on first start: a cell's zones never change, so a later start\n"
     "with another --cells is refused) and DIR/admin.key (the operator's API key, mode 0600,\n"
-    "made on first start), DIR/routes (the route table of the current run, for tools such as\n"
-    "`cellpay admin check --data DIR`). When it listens it prints\n"
+    "made on first start), DIR/routes (the route table of the current run: the relays read it,\n"
+    "and tools such as `cellpay admin check --data DIR`). When it listens it prints\n"
     "  cellpay start: listening on HOST:PORT, admin key in DIR/admin.key\n"
     "SIGTERM or SIGINT stops the gateway and then every cell cleanly; the exit code is 0.\n"
     "\n"
@@ -86,12 +87,6 @@ int cmd_start(int argc, char **argv) {
         fprintf(stderr, "cellpay start: %s\n", err);
         return 1;
     }
-    /* The table of this run (the cells' ports change with every start), for tools such as
-     * `cellpay admin check --data DIR`; the gateway itself takes it from memory. */
-    char path[4096];
-    snprintf(path, sizeof path, "%s/routes", o.data);
-    if (!rt_save(path, &cells->routes, err, sizeof err))
-        fprintf(stderr, "cellpay start: %s (admin tools will not find the cells)\n", err);
     listening_ctx_t ctx = {.opts = &o, .cells = cells};
     gateway_config_t g = {.listen = o.listen,
                           .admin_key = cells->admin_key,

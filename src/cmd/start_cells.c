@@ -103,6 +103,7 @@ static int start_one(start_cells_t *s, const char *dir, uint32_t i, uint32_t cou
         .cell.zones = start_cells_zones(i, count),
         .zones_given = true, /* cell.conf keeps them; a later start checks them */
         .snapshot_log_bytes = 64ull << 20,
+        .routes_path = s->routes_path,
     };
     char why[256];
     c->node = node_start(&cfg, why, sizeof why);
@@ -178,6 +179,13 @@ start_cells_t *start_cells_open(const char *dir, uint32_t count, char *err, size
         free(s);
         return NULL;
     }
+    /* The last run's table names its ports: gone before any relay could read it. */
+    snprintf(s->routes_path, sizeof s->routes_path, "%s/routes", dir);
+    if (unlink(s->routes_path) != 0 && errno != ENOENT) {
+        snprintf(err, err_size, "cannot remove %s: %s", s->routes_path, strerror(errno));
+        free(s);
+        return NULL;
+    }
     start_threadpool(count);
     for (uint32_t i = 1; i <= count; i++) {
         if (start_one(s, dir, i, count, err, err_size) != 0) {
@@ -186,7 +194,7 @@ start_cells_t *start_cells_open(const char *dir, uint32_t count, char *err, size
         }
         s->count = i;
     }
-    if (!start_routes(s, err, err_size)) {
+    if (!start_routes(s, err, err_size) || !rt_save(s->routes_path, &s->routes, err, err_size)) {
         start_cells_close(s);
         return NULL;
     }

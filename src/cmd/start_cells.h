@@ -32,6 +32,7 @@ typedef struct start_cells {
     rt_table_t routes; /* version 1: each cell's address and zones, the default zone rule */
     char admin_key[AUTH_HEX_MAX + 1];
     char admin_key_path[PATH_MAX];
+    char routes_path[PATH_MAX]; /* DIR/routes: the table of this run, the relays read it */
 } start_cells_t;
 
 /* The zones of cell i (1..count) of count cells. */

@@ -58,6 +58,10 @@ typedef enum slot_state {
     SLOT_FREE = 0,
     SLOT_SECRET, /* waiting for the merchant's secret */
     SLOT_CALL,   /* waiting for the cell's answer to the request */
+    /* A cross-cell payment (docs/cross-cell.md), step by step: */
+    SLOT_ORDER,   /* the merchant's cell reserves the order */
+    SLOT_XPAY,    /* the buyer's cell pays it */
+    SLOT_RELEASE, /* the buyer's cell refused: the merchant's cell gives the order back */
 } slot_state_t;
 
 typedef struct gateway gateway_t;
@@ -70,7 +74,10 @@ typedef struct gw_slot {
     uint64_t merchant;
     uint32_t next; /* the free list or the answered FIFO */
     uint8_t state;
-    bool own_key; /* the gateway gave the request its idempotency key (the client sent none) */
+    bool own_key;    /* the gateway gave the request its idempotency key (the client sent none) */
+    uint8_t refusal; /* SLOT_RELEASE: the buyer's cell's answer (a pay_code_t) */
+    bool refusal_replayed;  /* ... and whether it was a stored one */
+    uint64_t merchant_cell; /* a cross-cell payment: the cell that reserved the order */
     int32_t status;
     uint32_t count;
     api_call_t call;
@@ -343,6 +350,89 @@ static void own_key_maybe(gateway_t *g, gw_slot_t *s) {
     if (s->own_key) s->call.u.req.idem_key = g->key_salt ^ (u128)++g->key_count;
 }
 
+/* ---- Cross-cell payments (docs/cross-cell.md) ----
+ * The merchant's cell reserves the order (it keeps the merchant's keys and out_trade_no's),
+ * the buyer's cell pays it, and when the buyer's cell refuses, the merchant's cell gives the
+ * order back before the client hears of the refusal: a client that then retries with a new
+ * key and the same out_trade_no must not find it still taken. */
+
+static bool payment_cross_cell(const gateway_t *g, const gw_slot_t *s) {
+    const pay_request_t *q = &s->call.u.req;
+    return s->match.endpoint == API_EP_PAYMENT_CREATE &&
+           rt_cell_of_uid(&g->routes, q->uid) != rt_cell_of_uid(&g->routes, q->actor);
+}
+
+static void order_send(gateway_t *g, gw_slot_t *s) {
+    pay_request_t *q = &s->call.u.req;
+    q->kind = PAY_KIND_ORDER;
+    s->merchant_cell = rt_cell_of_uid(&g->routes, q->actor);
+    s->state = SLOT_ORDER;
+    slot_send(g, s, q->actor);
+}
+
+static void call_answered(gateway_t *g, gw_slot_t *s);
+
+/* The order is reserved (or was, under this key): the buyer's cell pays it, keyed by the
+ * payment id, so its answer to any repeat is its first. Anything else the merchant's cell
+ * answered (an error, or the refusal a release left under the key) is the client's answer. */
+static void order_answered(gateway_t *g, gw_slot_t *s) {
+    const pay_object_t *o = &s->reply[0];
+    pay_request_t *q = &s->call.u.req;
+    if (s->status != 0 || s->count != 1 || o->kind != PAY_KIND_ORDER || o->code != PAY_CREATED) {
+        call_answered(g, s);
+        return;
+    }
+    if ((uint64_t)(o->id >> 64) != q->uid || s->merchant_cell > PAY_CELL_MAX) {
+        slot_fail(g, s, 500, "internal_error", "the merchant's cell's order does not fit", NULL);
+        return;
+    }
+    q->kind = PAY_KIND_PAYMENT;
+    q->payment_id = o->id;
+    q->idem_key = o->id;
+    q->peer_cell = (uint32_t)s->merchant_cell;
+    s->state = SLOT_XPAY;
+    slot_send(g, s, q->uid);
+}
+
+/* The buyer's cell's refusals that it stores under the key (pay.c): final for this payment id,
+ * so the order can be given back. Others (wrong cell, full) leave it reserved for a retry. */
+static bool refusal_final(uint8_t code) {
+    return code == PAY_ERR_NOT_FOUND || code == PAY_ERR_INSUFFICIENT_FUNDS ||
+           code == PAY_ERR_CURRENCY_MISMATCH || code == PAY_ERR_OVERFLOW;
+}
+
+static void xpay_answered(gateway_t *g, gw_slot_t *s) {
+    const pay_object_t *o = &s->reply[0];
+    if (s->status != 0 || s->count != 1 || !refusal_final(o->code)) {
+        call_answered(g, s);
+        return;
+    }
+    s->refusal = o->code;
+    s->refusal_replayed = o->replayed != 0;
+    pay_request_t *q = &s->call.u.req;
+    *q = (pay_request_t){
+        .kind = PAY_KIND_RELEASE, .payment_id = q->payment_id, .actor = q->actor, .code = o->code};
+    s->state = SLOT_RELEASE;
+    slot_send(g, s, q->actor);
+}
+
+static void release_answered(gateway_t *g, gw_slot_t *s) {
+    const pay_object_t *o = &s->reply[0];
+    if (s->status != 0 || s->count != 1 || (o->code != PAY_OK && o->code != PAY_CREATED)) {
+        /* The order still holds the out_trade_no: the same key again finds the refusal and
+         * releases it then. */
+        slot_fail(g, s, 503, "unavailable",
+                  "the payment was refused, and the merchant's cell has not yet freed its "
+                  "out_trade_no: retry with the same Idempotency-Key",
+                  NULL);
+        return;
+    }
+    s->reply[0] = (pay_object_t){
+        .kind = PAY_KIND_PAYMENT, .code = s->refusal, .replayed = s->refusal_replayed};
+    s->count = 1;
+    call_answered(g, s);
+}
+
 static void request_build_send(gateway_t *g, gw_slot_t *s, const http_request_t *r,
                                uint64_t actor) {
     api_fail_t f;
@@ -356,6 +446,10 @@ static void request_build_send(gateway_t *g, gw_slot_t *s, const http_request_t 
         return;
     }
     if (s->call.op == PROTO_OP_PAY) own_key_maybe(g, s);
+    if (payment_cross_cell(g, s)) {
+        order_send(g, s);
+        return;
+    }
     s->state = SLOT_CALL;
     slot_send(g, s, api_call_route_uid(&s->call));
 }
@@ -492,10 +586,14 @@ static void slot_answered(gateway_t *g, gw_slot_t *s) {
     s->cell = NULL;
     if (g->stopping) {
         slot_release(g, s);
-    } else if (s->state == SLOT_SECRET) {
-        secret_answered(g, s);
     } else {
-        call_answered(g, s);
+        switch (s->state) {
+        case SLOT_SECRET: secret_answered(g, s); return;
+        case SLOT_ORDER: order_answered(g, s); return;
+        case SLOT_XPAY: xpay_answered(g, s); return;
+        case SLOT_RELEASE: release_answered(g, s); return;
+        default: call_answered(g, s); return;
+        }
     }
 }
 

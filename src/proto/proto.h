@@ -110,7 +110,13 @@ typedef struct proto_status_reply {
     /* The leader only (0 elsewhere): the last index known durable and matching on each
      * member, in the order of members[] (its own: its durable index). */
     uint64_t member_match[PROTO_STATUS_MEMBERS_MAX];
-    uint8_t reserved_2[64];
+    /* Cross-cell (docs/cross-cell.md): outbox records not yet acknowledged, in the state at
+     * applied_index; and, on a replica whose relay ran, what it delivered and acknowledged
+     * since the process started. */
+    uint64_t outbox_backlog;
+    uint64_t relay_delivered;
+    uint64_t relay_acked;
+    uint8_t reserved_2[40];
 } proto_status_reply_t;
 
 /* The request body of PROTO_OP_ADD_REPLICA (the replica joins as a learner; the leader makes

@@ -602,6 +602,7 @@ static void on_timer(uv_timer_t *t) {
         n->tick_wanted = true;
     node_pump(n);
     node_snapshot_poll(n);
+    if (n->relay) relay_tick(n->relay, node_is_leader(n) && !n->stopping, cell_pay(n->cell));
 }
 
 static void on_peer_message(void *ctx, const rf_msg_t *m) {
@@ -642,6 +643,8 @@ void node_stop_finish(node_t *n) {
         if (n->conns[i]) conn_close(n->conns[i], NULL);
     uv_timer_stop(&n->timer);
     uv_close((uv_handle_t *)&n->timer, NULL);
+    relay_close(n->relay);
+    n->relay = NULL;
     if (n->net) peer_net_close(n->net);
     uv_close((uv_handle_t *)&n->stop_async, NULL);
     if (n->signals) {
@@ -751,6 +754,22 @@ static int node_open(node_t *n) {
     uv_timer_start(&n->timer, on_timer, n->config.tick_ms, n->config.tick_ms);
     uv_async_init(n->loop, &n->stop_async, on_stop_async);
     n->stop_async.data = n;
+    if (n->config.routes_path) {
+        relay_config_t relay = {.loop = n->loop,
+                                .routes_path = n->config.routes_path,
+                                .cell_id = n->config.cell_id,
+                                .name = n->name,
+                                .fault_pct = n->config.relay_fault_pct,
+                                .fault_seed = realtime_ns() ^ n->config.node_id};
+        if (relay.fault_pct)
+            node_log(n, "relay: faults on purpose in %u%% of batches, seed %llu", relay.fault_pct,
+                     (unsigned long long)relay.fault_seed);
+        n->relay = relay_create(&relay);
+        if (!n->relay) {
+            node_log(n, "out of memory for the relay");
+            return -1;
+        }
+    }
     n->started = true;
     return 0;
 }

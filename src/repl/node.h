@@ -28,6 +28,11 @@ typedef struct node_config {
     bool capacities_given;       /* cell.ledger capacities came from the command line */
     bool zones_given;            /* cell.zones came from the command line (--zones) */
     bool zone_rule_given;        /* cell.zone_rule came from the command line (--zone-rule) */
+    /* The route table file (route.h) the relay (src/txn/relay.h) finds the other cells in:
+     * while this replica leads, it delivers the cell's cross-cell credits. NULL: no relay (a
+     * cell with cross-cell payments then keeps them pending). */
+    const char *routes_path;
+    uint32_t relay_fault_pct; /* fault tests: relay_config_t.fault_pct (seeded and logged) */
 } node_config_t;
 
 typedef struct node node_t;

@@ -55,7 +55,13 @@ static uint32_t admin_status(node_t *n, void *out, uint32_t *size) {
         .node_id = self_id(n),
         .leader_id = info.leader,
         .role = (uint8_t)info.role,
+        .outbox_backlog = pay_outbox_backlog(cell_pay(n->cell)),
     };
+    if (n->relay) {
+        relay_stats_t rs = relay_stats(n->relay);
+        s.relay_delivered = rs.delivered;
+        s.relay_acked = rs.acked;
+    }
     rf_members_t m;
     rf_members(n->rf, &m);
     s.member_count = (uint8_t)m.count;

@@ -11,6 +11,7 @@
 #include "repl/hardstate.h"
 #include "repl/members.h"
 #include "repl/node.h"
+#include "txn/relay.h"
 #include "repl/peer.h"
 #include "repl/raft.h"
 #include "repl/wal.h"
@@ -90,6 +91,7 @@ struct node {
     peer_net_t *net;
     hardstate_t hs;
     uint64_t lead_term; /* the term this node leads in, 0 when it does not */
+    relay_t *relay;     /* config.routes_path given: the cross-cell relay */
 
     conn_t *conns[NODE_CONNS_MAX];
     uint32_t conn_count, conn_gen;

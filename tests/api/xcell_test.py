@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Cross-cell payments (docs/cross-cell.md) through the API of a real `cellpay start`.
+
+The merchant's cell keeps its keys and out_trade_no's; the buyer's cell pays; the relay
+credits the merchant. Checked: the answers and errors, replays byte for byte, duplicates
+across cells and against local payments, a refused payment giving its out_trade_no back, the
+credit arriving (merchant_credit turns "credited"), and, under load with SIGKILL and restart,
+that every acknowledged payment is debited once and credited once (`cellpay admin check`
+nets every pair of cells' clearing accounts to zero).
+
+usage: xcell_test.py path/to/cellpay
+"""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from apilib import Api, Checks, Server, err_code, pay_body, zone  # noqa: E402
+
+CELLPAY = sys.argv[1]
+TMP = tempfile.mkdtemp(prefix="cellpay-xcell-")
+check = Checks()
+SERVER = Server(CELLPAY, TMP, cells=4)
+
+# 4 cells: zones 0-24 cell 1, 25-49 cell 2, 50-74 cell 3, 75-99 cell 4.
+M1, M3 = 100030, 100600           # merchants in cells 1 and 3
+B1, B2, B4 = 200040, 200300, 200800  # buyers in cells 1, 2 and 4
+POOR = 200310                     # cell 2, 5 CNY
+UNKNOWN = 200390                  # cell 2, never opened
+LOAD_BUYERS = [300000 + 10 * z for z in range(25, 100, 3)]  # cells 2-4
+assert all(zone(u) >= 25 for u in LOAD_BUYERS)
+
+
+def setup(api):
+    ms = {}
+    for uid in (M1, M3):
+        s, j, _, _ = api.admin("POST", "/v1/merchants", {"uid": str(uid)})
+        check(f"merchant {uid}", s == 201, (s, j))
+        ms[uid] = {"uid": uid, "secret": j["secret"]}
+    for uid, amount in [(B1, 10000), (B2, 10000), (B4, 10000), (POOR, 5)] + \
+            [(u, 1000000) for u in LOAD_BUYERS]:
+        api.admin("POST", "/v1/users", {"uid": str(uid), "currency": "CNY"})
+        s, j, _, _ = api.admin("POST", f"/v1/users/{uid}/topups",
+                               {"amount": str(amount), "currency": "CNY"})
+        check(f"top-up {uid}", s == 201, (s, j))
+    return ms
+
+
+def wait_credited(api, m, pay_id, seconds=20):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        s, j, _, _ = api.merchant(m, "GET", f"/v1/payments/{pay_id}")
+        if s == 200 and j.get("merchant_credit") == "credited":
+            return j
+        time.sleep(0.05)
+    return None
+
+
+def test_flow(api, ms):
+    m1, m3 = ms[M1], ms[M3]
+    body = pay_body(B2, 100, "x-1")
+    s, j, raw, h = api.merchant(m1, "POST", "/v1/payments", body, key="xk-1")
+    check("cross-cell payment: 201, pending", s == 201 and j["status"] == "succeeded" and
+          j["merchant_credit"] == "pending" and j["buyer_uid"] == str(B2) and
+          j["merchant_uid"] == str(M1) and j["amount"] == "100" and j["out_trade_no"] == "x-1",
+          (s, j))
+    pay = j
+    check("buyer debited in its cell", api.balance(B2) == 9900)
+    s2, _, raw2, h2 = api.merchant(m1, "POST", "/v1/payments", body, key="xk-1")
+    check("replay: same bytes, replay header", s2 == 201 and raw2 == raw and
+          h2.get("Idempotent-Replayed") == "true", (s2, raw2, raw, h2))
+    check("replay moved nothing", api.balance(B2) == 9900)
+    s, j, _, _ = api.merchant(m1, "POST", "/v1/payments", pay_body(B2, 101, "x-1"), key="xk-1")
+    check("same key, other body: 409", s == 409 and err_code(j) == "idempotency_conflict", (s, j))
+    s, j, _, _ = api.merchant(m1, "POST", "/v1/payments", pay_body(B4, 7, "x-1"), key="xk-2")
+    check("same out_trade_no, buyer in a third cell: 409",
+          s == 409 and err_code(j) == "duplicate_out_trade_no", (s, j))
+    s, j, _, _ = api.merchant(m1, "POST", "/v1/payments", pay_body(B1, 7, "x-1"), key="xk-3")
+    check("same out_trade_no, buyer in the merchant's cell: 409",
+          s == 409 and err_code(j) == "duplicate_out_trade_no", (s, j))
+    check("duplicates moved nothing", api.balance(B4) == 10000 and api.balance(B1) == 10000)
+    s, j, _, _ = api.merchant(m1, "POST", "/v1/payments", pay_body(B1, 5, "l-1"), key="lk-1")
+    check("local payment", s == 201 and j["merchant_credit"] == "credited", (s, j))
+    s, j, _, _ = api.merchant(m1, "POST", "/v1/payments", pay_body(B2, 5, "l-1"), key="lk-2")
+    check("cross-cell with a local payment's out_trade_no: 409",
+          s == 409 and err_code(j) == "duplicate_out_trade_no", (s, j))
+    # A refusal in the buyer's cell gives the out_trade_no back; its key keeps the refusal.
+    s, j, raw_poor, _ = api.merchant(m1, "POST", "/v1/payments", pay_body(POOR, 6, "x-poor"),
+                                     key="pk-1")
+    check("cross-cell, insufficient funds: 402",
+          s == 402 and err_code(j) == "insufficient_funds", (s, j))
+    s, j, raw, h = api.merchant(m1, "POST", "/v1/payments", pay_body(POOR, 6, "x-poor"),
+                                key="pk-1")
+    check("refusal replayed", s == 402 and raw == raw_poor and
+          h.get("Idempotent-Replayed") == "true", (s, raw, h))
+    api.admin("POST", f"/v1/users/{POOR}/topups", {"amount": "10", "currency": "CNY"})
+    s, j, _, _ = api.merchant(m1, "POST", "/v1/payments", pay_body(POOR, 6, "x-poor"), key="pk-2")
+    check("after a refusal, the out_trade_no is free", s == 201, (s, j))
+    poor_pay = j if s == 201 else None
+    s, j, raw, _ = api.merchant(m1, "POST", "/v1/payments", pay_body(POOR, 6, "x-poor"),
+                                key="pk-1")
+    check("the refused key still answers its refusal", s == 402 and raw == raw_poor, (s, raw))
+    check("poor buyer paid once", api.balance(POOR) == 9)
+    s, j, _, _ = api.merchant(m1, "POST", "/v1/payments", pay_body(UNKNOWN, 1, "x-u"), key="uk")
+    check("unknown buyer in another cell: 404", s == 404 and err_code(j) == "not_found", (s, j))
+    # The credit arrives.
+    j = wait_credited(api, m1, pay["id"])
+    check("merchant credited", j is not None and dict(j, merchant_credit="pending") == pay, (j, pay))
+    check("the other one too", poor_pay is not None and wait_credited(api, m1, poor_pay["id"]))
+    s, j, _, _ = api.merchant(m3, "GET", f"/v1/payments/{pay['id']}")
+    check("another merchant does not see it", s == 404, (s, j))
+    s, j, _, _ = api.admin("GET", f"/v1/users/{B2}/payments")
+    check("in the buyer's list", s == 200 and [p["id"] for p in j["data"]] == [pay["id"]], (s, j))
+    s, j, _, _ = api.merchant(m1, "POST", "/v1/refunds",
+                              {"payment_id": pay["id"], "amount": "1", "out_request_no": "r"},
+                              key="rk")
+    check("refund of a cross-cell payment: 422 for now",
+          s == 422 and err_code(j) == "cross_cell_unsupported", (s, j))
+    return pay, raw2
+
+
+def admin_check():
+    r = subprocess.run([CELLPAY, "admin", "check", "--data", SERVER.data],
+                       capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout + r.stderr
+
+
+# ---- load with a SIGKILL in the middle ----
+
+class Load:
+    def __init__(self, ms):
+        self.ms = ms
+        self.lock = threading.Lock()
+        self.acked = []  # (id, buyer, amount, merchant uid)
+        self.refused = 0
+        self.stop = False
+
+    def worker(self, tid):
+        api = Api(SERVER)
+        rng = random.Random(tid)
+        n = 0
+        while not self.stop:
+            n += 1
+            buyer = rng.choice(LOAD_BUYERS)
+            m = self.ms[rng.choice((M1, M3))]
+            amount = rng.randint(1, 50)
+            body = pay_body(buyer, amount, f"load-{tid}-{n}")
+            while True:  # the same key until a definitive answer: applied once at most
+                try:
+                    s, j, _, _ = api.merchant(m, "POST", "/v1/payments", body, key=f"lk-{tid}-{n}")
+                except OSError:
+                    s, j = None, None
+                if s == 201:
+                    with self.lock:
+                        self.acked.append((j["id"], buyer, amount, m["uid"]))
+                    break
+                if s is not None and 400 <= s < 500:
+                    with self.lock:
+                        self.refused += 1
+                    break
+                time.sleep(0.05)
+
+
+def test_load_kill(ms, before):
+    load = Load(ms)
+    threads = [threading.Thread(target=load.worker, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    check("load made payments", len(load.acked) > 0, len(load.acked))
+    SERVER.stop(signal.SIGKILL)
+    time.sleep(0.5)
+    SERVER.start()
+    time.sleep(2)
+    load.stop = True
+    for t in threads:
+        t.join(timeout=120)
+    check("no refusals under load", load.refused == 0, load.refused)
+    api = Api(SERVER)
+    spent = {}
+    for _, buyer, amount, _ in load.acked:
+        spent[buyer] = spent.get(buyer, 0) + amount
+    wrong = [(u, before[u], spent.get(u, 0), api.balance(u)) for u in LOAD_BUYERS
+             if api.balance(u) != before[u] - spent.get(u, 0)]
+    check("every acknowledged payment debited exactly once", not wrong, wrong[:5])
+    pending = [p for p in load.acked if not wait_credited(api, ms[p[3]], p[0], seconds=30)]
+    check("every acknowledged payment credited", not pending, pending[:5])
+    rc, out = admin_check()
+    check("admin check clean after the load", rc == 0 and "clearing cells" in out and
+          "MISMATCH" not in out, out)
+    print(f"load: {len(load.acked)} payments acknowledged across a SIGKILL", flush=True)
+
+
+def main():
+    try:
+        SERVER.start()
+        api = Api(SERVER)
+        ms = setup(api)
+        pay, first_raw = test_flow(api, ms)
+        rc, out = admin_check()
+        check("admin check: clearing nets to zero", rc == 0 and "MISMATCH" not in out and
+              ("clearing cells 1 and 2" in out or "clearing cells 2 and 1" in out), out)
+        before = {u: api.balance(u) for u in LOAD_BUYERS}
+        test_load_kill(ms, before)
+        api = Api(SERVER)
+        s, _, raw, _ = api.merchant(ms[M1], "POST", "/v1/payments", pay_body(B2, 100, "x-1"),
+                                    key="xk-1")
+        check("after SIGKILL and restart the first answer is replayed", s == 201 and
+              raw == first_raw, (s, raw))
+        check("clean stop", SERVER.stop() == 0)
+    finally:
+        if SERVER.proc:
+            SERVER.proc.kill()
+        if not check.fails:
+            shutil.rmtree(TMP, ignore_errors=True)
+        else:
+            print("kept", TMP, flush=True)
+    check.finish("xcell_test")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""Cross-cell payments under faults: every acknowledged payment debited once and credited once.
+
+Two cells of three `cellpay node` replicas each (cell 1 zones 0-49, cell 2 zones 50-99), all
+with `--routes` (their relays find each other there) and `--relay-faults`: each relay batch
+may be lost on its way, have its answer lost, be sent twice, or be held back so that later
+batches overtake it. `cellpay gateway` in front. Payment threads pay merchants of the other
+cell (and a few of their own), each payment with its own key, sent again with the same key
+after a 503 or a broken connection until it gets a final answer. Meanwhile the leader of one
+cell or the other, where that cell's relay runs, is killed with SIGKILL at random moments and
+started again.
+
+When the load stops and the relays are idle:
+  - every acknowledged payment reads back with merchant_credit "credited";
+  - each buyer's balance is its top-up minus its acknowledged payments (debited once);
+  - `cellpay admin check` passes: per cell and ledger debits equal credits, and each pair of
+    clearing accounts nets to zero (credited once: a credit made twice or lost would show);
+  - each cell's replicas report one state hash.
+
+usage: xcell_fault_test.py path/to/cellpay   (XCELL_FAULT_SEED=N repeats a run's choices)
+"""
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+CELLPAY = sys.argv[1]
+SEED = int(os.environ.get("XCELL_FAULT_SEED") or random.SystemRandom().randrange(1, 1 << 31))
+TMP = tempfile.mkdtemp(prefix="cellpay-xcell-fault-")
+ROUTES = os.path.join(TMP, "routes")
+THREADS = 4
+CHAOS_SECONDS = 20
+TOPUP = 10**12
+FAULT_PCT = "20"
+FAILS = []
+CHECKS = 0
+PROCS = {}  # name -> (Popen, args, log path)
+LOCK = threading.Lock()
+STOP = threading.Event()
+ACKS = []  # (merchant cell, buyer, amount, payment id)
+STATS = {"attempts": 0, "retries": 0, "refused": 0}
+
+# zone(uid) = (uid / 10) mod 100
+MERCHANTS = {1: 100050, 2: 100600}  # zones 5 and 60
+BUYERS = {1: [4_000_000 + z * 10 + 1 for z in (2, 13, 27, 38, 44)],
+          2: [4_000_000 + z * 10 + 2 for z in (52, 61, 77, 85, 93)]}
+
+
+def check(name, cond, detail=""):
+    global CHECKS
+    CHECKS += 1
+    if not cond:
+        FAILS.append(name)
+        print(f"FAIL: {name} {detail}", flush=True)
+    return cond
+
+
+def free_ports(n):
+    """n bindable loopback ports below the ephemeral range (routes_live_test.py says why)."""
+    try:
+        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng, held, ports = random.Random(), [], []
+    try:
+        while len(ports) < n:
+            p = rng.randrange(10000, low)
+            if p in ports:
+                continue
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                s.close()
+                continue
+            held.append(s)
+            ports.append(p)
+    finally:
+        for s in held:
+            s.close()
+    return ports
+
+
+def spawn(name, args, stdout=None):
+    log = os.path.join(TMP, name + ".log")
+    f = open(log, "ab")
+    p = subprocess.Popen([CELLPAY, *args], stdin=subprocess.DEVNULL,
+                         stdout=stdout if stdout is not None else f, stderr=f)
+    f.close()
+    PROCS[name] = (p, args, log)
+    return p
+
+
+def log_tail(name, lines=10):
+    try:
+        with open(PROCS[name][2], errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def cell_status(addrs):
+    r = subprocess.run([CELLPAY, "admin", "cell", "status", "--addr", ",".join(addrs),
+                        "--timeout-ms", "1000"], capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout + r.stderr
+
+
+def leader_of(addrs, seconds=30):
+    deadline = time.time() + seconds
+    out = ""
+    while time.time() < deadline:
+        rc, out = cell_status(addrs)
+        m = re.search(r"^(\S+) id=(\d+) role=leader", out, re.M)
+        if m:
+            return m.group(1)
+        time.sleep(0.1)
+    raise SystemExit(f"no leader at {addrs}:\n{out}")
+
+
+def stop_all():
+    for p, _, _ in PROCS.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for name, (p, _, _) in PROCS.items():
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop in 20 s; killed")
+            p.kill()
+            p.wait()
+
+
+# ---- HTTP ----
+
+PORT = None
+ADMIN = None
+
+
+def conn():
+    return http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+
+
+def request(c, method, path, data=b"", headers=None):
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    c.request(method, path, body=data if method != "GET" else None, headers=h)
+    r = c.getresponse()
+    text = r.read()
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    return r.status, parsed
+
+
+def admin(c, method, path, body=None):
+    data = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
+    return request(c, method, path, data, {"Authorization": "Bearer " + ADMIN})
+
+
+def signed(m, method, path, data, key=None):
+    ts = str(int(time.time()))
+    msg = f"{method}\n{path}\n{ts}\n".encode() + data
+    h = {"X-Cellpay-Merchant": str(m["uid"]), "X-Cellpay-Timestamp": ts,
+         "X-Cellpay-Signature": hmac.new(m["secret"].encode(), msg, hashlib.sha256).hexdigest()}
+    if key:
+        h["Idempotency-Key"] = key
+    return h
+
+
+# ---- load and chaos ----
+
+def worker(tid, merchants):
+    rng = random.Random(SEED * 1000 + tid)
+    c = conn()
+    n = 0
+    while not STOP.is_set():
+        n += 1
+        bcell = rng.choice((1, 2))
+        buyer = rng.choice(BUYERS[bcell])
+        mcell = bcell if rng.random() < 0.1 else 3 - bcell  # mostly cross-cell
+        m = merchants[mcell]
+        amount = rng.randint(1, 9999)
+        data = json.dumps({"buyer_uid": str(buyer), "amount": str(amount), "currency": "CNY",
+                           "out_trade_no": f"s{SEED}-t{tid}-{n}"}, separators=(",", ":")).encode()
+        key = f"k{SEED}-t{tid}-{n}"
+        deadline = time.time() + 120
+        while time.time() < deadline:  # the same key until a final answer
+            with LOCK:
+                STATS["attempts"] += 1
+            try:
+                s, j = request(c, "POST", "/v1/payments", data,
+                               signed(m, "POST", "/v1/payments", data, key))
+            except (OSError, http.client.HTTPException):
+                c.close()
+                c = conn()
+                s, j = None, None
+            if s == 201:
+                with LOCK:
+                    ACKS.append((mcell, buyer, amount, j["id"]))
+                break
+            if s is not None and s != 503:
+                with LOCK:
+                    STATS["refused"] += 1
+                print(f"refused: {s} {j}", flush=True)
+                break
+            with LOCK:
+                STATS["retries"] += 1
+            time.sleep(0.02)
+    c.close()
+
+
+def chaos(cells, rng):
+    """Kills a cell's leader (its relay with it) with SIGKILL and starts it again."""
+    kills = 0
+    t_end = time.time() + CHAOS_SECONDS
+    while time.time() < t_end:
+        time.sleep(rng.uniform(1.0, 2.5))
+        cell = rng.choice((1, 2))
+        leader = leader_of(cells[cell]["addrs"])
+        name = cells[cell]["names"][cells[cell]["addrs"].index(leader)]
+        p, args, _ = PROCS[name]
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        kills += 1
+        time.sleep(rng.uniform(0.2, 1.0))
+        spawn(name, args)
+    return kills
+
+
+def main():
+    global PORT, ADMIN
+    print(f"xcell_fault_test: seed {SEED} (XCELL_FAULT_SEED={SEED} repeats it)", flush=True)
+    rng = random.Random(SEED)
+    ports = free_ports(12)
+    cells = {}
+    for cell in (1, 2):
+        base = (cell - 1) * 6
+        addrs = [f"127.0.0.1:{p}" for p in ports[base:base + 3]]
+        peers = ",".join(f"{i + 1}=127.0.0.1:{p}" for i, p in enumerate(ports[base + 3:base + 6]))
+        cells[cell] = {"addrs": addrs, "peers": peers, "names": []}
+    with open(ROUTES, "w") as f:
+        f.write("version 1\nrule 10 100\n")
+        for cell in (1, 2):
+            f.write(f"cell {cell} {','.join(cells[cell]['addrs'])}\n")
+        f.write("zones 0-49 -> 1\nzones 50-99 -> 2\n")
+    for cell, zones in ((1, "0-49"), (2, "50-99")):
+        for r in range(3):
+            name = f"c{cell}r{r + 1}"
+            cells[cell]["names"].append(name)
+            spawn(name, ["node", "--data", os.path.join(TMP, name),
+                         "--listen", cells[cell]["addrs"][r], "--cell", str(cell),
+                         "--id", str(r + 1), "--peers", cells[cell]["peers"], "--zones", zones,
+                         "--routes", ROUTES, "--relay-faults", FAULT_PCT])
+    for cell in (1, 2):
+        leader_of(cells[cell]["addrs"])
+    gw_data = os.path.join(TMP, "gw")
+    gw = spawn("gateway", ["gateway", "--routes", ROUTES, "--data", gw_data,
+                           "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE)
+    line = gw.stdout.readline().decode()
+    m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+    if not m:
+        raise SystemExit(f"the gateway does not listen: {line!r}\n{log_tail('gateway')}")
+    PORT = int(m.group(1))
+    ADMIN = open(os.path.join(gw_data, "admin.key")).read().strip()
+
+    c = conn()
+    merchants = {}
+    for cell, uid in MERCHANTS.items():
+        s, j = admin(c, "POST", "/v1/merchants", {"uid": str(uid)})
+        check(f"merchant {uid} created", s == 201, (s, j))
+        merchants[cell] = {"uid": uid, "secret": (j or {}).get("secret", "")}
+    for bs in BUYERS.values():
+        for b in bs:
+            s1, _ = admin(c, "POST", "/v1/users", {"uid": str(b), "currency": "CNY"})
+            s2, j = admin(c, "POST", f"/v1/users/{b}/topups",
+                          {"amount": str(TOPUP), "currency": "CNY"})
+            check(f"buyer {b} opened and topped up", s1 == 201 and s2 == 201, (s1, s2, j))
+    if FAILS:
+        return
+
+    threads = [threading.Thread(target=worker, args=(t, merchants)) for t in range(THREADS)]
+    for t in threads:
+        t.start()
+    kills = chaos(cells, rng)
+    STOP.set()
+    for t in threads:
+        t.join(timeout=180)
+    print(f"load: {len(ACKS)} payments acknowledged, {kills} leaders killed, {STATS}", flush=True)
+    check("payments were made", len(ACKS) > 100, len(ACKS))
+    check("no payment refused", STATS["refused"] == 0, STATS)
+    verify(c, cells, merchants)
+    c.close()
+
+
+def verify(c, cells, merchants):
+    # The relays drain: every acknowledged payment's credit arrives.
+    deadline = time.time() + 90
+    pending = list(ACKS)
+    while pending and time.time() < deadline:
+        still = []
+        for p in pending:
+            path = f"/v1/payments/{p[3]}"
+            s, j = request(c, "GET", path, b"", signed(merchants[p[0]], "GET", path, b""))
+            if not (s == 200 and j.get("merchant_credit") == "credited"):
+                still.append(p)
+        pending = still
+        if pending:
+            time.sleep(0.5)
+    check("every acknowledged payment credited", not pending, (len(pending), pending[:3]))
+    spent = {}
+    for _, buyer, amount, _ in ACKS:
+        spent[buyer] = spent.get(buyer, 0) + amount
+    for bs in BUYERS.values():
+        for b in bs:
+            s, j = admin(c, "GET", f"/v1/users/{b}/balance?currency=CNY")
+            want = TOPUP - spent.get(b, 0)
+            check(f"buyer {b}: debited exactly its acknowledged payments",
+                  s == 200 and j["available"] == str(want), (s, j, want))
+    r = subprocess.run([CELLPAY, "admin", "check", "--routes", ROUTES], capture_output=True,
+                       text=True, timeout=120)
+    out = r.stdout + r.stderr
+    check("admin check: books balance and clearing nets to zero",
+          r.returncode == 0 and "clearing cells 1 and 2" in out, out)
+    for cell in (1, 2):
+        deadline = time.time() + 20
+        out = ""
+        while time.time() < deadline:
+            rc, out = cell_status(cells[cell]["addrs"])
+            if rc == 0 and len(set(re.findall(r" applied=(\d+)", out))) == 1:
+                break
+            time.sleep(0.1)
+        hashes = set(re.findall(r" hash=([0-9a-f]+)", out))
+        check(f"cell {cell}: three replicas, one state hash",
+              len(hashes) == 1 and len(re.findall(r" hash=", out)) == 3, out)
+
+
+if __name__ == "__main__":
+    rc = 1
+    try:
+        main()
+        rc = 1 if FAILS else 0
+    except SystemExit as e:
+        print(f"FAIL: {e}", flush=True)
+        FAILS.append(str(e))
+    except Exception:
+        traceback.print_exc()
+        FAILS.append("exception")
+    finally:
+        STOP.set()
+        stop_all()
+    print(f"xcell_fault_test: seed {SEED}, {CHECKS} checks, {len(FAILS)} failed", flush=True)
+    if FAILS:
+        print("kept", TMP, flush=True)
+        for name in PROCS:
+            if name.startswith("c") or name == "gateway":
+                print(f"--- {name}\n{log_tail(name)}", flush=True)
+    else:
+        shutil.rmtree(TMP, ignore_errors=True)
+    sys.exit(1 if FAILS else 0)
