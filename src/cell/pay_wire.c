@@ -30,7 +30,14 @@ static uint64_t id_uid(u128 id) {
 }
 
 uint64_t pay_request_route_uid(const pay_request_t *r) {
-    return r->kind == PAY_KIND_REFUND ? id_uid(r->payment_id) : r->uid;
+    switch (r->kind) {
+    case PAY_KIND_REFUND: return id_uid(r->payment_id);
+    /* The merchant's cell keeps its orders (docs/cross-cell.md). */
+    case PAY_KIND_ORDER:
+    case PAY_KIND_RELEASE:
+    case PAY_KIND_CREDIT: return r->actor;
+    }
+    return r->uid;
 }
 
 uint64_t pay_query_route_uid(const pay_query_t *q) {
