@@ -47,6 +47,9 @@ pay_config_t cell_pay_config(const cell_config_t *config) {
     pc.refunds_max = or_default(pc.refunds_max, transfers);
     pc.topups_max = or_default(pc.topups_max, transfers);
     pc.idempotency_max = or_default(pc.idempotency_max, transfers);
+    /* An order and an outbox record each go with a transfer (the credit, the debit). */
+    pc.orders_max = or_default(pc.orders_max, transfers);
+    pc.outbox_max = or_default(pc.outbox_max, transfers);
     pc.zones = config->zones;
     pc.zone_rule = config->zone_rule;
     return pc;

@@ -89,6 +89,8 @@ void pay_payment_object(const pay_payment_row_t *p, pay_object_t *o) {
         .currency = p->currency,
         .kind = PAY_KIND_PAYMENT,
         .code = PAY_OK,
+        .merchant_credit = p->credit == PAY_CREDIT_PENDING,
+        .peer_cell = p->peer_cell,
     };
     memcpy(o->text, p->text, PAY_TEXT_MAX);
 }
@@ -116,12 +118,15 @@ void pay_refund_object(const pay_refund_row_t *r, pay_object_t *o) {
     X(payments, payments_max)                                                                      \
     X(refunds, refunds_max)                                                                        \
     X(topups, topups_max)                                                                          \
-    X(idem, idempotency_max)
+    X(idem, idempotency_max)                                                                       \
+    X(orders, orders_max)                                                                          \
+    X(outbox, outbox_max)
 
 pay_t *pay_create(const pay_config_t *config) {
     const pay_config_t *c = config;
     if (!c->merchants_max || !c->users_max || !c->payments_max || !c->refunds_max ||
-        !c->topups_max || !c->idempotency_max || c->cell_id > PAY_CELL_ID_MAX)
+        !c->topups_max || !c->idempotency_max || !c->orders_max || !c->outbox_max ||
+        c->cell_id > PAY_CELL_ID_MAX)
         return NULL;
     if ((c->zone_rule.divisor | c->zone_rule.modulus) != 0 && cp_zone_rule_check(&c->zone_rule))
         return NULL;
@@ -143,6 +148,9 @@ pay_t *pay_create(const pay_config_t *config) {
     ok = ok && lindex_init(&p->refunds_dup_ix, c->refunds_max, &p->refunds[0].dup_key,
                            sizeof p->refunds[0]);
     ok = ok && lindex_init(&p->idem_ix, c->idempotency_max, p->idem, sizeof p->idem[0]);
+    ok = ok && lindex_init(&p->orders_ix, c->orders_max, p->orders, sizeof p->orders[0]);
+    ok = ok &&
+         lindex_init(&p->orders_dup_ix, c->orders_max, &p->orders[0].dup_key, sizeof p->orders[0]);
     if (!ok) {
         pay_destroy(p);
         return NULL;
@@ -163,34 +171,91 @@ void pay_destroy(pay_t *p) {
     lindex_free(&p->refunds_ix);
     lindex_free(&p->refunds_dup_ix);
     lindex_free(&p->idem_ix);
+    lindex_free(&p->orders_ix);
+    lindex_free(&p->orders_dup_ix);
     free(p);
 }
 
 /* ---- Request checks ---- */
 
 static bool request_needs_amount(uint8_t kind) {
-    return kind == PAY_KIND_TOPUP || kind == PAY_KIND_PAYMENT || kind == PAY_KIND_REFUND;
+    return kind == PAY_KIND_TOPUP || kind == PAY_KIND_PAYMENT || kind == PAY_KIND_REFUND ||
+           kind == PAY_KIND_ORDER || kind == PAY_KIND_CREDIT;
 }
 
-/* The request's shape alone (no state): INVALID when it is not one the API can send. */
+static bool request_needs_text(uint8_t kind) {
+    return kind == PAY_KIND_PAYMENT || kind == PAY_KIND_REFUND || kind == PAY_KIND_ORDER;
+}
+
+/* A cross-cell payment (of an order) and a credit name the other cell; nothing else does. */
+static bool request_uses_peer_cell(const pay_request_t *r) {
+    return (r->kind == PAY_KIND_PAYMENT && r->payment_id != 0) || r->kind == PAY_KIND_CREDIT;
+}
+
+/* The refusals of a buyer's cell that are stored under the payment's key, so the only ones a
+ * release may leave under the order's key (docs/cross-cell.md). */
+static bool release_code_valid(uint8_t code) {
+    return code == PAY_ERR_NOT_FOUND || code == PAY_ERR_INSUFFICIENT_FUNDS ||
+           code == PAY_ERR_CURRENCY_MISMATCH || code == PAY_ERR_OVERFLOW;
+}
+
+static bool actor_valid(uint64_t actor) {
+    return actor != 0 && actor != PAY_SYSTEM_UID;
+}
+
+/* A payment id drawn by a merchant's cell for an order of buyer: (buyer << 64), leg bit 0,
+ * the drawing cell and a sequence number above 0. */
+static bool order_id_valid(u128 id, uint64_t buyer, uint64_t drawing_cell) {
+    uint64_t lo = (uint64_t)id;
+    return (uint64_t)(id >> 64) == buyer && (lo >> 63) == 0 &&
+           (lo >> PAY_SEQ_BITS) == drawing_cell && (lo & PAY_SEQ_MAX) != 0;
+}
+
+static bool payment_valid(const pay_request_t *r) {
+    /* funding 0 is taken as balance too, the only funding until credit exists */
+    bool ok = actor_valid(r->actor) && r->uid != PAY_SYSTEM_UID &&
+              pay_currency_valid(r->currency) && r->funding <= 1;
+    if (!ok || r->payment_id == 0) return ok;
+    /* Of an order: its id was drawn by the merchant's cell, and it is the key (the buyer's
+     * cell answers a repeat from its ring). */
+    return order_id_valid(r->payment_id, r->uid, r->peer_cell) && r->idem_key == r->payment_id;
+}
+
+/* The relay's kinds and release are idempotent by their payment id: no key. */
+static bool relay_valid(const pay_request_t *r) {
+    if (r->idem_key != 0 || r->body_hash != 0 || r->payment_id == 0) return false;
+    switch (r->kind) {
+    case PAY_KIND_RELEASE: return actor_valid(r->actor) && release_code_valid(r->code);
+    case PAY_KIND_CREDIT:
+        return actor_valid(r->actor) && r->uid != PAY_SYSTEM_UID &&
+               pay_currency_valid(r->currency) && (uint64_t)(r->payment_id >> 64) == r->uid;
+    case PAY_KIND_ACK: return (uint64_t)(r->payment_id >> 64) == r->uid;
+    }
+    return false;
+}
+
+/* The request's shape alone (no state): INVALID when it is not one the API or the relay can
+ * send (pay.h: the fields per kind). */
 static bool request_valid(const pay_request_t *r) {
-    if (r->code | r->reserved_1 | r->peer_cell) return false; /* no kind uses them yet */
-    if (!pay_zero(r->reserved, sizeof r->reserved)) return false;
-    if (r->kind < PAY_KIND_MERCHANT || r->kind > PAY_KIND_REFUND) return false;
+    if (r->reserved_1 || !pay_zero(r->reserved, sizeof r->reserved)) return false;
+    if (r->kind < PAY_KIND_MERCHANT || r->kind > PAY_KIND_ACK || r->kind == PAY_KIND_BALANCE ||
+        r->kind == PAY_KIND_LIST)
+        return false;
+    if (r->code != 0 && r->kind != PAY_KIND_RELEASE) return false;
+    if (request_uses_peer_cell(r) ? r->peer_cell > PAY_CELL_MAX : r->peer_cell != 0) return false;
     if (request_needs_amount(r->kind) && r->amount == 0) return false;
-    bool text_required = r->kind == PAY_KIND_PAYMENT || r->kind == PAY_KIND_REFUND;
-    if (!pay_text_valid(r->text, text_required)) return false;
+    if (!pay_text_valid(r->text, request_needs_text(r->kind))) return false;
     switch (r->kind) {
     case PAY_KIND_MERCHANT: return r->uid != 0 && r->uid != PAY_SYSTEM_UID;
     case PAY_KIND_USER:
     case PAY_KIND_TOPUP: return r->uid != PAY_SYSTEM_UID && pay_currency_valid(r->currency);
-    case PAY_KIND_PAYMENT:
-        /* funding 0 is taken as balance too, the only funding until credit exists */
-        return r->actor != 0 && r->actor != PAY_SYSTEM_UID && r->uid != PAY_SYSTEM_UID &&
-               pay_currency_valid(r->currency) && r->funding <= 1;
+    case PAY_KIND_PAYMENT: return payment_valid(r);
     case PAY_KIND_REFUND: return r->actor != 0 && (uint64_t)(r->payment_id >> 64) != PAY_SYSTEM_UID;
+    case PAY_KIND_ORDER:
+        return actor_valid(r->actor) && r->uid != PAY_SYSTEM_UID &&
+               pay_currency_valid(r->currency) && r->funding <= 1 && r->payment_id == 0;
     }
-    return false;
+    return relay_valid(r);
 }
 
 static void answer_error(pay_object_t *out, uint8_t kind, pay_code_t code) {
@@ -199,21 +264,50 @@ static void answer_error(pay_object_t *out, uint8_t kind, pay_code_t code) {
 
 /* ---- Money movement through the ledger ---- */
 
-/* One transfer, and which side's account is created first when it does not exist yet (the
- * bank clearing account of a top-up, the merchant's receivable of a payment). */
-enum { PAY_LAZY_NONE = 0, PAY_LAZY_DEBIT = 1, PAY_LAZY_CREDIT = 2 };
+/* One side of a transfer: its account, and whether it is created on first use (the bank
+ * clearing account of a top-up, a merchant's receivable, a clearing account toward another
+ * cell) rather than required to exist. */
+typedef struct pay_side {
+    u128 id;
+    uint16_t
+        lazy_code; /* the account code (pay_account_kind_t) it is created with; 0: must exist */
+    uint16_t lazy_flags; /* the flags it is created with */
+} pay_side_t;
+
 typedef struct pay_move {
     u128 id;
-    u128 debit;
-    u128 credit;
+    pay_side_t debit;
+    pay_side_t credit;
     u128 amount;
     u128 user_data;
     uint32_t currency;
     uint16_t code;
-    uint8_t lazy;        /* PAY_LAZY_* */
-    uint16_t lazy_flags; /* the created account's flags */
-    uint16_t lazy_code;  /* its account code (pay_account_kind_t) */
+    bool fresh_id; /* id is next_id(): the sequence moves on once the id reached the ledger */
 } pay_move_t;
+
+static pay_side_t side_existing(u128 id) {
+    return (pay_side_t){.id = id};
+}
+
+/* The cell's bank clearing account: where top-ups come from, no limit. */
+static pay_side_t side_bank(uint32_t currency) {
+    return (pay_side_t){.id = pay_account_id(PAY_SYSTEM_UID, PAY_ACCOUNT_BANK, currency),
+                        .lazy_code = PAY_ACCOUNT_BANK};
+}
+
+/* A merchant's receivable, created on its first payment; it may not go below zero. */
+static pay_side_t side_receivable(uint64_t merchant, uint32_t currency) {
+    return (pay_side_t){.id = pay_account_id(merchant, PAY_ACCOUNT_MERCHANT, currency),
+                        .lazy_code = PAY_ACCOUNT_MERCHANT,
+                        .lazy_flags = LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS};
+}
+
+/* Clearing toward another cell: credited in the buyer's cell, debited in the merchant's, so
+ * no limit (its position is what the relay has yet to net out). */
+static pay_side_t side_clearing(uint32_t peer_cell, uint32_t currency) {
+    return (pay_side_t){.id = pay_clearing_account_id(peer_cell, currency),
+                        .lazy_code = PAY_ACCOUNT_CLEARING};
+}
 
 static bool lookup_account(const ledger_t *l, u128 id, ledger_account_t *out) {
     return ledger_lookup_accounts(l, &id, 1, out) == 1;
@@ -239,7 +333,8 @@ static pay_code_t move_precheck(const ledger_account_t *dr, const ledger_account
 
 /* Room for `accounts` new accounts and one transfer in the ledger, two clock steps per
  * ledger call, and a sequence number. */
-static bool ledger_room(const pay_t *p, const ledger_t *l, uint64_t clock, uint32_t accounts) {
+static bool ledger_room(const pay_t *p, const ledger_t *l, uint64_t clock, uint32_t accounts,
+                        bool fresh_id) {
     ledger_config_t cap;
     ledger_stats_t st;
     ledger_capacity(l, &cap);
@@ -250,7 +345,7 @@ static bool ledger_room(const pay_t *p, const ledger_t *l, uint64_t clock, uint3
     if (accounts > cap.accounts_max - st.accounts) return false;
     if (st.transfers >= cap.transfers_max || st.failed_ids >= cap.failed_ids_max) return false;
     if (cap.balances_max - st.balances < 2) return false;
-    return p->n.seq < PAY_SEQ_MAX;
+    return !fresh_id || p->n.seq < PAY_SEQ_MAX;
 }
 
 static pay_code_t transfer_code(uint32_t result) {
@@ -269,17 +364,19 @@ static pay_code_t transfer_code(uint32_t result) {
 
 /* One side's account: found, or (lazy) zeros to be created; false when it must exist and
  * does not. */
-static bool move_side(const ledger_t *l, u128 id, bool lazy, ledger_account_t *a, bool *create) {
+static bool move_side(const ledger_t *l, const pay_side_t *side, ledger_account_t *a,
+                      bool *create) {
     *create = false;
-    if (lookup_account(l, id, a)) return true;
-    *a = (ledger_account_t){.id = id};
-    *create = lazy;
-    return lazy;
+    if (lookup_account(l, side->id, a)) return true;
+    *a = (ledger_account_t){.id = side->id};
+    *create = side->lazy_code != 0;
+    return *create;
 }
 
-static void create_account(ledger_t *l, uint64_t *clock, const pay_move_t *m, u128 id) {
+static void create_account(ledger_t *l, uint64_t *clock, uint32_t currency,
+                           const pay_side_t *side) {
     ledger_account_t a = {
-        .id = id, .ledger = m->currency, .code = m->lazy_code, .flags = m->lazy_flags};
+        .id = side->id, .ledger = currency, .code = side->lazy_code, .flags = side->lazy_flags};
     ledger_result_t res;
     *clock += 2;
     ledger_status_t st = ledger_create_accounts(l, *clock, &a, 1, &res);
@@ -294,18 +391,18 @@ static pay_code_t move_money(pay_t *p, ledger_t *l, uint64_t *clock, const pay_m
                              uint64_t *ts) {
     ledger_account_t dr, cr;
     bool create_dr, create_cr;
-    if (!move_side(l, m->debit, m->lazy == PAY_LAZY_DEBIT, &dr, &create_dr) ||
-        !move_side(l, m->credit, m->lazy == PAY_LAZY_CREDIT, &cr, &create_cr))
+    if (!move_side(l, &m->debit, &dr, &create_dr) || !move_side(l, &m->credit, &cr, &create_cr))
         return PAY_ERR_INSUFFICIENT_FUNDS; /* a receivable that never received anything */
-    if (!ledger_room(p, l, *clock, (uint32_t)create_dr + create_cr)) return PAY_ERR_FULL;
+    if (!ledger_room(p, l, *clock, (uint32_t)create_dr + create_cr, m->fresh_id))
+        return PAY_ERR_FULL;
     pay_code_t pre = move_precheck(&dr, &cr, m->amount);
     if (pre != PAY_OK) return pre;
-    if (create_dr) create_account(l, clock, m, m->debit);
-    if (create_cr) create_account(l, clock, m, m->credit);
+    if (create_dr) create_account(l, clock, m->currency, &m->debit);
+    if (create_cr) create_account(l, clock, m->currency, &m->credit);
     ledger_transfer_t t = {
         .id = m->id,
-        .debit_account_id = m->debit,
-        .credit_account_id = m->credit,
+        .debit_account_id = m->debit.id,
+        .credit_account_id = m->credit.id,
         .amount = m->amount,
         .user_data_128 = m->user_data,
         .ledger = m->currency,
@@ -317,7 +414,7 @@ static pay_code_t move_money(pay_t *p, ledger_t *l, uint64_t *clock, const pay_m
     cp_assert(st == LEDGER_OK);
     /* The id reached the ledger: even if it failed there (and is now a failed id) it must not
      * be handed out again. */
-    p->n.seq++;
+    if (m->fresh_id) p->n.seq++;
     *ts = res.timestamp ? res.timestamp : *clock;
     return transfer_code(res.result);
 }
@@ -399,13 +496,12 @@ static void apply_topup(pay_t *p, ledger_t *l, uint64_t *clock, const pay_reques
     if (p->n.topups >= p->config.topups_max) return answer_error(o, PAY_KIND_TOPUP, PAY_ERR_FULL);
     pay_move_t m = {
         .id = next_id(p, r->uid),
-        .debit = pay_account_id(PAY_SYSTEM_UID, PAY_ACCOUNT_BANK, r->currency),
-        .credit = account,
+        .debit = side_bank(r->currency),
+        .credit = side_existing(account),
         .amount = r->amount,
         .currency = r->currency,
         .code = PAY_LEDGER_CODE_TOPUP,
-        .lazy = PAY_LAZY_DEBIT, /* the cell's bank clearing account: no limit */
-        .lazy_code = PAY_ACCOUNT_BANK,
+        .fresh_id = true,
     };
     uint64_t ts = 0;
     pay_code_t code = move_money(p, l, clock, &m, &ts);
@@ -422,42 +518,22 @@ static void apply_topup(pay_t *p, ledger_t *l, uint64_t *clock, const pay_reques
                         .code = PAY_CREATED};
 }
 
-static void apply_payment(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
-                          pay_object_t *o) {
-    const uint8_t k = PAY_KIND_PAYMENT;
-    /* The merchant's receivable account is in its own zone: a merchant of another cell needs
-     * the cross-cell transactions (DESIGN.md), which do not exist yet. */
-    if (!pay_owns_uid(p, r->actor)) return answer_error(o, k, PAY_ERR_CROSS_CELL);
-    if (pay_find(&p->merchants_ix, r->actor) == LINDEX_NONE)
-        return answer_error(o, k, PAY_ERR_NOT_FOUND);
-    uint32_t buyer_row = pay_find(&p->users_ix, r->uid);
-    if (buyer_row == LINDEX_NONE) return answer_error(o, k, PAY_ERR_NOT_FOUND);
-    u128 buyer_account = pay_account_id(r->uid, PAY_ACCOUNT_USER, r->currency);
-    ledger_account_t a;
-    if (!lookup_account(l, buyer_account, &a)) return answer_error(o, k, PAY_ERR_CURRENCY_MISMATCH);
-    u128 dup = pay_payment_dup_key(r->actor, r->text);
-    if (pay_find(&p->payments_dup_ix, dup) != LINDEX_NONE)
-        return answer_error(o, k, PAY_ERR_DUPLICATE_OUT_TRADE_NO);
-    if (p->n.payments >= p->config.payments_max) return answer_error(o, k, PAY_ERR_FULL);
-    pay_move_t m = {
-        .id = next_id(p, r->uid),
-        .debit = buyer_account,
-        .credit = pay_account_id(r->actor, PAY_ACCOUNT_MERCHANT, r->currency),
-        .amount = r->amount,
-        .currency = r->currency,
-        .code = PAY_LEDGER_CODE_PAYMENT,
-        .lazy = PAY_LAZY_CREDIT, /* the merchant's receivable, on its first payment */
-        .lazy_flags = LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS,
-        .lazy_code = PAY_ACCOUNT_MERCHANT,
-    };
-    uint64_t ts = 0;
-    pay_code_t code = move_money(p, l, clock, &m, &ts);
-    if (code != PAY_CREATED) return answer_error(o, k, code);
+/* Is the merchant's out_trade_no held, by a local payment or a live order (reserved or
+ * credited)? Both kinds share the merchant's one namespace (api.md). */
+static bool otn_taken(const pay_t *p, u128 dup) {
+    return pay_find(&p->payments_dup_ix, dup) != LINDEX_NONE ||
+           pay_find(&p->orders_dup_ix, dup) != LINDEX_NONE;
+}
+
+/* A new payment row of the buyer (its list's newest), indexed by id. */
+static pay_payment_row_t *add_payment(pay_t *p, uint32_t buyer_row, const pay_request_t *r, u128 id,
+                                      uint64_t ts) {
+    cp_assert(p->n.payments < p->config.payments_max);
     uint32_t row = p->n.payments++;
     pay_payment_row_t *pr = &p->payments[row];
     *pr = (pay_payment_row_t){
-        .id = m.id,
-        .dup_key = dup,
+        .id = id,
+        .dup_key = pay_payment_dup_key(r->actor, r->text),
         .amount = r->amount,
         .buyer = r->uid,
         .merchant = r->actor,
@@ -468,9 +544,171 @@ static void apply_payment(pay_t *p, ledger_t *l, uint64_t *clock, const pay_requ
     memcpy(pr->text, r->text, PAY_TEXT_MAX);
     p->users[buyer_row].newest = row;
     lindex_insert(&p->payments_ix, lindex_hash(pr->id), row);
-    lindex_insert(&p->payments_dup_ix, lindex_hash(pr->dup_key), row);
+    return pr;
+}
+
+/* Buyer and merchant both in this cell: one transfer, buyer -> merchant's receivable. */
+static void apply_local_payment(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                                pay_object_t *o) {
+    const uint8_t k = PAY_KIND_PAYMENT;
+    /* The merchant's receivable account is in its own zone: a merchant of another cell is paid
+     * through an order there and a payment of that order here (docs/cross-cell.md); the
+     * gateway sends those, so this one came by an outdated route. */
+    if (!pay_owns_uid(p, r->actor)) return answer_error(o, k, PAY_ERR_CROSS_CELL);
+    if (pay_find(&p->merchants_ix, r->actor) == LINDEX_NONE)
+        return answer_error(o, k, PAY_ERR_NOT_FOUND);
+    uint32_t buyer_row = pay_find(&p->users_ix, r->uid);
+    if (buyer_row == LINDEX_NONE) return answer_error(o, k, PAY_ERR_NOT_FOUND);
+    u128 buyer_account = pay_account_id(r->uid, PAY_ACCOUNT_USER, r->currency);
+    ledger_account_t a;
+    if (!lookup_account(l, buyer_account, &a)) return answer_error(o, k, PAY_ERR_CURRENCY_MISMATCH);
+    u128 dup = pay_payment_dup_key(r->actor, r->text);
+    if (otn_taken(p, dup)) return answer_error(o, k, PAY_ERR_DUPLICATE_OUT_TRADE_NO);
+    if (p->n.payments >= p->config.payments_max) return answer_error(o, k, PAY_ERR_FULL);
+    pay_move_t m = {
+        .id = next_id(p, r->uid),
+        .debit = side_existing(buyer_account),
+        .credit = side_receivable(r->actor, r->currency),
+        .amount = r->amount,
+        .currency = r->currency,
+        .code = PAY_LEDGER_CODE_PAYMENT,
+        .fresh_id = true,
+    };
+    uint64_t ts = 0;
+    pay_code_t code = move_money(p, l, clock, &m, &ts);
+    if (code != PAY_CREATED) return answer_error(o, k, code);
+    pay_payment_row_t *pr = add_payment(p, buyer_row, r, m.id, ts);
+    lindex_insert(&p->payments_dup_ix, lindex_hash(pr->dup_key), (uint32_t)(pr - p->payments));
     pay_payment_object(pr, o);
     o->code = PAY_CREATED;
+}
+
+/* ---- The outbox: a FIFO ring of the cross-cell payments whose credit is to be delivered.
+ * Records are numbered 1, 2, ... (seq); an acknowledged record is reclaimed once every
+ * older one is, so the ring holds exactly the records from the oldest unacknowledged one. */
+
+uint32_t pay_outbox_row(const pay_t *p, uint64_t seq) {
+    uint64_t first = p->n.outbox_seq - p->n.outbox_count + 1;
+    cp_assert(seq >= first && seq <= p->n.outbox_seq);
+    return (uint32_t)((p->n.outbox_head + (seq - first)) % p->config.outbox_max);
+}
+
+static uint64_t outbox_append(pay_t *p, const pay_payment_row_t *pr) {
+    cp_assert(p->n.outbox_count < p->config.outbox_max);
+    uint64_t seq = ++p->n.outbox_seq;
+    p->n.outbox_count++;
+    p->n.outbox_unacked++;
+    p->outbox[pay_outbox_row(p, seq)] = (pay_outbox_row_t){
+        .payment_id = pr->id,
+        .amount = pr->amount,
+        .buyer = pr->buyer,
+        .merchant = pr->merchant,
+        .seq = seq,
+        .currency = pr->currency,
+        .peer_cell = pr->peer_cell,
+    };
+    return seq;
+}
+
+static void outbox_ack(pay_t *p, uint64_t seq) {
+    pay_outbox_row_t *x = &p->outbox[pay_outbox_row(p, seq)];
+    cp_assert(x->seq == seq && !x->acked);
+    x->acked = 1;
+    p->n.outbox_unacked--;
+    while (p->n.outbox_count > 0 && p->outbox[p->n.outbox_head].acked) {
+        p->outbox[p->n.outbox_head] = (pay_outbox_row_t){0};
+        p->n.outbox_head = p->n.outbox_head + 1 == p->config.outbox_max ? 0 : p->n.outbox_head + 1;
+        p->n.outbox_count--;
+    }
+}
+
+uint32_t pay_outbox_pending(const pay_t *p, uint64_t from, pay_outbox_item_t *out, uint32_t max) {
+    uint64_t first = p->n.outbox_seq - p->n.outbox_count + 1;
+    uint32_t n = 0;
+    for (uint64_t seq = from > first ? from : first; seq <= p->n.outbox_seq && n < max; seq++) {
+        const pay_outbox_row_t *x = &p->outbox[pay_outbox_row(p, seq)];
+        if (x->acked) continue;
+        out[n++] = (pay_outbox_item_t){.payment_id = x->payment_id,
+                                       .amount = x->amount,
+                                       .buyer = x->buyer,
+                                       .merchant = x->merchant,
+                                       .seq = x->seq,
+                                       .currency = x->currency,
+                                       .peer_cell = x->peer_cell};
+    }
+    return n;
+}
+
+uint32_t pay_outbox_backlog(const pay_t *p) {
+    return p->n.outbox_unacked;
+}
+
+/* A payment of an order made before (its key expired from the ring since): the same one
+ * is found again; another request naming its id is not one the gateway sends. */
+static void xcell_payment_again(const pay_t *p, uint32_t row, const pay_request_t *r,
+                                pay_object_t *o) {
+    const pay_payment_row_t *pr = &p->payments[row];
+    if (pr->credit == PAY_CREDIT_LOCAL || pr->buyer != r->uid || pr->merchant != r->actor ||
+        pr->amount != r->amount || pr->currency != r->currency || pr->peer_cell != r->peer_cell)
+        return answer_error(o, PAY_KIND_PAYMENT, PAY_ERR_INVALID);
+    pay_payment_object(pr, o);
+}
+
+/* The buyer's side of a cross-cell payment (docs/cross-cell.md), one entry: buyer ->
+ * clearing toward the merchant's cell (transfer id = the order's payment id), the payment
+ * row, the outbox record. The out_trade_no was checked by the merchant's cell. */
+static void apply_xcell_payment(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                                pay_object_t *o) {
+    const uint8_t k = PAY_KIND_PAYMENT;
+    if (r->peer_cell == p->config.cell_id || pay_owns_uid(p, r->actor))
+        return answer_error(o, k, PAY_ERR_INVALID); /* then it is a local payment */
+    uint32_t again = pay_find(&p->payments_ix, r->payment_id);
+    if (again != LINDEX_NONE) return xcell_payment_again(p, again, r, o);
+    uint32_t buyer_row = pay_find(&p->users_ix, r->uid);
+    if (buyer_row == LINDEX_NONE) return answer_error(o, k, PAY_ERR_NOT_FOUND);
+    u128 buyer_account = pay_account_id(r->uid, PAY_ACCOUNT_USER, r->currency);
+    ledger_account_t a;
+    if (!lookup_account(l, buyer_account, &a)) return answer_error(o, k, PAY_ERR_CURRENCY_MISMATCH);
+    /* Back pressure on a stalled relay: nothing may debit without its outbox record. */
+    if (p->n.outbox_count >= p->config.outbox_max) return answer_error(o, k, PAY_ERR_FULL);
+    if (p->n.payments >= p->config.payments_max) return answer_error(o, k, PAY_ERR_FULL);
+    pay_move_t m = {
+        .id = r->payment_id,
+        .debit = side_existing(buyer_account),
+        .credit = side_clearing(r->peer_cell, r->currency),
+        .amount = r->amount,
+        .currency = r->currency,
+        .code = PAY_LEDGER_CODE_PAYMENT,
+    };
+    uint64_t ts = 0;
+    pay_code_t code = move_money(p, l, clock, &m, &ts);
+    if (code != PAY_CREATED) return answer_error(o, k, code);
+    pay_payment_row_t *pr = add_payment(p, buyer_row, r, m.id, ts);
+    pr->peer_cell = r->peer_cell;
+    pr->credit = PAY_CREDIT_PENDING;
+    pr->outbox_seq = outbox_append(p, pr);
+    pay_payment_object(pr, o);
+    o->code = PAY_CREATED;
+}
+
+static void apply_payment(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                          pay_object_t *o) {
+    if (r->payment_id != 0) return apply_xcell_payment(p, l, clock, r, o);
+    apply_local_payment(p, l, clock, r, o);
+}
+
+/* The buyer's cell learns that the merchant's cell credited a payment. */
+static void apply_ack(pay_t *p, const pay_request_t *r, pay_object_t *o) {
+    uint32_t row = pay_find(&p->payments_ix, r->payment_id);
+    if (row == LINDEX_NONE || p->payments[row].credit == PAY_CREDIT_LOCAL)
+        return answer_error(o, PAY_KIND_ACK, PAY_ERR_NOT_FOUND);
+    pay_payment_row_t *pr = &p->payments[row];
+    if (pr->credit == PAY_CREDIT_PENDING) {
+        outbox_ack(p, pr->outbox_seq);
+        pr->credit = PAY_CREDIT_CREDITED;
+    }
+    *o = (pay_object_t){
+        .id = pr->id, .uid = pr->buyer, .peer_cell = pr->peer_cell, .kind = PAY_KIND_ACK};
 }
 
 static void apply_refund(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
@@ -481,6 +719,9 @@ static void apply_refund(pay_t *p, ledger_t *l, uint64_t *clock, const pay_reque
     if (prow == LINDEX_NONE || p->payments[prow].merchant != r->actor)
         return answer_error(o, k, PAY_ERR_NOT_FOUND);
     pay_payment_row_t *pr = &p->payments[prow];
+    /* The merchant's receivable is in its own cell: a refund there must hold the money
+     * before the buyer gets it here (TCC, not built yet). */
+    if (pr->credit != PAY_CREDIT_LOCAL) return answer_error(o, k, PAY_ERR_CROSS_CELL);
     u128 dup = pay_refund_dup_key(pr->id, r->text);
     if (pay_find(&p->refunds_dup_ix, dup) != LINDEX_NONE)
         return answer_error(o, k, PAY_ERR_DUPLICATE_OUT_REQUEST_NO);
@@ -490,12 +731,13 @@ static void apply_refund(pay_t *p, ledger_t *l, uint64_t *clock, const pay_reque
     if (p->n.refunds >= p->config.refunds_max) return answer_error(o, k, PAY_ERR_FULL);
     pay_move_t m = {
         .id = next_id(p, pr->buyer),
-        .debit = pay_account_id(pr->merchant, PAY_ACCOUNT_MERCHANT, pr->currency),
-        .credit = pay_account_id(pr->buyer, PAY_ACCOUNT_USER, pr->currency),
+        .debit = side_existing(pay_account_id(pr->merchant, PAY_ACCOUNT_MERCHANT, pr->currency)),
+        .credit = side_existing(pay_account_id(pr->buyer, PAY_ACCOUNT_USER, pr->currency)),
         .amount = r->amount,
         .user_data = pr->id,
         .currency = pr->currency,
         .code = PAY_LEDGER_CODE_REFUND,
+        .fresh_id = true,
     };
     uint64_t ts = 0;
     pay_code_t code = move_money(p, l, clock, &m, &ts);
@@ -563,6 +805,142 @@ static void idem_store(pay_t *p, u128 key, u128 body_hash, uint64_t clock,
     p->n.idem_head = row + 1 == p->config.idempotency_max ? 0 : row + 1;
 }
 
+/* ---- Cross-cell orders, in the merchant's cell (docs/cross-cell.md) ---- */
+
+static void order_object(const pay_order_row_t *x, pay_object_t *o) {
+    *o = (pay_object_t){
+        .id = x->id,
+        .amount = x->amount,
+        .uid = x->buyer,
+        .merchant = x->merchant,
+        .created_at = x->created_at / PAY_NS_PER_MS,
+        .currency = x->currency,
+        .kind = PAY_KIND_ORDER,
+        .code = PAY_OK,
+    };
+    memcpy(o->text, x->text, PAY_TEXT_MAX);
+}
+
+static void order_hold_otn(pay_t *p, uint32_t row) {
+    cp_assert(!p->orders[row].holds_otn);
+    p->orders[row].holds_otn = 1;
+    lindex_insert(&p->orders_dup_ix, lindex_hash(p->orders[row].dup_key), row);
+}
+
+static void order_free_otn(pay_t *p, uint32_t row) {
+    cp_assert(p->orders[row].holds_otn);
+    p->orders[row].holds_otn = 0;
+    lindex_remove(&p->orders_dup_ix, lindex_hash(p->orders[row].dup_key), row);
+}
+
+/* Reserves the out_trade_no and draws the payment id; the buyer's cell pays it next. */
+static void apply_order(pay_t *p, uint64_t clock, const pay_request_t *r, pay_object_t *o) {
+    const uint8_t k = PAY_KIND_ORDER;
+    /* A buyer of this cell pays locally, in one request. */
+    if (pay_owns_uid(p, r->uid)) return answer_error(o, k, PAY_ERR_INVALID);
+    if (pay_find(&p->merchants_ix, r->actor) == LINDEX_NONE)
+        return answer_error(o, k, PAY_ERR_NOT_FOUND);
+    u128 dup = pay_payment_dup_key(r->actor, r->text);
+    if (otn_taken(p, dup)) return answer_error(o, k, PAY_ERR_DUPLICATE_OUT_TRADE_NO);
+    if (p->n.orders >= p->config.orders_max || p->n.seq >= PAY_SEQ_MAX)
+        return answer_error(o, k, PAY_ERR_FULL);
+    uint32_t row = p->n.orders++;
+    pay_order_row_t *x = &p->orders[row];
+    *x = (pay_order_row_t){
+        .id = next_id(p, r->uid),
+        .dup_key = dup,
+        .idem_key = r->idem_key ? pay_idem_key(r->actor, r->idem_key) : 0,
+        .amount = r->amount,
+        .buyer = r->uid,
+        .merchant = r->actor,
+        .created_at = clock,
+        .currency = r->currency,
+        .state = PAY_ORDER_RESERVED,
+    };
+    memcpy(x->text, r->text, PAY_TEXT_MAX);
+    p->n.seq++;
+    lindex_insert(&p->orders_ix, lindex_hash(x->id), row);
+    order_hold_otn(p, row);
+    order_object(x, o);
+    o->code = PAY_CREATED;
+}
+
+/* The buyer's cell refused the order's payment: the out_trade_no is free again and the
+ * order's key (if still kept) answers that refusal, as a local payment's key would. */
+static void apply_release(pay_t *p, const pay_request_t *r, pay_object_t *o) {
+    const uint8_t k = PAY_KIND_RELEASE;
+    uint32_t row = pay_find(&p->orders_ix, r->payment_id);
+    if (row == LINDEX_NONE || p->orders[row].merchant != r->actor)
+        return answer_error(o, k, PAY_ERR_NOT_FOUND);
+    pay_order_row_t *x = &p->orders[row];
+    /* The money moved: the buyer's cell did not refuse it, whoever says so. */
+    if (x->state == PAY_ORDER_CREDITED) return answer_error(o, k, PAY_ERR_INVALID);
+    if (x->state == PAY_ORDER_RESERVED) {
+        order_free_otn(p, row);
+        x->state = PAY_ORDER_FAILED;
+        uint32_t key_row = x->idem_key ? pay_find(&p->idem_ix, x->idem_key) : LINDEX_NONE;
+        /* The key may have expired and been taken by a later request: only the order's own
+         * answer is replaced. */
+        if (key_row != LINDEX_NONE && p->idem[key_row].answer.kind == PAY_KIND_ORDER &&
+            p->idem[key_row].answer.id == x->id)
+            answer_error(&p->idem[key_row].answer, PAY_KIND_PAYMENT, (pay_code_t)r->code);
+    }
+    *o = (pay_object_t){.id = x->id, .uid = x->buyer, .merchant = x->merchant, .kind = k};
+}
+
+/* The order was paid: it is credited, and holds its out_trade_no. A released (failed) order
+ * gets it back unless a payment or order took it meanwhile; then both stand (two paid orders
+ * with one out_trade_no), which only a release of a payment the buyer's cell made can lead
+ * to: the money moved, so the credit may not be refused. */
+static void order_credited(pay_t *p, uint32_t row) {
+    pay_order_row_t *x = &p->orders[row];
+    if (x->state == PAY_ORDER_FAILED && !otn_taken(p, x->dup_key)) order_hold_otn(p, row);
+    x->state = PAY_ORDER_CREDITED;
+}
+
+static bool transfer_exists(const ledger_t *l, u128 id) {
+    ledger_transfer_t t;
+    return ledger_lookup_transfers(l, &id, 1, &t) == 1;
+}
+
+/* The relay's delivery of an outbox record: clearing toward the buyer's cell -> merchant,
+ * transfer id pay_leg_id(payment id), which makes every later delivery a no-op. */
+static void apply_credit(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                         pay_object_t *o) {
+    const uint8_t k = PAY_KIND_CREDIT;
+    if (r->peer_cell == p->config.cell_id || pay_owns_uid(p, r->uid) ||
+        !order_id_valid(r->payment_id, r->uid, p->config.cell_id))
+        return answer_error(o, k, PAY_ERR_INVALID); /* not an order of this cell's drawing */
+    uint32_t row = pay_find(&p->orders_ix, r->payment_id);
+    const pay_order_row_t *x = row == LINDEX_NONE ? NULL : &p->orders[row];
+    if (x && (x->amount != r->amount || x->currency != r->currency || x->merchant != r->actor))
+        return answer_error(o, k, PAY_ERR_INVALID);
+    pay_code_t code = PAY_OK;
+    if (!transfer_exists(l, pay_leg_id(r->payment_id)) && (!x || x->state != PAY_ORDER_CREDITED)) {
+        pay_move_t m = {
+            .id = pay_leg_id(r->payment_id),
+            .debit = side_clearing(r->peer_cell, r->currency),
+            .credit = side_receivable(r->actor, r->currency),
+            .amount = r->amount,
+            .user_data = r->payment_id,
+            .currency = r->currency,
+            .code = PAY_LEDGER_CODE_CREDIT,
+        };
+        uint64_t ts = 0;
+        code = move_money(p, l, clock, &m, &ts);
+        if (code != PAY_CREATED) return answer_error(o, k, code);
+    }
+    if (x) order_credited(p, row);
+    *o = (pay_object_t){.id = r->payment_id,
+                        .amount = r->amount,
+                        .uid = r->uid,
+                        .merchant = r->actor,
+                        .currency = r->currency,
+                        .kind = k,
+                        .code = (uint8_t)code,
+                        .peer_cell = r->peer_cell};
+}
+
 /* ---- pay_apply ---- */
 
 static void apply_kind(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
@@ -573,6 +951,10 @@ static void apply_kind(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request
     case PAY_KIND_TOPUP: return apply_topup(p, l, clock, r, o);
     case PAY_KIND_PAYMENT: return apply_payment(p, l, clock, r, o);
     case PAY_KIND_REFUND: return apply_refund(p, l, clock, r, o);
+    case PAY_KIND_ORDER: return apply_order(p, *clock, r, o);
+    case PAY_KIND_RELEASE: return apply_release(p, r, o);
+    case PAY_KIND_CREDIT: return apply_credit(p, l, clock, r, o);
+    case PAY_KIND_ACK: return apply_ack(p, r, o);
     default: cp_assert(!"request_valid() admits known kinds only");
     }
 }

@@ -115,7 +115,8 @@ typedef enum pay_code {
  * for payment, order and refund; merchant uid not 0 nor PAY_SYSTEM_UID; uid not
  * PAY_SYSTEM_UID; payment, order, refund, release, credit: actor != 0; payment and order:
  * funding 0 or 1 (both mean balance); peer_cell <= PAY_CELL_MAX and not the cell's own where
- * the kind uses it.
+ * the kind uses it, else 0; code 0 but for release; release, credit, ack: idem_key and
+ * body_hash 0 (they are idempotent by their payment id).
  *
  * The cross-cell kinds, field by field (docs/cross-cell.md):
  *   order    (merchant's cell, routed by actor) idem_key and body_hash of the API request,
@@ -124,14 +125,23 @@ typedef enum pay_code {
  *            (or the stored answer of the key: an ORDER, or the PAYMENT error a release left).
  *   payment  with payment_id != 0 (buyer's cell, routed by uid): the order's payment_id,
  *            idem_key = payment_id (the gateway's key for the buyer's cell), body_hash, actor,
- *            uid, amount, currency, funding, text, peer_cell = the merchant's cell.
+ *            uid, amount, currency, funding, text, peer_cell = the merchant's cell (the
+ *            cell in payment_id). The merchant must be of another cell, else invalid.
+ *            Answer: the payment, merchant_credit 1 (pending) and peer_cell set.
  *   release  (merchant's cell, routed by actor) payment_id, actor, code = the buyer's cell's
  *            refusal: the order's out_trade_no is free again and its key answers that error.
+ *            code: not_found, insufficient_funds, currency_mismatch or overflow (the
+ *            refusals the buyer's cell stores), else invalid. Answer: kind RELEASE, id =
+ *            payment_id, code ok (also when released before); not_found: no such order of
+ *            this merchant; invalid: the order was credited (nothing changes).
  *   credit   (merchant's cell, routed by actor) payment_id, actor, uid = buyer, amount,
  *            currency, peer_cell = the buyer's cell. Answer: kind CREDIT, id = payment_id,
- *            code created (credited now) or ok (credited before).
+ *            code created (credited now) or ok (credited before); invalid when payment_id
+ *            was not drawn by this cell for that buyer or its order differs (amount,
+ *            currency, merchant).
  *   ack      (buyer's cell, routed by uid) payment_id, uid: the merchant's cell credited it.
- *            Answer: kind ACK, code ok (also when acknowledged before). */
+ *            Answer: kind ACK, code ok (also when acknowledged before); not_found when no
+ *            cross-cell payment has that id. */
 typedef struct pay_request {
     u128 idem_key;     /* XXH3-128 of the Idempotency-Key header's value; 0: no key */
     u128 body_hash;    /* XXH3-128 of method, path and body as sent: a replay must match */
@@ -296,10 +306,12 @@ typedef struct pay_image_header {
     uint64_t sequence;
     uint32_t merchants, users, payments, refunds, topups;
     uint32_t idempotency_count, idempotency_head;
-    uint8_t reserved[20];
+    uint32_t orders;
+    uint32_t outbox_count, outbox_head; /* the outbox ring's rows in use, from its head */
+    uint64_t outbox_seq;                /* the last outbox seq handed out */
 } pay_image_header_t;
 
-#define PAY_IMAGE_REGIONS 8u
+#define PAY_IMAGE_REGIONS 9u
 
 void pay_image_header(const pay_t *pay, pay_image_header_t *out);
 uint32_t pay_image_regions(const pay_t *pay, const pay_image_header_t *h,

@@ -5,8 +5,16 @@
 
 #include "cell/pay_internal.h"
 
-#define PAY_IMAGE_MAGIC 0x314547414D594150ull /* "PAYMAGE1" */
-#define PAY_HASH_MAGIC 0x3148534148594150ull  /* "PAYHASH1" */
+/* Version 2 added the cross-cell orders and outbox (and two fields of the payment row). */
+#define PAY_IMAGE_MAGIC 0x324547414D594150ull    /* "PAYMAGE2" */
+#define PAY_IMAGE_MAGIC_V1 0x314547414D594150ull /* "PAYMAGE1" */
+#define PAY_HASH_MAGIC 0x3248534148594150ull     /* "PAYHASH2" */
+
+/* The outbox ring's rows in use are [head, head + count) modulo its size: the rows from
+ * head to the end of the array, then from 0. How many are in the first part. */
+static uint32_t outbox_first_part(uint32_t head, uint32_t count, uint32_t max) {
+    return count < max - head ? count : max - head;
+}
 
 /* ---- Hash ---- */
 
@@ -27,13 +35,18 @@ u128 pay_state_hash(const pay_t *p) {
     hash_rows(&s, p->refunds, p->n.refunds, sizeof p->refunds[0]);
     hash_rows(&s, p->topups, p->n.topups, sizeof p->topups[0]);
     hash_rows(&s, p->idem, p->n.idem_count, sizeof p->idem[0]);
+    hash_rows(&s, p->orders, p->n.orders, sizeof p->orders[0]);
+    /* The outbox in its FIFO order, the part after the ring's end first. */
+    uint32_t first = outbox_first_part(p->n.outbox_head, p->n.outbox_count, p->config.outbox_max);
+    hash_rows(&s, p->outbox + p->n.outbox_head, first, sizeof p->outbox[0]);
+    hash_rows(&s, p->outbox, p->n.outbox_count - first, sizeof p->outbox[0]);
     XXH128_hash_t h = XXH3_128bits_digest(&s);
     return ((u128)h.high64 << 64) | h.low64;
 }
 
 /* ---- Image header and regions ---- */
 
-CP_STATIC_ASSERT(sizeof(pay_counts_t) == 40, "counts are packed");
+CP_STATIC_ASSERT(sizeof(pay_counts_t) == 64, "counts are packed");
 
 void pay_image_header(const pay_t *p, pay_image_header_t *h) {
     *h = (pay_image_header_t){
@@ -46,6 +59,10 @@ void pay_image_header(const pay_t *p, pay_image_header_t *h) {
         .topups = p->n.topups,
         .idempotency_count = p->n.idem_count,
         .idempotency_head = p->n.idem_head,
+        .orders = p->n.orders,
+        .outbox_count = p->n.outbox_count,
+        .outbox_head = p->n.outbox_head,
+        .outbox_seq = p->n.outbox_seq,
     };
 }
 
@@ -62,6 +79,10 @@ static uint32_t regions(pay_t *p, const pay_image_header_t *h, ledger_region_t *
     add(out, &n, p->refunds, (size_t)h->refunds * sizeof p->refunds[0]);
     add(out, &n, p->topups, (size_t)h->topups * sizeof p->topups[0]);
     add(out, &n, p->idem, (size_t)h->idempotency_count * sizeof p->idem[0]);
+    add(out, &n, p->orders, (size_t)h->orders * sizeof p->orders[0]);
+    uint32_t first = outbox_first_part(h->outbox_head, h->outbox_count, p->config.outbox_max);
+    add(out, &n, p->outbox + h->outbox_head, (size_t)first * sizeof p->outbox[0]);
+    add(out, &n, p->outbox, (size_t)(h->outbox_count - first) * sizeof p->outbox[0]);
     cp_assert(n <= PAY_IMAGE_REGIONS);
     return n;
 }
@@ -73,8 +94,9 @@ uint32_t pay_image_regions(const pay_t *p, const pay_image_header_t *h,
 }
 
 const char *pay_image_check(const pay_image_header_t *h, const pay_config_t *c) {
+    if (h->magic == PAY_IMAGE_MAGIC_V1)
+        return "a payments image of version 1 (before cross-cell payments): not supported";
     if (h->magic != PAY_IMAGE_MAGIC) return "not a payments image";
-    if (!pay_zero(h->reserved, sizeof h->reserved)) return "reserved payments image bytes set";
     if (h->merchants > c->merchants_max) return "the image has more merchants than the capacity";
     if (h->users > c->users_max) return "the image has more users than the capacity";
     if (h->payments > c->payments_max) return "the image has more payments than the capacity";
@@ -87,6 +109,11 @@ const char *pay_image_check(const pay_image_header_t *h, const pay_config_t *c) 
                                                   : h->idempotency_head >= c->idempotency_max)
         return "the image's idempotency ring does not fit this capacity";
     if (h->sequence > PAY_SEQ_MAX) return "the image's sequence is impossible";
+    if (h->orders > c->orders_max) return "the image has more orders than the capacity";
+    if (h->outbox_count > c->outbox_max || h->outbox_head >= c->outbox_max)
+        return "the image's outbox does not fit this capacity";
+    if (h->outbox_count > h->outbox_seq || h->outbox_seq > UINT64_MAX / 2)
+        return "the image's outbox sequence is impossible";
     return NULL;
 }
 
@@ -124,10 +151,30 @@ static const char *finish_merchants_users(pay_t *p) {
     return NULL;
 }
 
+/* A cross-cell payment's id was drawn by its merchant's cell (by that cell's sequence); its
+ * out_trade_no is held there, not here. */
+static const char *finish_payment_credit(const pay_t *p, const pay_payment_row_t *x) {
+    if (x->credit == PAY_CREDIT_LOCAL) {
+        if (!seq_ok(p, x->id, x->buyer)) return "a payment id is corrupt";
+        if (x->peer_cell || x->outbox_seq) return "a local payment's cross-cell fields are set";
+        if (pay_find(&p->merchants_ix, x->merchant) == LINDEX_NONE)
+            return "a payment's merchant is unknown";
+        return NULL;
+    }
+    uint64_t lo = (uint64_t)x->id;
+    if (x->credit > PAY_CREDIT_CREDITED || x->peer_cell > PAY_CELL_MAX ||
+        x->peer_cell == p->config.cell_id || (uint64_t)(x->id >> 64) != x->buyer ||
+        (lo >> PAY_SEQ_BITS) != x->peer_cell || (lo & PAY_SEQ_MAX) == 0 || x->outbox_seq == 0 ||
+        x->outbox_seq > p->n.outbox_seq)
+        return "a cross-cell payment is corrupt";
+    return NULL;
+}
+
 static const char *finish_payments(pay_t *p) {
     for (uint32_t r = 0; r < p->n.payments; r++) {
         pay_payment_row_t *x = &p->payments[r];
-        if (!seq_ok(p, x->id, x->buyer)) return "a payment id is corrupt";
+        const char *err = finish_payment_credit(p, x);
+        if (err) return err;
         if (x->dup_key != pay_payment_dup_key(x->merchant, x->text) ||
             !pay_text_valid(x->text, true))
             return "a payment's out_trade_no key is corrupt";
@@ -135,13 +182,12 @@ static const char *finish_payments(pay_t *p) {
         if (x->prev != LINDEX_NONE && (x->prev >= r || p->payments[x->prev].buyer != x->buyer))
             return "a payment's list link is corrupt";
         if (pay_find(&p->users_ix, x->buyer) == LINDEX_NONE) return "a payment's buyer is unknown";
-        if (pay_find(&p->merchants_ix, x->merchant) == LINDEX_NONE)
-            return "a payment's merchant is unknown";
+        bool local = x->credit == PAY_CREDIT_LOCAL;
         if (pay_find(&p->payments_ix, x->id) != LINDEX_NONE ||
-            pay_find(&p->payments_dup_ix, x->dup_key) != LINDEX_NONE)
+            (local && pay_find(&p->payments_dup_ix, x->dup_key) != LINDEX_NONE))
             return "duplicate payment";
         lindex_insert(&p->payments_ix, lindex_hash(x->id), r);
-        lindex_insert(&p->payments_dup_ix, lindex_hash(x->dup_key), r);
+        if (local) lindex_insert(&p->payments_dup_ix, lindex_hash(x->dup_key), r);
     }
     return NULL;
 }
@@ -154,7 +200,7 @@ static const char *finish_refunds(pay_t *p) {
         if (x->payment_row >= p->n.payments) return "a refund's payment is outside the image";
         const pay_payment_row_t *pr = &p->payments[x->payment_row];
         if (pr->id != x->payment_id || pr->buyer != x->buyer || pr->merchant != x->merchant ||
-            pr->currency != x->currency || x->amount == 0)
+            pr->currency != x->currency || x->amount == 0 || pr->credit != PAY_CREDIT_LOCAL)
             return "a refund does not match its payment";
         if (x->dup_key != pay_refund_dup_key(x->payment_id, x->text) ||
             !pay_text_valid(x->text, true))
@@ -200,6 +246,61 @@ static const char *finish_topups_idem(pay_t *p) {
     return NULL;
 }
 
+/* Orders: drawn by this cell; the reserved and credited ones hold their out_trade_no (but a
+ * credited one whose out_trade_no a payment took after its release: pay.c), which no local
+ * payment holds too. */
+static const char *finish_orders(pay_t *p) {
+    for (uint32_t r = 0; r < p->n.orders; r++) {
+        pay_order_row_t *x = &p->orders[r];
+        if (!seq_ok(p, x->id, x->buyer) || x->amount == 0 || !pay_currency_valid(x->currency) ||
+            x->reserved || x->holds_otn > 1 || x->state < PAY_ORDER_RESERVED ||
+            x->state > PAY_ORDER_CREDITED)
+            return "an order row is corrupt";
+        if (x->holds_otn != (x->state == PAY_ORDER_RESERVED) && x->state != PAY_ORDER_CREDITED)
+            return "an order's out_trade_no is held in the wrong state";
+        if (x->dup_key != pay_payment_dup_key(x->merchant, x->text) ||
+            !pay_text_valid(x->text, true))
+            return "an order's out_trade_no key is corrupt";
+        if (pay_find(&p->merchants_ix, x->merchant) == LINDEX_NONE)
+            return "an order's merchant is unknown";
+        if (pay_find(&p->orders_ix, x->id) != LINDEX_NONE) return "duplicate order";
+        lindex_insert(&p->orders_ix, lindex_hash(x->id), r);
+        if (!x->holds_otn) continue;
+        if (pay_find(&p->orders_dup_ix, x->dup_key) != LINDEX_NONE ||
+            pay_find(&p->payments_dup_ix, x->dup_key) != LINDEX_NONE)
+            return "an out_trade_no is held twice";
+        lindex_insert(&p->orders_dup_ix, lindex_hash(x->dup_key), r);
+    }
+    return NULL;
+}
+
+/* The outbox: consecutive seqs up to outbox_seq, the head not acknowledged (it would have
+ * been reclaimed), each record its payment's, acknowledged exactly when the payment is
+ * credited; and every pending payment has its record (as many of them as unacked records,
+ * each record naming a distinct payment). */
+static const char *finish_outbox(pay_t *p) {
+    uint64_t first = p->n.outbox_seq - p->n.outbox_count + 1;
+    uint32_t unacked = 0, pending = 0;
+    for (uint64_t seq = first; seq <= p->n.outbox_seq; seq++) {
+        const pay_outbox_row_t *x = &p->outbox[pay_outbox_row(p, seq)];
+        if (x->seq != seq || x->acked > 1 || x->reserved || x->reserved_2 ||
+            (seq == first && x->acked))
+            return "an outbox row is corrupt";
+        uint32_t row = pay_find(&p->payments_ix, x->payment_id);
+        const pay_payment_row_t *pr = row == LINDEX_NONE ? NULL : &p->payments[row];
+        if (!pr || pr->outbox_seq != seq || pr->amount != x->amount || pr->buyer != x->buyer ||
+            pr->merchant != x->merchant || pr->currency != x->currency ||
+            pr->peer_cell != x->peer_cell || (pr->credit == PAY_CREDIT_CREDITED) != (x->acked == 1))
+            return "an outbox record does not match its payment";
+        unacked += !x->acked;
+    }
+    for (uint32_t r = 0; r < p->n.payments; r++)
+        pending += p->payments[r].credit == PAY_CREDIT_PENDING;
+    if (pending != unacked) return "a pending payment has no outbox record";
+    p->n.outbox_unacked = unacked;
+    return NULL;
+}
+
 const char *pay_image_finish(pay_t *p, const pay_image_header_t *h) {
     p->n = (pay_counts_t){
         .merchants = h->merchants,
@@ -209,11 +310,17 @@ const char *pay_image_finish(pay_t *p, const pay_image_header_t *h) {
         .topups = h->topups,
         .idem_count = h->idempotency_count,
         .idem_head = h->idempotency_head,
+        .orders = h->orders,
+        .outbox_count = h->outbox_count,
+        .outbox_head = h->outbox_head,
         .seq = h->sequence,
+        .outbox_seq = h->outbox_seq,
     };
     const char *err = finish_merchants_users(p);
     if (!err) err = finish_payments(p);
     if (!err) err = finish_refunds(p);
     if (!err) err = finish_topups_idem(p);
+    if (!err) err = finish_orders(p);
+    if (!err) err = finish_outbox(p);
     return err;
 }

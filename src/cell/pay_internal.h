@@ -41,7 +41,55 @@ typedef struct pay_payment_row {
     uint32_t currency;
     uint32_t prev; /* the buyer's previous payment row, LINDEX_NONE: none */
     char text[PAY_TEXT_MAX];
+    uint32_t peer_cell;  /* cross-cell: the merchant's cell; 0: a local payment */
+    uint32_t credit;     /* pay_credit_t */
+    uint64_t outbox_seq; /* cross-cell: its outbox record's seq; 0: local */
 } pay_payment_row_t;
+
+/* The merchant's side of a cross-cell payment, as its buyer's cell sees it. A local payment
+ * is credited in its own entry. */
+typedef enum pay_credit {
+    PAY_CREDIT_LOCAL = 0,
+    PAY_CREDIT_PENDING = 1,  /* cross-cell, its outbox record not acknowledged yet */
+    PAY_CREDIT_CREDITED = 2, /* cross-cell, acknowledged: the merchant's cell credited it */
+} pay_credit_t;
+
+/* A cross-cell order in the merchant's cell (docs/cross-cell.md). */
+typedef enum pay_order_state {
+    PAY_ORDER_RESERVED = 1, /* holds its out_trade_no, waiting for the buyer's cell */
+    PAY_ORDER_FAILED = 2,   /* released: the buyer's cell refused, out_trade_no free */
+    PAY_ORDER_CREDITED = 3, /* the merchant received the money */
+} pay_order_state_t;
+
+typedef struct pay_order_row {
+    u128 id;       /* key: the payment id drawn for it */
+    u128 dup_key;  /* pay_payment_dup_key(merchant, out_trade_no) */
+    u128 idem_key; /* pay_idem_key(merchant, the order's key); 0: it came without a key */
+    u128 amount;
+    uint64_t buyer;
+    uint64_t merchant;
+    uint64_t created_at; /* cell clock, ns */
+    uint32_t currency;
+    uint8_t state;     /* pay_order_state_t */
+    uint8_t holds_otn; /* 1: its dup_key is in orders_dup_ix (out_trade_no taken by it) */
+    uint16_t reserved;
+    char text[PAY_TEXT_MAX];
+} pay_order_row_t;
+
+/* One outbox record in the buyer's cell: a cross-cell payment whose credit the relay has to
+ * deliver. Kept until it is acknowledged and every older record is too (a FIFO ring). */
+typedef struct pay_outbox_row {
+    u128 payment_id;
+    u128 amount;
+    uint64_t buyer;
+    uint64_t merchant;
+    uint64_t seq;
+    uint32_t currency;
+    uint32_t peer_cell;
+    uint32_t acked; /* 1: acknowledged (reclaimed once it reaches the head) */
+    uint32_t reserved;
+    uint64_t reserved_2;
+} pay_outbox_row_t;
 
 typedef struct pay_refund_row {
     u128 id;
@@ -79,7 +127,11 @@ typedef struct pay_idem_row {
 
 CP_STATIC_ASSERT(sizeof(pay_merchant_row_t) == 64, "merchant row");
 CP_STATIC_ASSERT(sizeof(pay_user_row_t) == 32, "user row");
-CP_STATIC_ASSERT(sizeof(pay_payment_row_t) == 160, "payment row");
+CP_STATIC_ASSERT(sizeof(pay_payment_row_t) == 176, "payment row");
+CP_STATIC_ASSERT(sizeof(pay_order_row_t) == 160, "order row");
+CP_STATIC_ASSERT(sizeof(pay_outbox_row_t) == 80, "outbox row");
+CP_STATIC_ASSERT(offsetof(pay_order_row_t, id) == 0, "key first");
+CP_STATIC_ASSERT(offsetof(pay_order_row_t, dup_key) == 16, "second key");
 CP_STATIC_ASSERT(sizeof(pay_refund_row_t) == 160, "refund row");
 CP_STATIC_ASSERT(sizeof(pay_topup_row_t) == 64, "top-up row");
 CP_STATIC_ASSERT(sizeof(pay_idem_row_t) == 304, "idempotency row");
@@ -95,8 +147,13 @@ typedef struct pay_counts {
     uint32_t merchants, users, payments, refunds, topups;
     uint32_t idem_count; /* rows of the ring in use */
     uint32_t idem_head;  /* the ring row written next (the oldest once the ring is full) */
-    uint32_t reserved;   /* explicit, so the hash of the counters has no padding */
-    uint64_t seq;        /* the last object sequence number handed out */
+    uint32_t orders;
+    uint32_t outbox_count;   /* outbox rows in use, acknowledged or not */
+    uint32_t outbox_head;    /* the outbox row of the oldest record */
+    uint32_t outbox_unacked; /* records not acknowledged (derived: the relay's backlog) */
+    uint32_t reserved;       /* explicit, so the hash of the counters has no padding */
+    uint64_t seq;            /* the last object sequence number handed out */
+    uint64_t outbox_seq;     /* the last outbox seq handed out (records are numbered from 1) */
 } pay_counts_t;
 
 struct pay {
@@ -107,9 +164,13 @@ struct pay {
     pay_refund_row_t *refunds;
     pay_topup_row_t *topups;
     pay_idem_row_t *idem;
+    pay_order_row_t *orders;
+    pay_outbox_row_t *outbox;
     pay_counts_t n;
+    /* payments_dup_ix: local payments only (a cross-cell one's out_trade_no is the merchant
+     * cell's, held there by its order); orders_dup_ix: the orders that hold theirs. */
     lindex_t merchants_ix, users_ix, payments_ix, payments_dup_ix, refunds_ix, refunds_dup_ix,
-        idem_ix;
+        idem_ix, orders_ix, orders_dup_ix;
 };
 
 u128 pay_hash128(const void *p, size_t n);
@@ -128,5 +189,7 @@ bool pay_zero(const void *p, size_t n);
 /* The object of a payment / refund row (code PAY_OK). */
 void pay_payment_object(const pay_payment_row_t *p, pay_object_t *out);
 void pay_refund_object(const pay_refund_row_t *r, pay_object_t *out);
+/* The outbox row of seq (which must be in the ring). */
+uint32_t pay_outbox_row(const pay_t *pay, uint64_t seq);
 
 #endif

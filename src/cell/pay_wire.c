@@ -32,11 +32,12 @@ static uint64_t id_uid(u128 id) {
 uint64_t pay_request_route_uid(const pay_request_t *r) {
     switch (r->kind) {
     case PAY_KIND_REFUND: return id_uid(r->payment_id);
-    case PAY_KIND_ORDER: /* the merchant's cell's kinds */
+    /* The merchant's cell keeps its orders (docs/cross-cell.md). */
+    case PAY_KIND_ORDER:
     case PAY_KIND_RELEASE:
     case PAY_KIND_CREDIT: return r->actor;
-    default: return r->uid;
     }
+    return r->uid;
 }
 
 uint64_t pay_query_route_uid(const pay_query_t *q) {

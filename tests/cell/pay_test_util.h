@@ -26,6 +26,8 @@ static inline pay_config_t pay_test_config(uint32_t cap) {
                           .refunds_max = cap,
                           .topups_max = cap,
                           .idempotency_max = cap,
+                          .orders_max = cap,
+                          .outbox_max = cap,
                           .cell_id = 7};
 }
 

@@ -304,7 +304,7 @@ static pay_request_t random_request(prng_t *g, const model_t *m) {
              : c < 40 ? PAY_KIND_TOPUP
              : c < 75 ? PAY_KIND_PAYMENT
              : c < 99 ? PAY_KIND_REFUND
-                      : (uint8_t)(6 + prng_below(g, 3));
+                      : (uint8_t[]){6, 7, 12}[prng_below(g, 3)]; /* objects-only, unknown */
     r.uid = pick_uid(g);
     r.actor = r.kind >= PAY_KIND_PAYMENT ? pick_uid(g) : prng_below(g, 4) == 0 ? pick_uid(g) : 0;
     uint64_t cc = prng_below(g, 20);
