@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `cellpay admin check` against real cells: balanced books pass; an account whose balances
 # were changed behind the ledger's back (the test op test_set_balances) is named as a
-# MISMATCH with the difference and exit 1; an unreachable cell is exit 1; bad options exit 2.
+# MISMATCH with the difference and exit 1; so is a pair of cells whose clearing accounts do not
+# net to zero; an unreachable cell is exit 1; bad options exit 2.
 set -euo pipefail
 cellpay=${1:?usage: test_admin_check.sh path/to/cellpay}
 tmp=$(mktemp -d)
@@ -60,6 +61,19 @@ check "a one-sided change: exit 1" test "$rc" -eq 1
 check "  names the cell, ledger and difference" contains "$tmp/bad" "cell 2 ledger 1: accounts=2 debits_posted=40 credits_posted=45 debits_pending=0 credits_pending=0 MISMATCH (posted debits - credits = -5, pending = +0)"
 check "  and the total" contains "$tmp/bad" "all cells ledger 1: accounts=4 debits_posted=290 credits_posted=295"
 check "  cell 1 still ok" contains "$tmp/bad" "cell 1 ledger 1: accounts=2 debits_posted=250 credits_posted=250 debits_pending=7 credits_pending=7 ok"
+
+# A clearing account of cell 2 toward cell 1 (docs/cross-cell.md; the system uid is in zone
+# 61, cell 2's) credited with nothing on cell 1's side: a credit the relay never delivered.
+C21=340282366920938463444927864474750156801
+printf '%s\n' \
+  '{"op":"create_accounts","events":[{"id":"'"$C21"'","ledger":1,"code":4}]}' \
+  '{"op":"create_transfers","events":[{"id":"99","debit_account_id":"'"$A500"'","credit_account_id":"'"$C21"'","amount":"12","ledger":1,"code":1}]}' |
+  "$cellpay" client --addr "$a2" --timeout-ms 5000 > "$tmp/out3"
+check "a clearing account in cell 2" test "$(grep -o '"result":"created"' "$tmp/out3" | wc -l)" -eq 2
+rc=0; "$cellpay" admin check --routes "$tmp/routes" > "$tmp/clear" 2>&1 || rc=$?
+check "a clearing pair that does not net to zero: exit 1" test "$rc" -eq 1
+check "  names the pair and the difference" contains "$tmp/clear" "clearing cells 2 and 1 ledger 1: MISMATCH (credits - debits of both sides: posted +12, pending +0)"
+check "  and counts it" contains "$tmp/clear" "1 clearing pairs that do not net to zero"
 
 printf 'version 1\ncell 1 127.0.0.1:1\nzones 0-99 -> 1\n' > "$tmp/dead"
 rc=0; "$cellpay" admin check --routes "$tmp/dead" --timeout-ms 500 > "$tmp/out" 2>&1 || rc=$?

@@ -334,6 +334,13 @@ def verify(c, cells, merchants):
     out = r.stdout + r.stderr
     check("admin check: books balance and clearing nets to zero",
           r.returncode == 0 and "clearing cells 1 and 2" in out, out)
+    logs = ""
+    for name in PROCS:
+        if name.startswith("c"):
+            with open(PROCS[name][2], errors="replace") as f:
+                logs += f.read()
+    check("the relays' faults happened", "lost on purpose" in logs and
+          "faults on purpose in " + FAULT_PCT in logs)
     for cell in (1, 2):
         deadline = time.time() + 20
         out = ""
