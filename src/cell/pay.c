@@ -553,8 +553,8 @@ static void apply_local_payment(pay_t *p, ledger_t *l, uint64_t *clock, const pa
     const uint8_t k = PAY_KIND_PAYMENT;
     /* The merchant's receivable account is in its own zone: a merchant of another cell is paid
      * through an order there and a payment of that order here (docs/cross-cell.md); the
-     * gateway sends those, so this one came by an outdated route. */
-    if (!pay_owns_uid(p, r->actor)) return answer_error(o, k, PAY_ERR_CROSS_CELL);
+     * gateway sends those, so this one came by an outdated route: wrong_cell, retried. */
+    if (!pay_owns_uid(p, r->actor)) return answer_error(o, k, PAY_ERR_WRONG_CELL);
     if (pay_find(&p->merchants_ix, r->actor) == LINDEX_NONE)
         return answer_error(o, k, PAY_ERR_NOT_FOUND);
     uint32_t buyer_row = pay_find(&p->users_ix, r->uid);
@@ -660,8 +660,10 @@ static void xcell_payment_again(const pay_t *p, uint32_t row, const pay_request_
 static void apply_xcell_payment(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
                                 pay_object_t *o) {
     const uint8_t k = PAY_KIND_PAYMENT;
-    if (r->peer_cell == p->config.cell_id || pay_owns_uid(p, r->actor))
-        return answer_error(o, k, PAY_ERR_INVALID); /* then it is a local payment */
+    if (r->peer_cell == p->config.cell_id) return answer_error(o, k, PAY_ERR_INVALID);
+    /* The merchant is this cell's: the gateway's route table is not the cells' (wrong_cell is
+     * not stored, and a retry by a corrected table pays locally). */
+    if (pay_owns_uid(p, r->actor)) return answer_error(o, k, PAY_ERR_WRONG_CELL);
     uint32_t again = pay_find(&p->payments_ix, r->payment_id);
     if (again != LINDEX_NONE) return xcell_payment_again(p, again, r, o);
     uint32_t buyer_row = pay_find(&p->users_ix, r->uid);
@@ -836,8 +838,8 @@ static void order_free_otn(pay_t *p, uint32_t row) {
 /* Reserves the out_trade_no and draws the payment id; the buyer's cell pays it next. */
 static void apply_order(pay_t *p, uint64_t clock, const pay_request_t *r, pay_object_t *o) {
     const uint8_t k = PAY_KIND_ORDER;
-    /* A buyer of this cell pays locally, in one request. */
-    if (pay_owns_uid(p, r->uid)) return answer_error(o, k, PAY_ERR_INVALID);
+    /* A buyer of this cell pays locally, in one request: the gateway's table is wrong. */
+    if (pay_owns_uid(p, r->uid)) return answer_error(o, k, PAY_ERR_WRONG_CELL);
     if (pay_find(&p->merchants_ix, r->actor) == LINDEX_NONE)
         return answer_error(o, k, PAY_ERR_NOT_FOUND);
     u128 dup = pay_payment_dup_key(r->actor, r->text);

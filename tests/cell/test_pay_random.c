@@ -156,7 +156,7 @@ static pay_object_t m_topup_req(model_t *m, const pay_request_t *r) {
 
 static pay_object_t m_payment_req(model_t *m, const pay_request_t *r) {
     const uint8_t k = PAY_KIND_PAYMENT;
-    if (!m_owns(r->actor)) return err(k, PAY_ERR_CROSS_CELL);
+    if (!m_owns(r->actor)) return err(k, PAY_ERR_WRONG_CELL); /* a local payment, wrongly routed */
     if (!m_merchant(m, r->actor)) return err(k, PAY_ERR_NOT_FOUND);
     if (!m_user(m, r->uid)) return err(k, PAY_ERR_NOT_FOUND);
     m_acct_t *b = m_acct(m, r->uid, PAY_ACCOUNT_USER, r->currency);
@@ -263,7 +263,7 @@ static pay_object_t m_apply(model_t *m, const pay_request_t *r) {
     case PAY_KIND_PAYMENT: o = m_payment_req(m, r); break;
     default: o = m_refund_req(m, r); break;
     }
-    if (r->idem_key && o.code != PAY_ERR_CROSS_CELL) { /* a cross-cell refusal is not kept */
+    if (r->idem_key && o.code != PAY_ERR_WRONG_CELL) { /* a wrong-cell refusal is not kept */
         for (uint32_t i = 0; i < m->n_idem; i++)
             if (m->idem[i].actor == r->actor && m->idem[i].key == r->idem_key)
                 m->idem[i].live = false;
@@ -440,8 +440,10 @@ static void run_seed(uint64_t seed) {
     printf("  codes:");
     for (uint32_t c = 0; c < PAY_CODE_COUNT; c++) printf(" %u", codes[c]);
     printf("; replays %u, payments %u, refunds %u\n", replays, m->n_payments, m->n_refunds);
+    /* cross_cell answers only a refund of a cross-cell payment, which this one cell's
+     * requests never make (tests of two cells do). */
     for (uint32_t c = 0; c < PAY_CODE_COUNT; c++)
-        if (c != PAY_ERR_FULL) assert_true(codes[c] > 0);
+        if (c != PAY_ERR_FULL && c != PAY_ERR_CROSS_CELL) assert_true(codes[c] > 0);
     free(m);
     fx_free(&f);
 }
