@@ -4,12 +4,15 @@
  *     short tails zero padded, to exercise the checks of the wire structs;
  *   else: 16 bytes drawn into a request from small pools of uids, currencies, amounts, texts
  *     and keys, so that requests meet each other's rows (merchants, users, payments, keys);
+ *     the cross-cell kinds name the orders drawn so far (credit, release) or an order of
+ *     another cell (payment of an order), uid 30 being of another cell;
  *   header bits 0..5: how far the clock moves first (bit 5: by about 12 h, for key expiry).
  * Checked after every record: every answer has a known code and echoes the kind; an answer
  * that must change nothing (an error without a stored key, invalid, wrong cell, full,
  * conflict, a replay) left the payments and the ledger exactly as they were; the ledger's
- * invariants hold (balances sum to zero per currency, no account below its limit). At the end
- * the image round trip gives the same state hash. */
+ * invariants hold (balances sum to zero per currency, no account below its limit); the outbox's
+ * backlog is its unacknowledged records. At the end the image round trip gives the same state
+ * hash. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,11 +37,52 @@ static u128 amount(const uint8_t *b) {
     }
 }
 
+#define OWN_CELL 1u
+#define OTHER_CELL 3u /* uid 30's zone */
+
+typedef struct drawn {
+    u128 payments[16]; /* payment ids answered created (local and of orders) */
+    uint32_t n_payments;
+    pay_object_t orders[16]; /* orders answered created */
+    uint32_t n_orders;
+} drawn_t;
+
+/* The cross-cell fields: an order's payment, credit, release; an order of another cell. */
+static void drawn_xcell(const uint8_t *b, const drawn_t *d, pay_request_t *r) {
+    static const uint8_t codes[4] = {PAY_ERR_NOT_FOUND, PAY_ERR_INSUFFICIENT_FUNDS,
+                                     PAY_ERR_OVERFLOW, PAY_ERR_DUPLICATE_OUT_TRADE_NO};
+    if (r->kind == PAY_KIND_PAYMENT && (b[13] & 1)) { /* the payment of another cell's order */
+        uint32_t drawing = (b[13] & 2) ? OTHER_CELL : OWN_CELL;
+        r->payment_id = ((u128)r->uid << 64) | ((u128)drawing << 40) | (1 + (b[14] & 7));
+        r->idem_key = r->payment_id;
+        r->peer_cell = (b[13] & 4) ? OWN_CELL : drawing;
+        if (!(b[15] & 3)) r->actor = UIDS[6]; /* the merchant's cell: 30's */
+    }
+    bool relay = r->kind == PAY_KIND_RELEASE || r->kind == PAY_KIND_CREDIT;
+    if (relay && d->n_orders && (b[13] & 8)) {
+        const pay_object_t *o = &d->orders[b[14] % d->n_orders];
+        r->payment_id = o->id;
+        r->actor = o->merchant;
+        if (r->kind == PAY_KIND_CREDIT && (b[13] & 16)) {
+            r->uid = o->uid;
+            r->amount = o->amount;
+            r->currency = o->currency;
+        }
+    }
+    if (r->kind == PAY_KIND_ACK || r->kind == PAY_KIND_CREDIT)
+        r->uid = (uint64_t)(r->payment_id >> 64);
+    if (r->kind == PAY_KIND_CREDIT) r->peer_cell = (b[15] & 4) ? OWN_CELL : OTHER_CELL;
+    if (r->kind == PAY_KIND_RELEASE) r->code = codes[b[15] & 3];
+    if ((relay || r->kind == PAY_KIND_ACK) && !(b[13] & 32)) r->idem_key = r->body_hash = 0;
+    if (r->kind == PAY_KIND_ORDER && (b[13] & 64)) r->uid = UIDS[6]; /* a buyer elsewhere */
+}
+
 /* 16 bytes -> one request among the small pools. */
-static void drawn_request(const uint8_t *b, const u128 *payments, uint32_t n_payments,
-                          pay_request_t *r) {
+static void drawn_request(const uint8_t *b, const drawn_t *d, pay_request_t *r) {
+    const u128 *payments = d->payments;
+    uint32_t n_payments = d->n_payments;
     memset(r, 0, sizeof *r);
-    r->kind = (uint8_t)(b[0] % 7); /* 0 and 6: invalid kinds */
+    r->kind = (uint8_t)(b[0] % 13); /* 0, 6, 7 and 12: invalid kinds */
     r->uid = UIDS[b[1] & 7];
     r->actor = (b[2] & 8) ? UIDS[b[2] & 7] : 0;
     r->currency = currency(b[3]);
@@ -55,6 +99,8 @@ static void drawn_request(const uint8_t *b, const u128 *payments, uint32_t n_pay
     } else {
         r->payment_id = ((u128)UIDS[b[11] & 7] << 64) | b[12];
     }
+    if (r->kind == PAY_KIND_PAYMENT || r->kind == PAY_KIND_ORDER) r->payment_id = 0;
+    drawn_xcell(b, d, r);
 }
 
 static bool must_change_nothing(const pay_request_t *r, const pay_object_t *o) {
@@ -84,7 +130,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                        .refunds_max = 16,
                        .topups_max = 16,
                        .idempotency_max = 8,
-                       .cell_id = 1};
+                       .orders_max = 8,
+                       .outbox_max = 4,
+                       .cell_id = OWN_CELL};
     cp_zones_add(&pc.zones, 1);
     cp_zones_add(&pc.zones, 2);
     pay_t *pay = pay_create(&pc);
@@ -92,8 +140,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ledger_t *l = ledger_create(&lc);
     cp_assert(pay && l);
     static pay_object_t out[PAY_LIST_MAX + 2];
-    u128 payments[16];
-    uint32_t n_payments = 0;
+    static pay_outbox_item_t outbox[8];
+    drawn_t d = {0};
     uint64_t clock = 1000;
     size_t pos = 0;
     while (pos < size) {
@@ -117,7 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (h & 0x80)
             memcpy(&r, raw, sizeof r);
         else
-            drawn_request(raw, payments, n_payments, &r);
+            drawn_request(raw, &d, &r);
         u128 ph = pay_state_hash(pay), lh = ledger_state_hash(l);
         uint64_t before = clock;
         pay_object_t o;
@@ -131,8 +179,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         if (o.code == PAY_CREATED && o.kind == PAY_KIND_PAYMENT && !o.replayed) {
             check(o.refunded == 0 && o.amount == r.amount, "payment answer");
-            if (n_payments < 16) payments[n_payments++] = o.id;
+            check(o.merchant_credit == (r.payment_id != 0), "payment's merchant credit");
+            if (d.n_payments < 16) d.payments[d.n_payments++] = o.id;
         }
+        if (o.code == PAY_CREATED && o.kind == PAY_KIND_ORDER && !o.replayed) {
+            check(o.amount == r.amount && (uint64_t)(o.id >> 64) == r.uid, "order answer");
+            if (d.n_orders < 16) d.orders[d.n_orders++] = o;
+        }
+        uint32_t backlog = pay_outbox_backlog(pay);
+        check(backlog <= pc.outbox_max && pay_outbox_pending(pay, 0, outbox, 8) == backlog,
+              "outbox backlog");
         const char *err = ledger_check_invariants(l);
         if (err) {
             fprintf(stderr, "fuzz_pay: ledger invariant broken: %s\n", err);
@@ -140,8 +196,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
     }
     /* Every payment answered created is there, and the image restores to the same state. */
-    for (uint32_t i = 0; i < n_payments; i++) {
-        pay_query_t q = {.kind = PAY_Q_PAYMENT, .id = payments[i]};
+    for (uint32_t i = 0; i < d.n_payments; i++) {
+        pay_query_t q = {.kind = PAY_Q_PAYMENT, .id = d.payments[i]};
         check(pay_query(pay, l, &q, out) == 1 && out[0].code == PAY_OK, "payment lost");
         check(out[0].refunded <= out[0].amount, "refunded beyond the payment");
     }

@@ -1,7 +1,7 @@
 /* The cell state machine: what every replica of a cell applies, entry by entry, to reach the
- * same state. Today it is the ledger plus the cell's clock; payments, credit, risk and the
- * outbox will join it. Deterministic: an entry's effect depends only on the state and the
- * entry (its timestamp comes in with it). No I/O.
+ * same state. Today it is the ledger, the payments layer (with the outbox of cross-cell
+ * payments) and the cell's clock; credit and risk will join it. Deterministic: an entry's effect
+ * depends only on the state and the entry (its timestamp comes in with it). No I/O.
  *
  * An entry body is a sequence of commands, each a 32-byte cell_command_t and its body (the
  * 128-byte events or the op's fixed body of docs/protocol.md). */
@@ -37,7 +37,8 @@ typedef struct cell_config {
     /* The payments layer. Its zones and zone rule are the cell's own (copied at creation,
      * whatever is here); cell_id goes into every object id (the node sets it from --cell).
      * A capacity of 0 is derived from the ledger's: merchants and users from accounts_max,
-     * payments, refunds, top-ups and idempotency keys from transfers_max. */
+     * payments, refunds, top-ups, idempotency keys, cross-cell orders and outbox records from
+     * transfers_max. */
     pay_config_t pay;
 } cell_config_t;
 

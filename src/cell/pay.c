@@ -269,9 +269,10 @@ static void answer_error(pay_object_t *out, uint8_t kind, pay_code_t code) {
  * cell) rather than required to exist. */
 typedef struct pay_side {
     u128 id;
-    uint16_t
-        lazy_code; /* the account code (pay_account_kind_t) it is created with; 0: must exist */
-    uint16_t lazy_flags; /* the flags it is created with */
+    /* The account code (pay_account_kind_t) and flags it is created with; code 0: it must
+     * exist. */
+    uint16_t lazy_code;
+    uint16_t lazy_flags;
 } pay_side_t;
 
 typedef struct pay_move {

@@ -181,10 +181,75 @@ static void test_pay_snapshot(void **state) {
     cell_destroy(c);
 }
 
+/* Cross-cell state in a cell of zone 1: the capacities are derived, and a snapshot carries the
+ * orders and the outbox. */
+static void test_xcell_snapshot(void **state) {
+    (void)state;
+    cell_config_t cc = config();
+    cp_zones_add(&cc.zones, 1); /* uids 10..19 */
+    pay_config_t pc = cell_pay_config(&cc);
+    assert_int_equal(pc.orders_max, 64);
+    assert_int_equal(pc.outbox_max, 64);
+    cell_t *c = cell_create(&cc);
+    uint32_t cny = pay_currency_pack("CNY");
+    u128 p = ((u128)12 << 64) | ((u128)4 << 40) | 1; /* drawn by cell 4 for buyer 12 */
+    pay_request_t r[5] = {
+        {.kind = PAY_KIND_MERCHANT, .uid = 11},
+        {.kind = PAY_KIND_USER, .uid = 12, .currency = cny},
+        {.kind = PAY_KIND_TOPUP, .uid = 12, .currency = cny, .amount = 90},
+        {.kind = PAY_KIND_ORDER,
+         .actor = 11,
+         .uid = 21,
+         .currency = cny,
+         .amount = 5,
+         .idem_key = 1,
+         .text = "o1"},
+        {.kind = PAY_KIND_PAYMENT,
+         .actor = 41,
+         .uid = 12,
+         .currency = cny,
+         .amount = 30,
+         .payment_id = p,
+         .idem_key = p,
+         .peer_cell = 4,
+         .text = "x1"},
+    };
+    got_t g;
+    pay_cmd(c, r, 3, &g);
+    for (int i = 0; i < 3; i++) assert_int_equal(g.objs[i].code, PAY_CREATED);
+    pay_cmd(c, r + 3, 2, &g);
+    assert_int_equal(g.objs[0].kind, PAY_KIND_ORDER);
+    assert_int_equal(g.objs[0].code, PAY_CREATED);
+    assert_int_equal(g.objs[1].code, PAY_CREATED);
+    assert_int_equal(g.objs[1].merchant_credit, 1);
+    assert_int_equal(pay_outbox_backlog(cell_pay(c)), 1);
+
+    char dir[] = "/tmp/cellpay-test-xcell-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const char *what = NULL;
+    assert_int_equal(snapshot_write(dir, c, 4, 1, NULL, &what), 0);
+    cell_t *back = NULL;
+    uint64_t index = 0, term = 0;
+    mb_record_t members;
+    char err[256] = "";
+    assert_int_equal(snapshot_load(dir, &cc, &back, &index, &term, &members, err, sizeof err), 0);
+    assert_true(cell_state_hash(back) == cell_state_hash(c));
+    pay_outbox_item_t it;
+    assert_int_equal(pay_outbox_pending(cell_pay(back), 0, &it, 1), 1);
+    assert_true(it.payment_id == p && it.amount == 30 && it.peer_cell == 4);
+    char path[SNAPSHOT_PATH_MAX];
+    snapshot_path(dir, 4, path, sizeof path);
+    unlink(path);
+    rmdir(dir);
+    cell_destroy(back);
+    cell_destroy(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pay_in_cell),
         cmocka_unit_test(test_pay_snapshot),
+        cmocka_unit_test(test_xcell_snapshot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
