@@ -143,17 +143,34 @@ static bool outbuf_reserve(outbuf_t *o, size_t n) {
 
 static void conn_write_done(uv_write_t *req, int status);
 
-static void conn_flush(conn_t *c) {
-    if (c->closing || c->writing || c->out[c->out_fill].len == 0) return;
+/* The replies are first offered to the socket directly: it nearly always takes them whole,
+ * and then no write request is queued. A completed uv_write costs a syscall of its own
+ * (libuv re-registers the socket with epoll when its write queue drains), one per reply. Only
+ * what the socket leaves goes through uv_write. True when everything queued went at once. */
+static bool conn_flush(conn_t *c) {
+    if (c->closing || c->writing || c->out[c->out_fill].len == 0) return false;
     int w = c->out_fill;
+    outbuf_t *o = &c->out[w];
+    uv_buf_t b = uv_buf_init(o->buf, (unsigned)o->len);
+    int done = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (done == UV_EAGAIN) done = 0;
+    if (done < 0) {
+        conn_close(c, NULL);
+        return false;
+    }
+    if ((size_t)done == o->len) {
+        o->len = 0;
+        return true;
+    }
     c->out_fill ^= 1;
     c->writing = true;
-    uv_buf_t b = uv_buf_init(c->out[w].buf, (unsigned)c->out[w].len);
+    b = uv_buf_init(o->buf + done, (unsigned)(o->len - (size_t)done));
     int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, conn_write_done);
     if (rc != 0) {
         c->writing = false;
         conn_close(c, NULL);
     }
+    return false;
 }
 
 static void conn_shutdown_done(uv_shutdown_t *req, int status) {
@@ -341,10 +358,9 @@ static void conn_dispatch(conn_t *c) {
 }
 
 /* Parses what has arrived, one request at a time: each goes to the handler, and the next is
- * parsed only once it is answered (at once, or later through http_respond). */
-static void conn_process(conn_t *c) {
-    if (c->processing || c->closing) return;
-    c->processing = true;
+ * parsed only once it is answered (at once, or later through http_respond). True when it
+ * stopped with requests left only because the queued replies reached HTTP_OUT_HIGH. */
+static bool conn_parse(conn_t *c) {
     size_t pos = 0;
     while (!c->closing && !c->close_after && !c->in_flight && pos < c->rlen &&
            c->out[c->out_fill].len < HTTP_OUT_HIGH) {
@@ -373,11 +389,19 @@ static void conn_process(conn_t *c) {
         }
         conn_dispatch(c);
     }
-    if (!c->closing) {
-        if (c->close_after) pos = c->rlen; /* nothing after the last request is parsed */
-        memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
-        c->rlen -= pos;
-    }
+    if (c->closing) return false;
+    if (c->close_after) pos = c->rlen; /* nothing after the last request is parsed */
+    memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+    c->rlen -= pos;
+    return !c->close_after && !c->in_flight && c->rlen > 0 &&
+           c->out[c->out_fill].len >= HTTP_OUT_HIGH;
+}
+
+static void conn_process(conn_t *c) {
+    if (c->processing || c->closing) return;
+    c->processing = true;
+    /* Replies the socket takes whole at once make room for the requests that wait. */
+    while (conn_parse(c) && conn_flush(c)) continue;
     c->processing = false;
     conn_arm(c);
     conn_flush(c);
