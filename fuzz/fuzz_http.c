@@ -21,6 +21,7 @@ static void check_request(const http_request_t *r) {
     for (uint32_t i = 0; i < r->header_count; i++) {
         cp_assert(r->headers[i].name && r->headers[i].value);
         cp_assert(strlen(r->headers[i].value) == r->headers[i].value_len);
+        cp_assert(strlen(r->headers[i].name) == r->headers[i].name_len);
         cp_assert(http_request_header(r, r->headers[i].name) != NULL);
     }
 }

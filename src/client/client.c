@@ -431,18 +431,28 @@ static void on_write(uv_write_t *req, int status) {
     if (s->state == SESSION_CONNECTED && s->msg.first == REQUEST_NONE) dispatch(s->client);
 }
 
+/* The message is first offered to the socket directly, which nearly always takes it whole:
+ * then no write request is queued, the send buffer is free at once, and libuv does not
+ * re-register the socket with epoll as it does when a write request completes (a syscall per
+ * message). Only what the socket leaves goes through uv_write. */
 static void session_send(session_t *s) {
     client_t *c = s->client;
     cp_assert(s->state == SESSION_CONNECTED && s->msg.first != REQUEST_NONE);
     cp_assert(!s->msg.sent && !s->writing);
     uv_buf_t buf = uv_buf_init((char *)s->send, s->msg.size);
     s->recv_len = 0;
-    int rc = uv_write(&s->write_req, (uv_stream_t *)&s->tcp, &buf, 1, on_write);
+    int done = uv_try_write((uv_stream_t *)&s->tcp, &buf, 1);
+    if (done == UV_EAGAIN) done = 0;
+    int rc = done < 0 ? done : 0;
+    if (rc == 0 && (uint32_t)done < s->msg.size) {
+        buf = uv_buf_init((char *)s->send + done, s->msg.size - (uint32_t)done);
+        rc = uv_write(&s->write_req, (uv_stream_t *)&s->tcp, &buf, 1, on_write);
+        s->writing = rc == 0;
+    }
     if (rc < 0) {
         session_break(s, "sending", rc);
         return;
     }
-    s->writing = true;
     s->msg.sent = true;
     stat_add(&c->stats.sends, 1);
     uv_timer_start(&s->timer, on_timer, c->opt.attempt_timeout_ms, 0);

@@ -45,6 +45,21 @@ auth_result_t auth_check(const void *secret, size_t secret_len, const char *meth
                          const char *path_query, const char *timestamp, const char *signature,
                          const void *body, size_t body_len, uint64_t now_s);
 
+/* A secret's MAC context, keyed once: signing or checking under it skips hashing the key
+ * again (about a third of the MAC of a short request). Each is used by one thread at a time. */
+typedef struct auth_key auth_key_t;
+
+/* NULL when out of memory. */
+auth_key_t *auth_key_new(const void *secret, size_t secret_len);
+void auth_key_free(auth_key_t *k); /* NULL: nothing */
+
+/* auth_sign and auth_check under k's secret. */
+void auth_key_sign(auth_key_t *k, const char *method, const char *path_query, const char *timestamp,
+                   const void *body, size_t body_len, char out[AUTH_HEX_MAX + 1]);
+auth_result_t auth_key_check(auth_key_t *k, const char *method, const char *path_query,
+                             const char *timestamp, const char *signature, const void *body,
+                             size_t body_len, uint64_t now_s);
+
 /* Frees the calling thread's MAC context (made on its first signature check): for a thread
  * that checked signatures and is about to end, e.g. the gateway's when gateway_run returns. */
 void auth_thread_done(void);

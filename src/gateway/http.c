@@ -143,17 +143,34 @@ static bool outbuf_reserve(outbuf_t *o, size_t n) {
 
 static void conn_write_done(uv_write_t *req, int status);
 
-static void conn_flush(conn_t *c) {
-    if (c->closing || c->writing || c->out[c->out_fill].len == 0) return;
+/* The replies are first offered to the socket directly: it nearly always takes them whole,
+ * and then no write request is queued. A completed uv_write costs a syscall of its own
+ * (libuv re-registers the socket with epoll when its write queue drains), one per reply. Only
+ * what the socket leaves goes through uv_write. True when everything queued went at once. */
+static bool conn_flush(conn_t *c) {
+    if (c->closing || c->writing || c->out[c->out_fill].len == 0) return false;
     int w = c->out_fill;
+    outbuf_t *o = &c->out[w];
+    uv_buf_t b = uv_buf_init(o->buf, (unsigned)o->len);
+    int done = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (done == UV_EAGAIN) done = 0;
+    if (done < 0) {
+        conn_close(c, NULL);
+        return false;
+    }
+    if ((size_t)done == o->len) {
+        o->len = 0;
+        return true;
+    }
     c->out_fill ^= 1;
     c->writing = true;
-    uv_buf_t b = uv_buf_init(c->out[w].buf, (unsigned)c->out[w].len);
+    b = uv_buf_init(o->buf + done, (unsigned)(o->len - (size_t)done));
     int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, conn_write_done);
     if (rc != 0) {
         c->writing = false;
         conn_close(c, NULL);
     }
+    return false;
 }
 
 static void conn_shutdown_done(uv_shutdown_t *req, int status) {
@@ -198,30 +215,66 @@ static void conn_write_done(uv_write_t *req, int status) {
     if (!c->closing && !c->writing) conn_process(c);
 }
 
+static char *put_str(char *p, const char *str) {
+    size_t n = strlen(str);
+    memcpy(p, str, n);
+    return p + n;
+}
+
+static char *put_dec(char *p, size_t v) {
+    char tmp[24];
+    size_t n = 0;
+    do tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n > 0) *p++ = tmp[--n];
+    return p;
+}
+
+/* The status line and headers into p (room for HTTP_REPLY_HEAD_MAX); returns the end. Put
+ * together piece by piece: every reply has one, and a format string costs several times more. */
+static char *put_head(char *p, int status, const char *content_type, const char *extra, size_t len,
+                      const char *connection) {
+    p = put_str(p, "HTTP/1.1 ");
+    p = put_dec(p, (size_t)status);
+    *p++ = ' ';
+    p = put_str(p, status_reason(status));
+    p = put_str(p, "\r\n");
+    if (content_type) {
+        p = put_str(p, "Content-Type: ");
+        p = put_str(p, content_type);
+        p = put_str(p, "\r\n");
+    }
+    if (extra) p = put_str(p, extra);
+    p = put_str(p, "Content-Length: ");
+    p = put_dec(p, len);
+    p = put_str(p, "\r\n");
+    p = put_str(p, connection);
+    return put_str(p, "\r\n");
+}
+
 /* Queues a whole reply. close: the connection ends after it, whatever the request asked.
  * extra: more header lines, each ending in CRLF, or NULL. */
 static void conn_reply(conn_t *c, int status, const char *content_type, const char *extra,
                        const void *body, size_t len, bool close) {
     cp_assert(status >= 100 && status <= 999);
     if (!c->keep_alive) close = true;
-    char head[HTTP_REPLY_HEAD_MAX];
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%s%s%s%sContent-Length: %zu\r\n%s\r\n",
-                     status, status_reason(status), content_type ? "Content-Type: " : "",
-                     content_type ? content_type : "", content_type ? "\r\n" : "",
-                     extra ? extra : "", len,
-                     close       ? "Connection: close\r\n"
-                     : c->http10 ? "Connection: keep-alive\r\n"
-                                 : "");
-    cp_assert(n > 0 && (size_t)n < sizeof head);
+    /* What bounds the head: the fixed parts, a content type and extra lines of bounded size. */
+    cp_assert(!content_type || strlen(content_type) <= 64);
+    cp_assert(!extra || strlen(extra) <= HTTP_EXTRA_HEADERS_MAX);
+    const char *connection = close       ? "Connection: close\r\n"
+                             : c->http10 ? "Connection: keep-alive\r\n"
+                                         : "";
     size_t body_len = c->head_req ? 0 : len;
     outbuf_t *o = &c->out[c->out_fill];
-    if (!outbuf_reserve(o, (size_t)n + body_len)) {
+    if (!outbuf_reserve(o, HTTP_REPLY_HEAD_MAX + body_len)) {
         conn_close(c, "the client does not read its replies");
         return;
     }
-    memcpy(o->buf + o->len, head, (size_t)n);
-    if (body_len) memcpy(o->buf + o->len + n, body, body_len);
-    o->len += (size_t)n + body_len;
+    char *start = o->buf + o->len;
+    char *end = put_head(start, status, content_type, extra, len, connection);
+    cp_assert((size_t)(end - start) < HTTP_REPLY_HEAD_MAX);
+    if (body_len) memcpy(end, body, body_len);
+    o->len += (size_t)(end - start) + body_len;
     if (close) c->close_after = true;
 }
 
@@ -341,10 +394,9 @@ static void conn_dispatch(conn_t *c) {
 }
 
 /* Parses what has arrived, one request at a time: each goes to the handler, and the next is
- * parsed only once it is answered (at once, or later through http_respond). */
-static void conn_process(conn_t *c) {
-    if (c->processing || c->closing) return;
-    c->processing = true;
+ * parsed only once it is answered (at once, or later through http_respond). True when it
+ * stopped with requests left only because the queued replies reached HTTP_OUT_HIGH. */
+static bool conn_parse(conn_t *c) {
     size_t pos = 0;
     while (!c->closing && !c->close_after && !c->in_flight && pos < c->rlen &&
            c->out[c->out_fill].len < HTTP_OUT_HIGH) {
@@ -373,11 +425,19 @@ static void conn_process(conn_t *c) {
         }
         conn_dispatch(c);
     }
-    if (!c->closing) {
-        if (c->close_after) pos = c->rlen; /* nothing after the last request is parsed */
-        memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
-        c->rlen -= pos;
-    }
+    if (c->closing) return false;
+    if (c->close_after) pos = c->rlen; /* nothing after the last request is parsed */
+    memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+    c->rlen -= pos;
+    return !c->close_after && !c->in_flight && c->rlen > 0 &&
+           c->out[c->out_fill].len >= HTTP_OUT_HIGH;
+}
+
+static void conn_process(conn_t *c) {
+    if (c->processing || c->closing) return;
+    c->processing = true;
+    /* Replies the socket takes whole at once make room for the requests that wait. */
+    while (conn_parse(c) && conn_flush(c)) continue;
     c->processing = false;
     conn_arm(c);
     conn_flush(c);

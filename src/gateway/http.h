@@ -13,6 +13,7 @@
 
 typedef struct http_header {
     const char *name; /* NUL-terminated, as the client spelled it */
+    size_t name_len;  /* so that a lookup compares only names of the right length */
     const char *value;
     size_t value_len; /* also NUL-terminated; a value may contain no NUL (the parser refuses) */
 } http_header_t;

@@ -92,9 +92,11 @@ static int on_header_field_complete(llhttp_t *l) {
     http_parse_t *p = parse_of(l);
     http_request_t *r = &p->req;
     cp_assert(r->header_count > 0);
+    http_header_t *h = &r->headers[r->header_count - 1];
+    h->name_len = (size_t)(p->head + p->head_len - h->name);
     if (!head_nul(p)) return fail_head(p);
-    r->headers[r->header_count - 1].value = p->head + p->head_len;
-    r->headers[r->header_count - 1].value_len = 0;
+    h->value = p->head + p->head_len;
+    h->value_len = 0;
     p->in_value = true;
     return 0;
 }
@@ -263,8 +265,10 @@ void http_parse_resume(http_parse_t *p) {
 }
 
 const char *http_request_header(const http_request_t *r, const char *name) {
-    for (uint32_t i = 0; i < r->header_count; i++)
-        if (r->headers[i].value && strcasecmp(r->headers[i].name, name) == 0)
-            return r->headers[i].value;
+    size_t n = strlen(name);
+    for (uint32_t i = 0; i < r->header_count; i++) {
+        const http_header_t *h = &r->headers[i];
+        if (h->value && h->name_len == n && strncasecmp(h->name, name, n) == 0) return h->value;
+    }
     return NULL;
 }

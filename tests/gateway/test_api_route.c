@@ -175,8 +175,8 @@ static http_request_t request(const char *method, const char *path, const char *
 }
 
 static void header_add(http_request_t *r, const char *name, const char *value) {
-    r->headers[r->header_count++] =
-        (http_header_t){.name = name, .value = value, .value_len = strlen(value)};
+    r->headers[r->header_count++] = (http_header_t){
+        .name = name, .name_len = strlen(name), .value = value, .value_len = strlen(value)};
 }
 
 static api_match_t match(const char *method, const char *path) {

@@ -88,6 +88,43 @@ static void test_check(void **state) {
     assert_string_equal(auth_error_code(AUTH_MISSING), "unauthorized");
 }
 
+/* A keyed context gives what auth_sign gives, call after call, and checks the same way; two
+ * keys in turn do not mix. */
+static void test_keyed(void **state) {
+    (void)state;
+    static const char other[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    auth_key_t *k = auth_key_new(secret, strlen(secret));
+    auth_key_t *o = auth_key_new(other, strlen(other));
+    assert_non_null(k);
+    assert_non_null(o);
+    const char *bodies[] = {body, "{}", "", body};
+    for (int i = 0; i < 4; i++) {
+        const char *b = bodies[i];
+        char want[AUTH_HEX_MAX + 1], got[AUTH_HEX_MAX + 1], want_o[AUTH_HEX_MAX + 1];
+        auth_sign(secret, strlen(secret), "POST", "/v1/payments", "1764000000", b, strlen(b), want);
+        auth_key_sign(k, "POST", "/v1/payments", "1764000000", b, strlen(b), got);
+        assert_string_equal(got, want);
+        auth_sign(other, strlen(other), "POST", "/v1/payments", "1764000000", b, strlen(b), want_o);
+        auth_key_sign(o, "POST", "/v1/payments", "1764000000", b, strlen(b), got);
+        assert_string_equal(got, want_o);
+        assert_int_equal(
+            auth_key_check(k, "POST", "/v1/payments", "1764000000", want, b, strlen(b), 1764000000),
+            AUTH_OK);
+        assert_int_equal(auth_key_check(k, "POST", "/v1/payments", "1764000000", want_o, b,
+                                        strlen(b), 1764000000),
+                         AUTH_BAD_SIGNATURE);
+        assert_int_equal(
+            auth_key_check(k, "POST", "/v1/payments", "1764000000", want, b, strlen(b), 1764000301),
+            AUTH_STALE);
+        assert_int_equal(
+            auth_key_check(k, "POST", "/v1/payments", NULL, want, b, strlen(b), 1764000000),
+            AUTH_MISSING);
+    }
+    auth_key_free(k);
+    auth_key_free(o);
+    auth_key_free(NULL);
+}
+
 static void test_bearer(void **state) {
     (void)state;
     const char *key = secret;
@@ -139,6 +176,7 @@ int main(void) {
         cmocka_unit_test(test_hmac_vectors),
         cmocka_unit_test(test_sign_is_the_mac_of_the_canonical_string),
         cmocka_unit_test(test_check),
+        cmocka_unit_test(test_keyed),
         cmocka_unit_test(test_bearer),
         cmocka_unit_test(test_admin_key_file),
     };
