@@ -59,6 +59,7 @@ struct relay_core {
     uint64_t tick;
     uint32_t idle_ticks;
     bool leader;
+    bool stuck; /* relay_core_stuck() */
     relay_stats_t stats;
     prng_t fault_rng;
 };
@@ -278,10 +279,18 @@ static void relay_send(relay_core_t *r, const pay_t *pay, tick_out_t *out) {
     for (uint32_t i = 0; i < open.n; i++) batch_send(r, open.b[i], out);
 }
 
+/* Is any cell in back-off after a failure (its records go again when it ends)? */
+static bool peers_resting(const relay_core_t *r) {
+    for (uint32_t i = 0; i < r->peer_count; i++)
+        if (r->peers[i].backoff_until > r->tick) return true;
+    return false;
+}
+
 uint32_t relay_core_tick(relay_core_t *r, uint64_t tick, bool leader, const pay_t *pay,
                          relay_msg_t *msgs, uint32_t max) {
     cp_assert(max >= RELAY_CORE_BATCHES && tick >= r->tick);
     tick_out_t out = {.msgs = msgs, .n = 0};
+    r->stuck = false;
     r->tick = tick;
     if (leader && !r->leader) relay_restart(r); /* a new term of leadership */
     r->leader = leader;
@@ -299,7 +308,12 @@ uint32_t relay_core_tick(relay_core_t *r, uint64_t tick, bool leader, const pay_
         relay_restart(r);
     }
     relay_send(r, pay, &out);
+    r->stuck = relay_core_busy(r) == 0 && !peers_resting(r);
     return out.n;
+}
+
+bool relay_core_stuck(const relay_core_t *r) {
+    return r->stuck;
 }
 
 /* ---- Answers ---- */

@@ -85,5 +85,11 @@ void relay_core_unsent(relay_core_t *core, uint32_t batch, const char *why);
 relay_stats_t relay_core_stats(const relay_core_t *core);
 /* Batches in flight (sent, or held back, and not yet answered). */
 uint32_t relay_core_busy(const relay_core_t *core);
+/* After the last tick as leader: a backlog, yet nothing in flight and no cell resting after a
+ * failure, so nothing that will bring its records back. Only a record lost track of (skipped,
+ * or a failure that did not send its cell back; in a node also an answer that never came) does
+ * that; the rescan after RELAY_CORE_RESCAN_TICKS finds it. The simulator, where every request
+ * is answered or times out, takes it for a bug. */
+bool relay_core_stuck(const relay_core_t *core);
 
 #endif

@@ -837,6 +837,11 @@ static void faults(xc_sim_t *s) {
 static void check_step(xc_sim_t *s) {
     for (uint32_t i = 0; i < s->cfg.cells && !s->failed; i++) {
         xc_cell_t *c = &s->cells[i];
+        /* Every request here is answered or times out, so the relay may never lose track of
+         * a record: a record skipped, or a failure that did not send its cell back (which, in
+         * a node, the rescan after a second of idleness would hide). */
+        if (relay_core_stuck(c->relay))
+            fail(s, "cell %u: a backlog, and its relay has nothing in flight nor resting", i + 1);
         if (!c->applied) continue;
         c->applied = false;
         const char *why = ledger_check_invariants(cell_ledger(c->cell));

@@ -33,10 +33,13 @@
  * created at most once and only for a payment debited in its buyer's cell, and is never
  * refused; an ack follows a credit; a release never frees a paid order; a reused out_trade_no
  * is refused as a duplicate; the buyer's cell's outbox backlog equals its payments not yet
- * acknowledged. After a crash: the replayed state hash equals the one before.
+ * acknowledged; no relay is stuck (relay_core_stuck(): a backlog, nothing in flight, no cell
+ * resting: a record skipped or a failure not sent back, which its rescan would hide). After a
+ * crash: the replayed state hash equals the one before.
  * After the calm period (no loss, duplication, crash, flap; the relays' own faults stay) every
  * client has finished, and: every outbox backlog is zero; every debited payment is credited
- * exactly once and acknowledged, every other never credited; each merchant's receivable equals
+ * exactly once (transfer pay_leg_id(P) in the merchant's cell, P in the buyer's) and
+ * acknowledged, every other never credited; each merchant's receivable equals
  * the sum of its debited payments, each buyer's balance its top-up less its debited payments;
  * each pair of cells' clearing positions net to zero; a client's success is a debited payment
  * whose answers it got equal the first, a client's refusal one never debited; each cell
