@@ -78,7 +78,8 @@ typedef struct xc_pay {
     uint32_t bcell, mcell;
     bool debited, has_first, released, acked, client_paid, client_refused;
     uint32_t credits;
-    pay_object_t first; /* the buyer's cell's first stored answer */
+    pay_object_t first;       /* the buyer's cell's first stored answer */
+    pay_object_t order_first; /* the merchant's cell's answer that drew the id */
 } xc_pay_t;
 
 enum { CL_IDLE, CL_ORDER, CL_XPAY, CL_RELEASE };
@@ -459,24 +460,31 @@ static bool refusal_final(uint8_t code) {
            code == PAY_ERR_CURRENCY_MISMATCH || code == PAY_ERR_OVERFLOW;
 }
 
-static void seen_order(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
-    if (o->kind != PAY_KIND_ORDER || o->code != PAY_CREATED || o->replayed) return;
-    if (pay_find(s, o->id))
-        return fail(s, "cell %u drew payment id %016" PRIx64 " twice", i + 1, lo64(o->id));
-    pay_add(s, &(xc_pay_t){.pid = o->id,
-                           .amount = r->amount,
-                           .buyer = r->uid,
-                           .merchant = r->actor,
-                           .bcell = cell_of_uid(s, r->uid),
-                           .mcell = i});
-    s->st.orders++;
-}
-
 /* Two answers of one payment are equal but for the replayed flag. */
 static bool answers_equal(const pay_object_t *a, const pay_object_t *b) {
     pay_object_t x = *a, y = *b;
     x.replayed = y.replayed = 0;
     return memcmp(&x, &y, sizeof x) == 0;
+}
+
+static void seen_order(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
+    if (o->kind != PAY_KIND_ORDER || o->code != PAY_CREATED) return;
+    xc_pay_t *p = pay_find(s, o->id);
+    if (o->replayed) { /* the merchant's key answers as it did first (a release aside) */
+        s->st.replays_checked++;
+        if (!p || !answers_equal(&p->order_first, o))
+            fail(s, "order %016" PRIx64 ": a replayed answer differs from the first", lo64(o->id));
+        return;
+    }
+    if (p) return fail(s, "cell %u drew payment id %016" PRIx64 " twice", i + 1, lo64(o->id));
+    pay_add(s, &(xc_pay_t){.pid = o->id,
+                           .amount = r->amount,
+                           .buyer = r->uid,
+                           .merchant = r->actor,
+                           .bcell = cell_of_uid(s, r->uid),
+                           .mcell = i,
+                           .order_first = *o});
+    s->st.orders++;
 }
 
 static void seen_payment(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {

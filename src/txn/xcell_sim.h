@@ -29,7 +29,8 @@
  *
  * Checked after every applied entry: the ledger's invariants (ledger_check_invariants) in
  * that cell; an order draws a new payment id; a payment is debited at most once; every
- * replayed answer of a payment equals its first (all but the replayed flag); a credit is
+ * replayed answer of a payment, and of an order's key, equals its first (all but the replayed
+ * flag; a released order's key answers the refusal); a credit is
  * created at most once and only for a payment debited in its buyer's cell, and is never
  * refused; an ack follows a credit; a release never frees a paid order; a reused out_trade_no
  * is refused as a duplicate; the buyer's cell's outbox backlog equals its payments not yet
