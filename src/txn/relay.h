@@ -11,7 +11,9 @@
  *
  * It finds the other cells, and its own (acknowledgements go through the client library to
  * whichever replica leads), in a route table file (route.h), read again when it changes.
- * Everything runs on the node's loop: relay_tick() from its timer, the clients' callbacks. */
+ * Everything runs on the node's loop: relay_tick() from its timer, the clients' callbacks.
+ * What to send and when is decided by the relay's core (relay_core.h); this part only owns
+ * the clients, the route table and the log. */
 #ifndef CP_RELAY_H
 #define CP_RELAY_H
 
@@ -19,6 +21,7 @@
 #include <stdint.h>
 
 #include "cell/pay.h"
+#include "txn/relay_core.h"
 
 struct uv_loop_s;
 
@@ -29,7 +32,7 @@ typedef struct relay_config {
     const char *name;        /* log prefix, e.g. "cellpay node cell 2" */
     /* For fault tests only (`cellpay node --relay-faults`): with this chance in percent,
      * each batch is lost on its way, or its answer is, or it is sent twice, or held back for
-     * up to 200 ms (so later batches overtake it). 0: none. */
+     * up to 200 ms (so later batches overtake it). 0: none. (relay_core_config_t) */
     uint32_t fault_pct;
     uint64_t fault_seed;
 } relay_config_t;
@@ -44,12 +47,6 @@ relay_t *relay_create(const relay_config_t *config);
 void relay_tick(relay_t *relay, bool leader, const pay_t *pay);
 
 /* What the relay has done since it was created (for status and tests). */
-typedef struct relay_stats {
-    uint64_t delivered; /* credit items the merchants' cells answered created or ok */
-    uint64_t acked;     /* ack items its own cell answered ok */
-    uint64_t failures;  /* batches that came back with an error, to be sent again */
-    uint64_t faults;    /* faults made on purpose (fault_pct) */
-} relay_stats_t;
 relay_stats_t relay_stats(const relay_t *relay);
 
 /* Closes its clients (batches in flight are dropped: their records stay unacknowledged)

@@ -1,0 +1,393 @@
+/* The relay's core (relay_core.h). Per target cell it keeps the first outbox record not yet
+ * sent in this term of leadership (`next`); a tick gathers records from the lowest such point
+ * on, skips what was sent already or goes to a cell in back-off, and fills one batch of
+ * credits per target cell. A batch whose answer is not "credited" (an error, a timeout, an
+ * item refused) sends that cell back to its first record and pauses it. */
+#include "txn/relay_core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/assert.h"
+#include "base/prng.h"
+
+#define RELAY_CORE_SCAN_MAX (RELAY_CORE_BATCH_MAX * RELAY_CORE_BATCHES)
+#define RELAY_CORE_PEERS_MAX 128u /* cells a route table may name (route.h: RT_CELLS_MAX) */
+
+typedef struct core_peer {
+    uint64_t id;
+    uint64_t next;          /* the first record for this cell not sent in this term */
+    uint64_t backoff_until; /* no sending before this tick */
+    bool failing;           /* logged as failing; logged again once it recovers */
+} core_peer_t;
+
+typedef enum relay_fault {
+    FAULT_NONE = 0,
+    FAULT_LOSE_REQUEST, /* never sent: as if lost on the way */
+    FAULT_LOSE_ANSWER,  /* applied, but the relay takes it for failed */
+    FAULT_DUPLICATE,    /* a copy goes too */
+    FAULT_DELAY,        /* held back, later batches overtake it */
+} relay_fault_t;
+
+typedef enum batch_state {
+    BATCH_FREE = 0,
+    BATCH_HELD,    /* FAULT_DELAY: goes out at send_tick */
+    BATCH_CREDITS, /* credits on their way to the peer */
+    BATCH_ACKS,    /* acknowledgements on their way to the own cell */
+} batch_state_t;
+
+typedef struct core_batch {
+    core_peer_t *peer; /* the cell the credits went to */
+    uint8_t state;     /* batch_state_t */
+    bool echo;         /* a duplicate sent on purpose (faults): its answer is dropped */
+    uint8_t fault;     /* relay_fault_t drawn for it */
+    uint64_t send_tick;
+    uint32_t count;
+    uint64_t first_seq;
+    pay_request_t items[RELAY_CORE_BATCH_MAX];
+    uint64_t seqs[RELAY_CORE_BATCH_MAX];
+} core_batch_t;
+
+struct relay_core {
+    relay_core_config_t cfg;
+    core_peer_t
+        peers[RELAY_CORE_PEERS_MAX]; /* by first sight; never reordered (batches point in) */
+    uint32_t peer_count;
+    core_batch_t *batches; /* RELAY_CORE_BATCHES */
+    pay_outbox_item_t *scan;
+    uint64_t scanned; /* every record below this was looked at in this term */
+    uint64_t tick;
+    uint32_t idle_ticks;
+    bool leader;
+    bool stuck; /* relay_core_stuck() */
+    relay_stats_t stats;
+    prng_t fault_rng;
+};
+
+static void core_log(const relay_core_t *r, const char *what, uint64_t cell, int32_t status,
+                     const char *why) {
+    if (r->cfg.log) r->cfg.log(r->cfg.log_ctx, what, cell, status, why);
+}
+
+/* A fault for one batch (none unless fault_pct). */
+static relay_fault_t fault_draw(relay_core_t *r) {
+    if (r->cfg.fault_pct == 0 || prng_below(&r->fault_rng, 100) >= r->cfg.fault_pct)
+        return FAULT_NONE;
+    r->stats.faults++;
+    return (relay_fault_t)(FAULT_LOSE_REQUEST + prng_below(&r->fault_rng, 4));
+}
+
+relay_core_t *relay_core_create(const relay_core_config_t *config) {
+    relay_core_t *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->cfg = *config;
+    r->batches = calloc(RELAY_CORE_BATCHES, sizeof *r->batches);
+    r->scan = calloc(RELAY_CORE_SCAN_MAX, sizeof *r->scan);
+    if (!r->batches || !r->scan) {
+        relay_core_destroy(r);
+        return NULL;
+    }
+    r->fault_rng.state = config->fault_seed;
+    return r;
+}
+
+void relay_core_destroy(relay_core_t *r) {
+    if (!r) return;
+    free(r->batches);
+    free(r->scan);
+    free(r);
+}
+
+relay_stats_t relay_core_stats(const relay_core_t *r) {
+    return r->stats;
+}
+
+uint32_t relay_core_busy(const relay_core_t *r) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < RELAY_CORE_BATCHES; i++) n += r->batches[i].state != BATCH_FREE;
+    return n;
+}
+
+static core_peer_t *peer_of(relay_core_t *r, uint64_t id) {
+    for (uint32_t i = 0; i < r->peer_count; i++)
+        if (r->peers[i].id == id) return &r->peers[i];
+    if (r->peer_count == RELAY_CORE_PEERS_MAX) return NULL;
+    core_peer_t *p = &r->peers[r->peer_count++];
+    *p = (core_peer_t){.id = id};
+    return p;
+}
+
+/* Records from seq on go to p again, after a rest. */
+static void peer_failed(relay_core_t *r, core_peer_t *p, uint64_t seq, int32_t status,
+                        const char *why) {
+    if (seq < p->next) p->next = seq;
+    p->backoff_until = r->tick + RELAY_CORE_BACKOFF_TICKS;
+    r->stats.failures++;
+    if (!p->failing) core_log(r, "cannot deliver to", p->id, status, why);
+    p->failing = true;
+}
+
+/* ---- Batches ---- */
+
+static core_batch_t *batch_take(relay_core_t *r, core_peer_t *p) {
+    for (uint32_t i = 0; i < RELAY_CORE_BATCHES; i++) {
+        core_batch_t *b = &r->batches[i];
+        if (b->state != BATCH_FREE) continue;
+        b->state = BATCH_CREDITS;
+        b->echo = false;
+        b->fault = FAULT_NONE;
+        b->peer = p;
+        b->count = 0;
+        return b;
+    }
+    return NULL;
+}
+
+static uint32_t batch_handle(const relay_core_t *r, const core_batch_t *b) {
+    return (uint32_t)(b - r->batches);
+}
+
+static core_batch_t *batch_of(relay_core_t *r, uint32_t handle) {
+    cp_assert(handle < RELAY_CORE_BATCHES);
+    core_batch_t *b = &r->batches[handle];
+    cp_assert(b->state == BATCH_CREDITS || b->state == BATCH_ACKS); /* one answer per message */
+    return b;
+}
+
+static relay_msg_t batch_msg(const relay_core_t *r, const core_batch_t *b, uint64_t cell) {
+    return (relay_msg_t){
+        .batch = batch_handle(r, b), .cell = cell, .items = b->items, .count = b->count};
+}
+
+/* Messages written to out in this tick (out has room for every batch: each goes at most once). */
+typedef struct tick_out {
+    relay_msg_t *msgs;
+    uint32_t n;
+} tick_out_t;
+
+/* The credits of b go out now, unless the fault drawn for it says otherwise. */
+static void batch_emit(relay_core_t *r, core_batch_t *b, tick_out_t *out) {
+    if (b->fault == FAULT_LOSE_REQUEST) {
+        peer_failed(r, b->peer, b->first_seq, 0, "lost on purpose (--relay-faults)");
+        b->state = BATCH_FREE;
+        return;
+    }
+    b->state = BATCH_CREDITS;
+    cp_assert(out->n < RELAY_CORE_BATCHES);
+    out->msgs[out->n++] = batch_msg(r, b, b->peer->id);
+}
+
+/* Sends b, unless a fault drawn for it says otherwise (a copy too, or later). */
+static void batch_send(relay_core_t *r, core_batch_t *b, tick_out_t *out) {
+    b->fault = (uint8_t)fault_draw(r);
+    if (b->fault == FAULT_DELAY) {
+        b->state = BATCH_HELD;
+        b->send_tick = r->tick + 1 + prng_below(&r->fault_rng, RELAY_CORE_FAULT_DELAY_TICKS);
+        return; /* batches_due() sends it then */
+    }
+    if (b->fault == FAULT_DUPLICATE) {
+        core_batch_t *copy = batch_take(r, b->peer);
+        if (copy) {
+            copy->echo = true;
+            copy->count = b->count;
+            copy->first_seq = b->first_seq;
+            memcpy(copy->items, b->items, b->count * sizeof b->items[0]);
+            batch_emit(r, copy, out);
+        }
+    }
+    batch_emit(r, b, out);
+}
+
+/* Batches held back on purpose whose time has come. */
+static void batches_due(relay_core_t *r, tick_out_t *out) {
+    for (uint32_t i = 0; i < RELAY_CORE_BATCHES; i++) {
+        core_batch_t *b = &r->batches[i];
+        if (b->state == BATCH_HELD && b->send_tick <= r->tick) {
+            b->fault = FAULT_NONE;
+            batch_emit(r, b, out);
+        }
+    }
+}
+
+static void batch_add(const relay_core_t *r, core_batch_t *b, const pay_outbox_item_t *it) {
+    cp_assert(b->count < RELAY_CORE_BATCH_MAX);
+    if (b->count == 0) b->first_seq = it->seq;
+    b->seqs[b->count] = it->seq;
+    b->items[b->count++] = (pay_request_t){.kind = PAY_KIND_CREDIT,
+                                           .payment_id = it->payment_id,
+                                           .amount = it->amount,
+                                           .actor = it->merchant,
+                                           .uid = it->buyer,
+                                           .currency = it->currency,
+                                           .peer_cell = (uint32_t)r->cfg.cell_id};
+}
+
+/* The open batch of p in this tick, or a new one; NULL when every batch is in flight. */
+typedef struct open_set {
+    core_batch_t *b[RELAY_CORE_BATCHES];
+    uint32_t n;
+} open_set_t;
+
+static core_batch_t *batch_for(relay_core_t *r, open_set_t *open, core_peer_t *p, tick_out_t *out) {
+    for (uint32_t i = 0; i < open->n; i++)
+        if (open->b[i]->peer == p) {
+            if (open->b[i]->count < RELAY_CORE_BATCH_MAX) return open->b[i];
+            batch_send(r, open->b[i], out); /* full: on its way, and a new one for the rest */
+            open->b[i] = open->b[--open->n];
+            break;
+        }
+    core_batch_t *b = batch_take(r, p);
+    if (b) open->b[open->n++] = b;
+    return b;
+}
+
+/* Where this tick's scan starts: the first record not looked at yet, or the lowest `next` of
+ * the cells not resting, if lower (a cell that failed goes back to its first record). */
+static uint64_t scan_from(const relay_core_t *r) {
+    uint64_t from = r->scanned;
+    for (uint32_t i = 0; i < r->peer_count; i++) {
+        const core_peer_t *p = &r->peers[i];
+        if (p->backoff_until <= r->tick && p->next < from) from = p->next;
+    }
+    return from;
+}
+
+/* Everything is to be sent again: a new term of leadership, or records lost track of. */
+static void relay_restart(relay_core_t *r) {
+    r->scanned = 0;
+    for (uint32_t i = 0; i < r->peer_count; i++) {
+        r->peers[i].next = 0;
+        r->peers[i].backoff_until = 0;
+    }
+}
+
+static void relay_send(relay_core_t *r, const pay_t *pay, tick_out_t *out) {
+    uint32_t n = pay_outbox_pending(pay, scan_from(r), r->scan, RELAY_CORE_SCAN_MAX);
+    open_set_t open = {.n = 0};
+    for (uint32_t i = 0; i < n; i++) {
+        const pay_outbox_item_t *it = &r->scan[i];
+        cp_assert(it->peer_cell != r->cfg.cell_id); /* pay.c: a payment of an order is remote */
+        core_peer_t *p = peer_of(r, it->peer_cell);
+        if (p && it->seq >= p->next && p->backoff_until <= r->tick) {
+            core_batch_t *b = batch_for(r, &open, p, out);
+            if (!b) break; /* every batch is out: the rest waits for the next tick */
+            batch_add(r, b, it);
+            p->next = it->seq + 1;
+        }
+        if (it->seq + 1 > r->scanned) r->scanned = it->seq + 1;
+    }
+    for (uint32_t i = 0; i < open.n; i++) batch_send(r, open.b[i], out);
+}
+
+/* Is any cell in back-off after a failure (its records go again when it ends)? */
+static bool peers_resting(const relay_core_t *r) {
+    for (uint32_t i = 0; i < r->peer_count; i++)
+        if (r->peers[i].backoff_until > r->tick) return true;
+    return false;
+}
+
+uint32_t relay_core_tick(relay_core_t *r, uint64_t tick, bool leader, const pay_t *pay,
+                         relay_msg_t *msgs, uint32_t max) {
+    cp_assert(max >= RELAY_CORE_BATCHES && tick >= r->tick);
+    tick_out_t out = {.msgs = msgs, .n = 0};
+    r->stuck = false;
+    r->tick = tick;
+    if (leader && !r->leader) relay_restart(r); /* a new term of leadership */
+    r->leader = leader;
+    batches_due(r, &out); /* as leader or not: they were made while leading */
+    if (!leader) return out.n;
+    if (!pay || pay_outbox_backlog(pay) == 0) {
+        r->idle_ticks = 0;
+        return out.n;
+    }
+    /* A backlog and nothing in flight for long: a record was lost track of (an answer that
+     * never came back to a closed client, say). Sending everything again is always safe. */
+    r->idle_ticks = relay_core_busy(r) ? 0 : r->idle_ticks + 1;
+    if (r->idle_ticks >= RELAY_CORE_RESCAN_TICKS) {
+        r->idle_ticks = 0;
+        relay_restart(r);
+    }
+    relay_send(r, pay, &out);
+    r->stuck = relay_core_busy(r) == 0 && !peers_resting(r);
+    return out.n;
+}
+
+bool relay_core_stuck(const relay_core_t *r) {
+    return r->stuck;
+}
+
+/* ---- Answers ---- */
+
+static void acks_answered(relay_core_t *r, core_batch_t *b, int32_t status, const pay_object_t *o,
+                          uint32_t n) {
+    bool ok = status == 0 && n == b->count && fault_draw(r) != FAULT_LOSE_ANSWER;
+    for (uint32_t i = 0; ok && i < b->count; i++) ok = o[i].code == PAY_OK;
+    if (ok)
+        r->stats.acked += b->count;
+    else /* delivered again later, and acknowledged then */
+        peer_failed(r, b->peer, b->first_seq, status, status ? NULL : "ack refused");
+    b->state = BATCH_FREE;
+}
+
+/* The merchant's cell answered: each credited record is acknowledged in this cell, in the
+ * same batch's memory. Returns whether there is anything to acknowledge. */
+static bool credits_answered(relay_core_t *r, core_batch_t *b, int32_t status,
+                             const pay_object_t *o, uint32_t n) {
+    core_peer_t *p = b->peer;
+    const char *why = NULL;
+    if (b->fault == FAULT_LOSE_ANSWER && status == 0) {
+        status = -1;
+        why = "answer lost on purpose (--relay-faults)";
+    }
+    if (status != 0 || n != b->count) {
+        peer_failed(r, p, b->first_seq, status, status ? why : "short answer");
+        return false;
+    }
+    uint32_t acks = 0;
+    for (uint32_t i = 0; i < b->count; i++) {
+        if (o[i].code != PAY_CREATED && o[i].code != PAY_OK) {
+            peer_failed(r, p, b->seqs[i], 0, "a credit was refused (see the merchant's cell)");
+            continue;
+        }
+        const pay_request_t *c = &b->items[i];
+        b->seqs[acks] = b->seqs[i];
+        b->items[acks++] =
+            (pay_request_t){.kind = PAY_KIND_ACK, .payment_id = c->payment_id, .uid = c->uid};
+    }
+    r->stats.delivered += acks;
+    if (p->failing && acks == b->count) {
+        core_log(r, "delivering again to", p->id, 0, NULL);
+        p->failing = false;
+    }
+    b->count = acks;
+    return acks > 0;
+}
+
+bool relay_core_answer(relay_core_t *r, uint32_t handle, int32_t status,
+                       const pay_object_t *objects, uint32_t n, relay_msg_t *follow_up) {
+    core_batch_t *b = batch_of(r, handle);
+    if (b->state == BATCH_ACKS) {
+        acks_answered(r, b, status, objects, n);
+        return false;
+    }
+    if (b->echo) { /* the duplicate's answer: the original's counts */
+        b->state = BATCH_FREE;
+        return false;
+    }
+    if (!credits_answered(r, b, status, objects, n)) {
+        b->state = BATCH_FREE;
+        return false;
+    }
+    b->state = BATCH_ACKS;
+    *follow_up = batch_msg(r, b, r->cfg.cell_id);
+    return true;
+}
+
+void relay_core_unsent(relay_core_t *r, uint32_t handle, const char *why) {
+    core_batch_t *b = batch_of(r, handle);
+    if (b->state == BATCH_ACKS)
+        peer_failed(r, b->peer, b->first_seq, 0, "cannot reach its own cell to acknowledge");
+    else if (!b->echo)
+        peer_failed(r, b->peer, b->first_seq, 0, why);
+    b->state = BATCH_FREE;
+}

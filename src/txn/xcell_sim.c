@@ -1,0 +1,1010 @@
+/* The cross-cell simulator of xcell_sim.h. Test infrastructure, but in the library so that
+ * `cellpay sim --cells N` replays a seed exactly as the tests ran it. It allocates freely (per
+ * message too): it is not the relay's hot path, the core it drives is. */
+#include "txn/xcell_sim.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/assert.h"
+#include "base/prng.h"
+#include "cell/cell.h"
+#include "txn/relay_core.h"
+
+#define XC_MERCHANTS 2u /* per cell */
+#define XC_BUYERS 5u    /* per cell: 0, 1 rich, 2 poor, 3 no account, 4 no account in CNY */
+#define XC_CLIENTS 6u
+#define XC_TRACE 64u
+#define XC_T0 1000000000000ull  /* the cells' clock at tick 0, ns */
+#define XC_TICK_NS 1000000ull   /* 1 ms a tick */
+#define XC_RICH 1000000000u     /* a rich buyer's top-up, minor units */
+#define XC_POOR 300u            /* a poor buyer's: runs out after a few payments */
+#define XC_AMOUNT_MAX 100u      /* a payment's amount: 1 ..= this */
+#define XC_CLIENT_DEADLINE 60u  /* ticks a client waits for an answer */
+#define XC_RELAY_DEADLINE 80u   /* ticks the relay's client library waits for one */
+#define XC_LATE_MAX 300u        /* a late message arrives up to this many ticks later */
+#define XC_CALM_TICKS 6000u     /* everything settles within this, after the faults stop */
+#define XC_TIMEOUT (-2)         /* the status of a request not answered by its deadline */
+#define XC_TRANSFERS_MAX 16384u /* per cell: orders, debits, credits and top-ups of a run */
+#define XC_STEPS_MAX 10000u     /* so that a run fits those (about 1700 orders in all) */
+#define XC_OWNER_CLIENT 0x80000000u
+
+typedef struct xc_entry {
+    uint64_t ts;
+    uint32_t first, count; /* its items in the cell's item log */
+} xc_entry_t;
+
+/* The relay's client library: the request each batch waits for. */
+typedef struct xc_pending {
+    bool busy;
+    uint64_t req, deadline;
+} xc_pending_t;
+
+typedef struct xc_cell {
+    cell_t *cell;
+    uint64_t id;
+    cell_config_t config;
+    xc_entry_t *log;
+    uint32_t log_n, log_cap;
+    pay_request_t *items;
+    uint32_t items_n, items_cap;
+    relay_core_t *relay;
+    uint32_t gen;            /* relay cores made so far: answers name theirs */
+    uint64_t down_until;     /* crashed: requests to it are lost before this */
+    uint64_t flap_until;     /* its relay does not lead before this */
+    bool applied;            /* applied an entry in this step */
+    uint64_t debited, acked; /* cross-cell payments debited here, and acknowledged */
+    xc_pending_t pending[RELAY_CORE_BATCHES];
+} xc_cell_t;
+
+typedef struct xc_msg {
+    uint64_t at, seq; /* the tick it arrives at; ties in sending order */
+    uint64_t req;
+    uint32_t owner; /* XC_OWNER_CLIENT | client, or the relay's cell */
+    uint32_t gen, batch;
+    uint32_t to; /* a request's cell */
+    bool answer;
+    int32_t status;
+    uint32_t count;
+    void *data; /* count pay_request_t, or pay_object_t for an answer */
+} xc_msg_t;
+
+/* What the simulator knows of one payment id (drawn by an order). */
+typedef struct xc_pay {
+    u128 pid, amount;
+    uint64_t buyer, merchant;
+    uint32_t bcell, mcell;
+    bool debited, has_first, released, acked, client_paid, client_refused;
+    uint32_t credits;
+    pay_object_t first;       /* the buyer's cell's first stored answer */
+    pay_object_t order_first; /* the merchant's cell's answer that drew the id */
+} xc_pay_t;
+
+enum { CL_IDLE, CL_ORDER, CL_XPAY, CL_RELEASE };
+enum { OUT_NONE, OUT_PAID, OUT_REFUSED };
+
+typedef struct xc_client {
+    uint8_t state;
+    bool waiting, dup_try, repeat;
+    uint64_t req, deadline, wake;
+    uint32_t mcell, bcell, serial;
+    uint64_t merchant, buyer;
+    u128 amount, key, body_hash, pid;
+    char otn[PAY_TEXT_MAX];
+    uint8_t refusal;
+    uint8_t outcome, outcome_code; /* of the first run of this payment */
+    u128 outcome_pid;
+    bool has_paid; /* the last paid order: its merchant and out_trade_no */
+    uint64_t paid_merchant;
+    uint32_t paid_mcell;
+    char paid_otn[PAY_TEXT_MAX];
+} xc_client_t;
+
+struct xc_sim {
+    xc_sim_config_t cfg;
+    prng_t rng;
+    uint64_t now;
+    bool calm;
+    uint32_t loss_ppm, dup_ppm, late_ppm, crash_ppm, flap_ppm, unsent_ppm, relay_fault_pct;
+    xc_cell_t cells[XC_SIM_CELLS_MAX];
+    xc_client_t clients[XC_CLIENTS];
+    xc_msg_t *net;
+    uint32_t net_n, net_cap;
+    uint64_t msg_seq, req_seq;
+    xc_pay_t *pays;
+    uint32_t pays_n, pays_cap;
+    uint32_t *pay_ix; /* open addressing: index + 1, 0 empty */
+    uint32_t pay_ix_cap;
+    unsigned char *body;   /* scratch: one entry */
+    pay_object_t *answers; /* scratch: its answers */
+    uint32_t answers_n;
+    bool failed;
+    char failure[512];
+    char trace[XC_TRACE][200];
+    uint32_t trace_n;
+    xc_sim_stats_t st;
+};
+
+__attribute__((format(printf, 2, 3))) static void tracef(xc_sim_t *s, const char *fmt, ...) {
+    char *line = s->trace[s->trace_n++ % XC_TRACE];
+    int k = snprintf(line, 200, "t%" PRIu64 " ", s->now);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + k, (size_t)(200 - k), fmt, ap);
+    va_end(ap);
+}
+
+__attribute__((format(printf, 2, 3))) static void fail(xc_sim_t *s, const char *fmt, ...) {
+    if (s->failed) return;
+    s->failed = true;
+    int k = snprintf(s->failure, sizeof s->failure, "t%" PRIu64 ": ", s->now);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->failure + k, sizeof s->failure - (size_t)k, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t lo64(u128 v) {
+    return (uint64_t)v;
+}
+
+/* ---- Users: uid 1000 k + 10 c + 7 is in zone c, which cell c owns (zone % cells) ---- */
+
+static uint64_t uid_of(uint32_t cell, uint32_t k) {
+    return 1000ull * k + 10ull * cell + 7;
+}
+static uint64_t merchant_uid(uint32_t cell, uint32_t j) {
+    return uid_of(cell, 1 + j);
+}
+static uint64_t buyer_uid(uint32_t cell, uint32_t j) {
+    return uid_of(cell, 10 + j);
+}
+static uint32_t cell_of_uid(const xc_sim_t *s, uint64_t uid) {
+    return (uint32_t)((uid / 10) % 100) % s->cfg.cells;
+}
+static uint32_t CNY(void) {
+    return pay_currency_pack("CNY");
+}
+
+/* ---- Payment records ---- */
+
+static uint32_t pay_slot(const xc_sim_t *s, u128 pid) {
+    uint64_t h = (lo64(pid) ^ (uint64_t)(pid >> 64)) * 0x9e3779b97f4a7c15ull;
+    return (uint32_t)(h >> 32) & (s->pay_ix_cap - 1);
+}
+
+static xc_pay_t *pay_find(xc_sim_t *s, u128 pid) {
+    for (uint32_t i = pay_slot(s, pid);; i = (i + 1) & (s->pay_ix_cap - 1)) {
+        if (s->pay_ix[i] == 0) return NULL;
+        if (s->pays[s->pay_ix[i] - 1].pid == pid) return &s->pays[s->pay_ix[i] - 1];
+    }
+}
+
+static void pay_index(xc_sim_t *s, uint32_t row) {
+    uint32_t i = pay_slot(s, s->pays[row].pid);
+    while (s->pay_ix[i]) i = (i + 1) & (s->pay_ix_cap - 1);
+    s->pay_ix[i] = row + 1;
+}
+
+static xc_pay_t *pay_add(xc_sim_t *s, const xc_pay_t *p) {
+    if (s->pays_n == s->pays_cap) {
+        s->pays_cap = s->pays_cap ? s->pays_cap * 2 : 1024;
+        s->pays = realloc(s->pays, s->pays_cap * sizeof *s->pays);
+        cp_assert(s->pays);
+    }
+    if ((s->pays_n + 1) * 2 > s->pay_ix_cap) {
+        free(s->pay_ix);
+        s->pay_ix_cap *= 2;
+        s->pay_ix = calloc(s->pay_ix_cap, sizeof *s->pay_ix);
+        cp_assert(s->pay_ix);
+        for (uint32_t r = 0; r < s->pays_n; r++) pay_index(s, r);
+    }
+    s->pays[s->pays_n] = *p;
+    pay_index(s, s->pays_n);
+    return &s->pays[s->pays_n++];
+}
+
+/* ---- Cells: a log of committed entries and the cell_t they were applied to ---- */
+
+static void log_append(xc_cell_t *c, uint64_t ts, const pay_request_t *items, uint32_t n) {
+    if (c->log_n == c->log_cap) {
+        c->log_cap = c->log_cap ? c->log_cap * 2 : 1024;
+        c->log = realloc(c->log, c->log_cap * sizeof *c->log);
+        cp_assert(c->log);
+    }
+    while (c->items_n + n > c->items_cap) {
+        c->items_cap = c->items_cap ? c->items_cap * 2 : 4096;
+        c->items = realloc(c->items, c->items_cap * sizeof *c->items);
+        cp_assert(c->items);
+    }
+    c->log[c->log_n++] = (xc_entry_t){.ts = ts, .first = c->items_n, .count = n};
+    memcpy(c->items + c->items_n, items, n * sizeof *items);
+    c->items_n += n;
+}
+
+static void on_reply(void *ctx, const cell_command_t *cmd, uint32_t status, uint64_t timestamp,
+                     const void *reply, uint32_t reply_size) {
+    (void)cmd, (void)timestamp;
+    xc_sim_t *s = ctx;
+    cp_assert(status == PROTO_STATUS_OK && reply_size % sizeof(pay_object_t) == 0);
+    s->answers_n = reply_size / (uint32_t)sizeof(pay_object_t);
+    memcpy(s->answers, reply, reply_size);
+}
+
+/* One entry of one PROTO_OP_PAY command into cell (answers in s->answers). */
+static void cell_apply(xc_sim_t *s, cell_t *cell, uint64_t ts, const pay_request_t *items,
+                       uint32_t n) {
+    cp_assert(n >= 1 && n <= RELAY_CORE_BATCH_MAX);
+    cell_command_t cmd = {.size = n * (uint32_t)sizeof *items, .operation = PROTO_OP_PAY};
+    memcpy(s->body, &cmd, sizeof cmd);
+    memcpy(s->body + sizeof cmd, items, cmd.size);
+    uint32_t size = (uint32_t)sizeof cmd + cmd.size;
+    cp_assert(cell_entry_check(s->body, size) == NULL);
+    s->answers_n = 0;
+    cell_apply_entry(cell, ts, s->body, size, on_reply, s);
+    cp_assert(s->answers_n == n);
+}
+
+static uint64_t entry_ts(const xc_sim_t *s) {
+    return XC_T0 + s->now * XC_TICK_NS;
+}
+
+/* Applies items as a committed entry of cell i: logged, then applied. */
+static void commit(xc_sim_t *s, uint32_t i, const pay_request_t *items, uint32_t n) {
+    xc_cell_t *c = &s->cells[i];
+    log_append(c, entry_ts(s), items, n);
+    cell_apply(s, c->cell, entry_ts(s), items, n);
+    c->applied = true;
+    s->st.entries++;
+}
+
+/* A crash or a new leader: the cell as its log rebuilds it must be the cell it was. */
+static void cell_rebuild(xc_sim_t *s, uint32_t i) {
+    xc_cell_t *c = &s->cells[i];
+    cell_t *fresh = cell_create(&c->config);
+    cp_assert(fresh);
+    for (uint32_t e = 0; e < c->log_n; e++)
+        cell_apply(s, fresh, c->log[e].ts, c->items + c->log[e].first, c->log[e].count);
+    if (cell_state_hash(fresh) != cell_state_hash(c->cell))
+        fail(s, "cell %" PRIu64 ": its log replayed gives another state hash", c->id);
+    cell_destroy(c->cell);
+    c->cell = fresh;
+}
+
+static void relay_new(xc_sim_t *s, uint32_t i) {
+    xc_cell_t *c = &s->cells[i];
+    if (c->relay) { /* its stats go with it */
+        relay_stats_t rs = relay_core_stats(c->relay);
+        s->st.relay_faults += rs.faults;
+        s->st.relay_failures += rs.failures;
+    }
+    relay_core_destroy(c->relay);
+    c->gen++;
+    c->relay = relay_core_create(&(relay_core_config_t){
+        .cell_id = c->id, .fault_pct = s->relay_fault_pct, .fault_seed = prng_next(&s->rng)});
+    cp_assert(c->relay);
+    memset(c->pending, 0, sizeof c->pending);
+}
+
+static void cells_setup(xc_sim_t *s) {
+    for (uint32_t i = 0; i < s->cfg.cells; i++) {
+        xc_cell_t *c = &s->cells[i];
+        c->id = i + 1;
+        c->config = (cell_config_t){
+            .ledger = {.accounts_max = 256, .transfers_max = XC_TRANSFERS_MAX},
+            .pay = {.cell_id = c->id, .outbox_max = prng_below(&s->rng, 4) == 0 ? 8 : 0}};
+        for (uint32_t z = 0; z < CP_ZONES; z++)
+            if (z % s->cfg.cells == i) cp_zones_add(&c->config.zones, z);
+        c->cell = cell_create(&c->config);
+        cp_assert(c->cell);
+        relay_new(s, i);
+    }
+}
+
+/* Merchants, buyers and their money, as the operator makes them. */
+static void accounts_setup(xc_sim_t *s) {
+    pay_request_t r[XC_MERCHANTS + 2 * XC_BUYERS];
+    for (uint32_t i = 0; i < s->cfg.cells; i++) {
+        uint32_t n = 0;
+        for (uint32_t j = 0; j < XC_MERCHANTS; j++)
+            r[n++] = (pay_request_t){.kind = PAY_KIND_MERCHANT, .uid = merchant_uid(i, j)};
+        for (uint32_t j = 0; j < XC_BUYERS; j++) {
+            if (j == 3) continue; /* no account: the buyer's cell answers not_found */
+            uint32_t cur = j == 4 ? pay_currency_pack("USD") : CNY();
+            r[n++] =
+                (pay_request_t){.kind = PAY_KIND_USER, .uid = buyer_uid(i, j), .currency = cur};
+            r[n++] = (pay_request_t){.kind = PAY_KIND_TOPUP,
+                                     .uid = buyer_uid(i, j),
+                                     .currency = cur,
+                                     .amount = j == 2 ? XC_POOR : XC_RICH};
+        }
+        commit(s, i, r, n);
+        for (uint32_t k = 0; k < n; k++)
+            if (s->answers[k].code != PAY_CREATED) fail(s, "setup of cell %u refused", i + 1);
+    }
+}
+
+/* A buyer's top-up: what its balance is before any payment. */
+static u128 buyer_topup(uint32_t j) {
+    return j == 2 ? XC_POOR : j == 0 || j == 1 ? XC_RICH : 0;
+}
+
+/* How hostile this seed's world is, drawn once. */
+static void fault_level(xc_sim_t *s) {
+    static const uint32_t loss[] = {0, 20000, 80000}, dup[] = {0, 30000}, relay[] = {0, 5, 20};
+    s->loss_ppm = loss[prng_below(&s->rng, 3)];
+    s->dup_ppm = dup[prng_below(&s->rng, 2)];
+    s->late_ppm = prng_below(&s->rng, 2) ? 50000 : 5000;
+    s->crash_ppm = prng_below(&s->rng, 2) ? 2000 : 500;
+    s->flap_ppm = 3000;
+    s->unsent_ppm = 10000;
+    s->relay_fault_pct = relay[prng_below(&s->rng, 3)];
+}
+
+xc_sim_t *xc_sim_create(const xc_sim_config_t *cfg) {
+    cp_assert(cfg->cells >= 2 && cfg->cells <= XC_SIM_CELLS_MAX);
+    xc_sim_t *s = calloc(1, sizeof *s);
+    cp_assert(s);
+    s->cfg = *cfg;
+    s->rng.state = cfg->seed ^ 0x78636c6c73696dull; /* "xcllsim": not the Raft sim's stream */
+    s->body = malloc(sizeof(cell_command_t) + RELAY_CORE_BATCH_MAX * sizeof(pay_request_t));
+    s->answers = malloc(RELAY_CORE_BATCH_MAX * sizeof *s->answers);
+    s->pay_ix_cap = 4096;
+    s->pay_ix = calloc(s->pay_ix_cap, sizeof *s->pay_ix);
+    cp_assert(s->body && s->answers && s->pay_ix);
+    fault_level(s);
+    cells_setup(s);
+    accounts_setup(s);
+    tracef(s, "%u cells, loss %u ppm, dup %u ppm, late %u ppm, crash %u ppm, relay faults %u%%",
+           cfg->cells, s->loss_ppm, s->dup_ppm, s->late_ppm, s->crash_ppm, s->relay_fault_pct);
+    return s;
+}
+
+void xc_sim_destroy(xc_sim_t *s) {
+    if (!s) return;
+    for (uint32_t i = 0; i < s->cfg.cells; i++) {
+        cell_destroy(s->cells[i].cell);
+        relay_core_destroy(s->cells[i].relay);
+        free(s->cells[i].log);
+        free(s->cells[i].items);
+    }
+    for (uint32_t k = 0; k < s->net_n; k++) free(s->net[k].data);
+    free(s->net);
+    free(s->pays);
+    free(s->pay_ix);
+    free(s->body);
+    free(s->answers);
+    free(s);
+}
+
+const char *xc_sim_failure(const xc_sim_t *s) {
+    return s->failed ? s->failure : NULL;
+}
+
+void xc_sim_print_trace(const xc_sim_t *s, FILE *f) {
+    uint32_t n = s->trace_n < XC_TRACE ? s->trace_n : XC_TRACE;
+    for (uint32_t k = s->trace_n - n; k < s->trace_n; k++)
+        fprintf(f, "%s\n", s->trace[k % XC_TRACE]);
+    if (s->failed) fprintf(f, "VIOLATION: %s\n", s->failure);
+}
+
+void xc_sim_stats(const xc_sim_t *s, xc_sim_stats_t *out) {
+    *out = s->st;
+    for (uint32_t i = 0; i < s->cfg.cells; i++) {
+        relay_stats_t rs = relay_core_stats(s->cells[i].relay);
+        out->relay_faults += rs.faults;
+        out->relay_failures += rs.failures;
+    }
+}
+
+/* ---- The network ---- */
+
+static bool chance(xc_sim_t *s, uint32_t ppm) {
+    return !s->calm && ppm && prng_chance_ppm(&s->rng, ppm);
+}
+
+static uint64_t delay(xc_sim_t *s) {
+    if (chance(s, s->late_ppm)) return 1 + prng_below(&s->rng, XC_LATE_MAX);
+    return 1 + prng_below(&s->rng, 3);
+}
+
+/* Puts m on the network (its data copied), unless lost; sometimes twice. */
+static void net_send(xc_sim_t *s, const xc_msg_t *m, size_t item_size) {
+    if (chance(s, s->loss_ppm)) {
+        s->st.lost++;
+        return;
+    }
+    uint32_t copies = chance(s, s->dup_ppm) ? 2 : 1;
+    s->st.duplicated += copies - 1;
+    for (uint32_t k = 0; k < copies; k++) {
+        if (s->net_n == s->net_cap) {
+            s->net_cap = s->net_cap ? s->net_cap * 2 : 256;
+            s->net = realloc(s->net, s->net_cap * sizeof *s->net);
+            cp_assert(s->net);
+        }
+        xc_msg_t *q = &s->net[s->net_n++];
+        *q = *m;
+        q->at = s->now + delay(s);
+        q->seq = ++s->msg_seq;
+        q->data = malloc(m->count * item_size);
+        cp_assert(q->data);
+        memcpy(q->data, m->data, m->count * item_size);
+    }
+}
+
+/* A request of a relay or a client to cell `to`; returns its id (the answer carries it). */
+static uint64_t request(xc_sim_t *s, uint32_t owner, uint32_t gen, uint32_t batch, uint32_t to,
+                        const pay_request_t *items, uint32_t n) {
+    xc_msg_t m = {.req = ++s->req_seq,
+                  .owner = owner,
+                  .gen = gen,
+                  .batch = batch,
+                  .to = to,
+                  .count = n,
+                  .data = (void *)items};
+    net_send(s, &m, sizeof *items);
+    return m.req;
+}
+
+/* ---- Checks as entries apply ---- */
+
+static bool code_stored(uint8_t code) {
+    return code != PAY_ERR_WRONG_CELL && code != PAY_ERR_FULL && code != PAY_ERR_INVALID &&
+           code != PAY_ERR_CROSS_CELL;
+}
+
+static bool refusal_final(uint8_t code) {
+    return code == PAY_ERR_NOT_FOUND || code == PAY_ERR_INSUFFICIENT_FUNDS ||
+           code == PAY_ERR_CURRENCY_MISMATCH || code == PAY_ERR_OVERFLOW;
+}
+
+/* Two answers of one payment are equal but for the replayed flag. */
+static bool answers_equal(const pay_object_t *a, const pay_object_t *b) {
+    pay_object_t x = *a, y = *b;
+    x.replayed = y.replayed = 0;
+    return memcmp(&x, &y, sizeof x) == 0;
+}
+
+static void seen_order(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
+    if (o->kind != PAY_KIND_ORDER || o->code != PAY_CREATED) return;
+    xc_pay_t *p = pay_find(s, o->id);
+    if (o->replayed) { /* the merchant's key answers as it did first (a release aside) */
+        s->st.replays_checked++;
+        if (!p || !answers_equal(&p->order_first, o))
+            fail(s, "order %016" PRIx64 ": a replayed answer differs from the first", lo64(o->id));
+        return;
+    }
+    if (p) return fail(s, "cell %u drew payment id %016" PRIx64 " twice", i + 1, lo64(o->id));
+    pay_add(s, &(xc_pay_t){.pid = o->id,
+                           .amount = r->amount,
+                           .buyer = r->uid,
+                           .merchant = r->actor,
+                           .bcell = cell_of_uid(s, r->uid),
+                           .mcell = i,
+                           .order_first = *o});
+    s->st.orders++;
+}
+
+static void seen_payment(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
+    xc_pay_t *p = pay_find(s, r->payment_id);
+    if (!p || p->bcell != i) return fail(s, "cell %u: a payment of no order of its buyer", i + 1);
+    if (o->replayed) {
+        s->st.replays_checked++;
+        if (!p->has_first || !answers_equal(&p->first, o))
+            fail(s, "payment %016" PRIx64 ": a replayed answer differs from the first",
+                 lo64(p->pid));
+        return;
+    }
+    if (o->code == PAY_ERR_INVALID)
+        return fail(s, "payment %016" PRIx64 " refused as invalid", lo64(p->pid));
+    if (!code_stored(o->code)) return;
+    if (p->has_first) return fail(s, "payment %016" PRIx64 ": answered afresh twice", lo64(p->pid));
+    p->has_first = true;
+    p->first = *o;
+    if (o->code != PAY_CREATED) {
+        s->st.refused++;
+        return;
+    }
+    p->debited = true;
+    s->cells[i].debited++;
+    s->st.debited++;
+}
+
+static void seen_release(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
+    xc_pay_t *p = pay_find(s, r->payment_id);
+    if (!p || o->code != PAY_OK) return fail(s, "cell %u: release refused (%u)", i + 1, o->code);
+    if (p->debited)
+        return fail(s, "payment %016" PRIx64 ": a release of a debited order", lo64(p->pid));
+    s->st.released += !p->released;
+    p->released = true;
+}
+
+static void seen_credit(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
+    xc_pay_t *p = pay_find(s, r->payment_id);
+    if (!p || p->mcell != i) return fail(s, "cell %u: a credit of no order of its own", i + 1);
+    if (o->code == PAY_CREATED) {
+        if (!p->debited) fail(s, "payment %016" PRIx64 ": credited, never debited", lo64(p->pid));
+        if (++p->credits > 1) fail(s, "payment %016" PRIx64 ": credited twice", lo64(p->pid));
+        s->st.credited++;
+    } else if (o->code != PAY_OK || p->credits == 0) {
+        fail(s, "payment %016" PRIx64 ": credit answered %u after %u credits", lo64(p->pid),
+             o->code, p->credits);
+    }
+}
+
+static void seen_ack(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
+    xc_pay_t *p = pay_find(s, r->payment_id);
+    if (!p || o->code != PAY_OK) return fail(s, "cell %u: ack refused (%u)", i + 1, o->code);
+    if (p->credits == 0)
+        fail(s, "payment %016" PRIx64 ": acknowledged, never credited", lo64(p->pid));
+    if (p->acked) return;
+    p->acked = true;
+    s->cells[i].acked++;
+    s->st.acked++;
+}
+
+static void seen(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
+    switch (r->kind) {
+    case PAY_KIND_ORDER: return seen_order(s, i, r, o);
+    case PAY_KIND_PAYMENT: return seen_payment(s, i, r, o);
+    case PAY_KIND_RELEASE: return seen_release(s, i, r, o);
+    case PAY_KIND_CREDIT: return seen_credit(s, i, r, o);
+    case PAY_KIND_ACK: return seen_ack(s, i, r, o);
+    default: return;
+    }
+}
+
+/* ---- Relays ---- */
+
+static void relay_send(xc_sim_t *s, uint32_t i, const relay_msg_t *m) {
+    xc_cell_t *c = &s->cells[i];
+    if (chance(s, s->unsent_ppm)) { /* the client library refused it (queue full, closed) */
+        tracef(s, "c%u relay: batch %u to c%" PRIu64 " unsent", i + 1, m->batch, m->cell);
+        relay_core_unsent(c->relay, m->batch, "refused by the client library");
+        return;
+    }
+    cp_assert(m->cell >= 1 && m->cell <= s->cfg.cells && !c->pending[m->batch].busy);
+    uint64_t req = request(s, i, c->gen, m->batch, (uint32_t)m->cell - 1, m->items, m->count);
+    c->pending[m->batch] =
+        (xc_pending_t){.busy = true, .req = req, .deadline = s->now + XC_RELAY_DEADLINE};
+    tracef(s, "c%u relay: batch %u (%u %s) to c%" PRIu64 " req %" PRIu64, i + 1, m->batch, m->count,
+           m->items[0].kind == PAY_KIND_ACK ? "acks" : "credits", m->cell, req);
+}
+
+static void relay_answer(xc_sim_t *s, uint32_t i, uint32_t batch, int32_t status,
+                         const pay_object_t *o, uint32_t n) {
+    xc_cell_t *c = &s->cells[i];
+    c->pending[batch].busy = false;
+    relay_msg_t follow;
+    if (relay_core_answer(c->relay, batch, status, o, n, &follow)) relay_send(s, i, &follow);
+}
+
+static void relays_tick(xc_sim_t *s) {
+    relay_msg_t msgs[RELAY_CORE_BATCHES];
+    for (uint32_t i = 0; i < s->cfg.cells; i++) {
+        xc_cell_t *c = &s->cells[i];
+        if (c->down_until > s->now) continue;
+        for (uint32_t b = 0; b < RELAY_CORE_BATCHES; b++)
+            if (c->pending[b].busy && c->pending[b].deadline <= s->now) {
+                s->st.timeouts++;
+                relay_answer(s, i, b, XC_TIMEOUT, NULL, 0);
+            }
+        bool leader = c->flap_until <= s->now;
+        uint32_t n =
+            relay_core_tick(c->relay, s->now, leader, cell_pay(c->cell), msgs, RELAY_CORE_BATCHES);
+        for (uint32_t k = 0; k < n; k++) relay_send(s, i, &msgs[k]);
+    }
+}
+
+/* ---- Clients: the gateway's three steps, and the API client's retries ---- */
+
+static void client_wait(xc_sim_t *s, xc_client_t *c, uint8_t state, uint32_t ticks) {
+    c->state = state;
+    c->waiting = false;
+    c->wake = s->now + ticks;
+}
+
+static void client_begin(xc_sim_t *s, uint32_t k, xc_client_t *c) {
+    if (c->outcome != OUT_NONE && prng_below(&s->rng, 8) == 0) {
+        c->repeat = true; /* its answer was lost, say: the same request again */
+        return client_wait(s, c, CL_ORDER, 0);
+    }
+    static const uint32_t weights[XC_BUYERS] = {30, 30, 30, 5, 5};
+    c->mcell = (uint32_t)prng_below(&s->rng, s->cfg.cells);
+    c->bcell = (c->mcell + 1 + (uint32_t)prng_below(&s->rng, s->cfg.cells - 1)) % s->cfg.cells;
+    c->merchant = merchant_uid(c->mcell, (uint32_t)prng_below(&s->rng, XC_MERCHANTS));
+    uint32_t w = (uint32_t)prng_below(&s->rng, 100), j = 0;
+    while (w >= weights[j]) w -= weights[j++];
+    c->buyer = buyer_uid(c->bcell, j);
+    c->amount = 1 + prng_below(&s->rng, XC_AMOUNT_MAX);
+    c->serial++;
+    c->key = ((u128)(k + 1) << 64) | c->serial;
+    c->body_hash = c->key * 31 + 7;
+    c->pid = 0;
+    c->outcome = OUT_NONE;
+    c->dup_try = c->has_paid && prng_below(&s->rng, 16) == 0;
+    memset(c->otn, 0, sizeof c->otn);
+    if (c->dup_try) { /* the out_trade_no of its last paid order, under a new key */
+        c->mcell = c->paid_mcell;
+        c->merchant = c->paid_merchant;
+        c->bcell = (c->mcell + 1) % s->cfg.cells;
+        c->buyer = buyer_uid(c->bcell, 0);
+        memcpy(c->otn, c->paid_otn, sizeof c->otn);
+    } else {
+        snprintf(c->otn, sizeof c->otn, "o-%u-%u", k, c->serial);
+    }
+    client_wait(s, c, CL_ORDER, 0);
+}
+
+static pay_request_t client_request(const xc_sim_t *s, const xc_client_t *c) {
+    pay_request_t r = {.actor = c->merchant};
+    if (c->state == CL_RELEASE) {
+        r.kind = PAY_KIND_RELEASE;
+        r.payment_id = c->pid;
+        r.code = c->refusal;
+        return r;
+    }
+    r.kind = c->state == CL_ORDER ? PAY_KIND_ORDER : PAY_KIND_PAYMENT;
+    r.idem_key = c->state == CL_ORDER ? c->key : c->pid;
+    r.body_hash = c->body_hash;
+    r.uid = c->buyer;
+    r.amount = c->amount;
+    r.currency = CNY();
+    r.funding = 1;
+    memcpy(r.text, c->otn, sizeof r.text);
+    if (c->state == CL_XPAY) {
+        r.payment_id = c->pid;
+        r.peer_cell = (uint32_t)s->cells[c->mcell].id;
+    }
+    return r;
+}
+
+static void client_send(xc_sim_t *s, uint32_t k, xc_client_t *c) {
+    pay_request_t r = client_request(s, c);
+    uint32_t to = c->state == CL_XPAY ? c->bcell : c->mcell;
+    c->req = request(s, XC_OWNER_CLIENT | k, 0, 0, to, &r, 1);
+    c->waiting = true;
+    c->deadline = s->now + XC_CLIENT_DEADLINE;
+}
+
+/* The payment is over for the client: paid, or refused with code. */
+static void client_done(xc_sim_t *s, xc_client_t *c, uint8_t outcome, uint8_t code) {
+    xc_pay_t *p = c->pid ? pay_find(s, c->pid) : NULL;
+    if (p && outcome == OUT_PAID) p->client_paid = true;
+    if (p && outcome == OUT_REFUSED) p->client_refused = true;
+    if (c->repeat) {
+        if (outcome != c->outcome || code != c->outcome_code ||
+            (outcome == OUT_PAID && c->pid != c->outcome_pid))
+            fail(s, "a repeated payment (key %" PRIx64 ") got another outcome", lo64(c->key));
+        c->repeat = false;
+    } else {
+        c->outcome = outcome;
+        c->outcome_code = code;
+        c->outcome_pid = c->pid;
+    }
+    if (outcome == OUT_PAID) {
+        c->has_paid = true;
+        c->paid_merchant = c->merchant;
+        c->paid_mcell = c->mcell;
+        memcpy(c->paid_otn, c->otn, sizeof c->otn);
+    }
+    client_wait(s, c, CL_IDLE, (uint32_t)prng_below(&s->rng, 10));
+}
+
+static void client_order_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) {
+    if (c->dup_try) {
+        if (o->code != PAY_ERR_DUPLICATE_OUT_TRADE_NO)
+            fail(s, "out_trade_no %s of a paid order taken again (%u)", c->otn, o->code);
+        s->st.duplicates_refused++;
+        c->dup_try = false;
+        c->outcome = OUT_NONE; /* not one to repeat */
+        return client_wait(s, c, CL_IDLE, 1);
+    }
+    if (o->kind == PAY_KIND_ORDER && o->code == PAY_CREATED) {
+        if ((uint64_t)(o->id >> 64) != c->buyer) return fail(s, "an order's id is not its buyer's");
+        c->pid = o->id;
+        return client_wait(s, c, CL_XPAY, 0);
+    }
+    if (o->kind == PAY_KIND_PAYMENT && refusal_final(o->code)) /* a release left it */
+        return client_done(s, c, OUT_REFUSED, o->code);
+    if (o->code == PAY_ERR_FULL) return client_wait(s, c, CL_ORDER, 20);
+    fail(s, "unexpected answer to an order: kind %u code %u", o->kind, o->code);
+}
+
+static void client_xpay_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) {
+    if (o->kind == PAY_KIND_PAYMENT && o->code == PAY_CREATED) {
+        if (o->id != c->pid || o->merchant_credit != 1 || o->amount != c->amount)
+            fail(s, "payment %016" PRIx64 ": the answer is not the payment's", lo64(c->pid));
+        return client_done(s, c, OUT_PAID, PAY_CREATED);
+    }
+    if (refusal_final(o->code)) {
+        c->refusal = o->code;
+        return client_wait(s, c, CL_RELEASE, 0);
+    }
+    /* full (the outbox: back pressure): the API client retries the same key later */
+    if (o->code == PAY_ERR_FULL) return client_wait(s, c, CL_ORDER, 20);
+    fail(s, "unexpected answer to a payment: kind %u code %u", o->kind, o->code);
+}
+
+static void client_answered(xc_sim_t *s, uint32_t k, const xc_msg_t *m) {
+    xc_client_t *c = &s->clients[k];
+    if (!c->waiting || c->req != m->req) return; /* a late or duplicate answer */
+    cp_assert(m->count == 1);
+    const pay_object_t *o = m->data;
+    c->waiting = false;
+    switch (c->state) {
+    case CL_ORDER: return client_order_answered(s, c, o);
+    case CL_XPAY: return client_xpay_answered(s, c, o);
+    case CL_RELEASE:
+        if (o->code != PAY_OK) return fail(s, "a release answered %u", o->code);
+        return client_done(s, c, OUT_REFUSED, c->refusal);
+    }
+}
+
+static void clients_act(xc_sim_t *s) {
+    for (uint32_t k = 0; k < XC_CLIENTS; k++) {
+        xc_client_t *c = &s->clients[k];
+        if (c->waiting && c->deadline <= s->now) { /* 503 or a broken connection: from the top */
+            s->st.timeouts++;
+            client_wait(s, c, CL_ORDER, (uint32_t)prng_below(&s->rng, 20));
+        }
+        if (c->waiting || c->wake > s->now) continue;
+        if (c->state == CL_IDLE) {
+            if (s->calm) continue;
+            client_begin(s, k, c);
+        }
+        client_send(s, k, c);
+    }
+}
+
+/* ---- Delivery ---- */
+
+static void deliver_request(xc_sim_t *s, const xc_msg_t *m) {
+    xc_cell_t *c = &s->cells[m->to];
+    if (c->down_until > s->now) { /* no leader to take it */
+        s->st.lost++;
+        return;
+    }
+    commit(s, m->to, m->data, m->count);
+    for (uint32_t k = 0; k < m->count; k++)
+        seen(s, m->to, (const pay_request_t *)m->data + k, &s->answers[k]);
+    xc_msg_t a = *m;
+    a.answer = true;
+    a.data = s->answers;
+    net_send(s, &a, sizeof(pay_object_t));
+}
+
+static void deliver_answer(xc_sim_t *s, const xc_msg_t *m) {
+    if (m->owner & XC_OWNER_CLIENT) return client_answered(s, m->owner & ~XC_OWNER_CLIENT, m);
+    xc_cell_t *c = &s->cells[m->owner];
+    xc_pending_t *p = &c->pending[m->batch];
+    if (m->gen != c->gen || c->down_until > s->now || !p->busy || p->req != m->req) return;
+    relay_answer(s, m->owner, m->batch, 0, m->data, m->count);
+}
+
+static int msg_order(const void *a, const void *b) {
+    const xc_msg_t *x = a, *y = b;
+    if (x->at != y->at) return x->at < y->at ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void net_deliver(xc_sim_t *s) {
+    uint32_t due_n = 0, keep = 0;
+    xc_msg_t *due = malloc((s->net_n + 1) * sizeof *due);
+    cp_assert(due);
+    for (uint32_t k = 0; k < s->net_n; k++) {
+        if (s->net[k].at <= s->now)
+            due[due_n++] = s->net[k];
+        else
+            s->net[keep++] = s->net[k];
+    }
+    s->net_n = keep;
+    qsort(due, due_n, sizeof *due, msg_order);
+    for (uint32_t k = 0; k < due_n; k++) {
+        if (!s->failed) {
+            if (due[k].answer)
+                deliver_answer(s, &due[k]);
+            else
+                deliver_request(s, &due[k]);
+        }
+        free(due[k].data);
+    }
+    free(due);
+}
+
+/* ---- Faults ---- */
+
+static void crash(xc_sim_t *s, uint32_t i) {
+    xc_cell_t *c = &s->cells[i];
+    s->st.crashes++;
+    c->down_until = s->now + 1 + prng_below(&s->rng, 30);
+    tracef(s, "CRASH c%u: a new leader at t%" PRIu64 ", its relay starts afresh", i + 1,
+           c->down_until);
+    cell_rebuild(s, i);
+    relay_new(s, i);
+}
+
+static void faults(xc_sim_t *s) {
+    for (uint32_t i = 0; i < s->cfg.cells; i++) {
+        xc_cell_t *c = &s->cells[i];
+        if (c->down_until > s->now) continue;
+        if (chance(s, s->crash_ppm)) {
+            crash(s, i);
+        } else if (c->flap_until <= s->now && chance(s, s->flap_ppm)) {
+            s->st.flaps++;
+            c->flap_until = s->now + 1 + prng_below(&s->rng, 20);
+            tracef(s, "c%u loses leadership until t%" PRIu64, i + 1, c->flap_until);
+        }
+    }
+}
+
+/* ---- Steps ---- */
+
+static void check_step(xc_sim_t *s) {
+    for (uint32_t i = 0; i < s->cfg.cells && !s->failed; i++) {
+        xc_cell_t *c = &s->cells[i];
+        /* Every request here is answered or times out, so the relay may never lose track of
+         * a record: a record skipped, or a failure that did not send its cell back (which, in
+         * a node, the rescan after a second of idleness would hide). */
+        if (relay_core_stuck(c->relay))
+            fail(s, "cell %u: a backlog, and its relay has nothing in flight nor resting", i + 1);
+        if (!c->applied) continue;
+        c->applied = false;
+        const char *why = ledger_check_invariants(cell_ledger(c->cell));
+        if (why) fail(s, "cell %u: ledger: %s", i + 1, why);
+        uint32_t backlog = pay_outbox_backlog(cell_pay(c->cell));
+        if (backlog != c->debited - c->acked)
+            fail(s,
+                 "cell %u: outbox backlog %u, but %" PRIu64 " debited and %" PRIu64 " acknowledged",
+                 i + 1, backlog, c->debited, c->acked);
+    }
+}
+
+static void step(xc_sim_t *s) {
+    s->now++;
+    s->st.steps++;
+    faults(s);
+    net_deliver(s);
+    relays_tick(s);
+    clients_act(s);
+    check_step(s);
+}
+
+bool xc_sim_run(xc_sim_t *s, uint32_t steps) {
+    if (steps > XC_STEPS_MAX) steps = XC_STEPS_MAX;
+    for (uint32_t k = 0; k < steps && !s->failed; k++) step(s);
+    return !s->failed;
+}
+
+/* ---- The end: everything settled ---- */
+
+static bool settled(const xc_sim_t *s) {
+    if (s->net_n) return false;
+    for (uint32_t k = 0; k < XC_CLIENTS; k++)
+        if (s->clients[k].state != CL_IDLE || s->clients[k].waiting) return false;
+    for (uint32_t i = 0; i < s->cfg.cells; i++) {
+        const xc_cell_t *c = &s->cells[i];
+        if (c->down_until > s->now || pay_outbox_backlog(cell_pay(c->cell)) ||
+            relay_core_busy(c->relay))
+            return false;
+    }
+    return true;
+}
+
+/* credits_posted - debits_posted of an account, as two halves (0 when it does not exist). */
+static void account_sides(xc_sim_t *s, uint32_t i, u128 id, u128 *cr, u128 *dr) {
+    ledger_account_t a;
+    *cr = *dr = 0;
+    if (ledger_lookup_accounts(cell_ledger(s->cells[i].cell), &id, 1, &a) != 1) return;
+    if (a.debits_pending || a.credits_pending) fail(s, "cell %u: a pending amount", i + 1);
+    *cr = a.credits_posted;
+    *dr = a.debits_posted;
+}
+
+static void add(xc_sim_t *s, u128 *sum, u128 v) {
+    if (!u128_add_checked(*sum, v, sum)) fail(s, "a sum overflows");
+}
+
+/* A transfer of cell i with this id, amount and accounts? */
+static bool transfer_is(xc_sim_t *s, uint32_t i, u128 id, u128 amount, u128 debit, u128 credit) {
+    ledger_transfer_t t;
+    return ledger_lookup_transfers(cell_ledger(s->cells[i].cell), &id, 1, &t) == 1 &&
+           t.amount == amount && t.debit_account_id == debit && t.credit_account_id == credit;
+}
+
+/* The two legs of a debited payment, as docs/cross-cell.md names them: the payment id in the
+ * buyer's cell, pay_leg_id() of it in the merchant's (any repeat is known by it). */
+static void final_legs(xc_sim_t *s, const xc_pay_t *p) {
+    uint32_t cur = CNY();
+    if (!transfer_is(s, p->bcell, p->pid, p->amount,
+                     pay_account_id(p->buyer, PAY_ACCOUNT_USER, cur),
+                     pay_clearing_account_id((uint32_t)s->cells[p->mcell].id, cur)))
+        fail(s, "payment %016" PRIx64 ": no debit of its id in the buyer's cell", lo64(p->pid));
+    if (!transfer_is(s, p->mcell, pay_leg_id(p->pid), p->amount,
+                     pay_clearing_account_id((uint32_t)s->cells[p->bcell].id, cur),
+                     pay_account_id(p->merchant, PAY_ACCOUNT_MERCHANT, cur)))
+        fail(s, "payment %016" PRIx64 ": no credit of its leg id in the merchant's cell",
+             lo64(p->pid));
+}
+
+/* Per payment: credited exactly once and acknowledged when debited, else never credited; and
+ * what the client was told agrees. */
+static void final_payments(xc_sim_t *s) {
+    for (uint32_t k = 0; k < s->pays_n && !s->failed; k++) {
+        const xc_pay_t *p = &s->pays[k];
+        if (p->debited) final_legs(s, p);
+        if (p->debited && (p->credits != 1 || !p->acked))
+            fail(s, "payment %016" PRIx64 ": debited, %u credits, %s", lo64(p->pid), p->credits,
+                 p->acked ? "acknowledged" : "not acknowledged");
+        if (!p->debited && p->credits)
+            fail(s, "payment %016" PRIx64 ": credited, never debited", lo64(p->pid));
+        if (p->client_paid && !p->debited)
+            fail(s, "payment %016" PRIx64 ": the client was told paid", lo64(p->pid));
+        if (p->client_refused && (p->debited || !p->released))
+            fail(s, "payment %016" PRIx64 ": the client was told refused", lo64(p->pid));
+    }
+}
+
+/* Money: receivables, buyers' balances, clearing per pair of cells. */
+static void final_money(xc_sim_t *s) {
+    uint32_t n = s->cfg.cells, cur = CNY();
+    u128 recv[XC_SIM_CELLS_MAX][XC_MERCHANTS] = {0}, spent[XC_SIM_CELLS_MAX][XC_BUYERS] = {0};
+    u128 flow[XC_SIM_CELLS_MAX][XC_SIM_CELLS_MAX] = {0}; /* debited from buyers of a to b */
+    for (uint32_t k = 0; k < s->pays_n; k++) {
+        const xc_pay_t *p = &s->pays[k];
+        if (!p->debited) continue;
+        add(s, &recv[p->mcell][(p->merchant / 1000) - 1], p->amount);
+        add(s, &spent[p->bcell][(p->buyer / 1000) - 10], p->amount);
+        add(s, &flow[p->bcell][p->mcell], p->amount);
+    }
+    u128 cr, dr;
+    for (uint32_t i = 0; i < n; i++) {
+        for (uint32_t j = 0; j < XC_MERCHANTS; j++) {
+            account_sides(s, i, pay_account_id(merchant_uid(i, j), PAY_ACCOUNT_MERCHANT, cur), &cr,
+                          &dr);
+            if (dr != 0 || cr != recv[i][j])
+                fail(s, "merchant %" PRIu64 ": receivable is not its debited payments",
+                     merchant_uid(i, j));
+        }
+        for (uint32_t j = 0; j < XC_BUYERS; j++) {
+            account_sides(s, i, pay_account_id(buyer_uid(i, j), PAY_ACCOUNT_USER, cur), &cr, &dr);
+            if (cr != buyer_topup(j) || dr != spent[i][j])
+                fail(s, "buyer %" PRIu64 ": debited other than its payments", buyer_uid(i, j));
+        }
+    }
+    for (uint32_t a = 0; a < n; a++)
+        for (uint32_t b = a + 1; b < n; b++) {
+            u128 cra, dra, crb, drb, in = 0, out = 0;
+            account_sides(s, a, pay_clearing_account_id((uint32_t)s->cells[b].id, cur), &cra, &dra);
+            account_sides(s, b, pay_clearing_account_id((uint32_t)s->cells[a].id, cur), &crb, &drb);
+            add(s, &in, cra);
+            add(s, &in, crb);
+            add(s, &out, dra);
+            add(s, &out, drb);
+            if (in != out || cra != flow[a][b] || crb != flow[b][a])
+                fail(s, "clearing of cells %u and %u does not net to zero", a + 1, b + 1);
+        }
+}
+
+bool xc_sim_calm(xc_sim_t *s) {
+    if (s->failed) return false;
+    s->calm = true;
+    tracef(s, "calm: no more faults nor new payments");
+    uint32_t k = 0;
+    for (; k < XC_CALM_TICKS && !s->failed && !settled(s); k++) {
+        for (uint32_t i = 0; i < s->cfg.cells; i++) s->cells[i].flap_until = 0;
+        step(s);
+    }
+    if (!s->failed && !settled(s))
+        fail(s, "not settled %u ticks after the faults stopped", XC_CALM_TICKS);
+    for (uint32_t i = 0; i < s->cfg.cells && !s->failed; i++) {
+        if (pay_outbox_backlog(cell_pay(s->cells[i].cell)) != 0)
+            fail(s, "cell %u: a backlog", i + 1);
+        cell_rebuild(s, i);
+    }
+    if (!s->failed) final_payments(s);
+    if (!s->failed) final_money(s);
+    return !s->failed;
+}
