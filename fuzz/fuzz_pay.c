@@ -132,6 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                        .idempotency_max = 8,
                        .orders_max = 8,
                        .outbox_max = 4,
+                       .tcc_max = 8,
                        .cell_id = OWN_CELL};
     cp_zones_add(&pc.zones, 1);
     cp_zones_add(&pc.zones, 2);

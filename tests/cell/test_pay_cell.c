@@ -190,6 +190,7 @@ static void test_xcell_snapshot(void **state) {
     pay_config_t pc = cell_pay_config(&cc);
     assert_int_equal(pc.orders_max, 64);
     assert_int_equal(pc.outbox_max, 64);
+    assert_int_equal(pc.tcc_max, 64);
     cell_t *c = cell_create(&cc);
     uint32_t cny = pay_currency_pack("CNY");
     u128 p = ((u128)12 << 64) | ((u128)4 << 40) | 1; /* drawn by cell 4 for buyer 12 */
