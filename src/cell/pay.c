@@ -1363,6 +1363,7 @@ static void apply_cancel(pay_t *p, ledger_t *l, uint64_t *clock, const pay_reque
     }
     }
     b->state = PAY_BRANCH_CANCELLED;
+    b->code = 0; /* a refused branch's refusal: cancelled is all there is to say now */
     branch_answer(b, k, PAY_CREATED, o);
 }
 
