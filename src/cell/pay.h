@@ -35,7 +35,11 @@
  * records as PAY_KIND_CREDIT items to the merchant's cell (clearing toward the buyer's cell ->
  * merchant, transfer id pay_leg_id(payment id), so a repeat is recognized by the ledger) and
  * acknowledges them in the buyer's cell with PAY_KIND_ACK. A payment the buyer's cell refuses
- * gives its order back with PAY_KIND_RELEASE. Clearing accounts:
+ * gives its order back with PAY_KIND_RELEASE. A refund of a cross-cell payment is TCC
+ * (docs/cross-cell.md): the buyer's cell records a refund activity (PAY_KIND_REFUND answered
+ * PAY_TRYING), the merchant's cell holds the money in a pending transfer (PAY_KIND_TRY), the
+ * buyer's cell decides (PAY_KIND_DECIDE) and its outbox carries the decision to the merchant's
+ * cell (PAY_KIND_CONFIRM / PAY_KIND_CANCEL). Clearing accounts:
  *   clearing toward cell C  (PAY_SYSTEM_UID << 64) | ((C << 8 | PAY_ACCOUNT_CLEARING) << 32)
  *                           | currency   (pay_clearing_account_id()) */
 #ifndef CP_PAY_H
