@@ -234,7 +234,7 @@ typedef struct pay_request {
 
 /* One answer or stored object (256 bytes). A request's answer is the object it created or
  * found with `code` its outcome; on an error only kind and code are meaningful (every other
- * byte is zero; kind echoes the request's). Per kind:
+ * byte is zero; kind echoes the request's, but a decide's decision is kind REFUND). Per kind:
  *   merchant: id = uid, uid, created_at, secret;
  *   user:     id = the account id, uid, currency, created_at (the account's);
  *   top-up:   id, amount, uid, currency, created_at;
@@ -246,7 +246,10 @@ typedef struct pay_request {
  *   balance:  id = the account id, uid, currency, amount = available (credits_posted -
  *             debits_posted - debits_pending), refunded = pending (debits_pending);
  *   list:     the head of a list reply: uid and code only (items follow; more than `limit`
- *             items means has_more). */
+ *             items means has_more);
+ *   try, confirm, cancel: id = R, amount, uid = buyer, merchant, currency, created_at (the
+ *             branch record's), peer_cell = the buyer's cell;
+ *   ack:      id = the payment or R, uid, peer_cell. */
 typedef struct pay_object {
     u128 id;             /* payment, refund, top-up: its id; user: the account id; merchant: uid */
     u128 amount;         /* payment, refund, top-up; balance: available */
