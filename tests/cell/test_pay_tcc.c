@@ -785,7 +785,9 @@ static void test_image(void **state) {
  *            even a successful Try), gateway dies after it (B decided; the relay goes on);
  *   deliver (the relay's confirm / cancel to M): lost, answer lost (M applied it, the relay
  *            sends it again), repeated;
- *   ack:     lost (the record is delivered again), repeated.
+ *   ack:     lost (the record is delivered again), repeated;
+ * and after each step, the cell that applied it restarting from its snapshot image (the
+ * state it goes on from is the image's, rebuilt indexes and all).
  * Each with a merchant who has the money and one who has not (Try refused). After every
  * run, once recovery and the relay have run: no trying activity, no outbox record, no
  * pending transfer in either ledger, clearing nets to zero, the refund happened exactly when
@@ -802,6 +804,7 @@ typedef enum fault {
     F_DIE_BEFORE,
     F_DIE_AFTER,
     F_DELAYED, /* try only: in flight until after the recovery */
+    F_RESTART, /* the cell that applied the step restarts from its image right after */
 } fault_t;
 
 typedef struct crash {
@@ -817,8 +820,19 @@ static const crash_t crash_points[] = {
     {S_DECIDE, F_REQ_LOST},   {S_DECIDE, F_ANS_LOST},   {S_DECIDE, F_REPEAT},
     {S_DECIDE, F_DIE_BEFORE}, {S_DECIDE, F_DIE_AFTER},  {S_DELIVER, F_REQ_LOST},
     {S_DELIVER, F_ANS_LOST},  {S_DELIVER, F_REPEAT},    {S_ACK, F_REQ_LOST},
-    {S_ACK, F_REPEAT},
+    {S_ACK, F_REPEAT},        {S_REFUND, F_RESTART},    {S_TRY, F_RESTART},
+    {S_DECIDE, F_RESTART},    {S_DELIVER, F_RESTART},   {S_ACK, F_RESTART},
 };
+
+/* The cell restarts: its payments state is replaced by its image's restoration. */
+static void restart(fx_t *f) {
+    const char *err = "unset";
+    pay_t *copy = image_copy(f, &err, 0);
+    assert_null(err);
+    assert_true(pay_state_hash(copy) == pay_state_hash(f->pay));
+    pay_destroy(f->pay);
+    f->pay = copy;
+}
 
 /* Sends r to f as the sender would with fault: the answer the sender ends up with; *dead when
  * the sender dies here (the answer is then meaningless). */
@@ -828,6 +842,10 @@ static pay_object_t send(fx_t *f, const pay_request_t *r, fault_t fault, bool *d
     case F_DIE_BEFORE: *dead = true; return o;
     case F_DIE_AFTER: *dead = true; return fx_apply(f, r);
     case F_ANS_LOST: (void)fx_apply(f, r); return fx_apply(f, r);
+    case F_RESTART:
+        o = fx_apply(f, r);
+        restart(f);
+        return o;
     case F_REPEAT: {
         o = fx_apply(f, r);
         pay_object_t again = fx_apply(f, r);
@@ -854,9 +872,11 @@ static void relay_faulty(two_t *t, const crash_t *c) {
             assert_true(delivered(o.code));
             if (fd == F_REPEAT || fd == F_ANS_LOST)
                 assert_true(delivered(fx_apply(&t->m, &r).code));
+            if (fd == F_RESTART) restart(&t->m);
             if (fd != F_ANS_LOST && fa != F_REQ_LOST) {
                 ok(&t->b, &a, PAY_KIND_ACK, PAY_OK);
                 if (fa == F_REPEAT) ok(&t->b, &a, PAY_KIND_ACK, PAY_OK);
+                if (fa == F_RESTART) restart(&t->b);
             }
         }
     }
