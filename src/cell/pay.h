@@ -195,7 +195,8 @@ typedef enum pay_code {
  *            a Cancel of R (also one that found no Try): cancelled (anti-hanging).
  *   decide   (B, routed by uid) payment_id = R, uid = buyer, code = ok (confirm) or the
  *            Try's refusal (cancel: insufficient_funds, overflow, cancelled; the relay's
- *            recovery cancels with cancelled), else invalid. Confirm: clearing toward M ->
+ *            recovery, and a gateway giving up on a Try it cannot get done, e.g. unavailable,
+ *            cancel with cancelled), else invalid. Confirm: clearing toward M ->
  *            buyer (transfer id R, coded as a refund), the refund row, an outbox record
  *            CONFIRM; answer the refund object created. Cancel: the hold released, the
  *            out_request_no free again, an outbox record CANCEL; answer the refusal
