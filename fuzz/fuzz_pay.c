@@ -5,13 +5,18 @@
  *   else: 16 bytes drawn into a request from small pools of uids, currencies, amounts, texts
  *     and keys, so that requests meet each other's rows (merchants, users, payments, keys);
  *     the cross-cell kinds name the orders drawn so far (credit, release) or an order of
- *     another cell (payment of an order), uid 30 being of another cell;
- *   header bits 0..5: how far the clock moves first (bit 5: by about 12 h, for key expiry).
+ *     another cell (payment of an order), uid 30 being of another cell; refunds of
+ *     cross-cell payments name their merchant's cell (TCC), decide and ack name the refund
+ *     activities drawn so far, and try / confirm / cancel name a few refund ids of another
+ *     cell's drawing for buyer 30, so that they meet each other;
+ *   header bits 0..5: how far the clock moves first (bit 5: by about 12 h, for key expiry;
+ *     the ledger then expires pending transfers, as the cell does).
  * Checked after every record: every answer has a known code and echoes the kind; an answer
  * that must change nothing (an error without a stored key, invalid, wrong cell, full,
  * conflict, a replay) left the payments and the ledger exactly as they were; the ledger's
  * invariants hold (balances sum to zero per currency, no account below its limit); the outbox's
- * backlog is its unacknowledged records. At the end the image round trip gives the same state
+ * backlog is its unacknowledged records; the stale refund activities are trying ones. At the
+ * end the image round trip gives the same state
  * hash. */
 #include <stdint.h>
 #include <stdio.h>
@@ -45,7 +50,39 @@ typedef struct drawn {
     uint32_t n_payments;
     pay_object_t orders[16]; /* orders answered created */
     uint32_t n_orders;
+    u128 acts[16]; /* refund activities answered trying */
+    uint32_t n_acts;
 } drawn_t;
+
+/* The TCC fields: a refund naming its payment's merchant cell; decide and ack of a drawn
+ * activity; try / confirm / cancel of a refund id drawn by another cell for buyer 30. */
+static void drawn_tcc(const uint8_t *b, const drawn_t *d, pay_request_t *r) {
+    static const uint8_t codes[5] = {PAY_OK, PAY_ERR_INSUFFICIENT_FUNDS, PAY_ERR_OVERFLOW,
+                                     PAY_ERR_CANCELLED, PAY_ERR_NOT_FOUND};
+    if (r->kind == PAY_KIND_REFUND && (b[13] & 1)) {
+        r->peer_cell = (uint32_t)((uint64_t)r->payment_id >> 40) & PAY_CELL_MAX;
+        if (b[15] & 16) r->actor = UIDS[6]; /* the merchant of the other cell's orders */
+    }
+    bool of_act = r->kind == PAY_KIND_DECIDE || (r->kind == PAY_KIND_ACK && (b[13] & 2));
+    if (of_act && d->n_acts) {
+        r->payment_id = d->acts[b[14] % d->n_acts];
+        r->uid = (uint64_t)(r->payment_id >> 64);
+    }
+    if (r->kind == PAY_KIND_DECIDE) {
+        r->code = codes[b[15] % 5];
+        if ((b[13] & 12) != 12) r->actor = 0; /* mostly valid: decides are rare enough */
+        if ((b[13] & 96) != 96) r->idem_key = r->body_hash = 0;
+    }
+    if (r->kind == PAY_KIND_TRY || r->kind == PAY_KIND_CONFIRM || r->kind == PAY_KIND_CANCEL) {
+        r->uid = UIDS[6];
+        r->payment_id = ((u128)r->uid << 64) | ((u128)OTHER_CELL << 40) | (1 + (b[14] & 3));
+        r->peer_cell = (b[13] & 4) ? OWN_CELL : OTHER_CELL;
+        if (!(b[13] & 32)) r->idem_key = r->body_hash = 0;
+        if (b[15] & 8) r->amount = 5 + (b[15] & 3); /* the same few amounts: they match */
+        if (b[15] & 16) r->actor = UIDS[1];
+        if (b[15] & 32) r->currency = currency(0);
+    }
+}
 
 /* The cross-cell fields: an order's payment, credit, release; an order of another cell. */
 static void drawn_xcell(const uint8_t *b, const drawn_t *d, pay_request_t *r) {
@@ -75,6 +112,7 @@ static void drawn_xcell(const uint8_t *b, const drawn_t *d, pay_request_t *r) {
     if (r->kind == PAY_KIND_RELEASE) r->code = codes[b[15] & 3];
     if ((relay || r->kind == PAY_KIND_ACK) && !(b[13] & 32)) r->idem_key = r->body_hash = 0;
     if (r->kind == PAY_KIND_ORDER && (b[13] & 64)) r->uid = UIDS[6]; /* a buyer elsewhere */
+    drawn_tcc(b, d, r);
 }
 
 /* 16 bytes -> one request among the small pools. */
@@ -82,7 +120,7 @@ static void drawn_request(const uint8_t *b, const drawn_t *d, pay_request_t *r) 
     const u128 *payments = d->payments;
     uint32_t n_payments = d->n_payments;
     memset(r, 0, sizeof *r);
-    r->kind = (uint8_t)(b[0] % 13); /* 0, 6, 7 and 12: invalid kinds */
+    r->kind = (uint8_t)(b[0] % 17); /* 0, 6, 7 and 16: invalid kinds */
     r->uid = UIDS[b[1] & 7];
     r->actor = (b[2] & 8) ? UIDS[b[2] & 7] : 0;
     r->currency = currency(b[3]);
@@ -105,9 +143,16 @@ static void drawn_request(const uint8_t *b, const drawn_t *d, pay_request_t *r) 
 
 static bool must_change_nothing(const pay_request_t *r, const pay_object_t *o) {
     if (o->replayed) return true;
+    /* A refused Try is recorded (so a repeat answers the same); a decide's answer of kind
+     * refund is the decision (a cancel answers the refusal); trying is recorded. */
+    if (r->kind == PAY_KIND_TRY &&
+        (o->code == PAY_ERR_INSUFFICIENT_FUNDS || o->code == PAY_ERR_OVERFLOW))
+        return false;
+    if (r->kind == PAY_KIND_DECIDE && o->kind == PAY_KIND_REFUND) return false;
     switch (o->code) {
     case PAY_OK:
-    case PAY_CREATED: return false;
+    case PAY_CREATED:
+    case PAY_TRYING: return false;
     case PAY_ERR_INVALID:
     case PAY_ERR_WRONG_CELL:
     case PAY_ERR_FULL:
@@ -132,6 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                        .idempotency_max = 8,
                        .orders_max = 8,
                        .outbox_max = 4,
+                       .tcc_max = 8,
                        .cell_id = OWN_CELL};
     cp_zones_add(&pc.zones, 1);
     cp_zones_add(&pc.zones, 2);
@@ -147,6 +193,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     while (pos < size) {
         uint8_t h = data[pos++];
         clock += (h & 31) * 1000000007ull + ((h & 32) ? 43200ull * 1000000000ull : 0);
+        if (h & 32) ledger_expire(l, clock);
         uint8_t raw[256] = {0};
         size_t want = (h & 0x80) ? 256 : 16;
         size_t take = size - pos < want ? size - pos : want;
@@ -171,7 +218,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pay_object_t o;
         pay_apply(pay, l, &clock, &r, &o);
         check(o.code < PAY_CODE_COUNT, "answer code");
-        check(o.replayed || o.kind == r.kind, "answer kind");
+        /* A decide answers the refund (its decision) unless the decide itself fails. */
+        check(o.replayed || o.kind == r.kind ||
+                  (r.kind == PAY_KIND_DECIDE && o.kind == PAY_KIND_REFUND),
+              "answer kind");
         check(clock >= before, "clock went back");
         if (must_change_nothing(&r, &o)) {
             check(pay_state_hash(pay) == ph, "a refused request changed the payments");
@@ -186,6 +236,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             check(o.amount == r.amount && (uint64_t)(o.id >> 64) == r.uid, "order answer");
             if (d.n_orders < 16) d.orders[d.n_orders++] = o;
         }
+        if (o.code == PAY_TRYING && !o.replayed && d.n_acts < 16) d.acts[d.n_acts++] = o.id;
+        static u128 stale[16];
+        uint32_t n_stale = pay_activities_stale(pay, clock, 0, stale, 16);
+        check(n_stale <= pay_activities_trying(pay), "stale activities are trying ones");
         uint32_t backlog = pay_outbox_backlog(pay);
         check(backlog <= pc.outbox_max && pay_outbox_pending(pay, 0, outbox, 8) == backlog,
               "outbox backlog");

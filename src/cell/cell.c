@@ -50,6 +50,8 @@ pay_config_t cell_pay_config(const cell_config_t *config) {
     /* An order and an outbox record each go with a transfer (the credit, the debit). */
     pc.orders_max = or_default(pc.orders_max, transfers);
     pc.outbox_max = or_default(pc.outbox_max, transfers);
+    /* A refund activity or branch goes with a transfer too (the refund, the Try). */
+    pc.tcc_max = or_default(pc.tcc_max, transfers);
     pc.zones = config->zones;
     pc.zone_rule = config->zone_rule;
     return pc;

@@ -120,12 +120,13 @@ void pay_refund_object(const pay_refund_row_t *r, pay_object_t *o) {
     X(topups, topups_max)                                                                          \
     X(idem, idempotency_max)                                                                       \
     X(orders, orders_max)                                                                          \
-    X(outbox, outbox_max)
+    X(outbox, outbox_max)                                                                          \
+    X(tcc, tcc_max)
 
 pay_t *pay_create(const pay_config_t *config) {
     const pay_config_t *c = config;
     if (!c->merchants_max || !c->users_max || !c->payments_max || !c->refunds_max ||
-        !c->topups_max || !c->idempotency_max || !c->orders_max || !c->outbox_max ||
+        !c->topups_max || !c->idempotency_max || !c->orders_max || !c->outbox_max || !c->tcc_max ||
         c->cell_id > PAY_CELL_ID_MAX)
         return NULL;
     if ((c->zone_rule.divisor | c->zone_rule.modulus) != 0 && cp_zone_rule_check(&c->zone_rule))
@@ -151,6 +152,8 @@ pay_t *pay_create(const pay_config_t *config) {
     ok = ok && lindex_init(&p->orders_ix, c->orders_max, p->orders, sizeof p->orders[0]);
     ok = ok &&
          lindex_init(&p->orders_dup_ix, c->orders_max, &p->orders[0].dup_key, sizeof p->orders[0]);
+    ok = ok && lindex_init(&p->tcc_ix, c->tcc_max, p->tcc, sizeof p->tcc[0]);
+    ok = ok && lindex_init(&p->tcc_dup_ix, c->tcc_max, &p->tcc[0].dup_key, sizeof p->tcc[0]);
     if (!ok) {
         pay_destroy(p);
         return NULL;
@@ -173,23 +176,38 @@ void pay_destroy(pay_t *p) {
     lindex_free(&p->idem_ix);
     lindex_free(&p->orders_ix);
     lindex_free(&p->orders_dup_ix);
+    lindex_free(&p->tcc_ix);
+    lindex_free(&p->tcc_dup_ix);
     free(p);
 }
 
 /* ---- Request checks ---- */
 
+/* The merchant's cell's steps of a cross-cell refund: all carry the Try's fields. */
+static bool kind_is_branch_step(uint8_t kind) {
+    return kind == PAY_KIND_TRY || kind == PAY_KIND_CONFIRM || kind == PAY_KIND_CANCEL;
+}
+
 static bool request_needs_amount(uint8_t kind) {
     return kind == PAY_KIND_TOPUP || kind == PAY_KIND_PAYMENT || kind == PAY_KIND_REFUND ||
-           kind == PAY_KIND_ORDER || kind == PAY_KIND_CREDIT;
+           kind == PAY_KIND_ORDER || kind == PAY_KIND_CREDIT || kind_is_branch_step(kind);
 }
 
 static bool request_needs_text(uint8_t kind) {
     return kind == PAY_KIND_PAYMENT || kind == PAY_KIND_REFUND || kind == PAY_KIND_ORDER;
 }
 
-/* A cross-cell payment (of an order) and a credit name the other cell; nothing else does. */
+/* A cross-cell payment (of an order), a credit and the branch steps name the other cell;
+ * nothing else does. */
 static bool request_uses_peer_cell(const pay_request_t *r) {
-    return (r->kind == PAY_KIND_PAYMENT && r->payment_id != 0) || r->kind == PAY_KIND_CREDIT;
+    return (r->kind == PAY_KIND_PAYMENT && r->payment_id != 0) || r->kind == PAY_KIND_CREDIT ||
+           r->kind == PAY_KIND_REFUND || kind_is_branch_step(r->kind);
+}
+
+/* A decide's code: confirm, or the refusals a Try stores, or the recovery's cancelled. */
+static bool decide_code_valid(uint8_t code) {
+    return code == PAY_OK || code == PAY_ERR_INSUFFICIENT_FUNDS || code == PAY_ERR_OVERFLOW ||
+           code == PAY_ERR_CANCELLED;
 }
 
 /* The refusals of a buyer's cell that are stored under the payment's key, so the only ones a
@@ -230,6 +248,16 @@ static bool relay_valid(const pay_request_t *r) {
         return actor_valid(r->actor) && r->uid != PAY_SYSTEM_UID &&
                pay_currency_valid(r->currency) && (uint64_t)(r->payment_id >> 64) == r->uid;
     case PAY_KIND_ACK: return (uint64_t)(r->payment_id >> 64) == r->uid;
+    case PAY_KIND_TRY:
+    case PAY_KIND_CONFIRM:
+    case PAY_KIND_CANCEL:
+        /* R was drawn by the buyer's cell (peer_cell) for that buyer. */
+        return actor_valid(r->actor) && r->uid != PAY_SYSTEM_UID &&
+               pay_currency_valid(r->currency) &&
+               order_id_valid(r->payment_id, r->uid, r->peer_cell);
+    case PAY_KIND_DECIDE:
+        return r->actor == 0 && (uint64_t)(r->payment_id >> 64) == r->uid &&
+               r->uid != PAY_SYSTEM_UID && decide_code_valid(r->code);
     }
     return false;
 }
@@ -238,10 +266,10 @@ static bool relay_valid(const pay_request_t *r) {
  * send (pay.h: the fields per kind). */
 static bool request_valid(const pay_request_t *r) {
     if (r->reserved_1 || !pay_zero(r->reserved, sizeof r->reserved)) return false;
-    if (r->kind < PAY_KIND_MERCHANT || r->kind > PAY_KIND_ACK || r->kind == PAY_KIND_BALANCE ||
+    if (r->kind < PAY_KIND_MERCHANT || r->kind > PAY_KIND_CANCEL || r->kind == PAY_KIND_BALANCE ||
         r->kind == PAY_KIND_LIST)
         return false;
-    if (r->code != 0 && r->kind != PAY_KIND_RELEASE) return false;
+    if (r->code != 0 && r->kind != PAY_KIND_RELEASE && r->kind != PAY_KIND_DECIDE) return false;
     if (request_uses_peer_cell(r) ? r->peer_cell > PAY_CELL_MAX : r->peer_cell != 0) return false;
     if (request_needs_amount(r->kind) && r->amount == 0) return false;
     if (!pay_text_valid(r->text, request_needs_text(r->kind))) return false;
@@ -284,6 +312,7 @@ typedef struct pay_move {
     uint32_t currency;
     uint16_t code;
     bool fresh_id; /* id is next_id(): the sequence moves on once the id reached the ledger */
+    uint32_t pending_timeout; /* not 0: a pending transfer (a Try) with this timeout, seconds */
 } pay_move_t;
 
 static pay_side_t side_existing(u128 id) {
@@ -316,8 +345,12 @@ static bool lookup_account(const ledger_t *l, u128 id, ledger_account_t *out) {
 
 /* What the ledger will say about the transfer, known before anything is created: its checks
  * in its own order of precedence (overflows, then exceeds_credits). */
-static pay_code_t move_precheck(const ledger_account_t *dr, const ledger_account_t *cr, u128 a) {
+static pay_code_t move_precheck(const ledger_account_t *dr, const ledger_account_t *cr, u128 a,
+                                bool pending) {
     u128 t;
+    if (pending && (!u128_add_checked(dr->debits_pending, a, &t) ||
+                    !u128_add_checked(cr->credits_pending, a, &t)))
+        return PAY_ERR_OVERFLOW;
     if (!u128_add_checked(dr->debits_posted, a, &t)) return PAY_ERR_OVERFLOW;
     if (!u128_add_checked(cr->credits_posted, a, &t)) return PAY_ERR_OVERFLOW;
     if (!u128_add_checked(dr->debits_pending, dr->debits_posted, &t) || !u128_add_checked(t, a, &t))
@@ -396,7 +429,11 @@ static pay_code_t move_money(pay_t *p, ledger_t *l, uint64_t *clock, const pay_m
         return PAY_ERR_INSUFFICIENT_FUNDS; /* a receivable that never received anything */
     if (!ledger_room(p, l, *clock, (uint32_t)create_dr + create_cr, m->fresh_id))
         return PAY_ERR_FULL;
-    pay_code_t pre = move_precheck(&dr, &cr, m->amount);
+    /* A pending transfer's expiry must be a timestamp (else overflows_timeout): only a clock
+     * at the end of time fails that, so it is the cell's limit, not the request's fault. */
+    uint64_t timeout_ns = (uint64_t)m->pending_timeout * 1000000000ull;
+    if (m->pending_timeout && CP_TIMESTAMP_MAX - *clock < timeout_ns + 8) return PAY_ERR_FULL;
+    pay_code_t pre = move_precheck(&dr, &cr, m->amount, m->pending_timeout != 0);
     if (pre != PAY_OK) return pre;
     if (create_dr) create_account(l, clock, m->currency, &m->debit);
     if (create_cr) create_account(l, clock, m->currency, &m->credit);
@@ -408,6 +445,8 @@ static pay_code_t move_money(pay_t *p, ledger_t *l, uint64_t *clock, const pay_m
         .user_data_128 = m->user_data,
         .ledger = m->currency,
         .code = m->code,
+        .timeout = m->pending_timeout,
+        .flags = m->pending_timeout ? LEDGER_TRANSFER_PENDING : 0,
     };
     ledger_result_t res;
     *clock += 2;
@@ -594,21 +633,28 @@ uint32_t pay_outbox_row(const pay_t *p, uint64_t seq) {
     return (uint32_t)((p->n.outbox_head + (seq - first)) % p->config.outbox_max);
 }
 
-static uint64_t outbox_append(pay_t *p, const pay_payment_row_t *pr) {
+/* Appends x (its seq and acked are set here); returns its seq. */
+static uint64_t outbox_append(pay_t *p, pay_outbox_row_t x) {
     cp_assert(p->n.outbox_count < p->config.outbox_max);
     uint64_t seq = ++p->n.outbox_seq;
     p->n.outbox_count++;
     p->n.outbox_unacked++;
-    p->outbox[pay_outbox_row(p, seq)] = (pay_outbox_row_t){
-        .payment_id = pr->id,
-        .amount = pr->amount,
-        .buyer = pr->buyer,
-        .merchant = pr->merchant,
-        .seq = seq,
-        .currency = pr->currency,
-        .peer_cell = pr->peer_cell,
-    };
+    x.seq = seq;
+    x.acked = 0;
+    p->outbox[pay_outbox_row(p, seq)] = x;
     return seq;
+}
+
+static uint64_t outbox_append_credit(pay_t *p, const pay_payment_row_t *pr) {
+    return outbox_append(p, (pay_outbox_row_t){
+                                .payment_id = pr->id,
+                                .amount = pr->amount,
+                                .buyer = pr->buyer,
+                                .merchant = pr->merchant,
+                                .currency = pr->currency,
+                                .peer_cell = pr->peer_cell,
+                                .kind = PAY_KIND_CREDIT,
+                            });
 }
 
 static void outbox_ack(pay_t *p, uint64_t seq) {
@@ -635,7 +681,8 @@ uint32_t pay_outbox_pending(const pay_t *p, uint64_t from, pay_outbox_item_t *ou
                                        .merchant = x->merchant,
                                        .seq = x->seq,
                                        .currency = x->currency,
-                                       .peer_cell = x->peer_cell};
+                                       .peer_cell = x->peer_cell,
+                                       .kind = (uint8_t)x->kind};
     }
     return n;
 }
@@ -689,7 +736,7 @@ static void apply_xcell_payment(pay_t *p, ledger_t *l, uint64_t *clock, const pa
     pay_payment_row_t *pr = add_payment(p, buyer_row, r, m.id, ts);
     pr->peer_cell = r->peer_cell;
     pr->credit = PAY_CREDIT_PENDING;
-    pr->outbox_seq = outbox_append(p, pr);
+    pr->outbox_seq = outbox_append_credit(p, pr);
     pay_payment_object(pr, o);
     o->code = PAY_CREATED;
 }
@@ -700,10 +747,14 @@ static void apply_payment(pay_t *p, ledger_t *l, uint64_t *clock, const pay_requ
     apply_local_payment(p, l, clock, r, o);
 }
 
-/* The buyer's cell learns that the merchant's cell credited a payment. */
+static void apply_tcc_ack(pay_t *p, const pay_request_t *r, pay_object_t *o);
+
+/* The buyer's cell learns that the merchant's cell applied an outbox record: credited a
+ * payment, or confirmed / cancelled a refund activity's branch. */
 static void apply_ack(pay_t *p, const pay_request_t *r, pay_object_t *o) {
     uint32_t row = pay_find(&p->payments_ix, r->payment_id);
-    if (row == LINDEX_NONE || p->payments[row].credit == PAY_CREDIT_LOCAL)
+    if (row == LINDEX_NONE) return apply_tcc_ack(p, r, o);
+    if (p->payments[row].credit == PAY_CREDIT_LOCAL)
         return answer_error(o, PAY_KIND_ACK, PAY_ERR_NOT_FOUND);
     pay_payment_row_t *pr = &p->payments[row];
     if (pr->credit == PAY_CREDIT_PENDING) {
@@ -714,6 +765,33 @@ static void apply_ack(pay_t *p, const pay_request_t *r, pay_object_t *o) {
         .id = pr->id, .uid = pr->buyer, .peer_cell = pr->peer_cell, .kind = PAY_KIND_ACK};
 }
 
+/* A refund row (and its indexes) for a refund whose money moved (transfer id, ts). */
+static pay_refund_row_t *add_refund(pay_t *p, uint32_t prow, u128 id, u128 dup, u128 amount,
+                                    const char text[PAY_TEXT_MAX], uint64_t ts) {
+    cp_assert(p->n.refunds < p->config.refunds_max);
+    const pay_payment_row_t *pr = &p->payments[prow];
+    uint32_t row = p->n.refunds++;
+    pay_refund_row_t *rr = &p->refunds[row];
+    *rr = (pay_refund_row_t){
+        .id = id,
+        .dup_key = dup,
+        .payment_id = pr->id,
+        .amount = amount,
+        .buyer = pr->buyer,
+        .merchant = pr->merchant,
+        .created_at = ts,
+        .currency = pr->currency,
+        .payment_row = prow,
+    };
+    memcpy(rr->text, text, PAY_TEXT_MAX);
+    lindex_insert(&p->refunds_ix, lindex_hash(rr->id), row);
+    lindex_insert(&p->refunds_dup_ix, lindex_hash(rr->dup_key), row);
+    return rr;
+}
+
+static void apply_xcell_refund(pay_t *p, uint64_t clock, const pay_request_t *r, uint32_t prow,
+                               u128 dup, u128 refunded, pay_object_t *o);
+
 static void apply_refund(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
                          pay_object_t *o) {
     const uint8_t k = PAY_KIND_REFUND;
@@ -722,15 +800,21 @@ static void apply_refund(pay_t *p, ledger_t *l, uint64_t *clock, const pay_reque
     if (prow == LINDEX_NONE || p->payments[prow].merchant != r->actor)
         return answer_error(o, k, PAY_ERR_NOT_FOUND);
     pay_payment_row_t *pr = &p->payments[prow];
-    /* The merchant's receivable is in its own cell: a refund there must hold the money
-     * before the buyer gets it here (TCC, not built yet). */
-    if (pr->credit != PAY_CREDIT_LOCAL) return answer_error(o, k, PAY_ERR_CROSS_CELL);
+    /* Refunds taken, and refunds of a cross-cell payment still trying, hold theirs. */
     u128 dup = pay_refund_dup_key(pr->id, r->text);
-    if (pay_find(&p->refunds_dup_ix, dup) != LINDEX_NONE)
+    if (pay_find(&p->refunds_dup_ix, dup) != LINDEX_NONE ||
+        pay_find(&p->tcc_dup_ix, dup) != LINDEX_NONE)
         return answer_error(o, k, PAY_ERR_DUPLICATE_OUT_REQUEST_NO);
     u128 refunded;
     if (!u128_add_checked(pr->refunded, r->amount, &refunded) || refunded > pr->amount)
         return answer_error(o, k, PAY_ERR_REFUND_EXCEEDS);
+    /* The merchant's receivable is in its own cell: it must hold the money before the buyer
+     * gets it here (TCC, docs/cross-cell.md). The caller names that cell when it runs the TCC
+     * steps; one that does not (a gateway before TCC) gets cross_cell, as before. */
+    if (r->peer_cell != (pr->credit == PAY_CREDIT_LOCAL ? 0 : pr->peer_cell))
+        return answer_error(o, k, r->peer_cell ? PAY_ERR_INVALID : PAY_ERR_CROSS_CELL);
+    if (pr->credit != PAY_CREDIT_LOCAL)
+        return apply_xcell_refund(p, *clock, r, prow, dup, refunded, o);
     if (p->n.refunds >= p->config.refunds_max) return answer_error(o, k, PAY_ERR_FULL);
     pay_move_t m = {
         .id = next_id(p, pr->buyer),
@@ -746,22 +830,7 @@ static void apply_refund(pay_t *p, ledger_t *l, uint64_t *clock, const pay_reque
     pay_code_t code = move_money(p, l, clock, &m, &ts);
     if (code != PAY_CREATED) return answer_error(o, k, code);
     pr->refunded = refunded;
-    uint32_t row = p->n.refunds++;
-    pay_refund_row_t *rr = &p->refunds[row];
-    *rr = (pay_refund_row_t){
-        .id = m.id,
-        .dup_key = dup,
-        .payment_id = pr->id,
-        .amount = r->amount,
-        .buyer = pr->buyer,
-        .merchant = pr->merchant,
-        .created_at = ts,
-        .currency = pr->currency,
-        .payment_row = prow,
-    };
-    memcpy(rr->text, r->text, PAY_TEXT_MAX);
-    lindex_insert(&p->refunds_ix, lindex_hash(rr->id), row);
-    lindex_insert(&p->refunds_dup_ix, lindex_hash(rr->dup_key), row);
+    pay_refund_row_t *rr = add_refund(p, prow, m.id, dup, r->amount, r->text, ts);
     pay_refund_object(rr, o);
     o->code = PAY_CREATED;
 }
@@ -944,6 +1013,360 @@ static void apply_credit(pay_t *p, ledger_t *l, uint64_t *clock, const pay_reque
                         .peer_cell = r->peer_cell};
 }
 
+/* ---- Cross-cell refunds by TCC (docs/cross-cell.md) ----
+ * The buyer's cell B records a refund activity R (trying), the merchant's cell M tries
+ * (pending transfer leg(R) and a branch record), B decides in one entry (confirm: the money
+ * from clearing to the buyer and the refund row; cancel: the hold released) and writes the
+ * decision to the outbox, which the relay delivers to M as a Confirm (post) or Cancel (void).
+ * Every step is idempotent by R; M's branch record gives empty rollback and anti-hanging. */
+
+static pay_tcc_row_t *tcc_add(pay_t *p, const pay_tcc_row_t *x) {
+    cp_assert(p->n.tcc < p->config.tcc_max);
+    uint32_t row = p->n.tcc++;
+    p->tcc[row] = *x;
+    lindex_insert(&p->tcc_ix, lindex_hash(x->id), row);
+    return &p->tcc[row];
+}
+
+/* The refund as the API sees it while trying (or cancelled): from the activity. */
+static void activity_object(const pay_tcc_row_t *a, pay_object_t *o) {
+    *o = (pay_object_t){
+        .id = a->id,
+        .amount = a->amount,
+        .payment_id = a->payment_id,
+        .uid = a->buyer,
+        .merchant = a->merchant,
+        .created_at = a->created_at / PAY_NS_PER_MS,
+        .currency = a->currency,
+        .kind = PAY_KIND_REFUND,
+        .code = PAY_TRYING,
+        .peer_cell = a->peer_cell,
+    };
+    memcpy(o->text, a->text, PAY_TEXT_MAX);
+}
+
+/* Step 1, B: the refund of a cross-cell payment, checked as a local one by apply_refund().
+ * No money moves: the amount is held against the payment (so concurrent refunds cannot pass
+ * it) and the out_request_no is taken until the decision. */
+static void apply_xcell_refund(pay_t *p, uint64_t clock, const pay_request_t *r, uint32_t prow,
+                               u128 dup, u128 refunded, pay_object_t *o) {
+    pay_payment_row_t *pr = &p->payments[prow];
+    if (p->n.tcc >= p->config.tcc_max || p->n.seq >= PAY_SEQ_MAX)
+        return answer_error(o, PAY_KIND_REFUND, PAY_ERR_FULL);
+    pay_tcc_row_t x = {
+        .id = next_id(p, pr->buyer),
+        .dup_key = dup,
+        .payment_id = pr->id,
+        .amount = r->amount,
+        .idem_key = r->idem_key ? pay_idem_key(r->actor, r->idem_key) : 0,
+        .buyer = pr->buyer,
+        .merchant = pr->merchant,
+        .created_at = clock,
+        .currency = pr->currency,
+        .peer_cell = pr->peer_cell,
+        .payment_row = prow,
+        .role = PAY_TCC_ACTIVITY,
+        .state = PAY_ACTIVITY_TRYING,
+    };
+    memcpy(x.text, r->text, PAY_TEXT_MAX);
+    p->n.seq++;
+    pay_tcc_row_t *a = tcc_add(p, &x);
+    lindex_insert(&p->tcc_dup_ix, lindex_hash(a->dup_key), (uint32_t)(a - p->tcc));
+    p->n.tcc_trying++;
+    pr->refunded = refunded;
+    activity_object(a, o);
+}
+
+/* The refund's key (if it is still the activity's) answers the decision from now on, as a
+ * released order's key answers the refusal. */
+static void activity_store_answer(pay_t *p, const pay_tcc_row_t *a, const pay_object_t *answer) {
+    uint32_t key_row = a->idem_key ? pay_find(&p->idem_ix, a->idem_key) : LINDEX_NONE;
+    if (key_row == LINDEX_NONE) return;
+    pay_object_t *stored = &p->idem[key_row].answer;
+    if (stored->kind == PAY_KIND_REFUND && stored->code == PAY_TRYING && stored->id == a->id)
+        *stored = *answer;
+}
+
+/* The decided answer: the refund created, or the refusal it was cancelled with. */
+static void activity_decided_answer(const pay_t *p, const pay_tcc_row_t *a, pay_object_t *o) {
+    if (a->state == PAY_ACTIVITY_CANCELLING || a->state == PAY_ACTIVITY_CANCELLED)
+        return answer_error(o, PAY_KIND_REFUND, (pay_code_t)a->code);
+    uint32_t row = pay_find(&p->refunds_ix, a->id);
+    cp_assert(row != LINDEX_NONE);
+    pay_refund_object(&p->refunds[row], o);
+    o->code = PAY_CREATED;
+}
+
+/* The decision's outbox record: the relay delivers it to M as kind. */
+static uint64_t outbox_append_decision(pay_t *p, const pay_tcc_row_t *a, uint8_t kind) {
+    return outbox_append(p, (pay_outbox_row_t){
+                                .payment_id = a->id,
+                                .amount = a->amount,
+                                .buyer = a->buyer,
+                                .merchant = a->merchant,
+                                .currency = a->currency,
+                                .peer_cell = a->peer_cell,
+                                .kind = kind,
+                            });
+}
+
+/* Confirm, B: clearing toward M -> buyer (transfer id R), the refund row, the record. */
+static void decide_confirm(pay_t *p, ledger_t *l, uint64_t *clock, pay_tcc_row_t *a,
+                           pay_object_t *o) {
+    if (p->n.refunds >= p->config.refunds_max)
+        return answer_error(o, PAY_KIND_DECIDE, PAY_ERR_FULL);
+    pay_move_t m = {
+        .id = a->id,
+        .debit = side_clearing(a->peer_cell, a->currency),
+        .credit = side_existing(pay_account_id(a->buyer, PAY_ACCOUNT_USER, a->currency)),
+        .amount = a->amount,
+        .user_data = a->payment_id,
+        .currency = a->currency,
+        .code = PAY_LEDGER_CODE_REFUND,
+    };
+    uint64_t ts = 0;
+    pay_code_t code = move_money(p, l, clock, &m, &ts);
+    /* Nothing changed (an overflow of the buyer's balance, or full): the gateway cancels. */
+    if (code != PAY_CREATED) return answer_error(o, PAY_KIND_DECIDE, code);
+    lindex_remove(&p->tcc_dup_ix, lindex_hash(a->dup_key), (uint32_t)(a - p->tcc));
+    add_refund(p, a->payment_row, a->id, a->dup_key, a->amount, a->text, ts);
+    a->state = PAY_ACTIVITY_CONFIRMING;
+    a->outbox_seq = outbox_append_decision(p, a, PAY_KIND_CONFIRM);
+    p->n.tcc_trying--;
+    activity_decided_answer(p, a, o);
+    activity_store_answer(p, a, o);
+}
+
+/* Cancel, B: the hold released and the out_request_no free again; nothing moved. */
+static void decide_cancel(pay_t *p, pay_tcc_row_t *a, uint8_t code, pay_object_t *o) {
+    pay_payment_row_t *pr = &p->payments[a->payment_row];
+    cp_assert(pr->refunded >= a->amount);
+    pr->refunded -= a->amount;
+    lindex_remove(&p->tcc_dup_ix, lindex_hash(a->dup_key), (uint32_t)(a - p->tcc));
+    a->state = PAY_ACTIVITY_CANCELLING;
+    a->code = code;
+    a->outbox_seq = outbox_append_decision(p, a, PAY_KIND_CANCEL);
+    p->n.tcc_trying--;
+    activity_decided_answer(p, a, o);
+    activity_store_answer(p, a, o);
+}
+
+/* Step 3, B: the gateway's (or the recovery's) decision. The first one wins. */
+static void apply_decide(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                         pay_object_t *o) {
+    uint32_t row = pay_find(&p->tcc_ix, r->payment_id);
+    if (row == LINDEX_NONE || p->tcc[row].role != PAY_TCC_ACTIVITY || p->tcc[row].buyer != r->uid)
+        return answer_error(o, PAY_KIND_DECIDE, PAY_ERR_NOT_FOUND);
+    pay_tcc_row_t *a = &p->tcc[row];
+    if (a->state != PAY_ACTIVITY_TRYING) return activity_decided_answer(p, a, o);
+    /* Nothing may be decided without its record to M (back pressure, as a payment's). */
+    if (p->n.outbox_count >= p->config.outbox_max)
+        return answer_error(o, PAY_KIND_DECIDE, PAY_ERR_FULL);
+    if (r->code == PAY_OK) return decide_confirm(p, l, clock, a, o);
+    decide_cancel(p, a, r->code, o);
+}
+
+/* The relay's acknowledgement of a decision's delivery. */
+static void apply_tcc_ack(pay_t *p, const pay_request_t *r, pay_object_t *o) {
+    uint32_t row = pay_find(&p->tcc_ix, r->payment_id);
+    pay_tcc_row_t *a = row == LINDEX_NONE ? NULL : &p->tcc[row];
+    if (!a || a->role != PAY_TCC_ACTIVITY || a->state == PAY_ACTIVITY_TRYING)
+        return answer_error(o, PAY_KIND_ACK, PAY_ERR_NOT_FOUND);
+    if (a->state == PAY_ACTIVITY_CONFIRMING || a->state == PAY_ACTIVITY_CANCELLING) {
+        outbox_ack(p, a->outbox_seq);
+        a->state =
+            a->state == PAY_ACTIVITY_CONFIRMING ? PAY_ACTIVITY_CONFIRMED : PAY_ACTIVITY_CANCELLED;
+    }
+    *o = (pay_object_t){
+        .id = a->id, .uid = a->buyer, .peer_cell = a->peer_cell, .kind = PAY_KIND_ACK};
+}
+
+uint32_t pay_activities_trying(const pay_t *p) {
+    return p->n.tcc_trying;
+}
+
+uint32_t pay_activities_stale(const pay_t *p, uint64_t clock, uint64_t older_than, u128 *out,
+                              uint32_t max) {
+    uint32_t n = 0, seen = 0;
+    /* Rows are appended in clock order: oldest first. */
+    for (uint32_t row = 0; row < p->n.tcc && seen < p->n.tcc_trying && n < max; row++) {
+        const pay_tcc_row_t *a = &p->tcc[row];
+        if (a->role != PAY_TCC_ACTIVITY || a->state != PAY_ACTIVITY_TRYING) continue;
+        seen++;
+        if (clock >= a->created_at && clock - a->created_at >= older_than) out[n++] = a->id;
+    }
+    return n;
+}
+
+/* ---- The merchant's cell's branches ---- */
+
+static void branch_answer(const pay_tcc_row_t *b, uint8_t kind, pay_code_t code, pay_object_t *o) {
+    *o = (pay_object_t){
+        .id = b->id,
+        .amount = b->amount,
+        .uid = b->buyer,
+        .merchant = b->merchant,
+        .created_at = b->created_at / PAY_NS_PER_MS,
+        .currency = b->currency,
+        .kind = kind,
+        .code = (uint8_t)code,
+        .peer_cell = b->peer_cell,
+    };
+}
+
+/* The branch of R, LINDEX_NONE when none; *bad when a row of R names another refund (its
+ * amount, currency, merchant, buyer or buyer's cell): a request the relay does not make. */
+static uint32_t branch_find(const pay_t *p, const pay_request_t *r, bool *bad) {
+    uint32_t row = pay_find(&p->tcc_ix, r->payment_id);
+    *bad = false;
+    if (row == LINDEX_NONE) return row;
+    const pay_tcc_row_t *b = &p->tcc[row];
+    /* R drawn by another cell (checked) is never one of this cell's activities. */
+    cp_assert(b->role == PAY_TCC_BRANCH);
+    *bad = b->amount != r->amount || b->currency != r->currency || b->merchant != r->actor ||
+           b->buyer != r->uid || b->peer_cell != r->peer_cell;
+    return row;
+}
+
+static pay_tcc_row_t branch_row(const pay_request_t *r, uint64_t clock, uint8_t state) {
+    return (pay_tcc_row_t){
+        .id = r->payment_id,
+        .amount = r->amount,
+        .buyer = r->uid,
+        .merchant = r->actor,
+        .created_at = clock,
+        .currency = r->currency,
+        .peer_cell = r->peer_cell,
+        .role = PAY_TCC_BRANCH,
+        .state = state,
+    };
+}
+
+/* Is the request's buyer's cell another cell (the branch steps come from there)? */
+static bool branch_request_ok(const pay_t *p, const pay_request_t *r) {
+    return r->peer_cell != p->config.cell_id && !pay_owns_uid(p, r->uid);
+}
+
+/* Step 2, M: the Try holds the merchant's money in a pending transfer leg(R). */
+static void apply_try(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                      pay_object_t *o) {
+    const uint8_t k = PAY_KIND_TRY;
+    bool bad;
+    if (!branch_request_ok(p, r)) return answer_error(o, k, PAY_ERR_INVALID);
+    uint32_t row = branch_find(p, r, &bad);
+    if (bad) return answer_error(o, k, PAY_ERR_INVALID);
+    if (row != LINDEX_NONE) {
+        const pay_tcc_row_t *b = &p->tcc[row];
+        switch (b->state) {
+        case PAY_BRANCH_REFUSED: return answer_error(o, k, (pay_code_t)b->code);
+        /* Anti-hanging: a Try after its Cancel holds nothing, ever. */
+        case PAY_BRANCH_CANCELLED: return answer_error(o, k, PAY_ERR_CANCELLED);
+        }
+        return branch_answer(b, k, PAY_OK, o);
+    }
+    if (p->n.tcc >= p->config.tcc_max) return answer_error(o, k, PAY_ERR_FULL);
+    pay_move_t m = {
+        .id = pay_leg_id(r->payment_id),
+        .debit = side_existing(pay_account_id(r->actor, PAY_ACCOUNT_MERCHANT, r->currency)),
+        .credit = side_clearing(r->peer_cell, r->currency),
+        .amount = r->amount,
+        .user_data = r->payment_id,
+        .currency = r->currency,
+        .code = PAY_LEDGER_CODE_REFUND_TRY,
+        .pending_timeout = PAY_TCC_TRY_TIMEOUT_S,
+    };
+    uint64_t ts = 0;
+    pay_code_t code = move_money(p, l, clock, &m, &ts);
+    bool refused = code == PAY_ERR_INSUFFICIENT_FUNDS || code == PAY_ERR_OVERFLOW;
+    /* Full or invalid: not recorded, the relay's retry may succeed. */
+    if (code != PAY_CREATED && !refused) return answer_error(o, k, code);
+    pay_tcc_row_t x = branch_row(r, *clock, refused ? PAY_BRANCH_REFUSED : PAY_BRANCH_TRIED);
+    x.code = refused ? (uint8_t)code : 0;
+    const pay_tcc_row_t *b = tcc_add(p, &x);
+    if (refused) return answer_error(o, k, code);
+    branch_answer(b, k, PAY_CREATED, o);
+}
+
+/* Posts or voids a tried branch's pending transfer: PAY_CREATED; PAY_ERR_CANCELLED when it
+ * expired (its money is released already); PAY_ERR_FULL; PAY_ERR_INVALID when the ledger
+ * disagrees (raw ledger commands on the same ids). */
+static pay_code_t branch_resolve(pay_t *p, ledger_t *l, uint64_t *clock, const pay_tcc_row_t *b,
+                                 bool post) {
+    u128 leg = pay_leg_id(b->id);
+    ledger_transfer_t pend;
+    if (ledger_lookup_transfers(l, &leg, 1, &pend) != 1) return PAY_ERR_INVALID;
+    if (!ledger_room(p, l, *clock, 0, false)) return PAY_ERR_FULL;
+    /* Expired at its expiry time, whether or not ledger_expire() ran: then the ledger would
+     * refuse the post or void (leaving a failed id), and there is nothing left to void. */
+    uint64_t expires = pend.timestamp + (uint64_t)pend.timeout * 1000000000ull;
+    if (pend.timeout != 0 && expires <= *clock + 2) return PAY_ERR_CANCELLED;
+    ledger_transfer_t t = {
+        .id = pay_tcc_phase2_id(b->id),
+        .debit_account_id = pend.debit_account_id,
+        .credit_account_id = pend.credit_account_id,
+        .amount = pend.amount,
+        .pending_id = leg,
+        .user_data_128 = pend.user_data_128,
+        .ledger = pend.ledger,
+        .code = pend.code,
+        .flags = post ? LEDGER_TRANSFER_POST_PENDING : LEDGER_TRANSFER_VOID_PENDING,
+    };
+    ledger_result_t res;
+    *clock += 2;
+    cp_assert(ledger_create_transfers(l, *clock, &t, 1, &res) == LEDGER_OK);
+    return res.result == LEDGER_TRANSFER_CREATED ? PAY_CREATED : PAY_ERR_INVALID;
+}
+
+/* Step 4, M: the decision confirm. Only a tried branch has money to post: anything else is
+ * refused and changes nothing (it cannot happen unless a cell is broken). */
+static void apply_confirm(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                          pay_object_t *o) {
+    const uint8_t k = PAY_KIND_CONFIRM;
+    bool bad;
+    if (!branch_request_ok(p, r)) return answer_error(o, k, PAY_ERR_INVALID);
+    uint32_t row = branch_find(p, r, &bad);
+    if (bad) return answer_error(o, k, PAY_ERR_INVALID);
+    if (row == LINDEX_NONE) return answer_error(o, k, PAY_ERR_NOT_FOUND);
+    pay_tcc_row_t *b = &p->tcc[row];
+    if (b->state == PAY_BRANCH_CONFIRMED) return branch_answer(b, k, PAY_OK, o);
+    if (b->state != PAY_BRANCH_TRIED) return answer_error(o, k, PAY_ERR_CANCELLED);
+    pay_code_t code = branch_resolve(p, l, clock, b, true);
+    if (code != PAY_CREATED) return answer_error(o, k, code);
+    b->state = PAY_BRANCH_CONFIRMED;
+    branch_answer(b, k, PAY_CREATED, o);
+}
+
+/* Step 4, M: the decision cancel; with no Try yet, empty rollback (recorded, so that a late
+ * Try is refused). */
+static void apply_cancel(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                         pay_object_t *o) {
+    const uint8_t k = PAY_KIND_CANCEL;
+    bool bad;
+    if (!branch_request_ok(p, r)) return answer_error(o, k, PAY_ERR_INVALID);
+    uint32_t row = branch_find(p, r, &bad);
+    if (bad) return answer_error(o, k, PAY_ERR_INVALID);
+    if (row == LINDEX_NONE) {
+        if (p->n.tcc >= p->config.tcc_max) return answer_error(o, k, PAY_ERR_FULL);
+        pay_tcc_row_t x = branch_row(r, *clock, PAY_BRANCH_CANCELLED);
+        return branch_answer(tcc_add(p, &x), k, PAY_CREATED, o);
+    }
+    pay_tcc_row_t *b = &p->tcc[row];
+    switch (b->state) {
+    case PAY_BRANCH_CANCELLED: return branch_answer(b, k, PAY_OK, o);
+    /* The money moved in both cells: the buyer's cell did not cancel it, whoever says so. */
+    case PAY_BRANCH_CONFIRMED: return answer_error(o, k, PAY_ERR_INVALID);
+    case PAY_BRANCH_TRIED: {
+        pay_code_t code = branch_resolve(p, l, clock, b, false);
+        /* Expired: the ledger released the money already; the cancel still holds. */
+        if (code != PAY_CREATED && code != PAY_ERR_CANCELLED) return answer_error(o, k, code);
+        break;
+    }
+    }
+    b->state = PAY_BRANCH_CANCELLED;
+    b->code = 0; /* a refused branch's refusal: cancelled is all there is to say now */
+    branch_answer(b, k, PAY_CREATED, o);
+}
+
 /* ---- pay_apply ---- */
 
 static void apply_kind(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
@@ -958,6 +1381,10 @@ static void apply_kind(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request
     case PAY_KIND_RELEASE: return apply_release(p, r, o);
     case PAY_KIND_CREDIT: return apply_credit(p, l, clock, r, o);
     case PAY_KIND_ACK: return apply_ack(p, r, o);
+    case PAY_KIND_TRY: return apply_try(p, l, clock, r, o);
+    case PAY_KIND_DECIDE: return apply_decide(p, l, clock, r, o);
+    case PAY_KIND_CONFIRM: return apply_confirm(p, l, clock, r, o);
+    case PAY_KIND_CANCEL: return apply_cancel(p, l, clock, r, o);
     default: cp_assert(!"request_valid() admits known kinds only");
     }
 }

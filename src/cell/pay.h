@@ -35,7 +35,11 @@
  * records as PAY_KIND_CREDIT items to the merchant's cell (clearing toward the buyer's cell ->
  * merchant, transfer id pay_leg_id(payment id), so a repeat is recognized by the ledger) and
  * acknowledges them in the buyer's cell with PAY_KIND_ACK. A payment the buyer's cell refuses
- * gives its order back with PAY_KIND_RELEASE. Clearing accounts:
+ * gives its order back with PAY_KIND_RELEASE. A refund of a cross-cell payment is TCC
+ * (docs/cross-cell.md): the buyer's cell records a refund activity (PAY_KIND_REFUND answered
+ * PAY_TRYING), the merchant's cell holds the money in a pending transfer (PAY_KIND_TRY), the
+ * buyer's cell decides (PAY_KIND_DECIDE) and its outbox carries the decision to the merchant's
+ * cell (PAY_KIND_CONFIRM / PAY_KIND_CANCEL). Clearing accounts:
  *   clearing toward cell C  (PAY_SYSTEM_UID << 64) | ((C << 8 | PAY_ACCOUNT_CLEARING) << 32)
  *                           | currency   (pay_clearing_account_id()) */
 #ifndef CP_PAY_H
@@ -59,6 +63,19 @@
 #define PAY_LEDGER_CODE_PAYMENT 2u /* user -> merchant receivable */
 #define PAY_LEDGER_CODE_REFUND 3u  /* merchant receivable -> user */
 #define PAY_LEDGER_CODE_CREDIT 4u  /* cross-cell: clearing toward the buyer's cell -> merchant */
+/* Cross-cell refund, merchant's cell: the pending transfer merchant -> clearing toward the
+ * buyer's cell (id pay_leg_id(R)), and its post or void (id pay_tcc_phase2_id(R)). In the
+ * buyer's cell the refund's transfer (clearing toward the merchant's cell -> buyer, id R) is
+ * coded PAY_LEDGER_CODE_REFUND, as a local refund's. */
+#define PAY_LEDGER_CODE_REFUND_TRY 5u
+/* How long the merchant's cell holds a Try's pending transfer before the ledger voids it on
+ * its own (seconds). Only the last line of defence: the buyer's cell decides every activity
+ * (its gateway at once, or its relay's recovery after pay_activities_stale()) and the relay
+ * delivers the decision within seconds, so the timeout fires only if the buyer's cell or its
+ * relay is gone for a day. It must be long because a Confirm arriving after it can no longer
+ * take the money (the hold was released): the refund would stand in the buyer's cell with the
+ * merchant's cell never debited (see docs/cross-cell.md). */
+#define PAY_TCC_TRY_TIMEOUT_S 86400u
 /* A cross-cell payment's first leg (buyer -> clearing toward the merchant's cell) is coded
  * PAY_LEDGER_CODE_PAYMENT, as a local payment. */
 
@@ -85,6 +102,12 @@ typedef enum pay_kind {
     PAY_KIND_RELEASE = 9, /* merchant's cell: the buyer's cell refused; free the order */
     PAY_KIND_CREDIT = 10, /* merchant's cell: the relay's delivery of one outbox record */
     PAY_KIND_ACK = 11,    /* buyer's cell: the relay's acknowledgement of one delivery */
+    /* Cross-cell refunds by TCC (docs/cross-cell.md): the refund is PAY_KIND_REFUND in the
+     * buyer's cell, answered PAY_TRYING; then these. */
+    PAY_KIND_TRY = 12,     /* merchant's cell: hold the refund's money (pending transfer) */
+    PAY_KIND_DECIDE = 13,  /* buyer's cell: confirm or cancel a trying refund activity */
+    PAY_KIND_CONFIRM = 14, /* merchant's cell: the relay's delivery of a confirm: post */
+    PAY_KIND_CANCEL = 15,  /* merchant's cell: the relay's delivery of a cancel: void */
 } pay_kind_t;
 
 /* The outcome of a request or query; the gateway maps it to an HTTP status and error code
@@ -105,7 +128,15 @@ typedef enum pay_code {
     PAY_ERR_FULL = 12,       /* 503 unavailable: a table of the cell is full */
     PAY_ERR_INVALID = 13,    /* 400 invalid_request: e.g. the reserved uid, unknown kind */
     PAY_ERR_OVERFLOW = 14,   /* 400 invalid_request: the amount would overflow a balance */
-    PAY_CODE_COUNT = 15,
+    /* Not an outcome yet: a refund of a cross-cell payment is recorded (held against the
+     * payment, out_request_no taken) and the merchant's cell must Try next; the gateway
+     * then decides (PAY_KIND_DECIDE), which replaces this answer under the key. */
+    PAY_TRYING = 15,
+    /* A cross-cell step after its cancel: a Try of a refund its buyer's cell cancelled
+     * (anti-hanging), a Confirm of a refused or cancelled branch, or a refund the buyer's
+     * cell gave up on (recovery; e.g. 409 or 503 retry with a new key). */
+    PAY_ERR_CANCELLED = 16,
+    PAY_CODE_COUNT = 17,
 } pay_code_t;
 
 /* One API write (256 bytes). Fields a kind does not use should be zero; only the reserved
@@ -139,41 +170,87 @@ typedef enum pay_code {
  *            code created (credited now) or ok (credited before); invalid when payment_id
  *            was not drawn by this cell for that buyer or its order differs (amount,
  *            currency, merchant).
- *   ack      (buyer's cell, routed by uid) payment_id, uid: the merchant's cell credited it.
- *            Answer: kind ACK, code ok (also when acknowledged before); not_found when no
- *            cross-cell payment has that id. */
+ *   ack      (buyer's cell, routed by uid) payment_id, uid: the merchant's cell applied the
+ *            delivered outbox record: a credit (payment_id = the payment) or a confirm /
+ *            cancel (payment_id = R). Answer: kind ACK, code ok (also when acknowledged
+ *            before); not_found when no cross-cell payment or decided refund activity has
+ *            that id.
+ *
+ * Cross-cell refunds (TCC; the buyer's cell B is initiator and coordinator, the merchant's
+ * cell M the participant). R is a refund id drawn by B, (buyer << 64) | (B << 40) | seq.
+ *   refund   (B, routed by payment_id) of a cross-cell payment, fields as a local refund's
+ *            and peer_cell = M (the cell in the payment id; with peer_cell 0 the answer is
+ *            cross_cell, what a gateway that does not run TCC gets; a local payment's
+ *            refund with peer_cell set is invalid): checked as one (found and the actor's,
+ * out_request_no free, amount within the rest), then a refund activity R is recorded trying:
+ * refunded += amount (held) and the out_request_no taken; no money moves. Answer: kind REFUND, code
+ *            PAY_TRYING, id R, payment_id, amount, uid = buyer, merchant, currency,
+ *            created_at, text, peer_cell = M; stored under the key like any answer.
+ *   try      (M, routed by actor) payment_id = R, actor, uid = buyer, amount, currency,
+ *            peer_cell = B (R drawn by B for that buyer, else invalid). First Try: a pending
+ *            transfer pay_leg_id(R) merchant -> clearing toward B (timeout
+ *            PAY_TCC_TRY_TIMEOUT_S) and the branch record tried: created. Refused
+ *            (insufficient_funds, overflow): the branch is recorded refused and every
+ *            repeat answers the same. A repeat of a tried (or confirmed) branch: ok. After
+ *            a Cancel of R (also one that found no Try): cancelled (anti-hanging).
+ *   decide   (B, routed by uid) payment_id = R, uid = buyer, code = ok (confirm) or the
+ *            Try's refusal (cancel: insufficient_funds, overflow, cancelled; the relay's
+ *            recovery, and a gateway giving up on a Try it cannot get done, e.g. unavailable,
+ *            cancel with cancelled), else invalid. Confirm: clearing toward M ->
+ *            buyer (transfer id R, coded as a refund), the refund row, an outbox record
+ *            CONFIRM; answer the refund object created. Cancel: the hold released, the
+ *            out_request_no free again, an outbox record CANCEL; answer the refusal
+ *            (kind REFUND, code the refusal). Either answer replaces the trying one under
+ *            the refund's key. The first decision wins: a repeat answers it again, whatever
+ *            it asks. Errors of the decide itself have kind DECIDE (not_found: no activity
+ *            R of that buyer; full: the outbox or refunds table is full; overflow).
+ *   confirm  (M, routed by actor) the fields of the Try: posts the pending transfer; the
+ *            branch confirmed: created, ok when before. A branch that was never tried
+ *            (not_found), or was refused, cancelled or expired (cancelled) is refused and
+ *            nothing changes: no money is made.
+ *   cancel   (M, routed by actor) the fields of the Try: voids the pending transfer of a
+ *            tried branch; a refused one is marked cancelled; with no branch record one is
+ *            recorded cancelled (empty rollback). Created, ok when cancelled before;
+ *            invalid for a confirmed branch (nothing changes).
+ * try, decide, confirm, cancel carry no idempotency key (idempotent by R); actor is 0 for
+ * decide; code is 0 but for decide. */
 typedef struct pay_request {
     u128 idem_key;     /* XXH3-128 of the Idempotency-Key header's value; 0: no key */
     u128 body_hash;    /* XXH3-128 of method, path and body as sent: a replay must match */
-    u128 payment_id;   /* refund: the payment refunded; cross-cell kinds: the payment */
+    u128 payment_id;   /* refund: the payment refunded; cross-cell kinds: the payment or R */
     u128 amount;       /* top-up, payment, refund, order, credit: minor units, above 0 */
     uint64_t actor;    /* the signed merchant making the request; 0: the operator */
     uint64_t uid;      /* merchant, user, top-up: the uid; payment, order, credit, ack: buyer */
     uint32_t currency; /* pay_currency_pack(); refunds take the payment's */
     uint8_t kind;      /* pay_kind_t */
     uint8_t funding;   /* payment: 1 balance (the only one until credit exists) */
-    uint8_t code;      /* release: the pay_code_t the buyer's cell answered */
+    uint8_t code;      /* release: the pay_code_t the buyer's cell answered; decide */
     uint8_t reserved_1;
     uint8_t secret[PAY_SECRET_SIZE]; /* merchant: its new secret, drawn by the gateway */
     char text[PAY_TEXT_MAX];         /* out_trade_no / out_request_no, NUL-padded */
-    uint32_t peer_cell;              /* cross-cell payment, credit: the other cell's number */
+    uint32_t peer_cell; /* cross-cell payment, refund, credit, try, confirm, cancel: the other
+                         * cell */
     uint8_t reserved[68];
 } pay_request_t;
 
 /* One answer or stored object (256 bytes). A request's answer is the object it created or
  * found with `code` its outcome; on an error only kind and code are meaningful (every other
- * byte is zero; kind echoes the request's). Per kind:
+ * byte is zero; kind echoes the request's, but a decide's decision is kind REFUND). Per kind:
  *   merchant: id = uid, uid, created_at, secret;
  *   user:     id = the account id, uid, currency, created_at (the account's);
  *   top-up:   id, amount, uid, currency, created_at;
- *   payment:  id, amount, refunded, uid = buyer, merchant, currency, created_at,
- *             merchant_credit, text = out_trade_no;
+ *   payment:  id, amount, refunded (including refunds still trying), uid = buyer, merchant,
+ *             currency, created_at, merchant_credit, text = out_trade_no;
  *   refund:   id, amount, payment_id, uid = buyer, merchant, currency, created_at,
- *             text = out_request_no;
+ *             text = out_request_no (the trying answer of a cross-cell refund also
+ *             peer_cell = the merchant's cell);
  *   balance:  id = the account id, uid, currency, amount = available (credits_posted -
  *             debits_posted - debits_pending), refunded = pending (debits_pending);
  *   list:     the head of a list reply: uid and code only (items follow; more than `limit`
- *             items means has_more). */
+ *             items means has_more);
+ *   try, confirm, cancel: id = R, amount, uid = buyer, merchant, currency, created_at (the
+ *             branch record's), peer_cell = the buyer's cell;
+ *   ack:      id = the payment or R, uid, peer_cell. */
 typedef struct pay_object {
     u128 id;             /* payment, refund, top-up: its id; user: the account id; merchant: uid */
     u128 amount;         /* payment, refund, top-up; balance: available */
@@ -243,6 +320,7 @@ typedef struct pay_config {
     uint32_t idempotency_max; /* keys kept at once (each for 24 h) */
     uint32_t orders_max;      /* cross-cell orders reserved in this (the merchant's) cell */
     uint32_t outbox_max;      /* cross-cell payments not yet acknowledged, at once */
+    uint32_t tcc_max;         /* refund activities (buyer's side) + branches (merchant's side) */
     uint64_t cell_id;         /* goes into every object id (bits 40..62 of the low half) */
     cp_zones_t zones;         /* the cell's zones (empty: all) */
     cp_zone_rule_t zone_rule; /* zeros: the default */
@@ -280,7 +358,19 @@ static inline u128 pay_clearing_account_id(uint32_t peer_cell, uint32_t currency
            ((u128)(((uint32_t)peer_cell << 8) | PAY_ACCOUNT_CLEARING) << 32) | currency;
 }
 
-/* One unacknowledged outbox record: what the relay delivers as a PAY_KIND_CREDIT. */
+/* The post or void of a cross-cell refund's pending transfer leg(R) in the merchant's cell.
+ * A ledger transfer needs an id of its own; R's low half (leg bit set) is unique in the whole
+ * system (the drawing cell and its sequence), and no object id has the reserved uid in its
+ * upper half, so this id is unique too. Only one of post and void ever happens. */
+static inline u128 pay_tcc_phase2_id(u128 r) {
+    return ((u128)PAY_SYSTEM_UID << 64) | (uint64_t)pay_leg_id(r);
+}
+
+/* One unacknowledged outbox record: what the relay delivers to the merchant's cell, as a
+ * request of `kind`: PAY_KIND_CREDIT (a payment's credit; payment_id = the payment),
+ * PAY_KIND_CONFIRM or PAY_KIND_CANCEL (a refund activity's decision; payment_id = R). The
+ * fields fill the request as they are named (uid = buyer, actor = merchant); the delivery is
+ * acknowledged with PAY_KIND_ACK of payment_id. */
 typedef struct pay_outbox_item {
     u128 payment_id;
     u128 amount;
@@ -289,6 +379,8 @@ typedef struct pay_outbox_item {
     uint64_t seq; /* its place in the outbox: increasing, never reused */
     uint32_t currency;
     uint32_t peer_cell; /* the merchant's cell */
+    uint8_t kind;       /* pay_kind_t: CREDIT, CONFIRM or CANCEL */
+    uint8_t reserved[7];
 } pay_outbox_item_t;
 
 /* Up to max unacknowledged records with seq >= from, oldest first; returns how many. The
@@ -296,6 +388,15 @@ typedef struct pay_outbox_item {
 uint32_t pay_outbox_pending(const pay_t *pay, uint64_t from, pay_outbox_item_t *out, uint32_t max);
 /* How many records are not acknowledged (the relay's backlog). */
 uint32_t pay_outbox_backlog(const pay_t *pay);
+
+/* Recovery of refund activities whose gateway died: up to max ids R of activities still
+ * trying that were recorded at least older_than ns before clock (the cell's clock), oldest
+ * first; returns how many. The relay decides them cancelled (PAY_KIND_DECIDE, code
+ * PAY_ERR_CANCELLED). O(activities and branches). */
+uint32_t pay_activities_stale(const pay_t *pay, uint64_t clock, uint64_t older_than, u128 *out,
+                              uint32_t max);
+/* How many refund activities are trying (not decided). */
+uint32_t pay_activities_trying(const pay_t *pay);
 
 /* XXH3-128 of the whole payments state (every table's rows and the sequence). */
 u128 pay_state_hash(const pay_t *pay);
@@ -307,11 +408,12 @@ typedef struct pay_image_header {
     uint32_t merchants, users, payments, refunds, topups;
     uint32_t idempotency_count, idempotency_head;
     uint32_t orders;
-    uint32_t outbox_count, outbox_head; /* the outbox ring's rows in use, from its head */
-    uint64_t outbox_seq;                /* the last outbox seq handed out */
+    uint32_t outbox_count; /* the outbox ring's rows in use; its head follows from outbox_seq */
+    uint32_t tcc;          /* refund activities and branches (one table) */
+    uint64_t outbox_seq;   /* the last outbox seq handed out */
 } pay_image_header_t;
 
-#define PAY_IMAGE_REGIONS 9u
+#define PAY_IMAGE_REGIONS 10u
 
 void pay_image_header(const pay_t *pay, pay_image_header_t *out);
 uint32_t pay_image_regions(const pay_t *pay, const pay_image_header_t *h,

@@ -5,10 +5,13 @@
 
 #include "cell/pay_internal.h"
 
-/* Version 2 added the cross-cell orders and outbox (and two fields of the payment row). */
-#define PAY_IMAGE_MAGIC 0x324547414D594150ull    /* "PAYMAGE2" */
+/* Version 2 added the cross-cell orders and outbox (and two fields of the payment row);
+ * version 3 the refund activities and branches (the tcc table, counted where the header had
+ * the outbox's head, which follows from outbox_seq) and the outbox records' kind. */
+#define PAY_IMAGE_MAGIC 0x334547414D594150ull    /* "PAYMAGE3" */
+#define PAY_IMAGE_MAGIC_V2 0x324547414D594150ull /* "PAYMAGE2" */
 #define PAY_IMAGE_MAGIC_V1 0x314547414D594150ull /* "PAYMAGE1" */
-#define PAY_HASH_MAGIC 0x3248534148594150ull     /* "PAYHASH2" */
+#define PAY_HASH_MAGIC 0x3348534148594150ull     /* "PAYHASH3" */
 
 /* The outbox ring's rows in use are [head, head + count) modulo its size: the rows from
  * head to the end of the array, then from 0. How many are in the first part. */
@@ -40,13 +43,14 @@ u128 pay_state_hash(const pay_t *p) {
     uint32_t first = outbox_first_part(p->n.outbox_head, p->n.outbox_count, p->config.outbox_max);
     hash_rows(&s, p->outbox + p->n.outbox_head, first, sizeof p->outbox[0]);
     hash_rows(&s, p->outbox, p->n.outbox_count - first, sizeof p->outbox[0]);
+    hash_rows(&s, p->tcc, p->n.tcc, sizeof p->tcc[0]);
     XXH128_hash_t h = XXH3_128bits_digest(&s);
     return ((u128)h.high64 << 64) | h.low64;
 }
 
 /* ---- Image header and regions ---- */
 
-CP_STATIC_ASSERT(sizeof(pay_counts_t) == 64, "counts are packed");
+CP_STATIC_ASSERT(sizeof(pay_counts_t) == 72, "counts are packed");
 
 void pay_image_header(const pay_t *p, pay_image_header_t *h) {
     *h = (pay_image_header_t){
@@ -61,9 +65,11 @@ void pay_image_header(const pay_t *p, pay_image_header_t *h) {
         .idempotency_head = p->n.idem_head,
         .orders = p->n.orders,
         .outbox_count = p->n.outbox_count,
-        .outbox_head = p->n.outbox_head,
+        .tcc = p->n.tcc,
         .outbox_seq = p->n.outbox_seq,
     };
+    cp_assert(p->n.outbox_head ==
+              pay_outbox_head(p->n.outbox_seq, p->n.outbox_count, p->config.outbox_max));
 }
 
 static void add(ledger_region_t *r, uint32_t *n, void *ptr, size_t bytes) {
@@ -80,9 +86,11 @@ static uint32_t regions(pay_t *p, const pay_image_header_t *h, ledger_region_t *
     add(out, &n, p->topups, (size_t)h->topups * sizeof p->topups[0]);
     add(out, &n, p->idem, (size_t)h->idempotency_count * sizeof p->idem[0]);
     add(out, &n, p->orders, (size_t)h->orders * sizeof p->orders[0]);
-    uint32_t first = outbox_first_part(h->outbox_head, h->outbox_count, p->config.outbox_max);
-    add(out, &n, p->outbox + h->outbox_head, (size_t)first * sizeof p->outbox[0]);
+    uint32_t head = pay_outbox_head(h->outbox_seq, h->outbox_count, p->config.outbox_max);
+    uint32_t first = outbox_first_part(head, h->outbox_count, p->config.outbox_max);
+    add(out, &n, p->outbox + head, (size_t)first * sizeof p->outbox[0]);
     add(out, &n, p->outbox, (size_t)(h->outbox_count - first) * sizeof p->outbox[0]);
+    add(out, &n, p->tcc, (size_t)h->tcc * sizeof p->tcc[0]);
     cp_assert(n <= PAY_IMAGE_REGIONS);
     return n;
 }
@@ -96,6 +104,8 @@ uint32_t pay_image_regions(const pay_t *p, const pay_image_header_t *h,
 const char *pay_image_check(const pay_image_header_t *h, const pay_config_t *c) {
     if (h->magic == PAY_IMAGE_MAGIC_V1)
         return "a payments image of version 1 (before cross-cell payments): not supported";
+    if (h->magic == PAY_IMAGE_MAGIC_V2)
+        return "a payments image of version 2 (before cross-cell refunds): not supported";
     if (h->magic != PAY_IMAGE_MAGIC) return "not a payments image";
     if (h->merchants > c->merchants_max) return "the image has more merchants than the capacity";
     if (h->users > c->users_max) return "the image has more users than the capacity";
@@ -110,10 +120,11 @@ const char *pay_image_check(const pay_image_header_t *h, const pay_config_t *c) 
         return "the image's idempotency ring does not fit this capacity";
     if (h->sequence > PAY_SEQ_MAX) return "the image's sequence is impossible";
     if (h->orders > c->orders_max) return "the image has more orders than the capacity";
-    if (h->outbox_count > c->outbox_max || h->outbox_head >= c->outbox_max)
-        return "the image's outbox does not fit this capacity";
+    if (h->outbox_count > c->outbox_max) return "the image's outbox does not fit this capacity";
     if (h->outbox_count > h->outbox_seq || h->outbox_seq > UINT64_MAX / 2)
         return "the image's outbox sequence is impossible";
+    if (h->tcc > c->tcc_max)
+        return "the image has more refund activities and branches than the capacity";
     return NULL;
 }
 
@@ -192,7 +203,8 @@ static const char *finish_payments(pay_t *p) {
     return NULL;
 }
 
-/* Refunds: each names a payment, and each payment's refunded is exactly its refunds' sum. */
+/* Refunds: each names a payment (a cross-cell payment's refund is a confirmed activity's:
+ * finish_tcc()). */
 static const char *finish_refunds(pay_t *p) {
     for (uint32_t r = 0; r < p->n.refunds; r++) {
         pay_refund_row_t *x = &p->refunds[r];
@@ -200,7 +212,7 @@ static const char *finish_refunds(pay_t *p) {
         if (x->payment_row >= p->n.payments) return "a refund's payment is outside the image";
         const pay_payment_row_t *pr = &p->payments[x->payment_row];
         if (pr->id != x->payment_id || pr->buyer != x->buyer || pr->merchant != x->merchant ||
-            pr->currency != x->currency || x->amount == 0 || pr->credit != PAY_CREDIT_LOCAL)
+            pr->currency != x->currency || x->amount == 0)
             return "a refund does not match its payment";
         if (x->dup_key != pay_refund_dup_key(x->payment_id, x->text) ||
             !pay_text_valid(x->text, true))
@@ -211,22 +223,44 @@ static const char *finish_refunds(pay_t *p) {
         lindex_insert(&p->refunds_ix, lindex_hash(x->id), r);
         lindex_insert(&p->refunds_dup_ix, lindex_hash(x->dup_key), r);
     }
-    /* Sum per payment by walking the refunds once per payment would be quadratic; instead
-     * subtract each refund from a running copy and check it reaches zero exactly. */
-    for (uint32_t r = 0; r < p->n.refunds; r++) {
-        const pay_refund_row_t *x = &p->refunds[r];
-        pay_payment_row_t *pr = &p->payments[x->payment_row];
-        if (pr->refunded < x->amount) return "refunds exceed their payment's refunded";
-        pr->refunded -= x->amount;
-    }
+    return NULL;
+}
+
+/* Each payment's refunded is exactly its refunds' sum plus its trying activities' amounts.
+ * Summing per payment by walking the refunds once per payment would be quadratic; instead
+ * subtract each from a running copy and check it reaches zero exactly. */
+static bool refunded_take(pay_payment_row_t *pr, u128 amount) {
+    if (pr->refunded < amount) return false;
+    pr->refunded -= amount;
+    return true;
+}
+
+static bool is_trying(const pay_tcc_row_t *a) {
+    return a->role == PAY_TCC_ACTIVITY && a->state == PAY_ACTIVITY_TRYING;
+}
+
+static const char *finish_refunded(pay_t *p) {
     const char *err = NULL;
-    for (uint32_t r = 0; r < p->n.payments; r++)
-        if (p->payments[r].refunded != 0) err = "a payment's refunded is not its refunds' sum";
-    /* Put the sums back (the subtraction was a check, not a change). */
-    for (uint32_t r = 0; r < p->n.refunds; r++)
-        p->payments[p->refunds[r].payment_row].refunded += p->refunds[r].amount;
-    for (uint32_t r = 0; !err && r < p->n.payments; r++)
-        if (p->payments[r].refunded > p->payments[r].amount) err = "refunds exceed a payment";
+    uint32_t r = 0, t = 0;
+    for (; r < p->n.refunds; r++)
+        if (!refunded_take(&p->payments[p->refunds[r].payment_row], p->refunds[r].amount)) {
+            err = "refunds exceed their payment's refunded";
+            break;
+        }
+    for (; !err && t < p->n.tcc; t++)
+        if (is_trying(&p->tcc[t]) &&
+            !refunded_take(&p->payments[p->tcc[t].payment_row], p->tcc[t].amount)) {
+            err = "refunds exceed their payment's refunded";
+            break;
+        }
+    for (uint32_t i = 0; !err && i < p->n.payments; i++)
+        if (p->payments[i].refunded != 0) err = "a payment's refunded is not its refunds' sum";
+    /* Put the sums back (the subtraction was a check, not a change), as far as it went. */
+    while (r-- > 0) p->payments[p->refunds[r].payment_row].refunded += p->refunds[r].amount;
+    while (t-- > 0)
+        if (is_trying(&p->tcc[t])) p->payments[p->tcc[t].payment_row].refunded += p->tcc[t].amount;
+    for (uint32_t i = 0; !err && i < p->n.payments; i++)
+        if (p->payments[i].refunded > p->payments[i].amount) err = "refunds exceed a payment";
     return err;
 }
 
@@ -274,29 +308,139 @@ static const char *finish_orders(pay_t *p) {
     return NULL;
 }
 
+/* A refund activity (this cell drew R): its payment is a cross-cell one and its own; trying,
+ * it holds its out_request_no; decided, it has its outbox record (seq in range) and,
+ * confirmed, its refund row (id R); cancelled, a cancel code and no refund row. */
+static const char *finish_activity(pay_t *p, uint32_t row) {
+    const pay_tcc_row_t *a = &p->tcc[row];
+    if (!seq_ok(p, a->id, a->buyer) || a->payment_row >= p->n.payments)
+        return "an activity is corrupt";
+    const pay_payment_row_t *pr = &p->payments[a->payment_row];
+    if (pr->id != a->payment_id || pr->buyer != a->buyer || pr->merchant != a->merchant ||
+        pr->currency != a->currency || pr->peer_cell != a->peer_cell ||
+        pr->credit == PAY_CREDIT_LOCAL)
+        return "an activity does not match its payment";
+    if (a->dup_key != pay_refund_dup_key(a->payment_id, a->text) || !pay_text_valid(a->text, true))
+        return "an activity's out_request_no key is corrupt";
+    uint32_t refund = pay_find(&p->refunds_ix, a->id);
+    bool confirmed = a->state == PAY_ACTIVITY_CONFIRMING || a->state == PAY_ACTIVITY_CONFIRMED;
+    bool cancelled = a->state == PAY_ACTIVITY_CANCELLING || a->state == PAY_ACTIVITY_CANCELLED;
+    bool code_ok = cancelled ? a->code == PAY_ERR_INSUFFICIENT_FUNDS ||
+                                   a->code == PAY_ERR_OVERFLOW || a->code == PAY_ERR_CANCELLED
+                             : a->code == 0;
+    if (!code_ok || (refund != LINDEX_NONE) != confirmed)
+        return "an activity's decision is corrupt";
+    if (confirmed &&
+        (p->refunds[refund].amount != a->amount || p->refunds[refund].dup_key != a->dup_key ||
+         p->refunds[refund].payment_row != a->payment_row))
+        return "a confirmed activity does not match its refund";
+    if (a->state == PAY_ACTIVITY_TRYING) {
+        if (a->outbox_seq != 0) return "a trying activity has an outbox record";
+        if (pay_find(&p->refunds_dup_ix, a->dup_key) != LINDEX_NONE ||
+            pay_find(&p->tcc_dup_ix, a->dup_key) != LINDEX_NONE)
+            return "an out_request_no is held twice";
+        lindex_insert(&p->tcc_dup_ix, lindex_hash(a->dup_key), row);
+        p->n.tcc_trying++;
+        return NULL;
+    }
+    if (!confirmed && !cancelled) return "an activity's state is corrupt";
+    if (a->outbox_seq == 0 || a->outbox_seq > p->n.outbox_seq)
+        return "a decided activity's outbox record is corrupt";
+    return NULL;
+}
+
+/* A branch (another cell drew R for one of its buyers). */
+static const char *finish_branch(const pay_t *p, const pay_tcc_row_t *b) {
+    uint64_t lo = (uint64_t)b->id;
+    if ((uint64_t)(b->id >> 64) != b->buyer || (lo >> 63) != 0 ||
+        (lo >> PAY_SEQ_BITS) != b->peer_cell || (lo & PAY_SEQ_MAX) == 0 ||
+        b->peer_cell == p->config.cell_id)
+        return "a branch's id is corrupt";
+    if (b->dup_key || b->payment_id || b->idem_key || b->payment_row || b->outbox_seq ||
+        !pay_zero(b->text, PAY_TEXT_MAX))
+        return "a branch row is corrupt";
+    if (b->state < PAY_BRANCH_TRIED || b->state > PAY_BRANCH_CANCELLED ||
+        (b->state == PAY_BRANCH_REFUSED
+             ? b->code != PAY_ERR_INSUFFICIENT_FUNDS && b->code != PAY_ERR_OVERFLOW
+             : b->code != 0))
+        return "a branch's state is corrupt";
+    return NULL;
+}
+
+/* The tcc table: activities and branches by R; then each confirmed refund of a cross-cell
+ * payment is a confirmed activity's. */
+static const char *finish_tcc(pay_t *p) {
+    for (uint32_t r = 0; r < p->n.tcc; r++) {
+        const pay_tcc_row_t *x = &p->tcc[r];
+        if (x->reserved || x->amount == 0 || !pay_currency_valid(x->currency) ||
+            x->peer_cell > PAY_CELL_MAX)
+            return "a refund activity or branch row is corrupt";
+        if (pay_find(&p->tcc_ix, x->id) != LINDEX_NONE)
+            return "duplicate refund activity or branch";
+        const char *err = x->role == PAY_TCC_ACTIVITY ? finish_activity(p, r)
+                          : x->role == PAY_TCC_BRANCH
+                              ? finish_branch(p, x)
+                              : "a refund activity or branch row is corrupt";
+        if (err) return err;
+        lindex_insert(&p->tcc_ix, lindex_hash(x->id), r);
+    }
+    for (uint32_t r = 0; r < p->n.refunds; r++) {
+        const pay_refund_row_t *x = &p->refunds[r];
+        if (p->payments[x->payment_row].credit == PAY_CREDIT_LOCAL) continue;
+        uint32_t a = pay_find(&p->tcc_ix, x->id);
+        if (a == LINDEX_NONE || p->tcc[a].role != PAY_TCC_ACTIVITY)
+            return "a refund of a cross-cell payment has no activity";
+    }
+    return NULL;
+}
+
+/* The record seq (in the ring) against what it delivers: its payment (credit) or activity
+ * (confirm, cancel), whose state says whether it is acknowledged. */
+static const char *finish_outbox_record(const pay_t *p, const pay_outbox_row_t *x, uint64_t seq) {
+    bool acked = x->acked == 1;
+    if (x->kind == PAY_KIND_CREDIT) {
+        uint32_t row = pay_find(&p->payments_ix, x->payment_id);
+        const pay_payment_row_t *pr = row == LINDEX_NONE ? NULL : &p->payments[row];
+        if (!pr || pr->outbox_seq != seq || pr->amount != x->amount || pr->buyer != x->buyer ||
+            pr->merchant != x->merchant || pr->currency != x->currency ||
+            pr->peer_cell != x->peer_cell || (pr->credit == PAY_CREDIT_CREDITED) != acked)
+            return "an outbox record does not match its payment";
+        return NULL;
+    }
+    uint32_t row = pay_find(&p->tcc_ix, x->payment_id);
+    const pay_tcc_row_t *a = row == LINDEX_NONE ? NULL : &p->tcc[row];
+    uint8_t pending = x->kind == PAY_KIND_CONFIRM  ? PAY_ACTIVITY_CONFIRMING
+                      : x->kind == PAY_KIND_CANCEL ? PAY_ACTIVITY_CANCELLING
+                                                   : 0;
+    if (!pending || !a || a->role != PAY_TCC_ACTIVITY || a->outbox_seq != seq ||
+        a->amount != x->amount || a->buyer != x->buyer || a->merchant != x->merchant ||
+        a->currency != x->currency || a->peer_cell != x->peer_cell || a->state != pending + acked)
+        return "an outbox record does not match its refund activity";
+    return NULL;
+}
+
 /* The outbox: consecutive seqs up to outbox_seq, the head not acknowledged (it would have
- * been reclaimed), each record its payment's, acknowledged exactly when the payment is
- * credited; and every pending payment has its record (as many of them as unacked records,
- * each record naming a distinct payment). */
+ * been reclaimed), each record its payment's or activity's, acknowledged exactly when that
+ * is credited or its decision delivered; and every pending payment and undelivered decision
+ * has its record (as many of them as unacked records, each naming a distinct one). */
 static const char *finish_outbox(pay_t *p) {
     uint64_t first = p->n.outbox_seq - p->n.outbox_count + 1;
     uint32_t unacked = 0, pending = 0;
     for (uint64_t seq = first; seq <= p->n.outbox_seq; seq++) {
         const pay_outbox_row_t *x = &p->outbox[pay_outbox_row(p, seq)];
-        if (x->seq != seq || x->acked > 1 || x->reserved || x->reserved_2 ||
-            (seq == first && x->acked))
+        if (x->seq != seq || x->acked > 1 || x->reserved_2 || (seq == first && x->acked))
             return "an outbox row is corrupt";
-        uint32_t row = pay_find(&p->payments_ix, x->payment_id);
-        const pay_payment_row_t *pr = row == LINDEX_NONE ? NULL : &p->payments[row];
-        if (!pr || pr->outbox_seq != seq || pr->amount != x->amount || pr->buyer != x->buyer ||
-            pr->merchant != x->merchant || pr->currency != x->currency ||
-            pr->peer_cell != x->peer_cell || (pr->credit == PAY_CREDIT_CREDITED) != (x->acked == 1))
-            return "an outbox record does not match its payment";
+        const char *err = finish_outbox_record(p, x, seq);
+        if (err) return err;
         unacked += !x->acked;
     }
     for (uint32_t r = 0; r < p->n.payments; r++)
         pending += p->payments[r].credit == PAY_CREDIT_PENDING;
-    if (pending != unacked) return "a pending payment has no outbox record";
+    for (uint32_t r = 0; r < p->n.tcc; r++)
+        pending +=
+            p->tcc[r].role == PAY_TCC_ACTIVITY && (p->tcc[r].state == PAY_ACTIVITY_CONFIRMING ||
+                                                   p->tcc[r].state == PAY_ACTIVITY_CANCELLING);
+    if (pending != unacked) return "a pending payment or decision has no outbox record";
     p->n.outbox_unacked = unacked;
     return NULL;
 }
@@ -312,7 +456,8 @@ const char *pay_image_finish(pay_t *p, const pay_image_header_t *h) {
         .idem_head = h->idempotency_head,
         .orders = h->orders,
         .outbox_count = h->outbox_count,
-        .outbox_head = h->outbox_head,
+        .outbox_head = pay_outbox_head(h->outbox_seq, h->outbox_count, p->config.outbox_max),
+        .tcc = h->tcc,
         .seq = h->sequence,
         .outbox_seq = h->outbox_seq,
     };
@@ -321,6 +466,8 @@ const char *pay_image_finish(pay_t *p, const pay_image_header_t *h) {
     if (!err) err = finish_refunds(p);
     if (!err) err = finish_topups_idem(p);
     if (!err) err = finish_orders(p);
+    if (!err) err = finish_tcc(p);
+    if (!err) err = finish_refunded(p);
     if (!err) err = finish_outbox(p);
     return err;
 }

@@ -87,9 +87,54 @@ typedef struct pay_outbox_row {
     uint32_t currency;
     uint32_t peer_cell;
     uint32_t acked; /* 1: acknowledged (reclaimed once it reaches the head) */
-    uint32_t reserved;
+    uint32_t kind;  /* pay_kind_t to deliver: CREDIT (payment_id: the payment), CONFIRM or
+                     * CANCEL (payment_id: a refund activity R) */
     uint64_t reserved_2;
 } pay_outbox_row_t;
+
+/* Cross-cell refunds by TCC (docs/cross-cell.md). One table holds both roles a cell plays:
+ * the buyer's cell's refund activities and the merchant's cell's branches, keyed by R. They
+ * never collide: an activity's R was drawn by this cell, a branch's by another. (One table,
+ * not two, because the image header has room for one more count only.) */
+typedef enum pay_tcc_role {
+    PAY_TCC_ACTIVITY = 1,
+    PAY_TCC_BRANCH = 2,
+} pay_tcc_role_t;
+
+typedef enum pay_activity_state {
+    PAY_ACTIVITY_TRYING = 1,     /* held against the payment, out_request_no taken */
+    PAY_ACTIVITY_CONFIRMING = 2, /* refunded here; its CONFIRM record not acknowledged */
+    PAY_ACTIVITY_CONFIRMED = 3,  /* and acknowledged */
+    PAY_ACTIVITY_CANCELLING = 4, /* hold released; its CANCEL record not acknowledged */
+    PAY_ACTIVITY_CANCELLED = 5,  /* and acknowledged */
+} pay_activity_state_t;
+
+typedef enum pay_branch_state {
+    PAY_BRANCH_TRIED = 1,     /* the pending transfer leg(R) holds the merchant's money */
+    PAY_BRANCH_REFUSED = 2,   /* the Try was refused (code); nothing held */
+    PAY_BRANCH_CONFIRMED = 3, /* leg(R) posted */
+    PAY_BRANCH_CANCELLED = 4, /* voided (or expired), or cancelled with no Try: no Try may hold */
+} pay_branch_state_t;
+
+typedef struct pay_tcc_row {
+    u128 id;         /* key: R */
+    u128 dup_key;    /* activity: pay_refund_dup_key(payment, out_request_no); branch: 0 */
+    u128 payment_id; /* activity: the payment refunded; branch: 0 */
+    u128 amount;
+    u128 idem_key; /* activity: pay_idem_key(actor, the refund's key); 0: none, branch */
+    uint64_t buyer;
+    uint64_t merchant;
+    uint64_t created_at; /* cell clock, ns */
+    uint64_t outbox_seq; /* activity decided: its outbox record; else 0 */
+    uint32_t currency;
+    uint32_t peer_cell;   /* activity: the merchant's cell; branch: the buyer's cell */
+    uint32_t payment_row; /* activity: its payment's row; branch: 0 */
+    uint8_t role;         /* pay_tcc_role_t */
+    uint8_t state;        /* pay_activity_state_t / pay_branch_state_t */
+    uint8_t code;         /* activity cancelling/cancelled, branch refused: the refusal */
+    uint8_t reserved;
+    char text[PAY_TEXT_MAX]; /* activity: out_request_no */
+} pay_tcc_row_t;
 
 typedef struct pay_refund_row {
     u128 id;
@@ -130,6 +175,9 @@ CP_STATIC_ASSERT(sizeof(pay_user_row_t) == 32, "user row");
 CP_STATIC_ASSERT(sizeof(pay_payment_row_t) == 176, "payment row");
 CP_STATIC_ASSERT(sizeof(pay_order_row_t) == 160, "order row");
 CP_STATIC_ASSERT(sizeof(pay_outbox_row_t) == 80, "outbox row");
+CP_STATIC_ASSERT(sizeof(pay_tcc_row_t) == 192, "tcc row");
+CP_STATIC_ASSERT(offsetof(pay_tcc_row_t, id) == 0, "key first");
+CP_STATIC_ASSERT(offsetof(pay_tcc_row_t, dup_key) == 16, "second key");
 CP_STATIC_ASSERT(offsetof(pay_order_row_t, id) == 0, "key first");
 CP_STATIC_ASSERT(offsetof(pay_order_row_t, dup_key) == 16, "second key");
 CP_STATIC_ASSERT(sizeof(pay_refund_row_t) == 160, "refund row");
@@ -151,9 +199,11 @@ typedef struct pay_counts {
     uint32_t outbox_count;   /* outbox rows in use, acknowledged or not */
     uint32_t outbox_head;    /* the outbox row of the oldest record */
     uint32_t outbox_unacked; /* records not acknowledged (derived: the relay's backlog) */
-    uint32_t reserved;       /* explicit, so the hash of the counters has no padding */
+    uint32_t tcc;            /* rows of the tcc table (activities and branches) */
     uint64_t seq;            /* the last object sequence number handed out */
     uint64_t outbox_seq;     /* the last outbox seq handed out (records are numbered from 1) */
+    uint32_t tcc_trying;     /* activities trying (derived) */
+    uint32_t reserved;       /* explicit, so the hash of the counters has no padding */
 } pay_counts_t;
 
 struct pay {
@@ -166,11 +216,14 @@ struct pay {
     pay_idem_row_t *idem;
     pay_order_row_t *orders;
     pay_outbox_row_t *outbox;
+    pay_tcc_row_t *tcc;
     pay_counts_t n;
     /* payments_dup_ix: local payments only (a cross-cell one's out_trade_no is the merchant
      * cell's, held there by its order); orders_dup_ix: the orders that hold theirs. */
+    /* tcc_ix: every activity and branch by R; tcc_dup_ix: the trying activities, by the
+     * out_request_no they hold (a decided one's is its refund row's, or free). */
     lindex_t merchants_ix, users_ix, payments_ix, payments_dup_ix, refunds_ix, refunds_dup_ix,
-        idem_ix, orders_ix, orders_dup_ix;
+        idem_ix, orders_ix, orders_dup_ix, tcc_ix, tcc_dup_ix;
 };
 
 u128 pay_hash128(const void *p, size_t n);
@@ -191,5 +244,10 @@ void pay_payment_object(const pay_payment_row_t *p, pay_object_t *out);
 void pay_refund_object(const pay_refund_row_t *r, pay_object_t *out);
 /* The outbox row of seq (which must be in the ring). */
 uint32_t pay_outbox_row(const pay_t *pay, uint64_t seq);
+/* The outbox ring's head row: always (outbox_seq - outbox_count) mod outbox_max, as records
+ * are numbered from 1 into row 0 and both move on by one (so the image need not carry it). */
+static inline uint32_t pay_outbox_head(uint64_t outbox_seq, uint32_t count, uint32_t max) {
+    return (uint32_t)((outbox_seq - count) % max);
+}
 
 #endif

@@ -35,7 +35,11 @@ uint64_t pay_request_route_uid(const pay_request_t *r) {
     /* The merchant's cell keeps its orders (docs/cross-cell.md). */
     case PAY_KIND_ORDER:
     case PAY_KIND_RELEASE:
-    case PAY_KIND_CREDIT: return r->actor;
+    case PAY_KIND_CREDIT:
+    /* ... and the branches of cross-cell refunds. */
+    case PAY_KIND_TRY:
+    case PAY_KIND_CONFIRM:
+    case PAY_KIND_CANCEL: return r->actor;
     }
     return r->uid;
 }

@@ -28,6 +28,7 @@ static inline pay_config_t pay_test_config(uint32_t cap) {
                           .idempotency_max = cap,
                           .orders_max = cap,
                           .outbox_max = cap,
+                          .tcc_max = cap,
                           .cell_id = 7};
 }
 

@@ -182,7 +182,7 @@ static void test_pay_snapshot(void **state) {
 }
 
 /* Cross-cell state in a cell of zone 1: the capacities are derived, and a snapshot carries the
- * orders and the outbox. */
+ * orders, the outbox, and the refund activities and branches. */
 static void test_xcell_snapshot(void **state) {
     (void)state;
     cell_config_t cc = config();
@@ -190,6 +190,7 @@ static void test_xcell_snapshot(void **state) {
     pay_config_t pc = cell_pay_config(&cc);
     assert_int_equal(pc.orders_max, 64);
     assert_int_equal(pc.outbox_max, 64);
+    assert_int_equal(pc.tcc_max, 64);
     cell_t *c = cell_create(&cc);
     uint32_t cny = pay_currency_pack("CNY");
     u128 p = ((u128)12 << 64) | ((u128)4 << 40) | 1; /* drawn by cell 4 for buyer 12 */
@@ -223,6 +224,36 @@ static void test_xcell_snapshot(void **state) {
     assert_int_equal(g.objs[1].code, PAY_CREATED);
     assert_int_equal(g.objs[1].merchant_credit, 1);
     assert_int_equal(pay_outbox_backlog(cell_pay(c)), 1);
+    /* A refund of the cross-cell payment (trying); a branch refused (merchant 11 has nothing)
+     * and one cancelled before any Try, for refunds drawn by cell 4 for its buyer 41. */
+    u128 r1 = ((u128)41 << 64) | ((u128)4 << 40) | 7, r2 = r1 + 1;
+    pay_request_t t[3] = {
+        {.kind = PAY_KIND_REFUND,
+         .actor = 41,
+         .payment_id = p,
+         .amount = 10,
+         .peer_cell = 4,
+         .text = "r1"},
+        {.kind = PAY_KIND_TRY,
+         .actor = 11,
+         .uid = 41,
+         .payment_id = r1,
+         .amount = 3,
+         .currency = cny,
+         .peer_cell = 4},
+        {.kind = PAY_KIND_CANCEL,
+         .actor = 11,
+         .uid = 41,
+         .payment_id = r2,
+         .amount = 3,
+         .currency = cny,
+         .peer_cell = 4},
+    };
+    pay_cmd(c, t, 3, &g);
+    assert_int_equal(g.objs[0].code, PAY_TRYING);
+    assert_int_equal(g.objs[1].code, PAY_ERR_INSUFFICIENT_FUNDS);
+    assert_int_equal(g.objs[2].code, PAY_CREATED);
+    assert_int_equal(pay_activities_trying(cell_pay(c)), 1);
 
     char dir[] = "/tmp/cellpay-test-xcell-XXXXXX";
     assert_non_null(mkdtemp(dir));
@@ -237,6 +268,14 @@ static void test_xcell_snapshot(void **state) {
     pay_outbox_item_t it;
     assert_int_equal(pay_outbox_pending(cell_pay(back), 0, &it, 1), 1);
     assert_true(it.payment_id == p && it.amount == 30 && it.peer_cell == 4);
+    assert_int_equal(it.kind, PAY_KIND_CREDIT);
+    assert_int_equal(pay_activities_trying(cell_pay(back)), 1);
+    /* The restored cell remembers the branches: a late Try of r2 is refused, r1's repeats. */
+    pay_cmd(back, t + 1, 1, &g);
+    assert_int_equal(g.objs[0].code, PAY_ERR_INSUFFICIENT_FUNDS);
+    t[1].payment_id = r2;
+    pay_cmd(back, t + 1, 1, &g);
+    assert_int_equal(g.objs[0].code, PAY_ERR_CANCELLED);
     char path[SNAPSHOT_PATH_MAX];
     snapshot_path(dir, 4, path, sizeof path);
     unlink(path);

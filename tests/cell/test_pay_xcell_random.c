@@ -8,6 +8,12 @@
  * everything is delivered: every payment the buyer's cell made is credited exactly once,
  * every balance is the model's, the balances of users and merchants of both cells add up to
  * the top-ups per currency, and the clearing positions of each pair of cells net to zero.
+ * Refunds of cross-cell payments (TCC) are drawn too: the gateway's refund, Try and decide,
+ * each answer possibly lost (the step is sent again), the gateway dying between any two steps,
+ * a Try delayed past its decision (and past the Cancel's delivery: anti-hanging), the relay's
+ * confirm / cancel deliveries lost, repeated and reordered like credits, and the buyer's
+ * cell's recovery cancelling activities left trying; at the end no activity is trying, no
+ * pending transfer is left in either ledger, and every refund's money is the model's.
  * CELLPAY_SEED=N replays one seed. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,10 +25,12 @@
 
 #define N_STEPS 4000u
 #define CAP 4096u
-#define OUTBOX 10u /* small: back pressure happens */
+#define OUTBOX 16u /* small: back pressure happens */
 #define N_OTN 150u
 #define MAXU 30u /* uids 0..29 */
 #define MAXM 64u /* messages in flight */
+#define N_ORN 6u /* out_request_no's per payment: duplicates happen */
+#define STALE_NS 5000000000ull
 
 /* ---- The model ---- */
 
@@ -48,7 +56,32 @@ typedef struct m_xpay { /* a cross-cell payment in its buyer's cell */
     uint32_t cur;
     uint64_t seq; /* its outbox record */
     bool acked;
+    u128 refunded; /* confirmed and trying refunds */
 } m_xpay_t;
+
+typedef struct m_act { /* a refund activity in the buyer's cell */
+    u128 id, pay_id, amount;
+    uint64_t buyer, merchant, created;
+    uint32_t cur, orn;
+    uint8_t state; /* 1 trying, 2 confirming, 3 confirmed, 4 cancelling, 5 cancelled */
+    uint8_t code;  /* cancelled with */
+    uint64_t seq;  /* its decision's outbox record */
+    bool acked;
+} m_act_t;
+
+typedef struct m_branch { /* a branch in the merchant's cell */
+    u128 id, amount;
+    uint8_t state; /* 1 tried, 2 refused, 3 confirmed, 4 cancelled */
+    uint8_t code;
+} m_branch_t;
+
+/* A refund a client may repeat (same key, same body). */
+typedef struct m_rclient {
+    uint32_t bi; /* the buyer's cell (index) */
+    u128 pay_id, amount, key;
+    uint64_t actor;
+    uint32_t orn;
+} m_rclient_t;
 
 typedef struct m_cell {
     fx_t f;
@@ -66,6 +99,11 @@ typedef struct m_cell {
     uint32_t n_xpays;
     uint64_t outbox_seq;
     uint32_t outbox_count, outbox_unacked; /* count: from the oldest unacknowledged */
+    u128 pend[MAXU][2];                    /* merchant receivables held by Tries (debits_pending) */
+    m_act_t acts[CAP];
+    uint32_t n_acts;
+    m_branch_t branches[CAP];
+    uint32_t n_branches;
 } m_cell_t;
 
 /* A client request the gateway may be asked to repeat (same key, same body). */
@@ -89,7 +127,14 @@ typedef struct world {
     uint64_t from[2]; /* each relay's next seq; 0 after a leader change: from the oldest */
     u128 topped[2];   /* per currency */
     uint64_t key_next;
-    uint32_t stats[5][PAY_CODE_COUNT]; /* order, payment of an order, local, credit, release */
+    /* order, payment of an order, local, credit, release, refund, try, decide, confirm or
+     * cancel */
+    uint32_t stats[9][PAY_CODE_COUNT];
+    m_rclient_t rclients[CAP];
+    uint32_t n_rclients;
+    pay_request_t tries[MAXM]; /* delayed Tries in flight */
+    uint32_t try_to[MAXM];     /* each one's merchant's cell (index) */
+    uint32_t n_tries;
 } world_t;
 
 static uint32_t CUR(int i) {
@@ -138,6 +183,18 @@ static m_order_t *m_order(m_cell_t *c, u128 id) {
 static m_xpay_t *m_xpay(m_cell_t *c, u128 id) {
     for (uint32_t i = 0; i < c->n_xpays; i++)
         if (c->xpays[i].id == id) return &c->xpays[i];
+    return NULL;
+}
+
+static m_act_t *m_act(m_cell_t *c, u128 id) {
+    for (uint32_t i = 0; i < c->n_acts; i++)
+        if (c->acts[i].id == id) return &c->acts[i];
+    return NULL;
+}
+
+static m_branch_t *m_branch(m_cell_t *c, u128 id) {
+    for (uint32_t i = 0; i < c->n_branches; i++)
+        if (c->branches[i].id == id) return &c->branches[i];
     return NULL;
 }
 
@@ -376,31 +433,67 @@ static void local_payment(world_t *w, prng_t *g) {
 
 /* ---- The relay ---- */
 
+/* The model's unacknowledged records of cell b from seq `from` on, in seq order: payments'
+ * credits and refund activities' decisions. */
+static uint32_t m_records(const m_cell_t *b, uint64_t from, pay_outbox_item_t *out) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < b->n_xpays; i++) {
+        const m_xpay_t *x = &b->xpays[i];
+        if (x->acked || x->seq < from) continue;
+        assert_true(n < OUTBOX);
+        out[n++] = (pay_outbox_item_t){.payment_id = x->id,
+                                       .amount = x->amount,
+                                       .buyer = x->buyer,
+                                       .merchant = x->merchant,
+                                       .seq = x->seq,
+                                       .currency = x->cur,
+                                       .kind = PAY_KIND_CREDIT};
+    }
+    for (uint32_t i = 0; i < b->n_acts; i++) {
+        const m_act_t *a = &b->acts[i];
+        if ((a->state != 2 && a->state != 4) || a->acked || a->seq < from) continue;
+        assert_true(n < OUTBOX);
+        out[n++] = (pay_outbox_item_t){.payment_id = a->id,
+                                       .amount = a->amount,
+                                       .buyer = a->buyer,
+                                       .merchant = a->merchant,
+                                       .seq = a->seq,
+                                       .currency = a->cur,
+                                       .kind = a->state == 2 ? PAY_KIND_CONFIRM : PAY_KIND_CANCEL};
+    }
+    for (uint32_t i = 1; i < n; i++) /* insertion sort by seq */
+        for (uint32_t j = i; j > 0 && out[j - 1].seq > out[j].seq; j--) {
+            pay_outbox_item_t t = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = t;
+        }
+    return n;
+}
+
 /* A batch of the buyer's cell's unacknowledged records from the relay's cursor: the model's,
  * oldest first. A new relay (after a leader change: restart) starts over from the oldest. */
 static void relay_fetch(world_t *w, uint32_t bi, bool restart) {
     m_cell_t *b = &w->c[bi];
     if (restart) w->from[bi] = 0;
-    pay_outbox_item_t items[OUTBOX + 1];
+    pay_outbox_item_t items[OUTBOX + 1], model[OUTBOX];
     uint32_t n = pay_outbox_pending(b->f.pay, w->from[bi], items, OUTBOX + 1);
     assert_int_equal(pay_outbox_backlog(b->f.pay), b->outbox_unacked);
-    uint32_t j = 0;
-    for (uint32_t i = 0; i < b->n_xpays; i++) {
-        const m_xpay_t *x = &b->xpays[i];
-        if (x->acked || x->seq < w->from[bi]) continue;
-        assert_true(j < n && items[j].payment_id == x->id && items[j].seq == x->seq &&
-                    items[j].amount == x->amount && items[j].buyer == x->buyer &&
-                    items[j].merchant == x->merchant && items[j].currency == x->cur &&
-                    items[j].peer_cell == 2 - bi);
-        j++;
-    }
+    uint32_t j = m_records(b, w->from[bi], model);
     assert_int_equal(n, j);
+    for (uint32_t i = 0; i < n; i++)
+        assert_true(items[i].payment_id == model[i].payment_id && items[i].seq == model[i].seq &&
+                    items[i].amount == model[i].amount && items[i].buyer == model[i].buyer &&
+                    items[i].merchant == model[i].merchant &&
+                    items[i].currency == model[i].currency && items[i].kind == model[i].kind &&
+                    items[i].peer_cell == 2 - bi);
     if (n) w->from[bi] = items[n - 1].seq + 1;
     for (uint32_t i = 0; i < n && w->n_credits < MAXM; i++) {
         w->credits[w->n_credits] = items[i];
         w->credit_from[w->n_credits++] = bi;
     }
 }
+
+static pay_object_t branch_step(world_t *w, uint32_t mi, const pay_request_t *r);
 
 static void relay_deliver(world_t *w, prng_t *g, bool lossy) {
     uint32_t i = (uint32_t)prng_below(g, w->n_credits);
@@ -413,6 +506,21 @@ static void relay_deliver(world_t *w, prng_t *g, bool lossy) {
         if (lossy && prng_below(g, 10) == 0) return; /* lost */
     }
     m_cell_t *m = &w->c[1 - bi];
+    if (it.kind != PAY_KIND_CREDIT) { /* a refund activity's decision */
+        pay_request_t r = {.kind = it.kind,
+                           .actor = it.merchant,
+                           .uid = it.buyer,
+                           .payment_id = it.payment_id,
+                           .amount = it.amount,
+                           .currency = it.currency,
+                           .peer_cell = bi + 1};
+        pay_object_t o = branch_step(w, 1 - bi, &r);
+        assert_true(o.code == PAY_OK || o.code == PAY_CREATED);
+        if ((lossy && prng_below(g, 8) == 0) || w->n_acks >= MAXM) return;
+        w->acks[w->n_acks] = it.payment_id;
+        w->ack_to[w->n_acks++] = bi;
+        return;
+    }
     pay_request_t r = {.kind = PAY_KIND_CREDIT,
                        .actor = it.merchant,
                        .uid = it.buyer,
@@ -453,18 +561,251 @@ static void relay_ack(world_t *w, prng_t *g, bool lossy) {
     pay_object_t o = apply(b, &r);
     expect(&o, PAY_KIND_ACK, PAY_OK, "ack");
     m_xpay_t *x = m_xpay(b, id);
-    assert_non_null(x);
-    if (x->acked) return;
-    x->acked = true;
+    m_act_t *a = x ? NULL : m_act(b, id);
+    assert_true(x || (a && a->state >= 2));
+    bool *acked_now = x ? &x->acked : &a->acked;
+    if (*acked_now) return;
+    *acked_now = true;
+    if (a) a->state++; /* confirming -> confirmed, cancelling -> cancelled */
     b->outbox_unacked--;
     /* Reclaimed: the records from the head that are acknowledged. */
     for (uint64_t seq = b->outbox_seq - b->outbox_count + 1; b->outbox_count > 0; seq++) {
         bool acked = false;
         for (uint32_t j = 0; j < b->n_xpays; j++)
             if (b->xpays[j].seq == seq) acked = b->xpays[j].acked;
+        for (uint32_t j = 0; j < b->n_acts; j++)
+            if (b->acts[j].seq == seq && b->acts[j].state >= 2) acked = b->acts[j].acked;
         if (!acked) break;
         b->outbox_count--;
     }
+}
+
+/* ---- Refunds of cross-cell payments (TCC) ---- */
+
+static void m_record(m_cell_t *b, m_act_t *a) {
+    a->seq = ++b->outbox_seq;
+    a->acked = false;
+    b->outbox_count++;
+    b->outbox_unacked++;
+}
+
+/* The key of the refund answered trying now answers the decision (kind, code, id). */
+static void m_key_decided(m_cell_t *b, const m_act_t *a, uint8_t code, u128 id) {
+    for (uint32_t i = 0; i < b->n_keys; i++)
+        if (b->keys[i].kind == PAY_KIND_REFUND && b->keys[i].code == PAY_TRYING &&
+            b->keys[i].id == a->id) {
+            b->keys[i].code = code;
+            b->keys[i].id = id;
+        }
+}
+
+/* A branch step (try, confirm, cancel) applied to the merchant's cell mi, against the model. */
+static pay_object_t branch_step(world_t *w, uint32_t mi, const pay_request_t *r) {
+    m_cell_t *m = &w->c[mi];
+    pay_object_t o = apply(m, r);
+    w->stats[r->kind == PAY_KIND_TRY ? 6 : 8][o.code]++;
+    m_branch_t *br = m_branch(m, r->payment_id);
+    int c = cur_ix(r->currency);
+    u128 *recv = &m->recv[r->actor][c], *pend = &m->pend[r->actor][c];
+    uint8_t code = PAY_OK;
+    if (r->kind == PAY_KIND_TRY) {
+        if (br) {
+            code = br->state == 2 ? br->code : br->state == 4 ? PAY_ERR_CANCELLED : PAY_OK;
+        } else {
+            assert_true(m->n_branches < CAP);
+            br = &m->branches[m->n_branches++];
+            *br = (m_branch_t){.id = r->payment_id, .amount = r->amount, .state = 1};
+            if (*recv - *pend >= r->amount) {
+                code = PAY_CREATED;
+                *pend += r->amount;
+            } else {
+                code = br->code = PAY_ERR_INSUFFICIENT_FUNDS;
+                br->state = 2;
+            }
+        }
+    } else if (r->kind == PAY_KIND_CONFIRM) {
+        code = !br              ? PAY_ERR_NOT_FOUND
+               : br->state == 3 ? PAY_OK
+               : br->state == 1 ? PAY_CREATED
+                                : PAY_ERR_CANCELLED;
+        if (code == PAY_CREATED) {
+            *pend -= r->amount;
+            *recv -= r->amount;
+            m->clearing[c] += r->amount;
+            br->state = 3;
+        }
+    } else {
+        if (!br) {
+            assert_true(m->n_branches < CAP);
+            br = &m->branches[m->n_branches++];
+            *br = (m_branch_t){.id = r->payment_id, .amount = r->amount, .state = 4};
+            code = PAY_CREATED;
+        } else {
+            code = br->state == 4 ? PAY_OK : br->state == 3 ? PAY_ERR_INVALID : PAY_CREATED;
+            if (br->state == 1) *pend -= r->amount;
+            if (code == PAY_CREATED) br->state = 4;
+        }
+    }
+    bool error = code != PAY_OK && code != PAY_CREATED;
+    expect(&o, r->kind, code, "branch step");
+    if (!error) assert_true(o.id == r->payment_id && o.amount == r->amount);
+    return o;
+}
+
+/* The decision on activity R in the buyer's cell bi, against the model. */
+static pay_object_t gw_decide(world_t *w, uint32_t bi, u128 id, uint8_t code) {
+    m_cell_t *b = &w->c[bi];
+    m_act_t *a = m_act(b, id);
+    assert_non_null(a);
+    pay_request_t r = {
+        .kind = PAY_KIND_DECIDE, .uid = (uint64_t)(id >> 64), .payment_id = id, .code = code};
+    pay_object_t o = apply(b, &r);
+    w->stats[7][o.code]++;
+    if (a->state == 1 && b->outbox_count >= OUTBOX) {
+        expect(&o, PAY_KIND_DECIDE, PAY_ERR_FULL, "decide");
+        return o;
+    }
+    if (a->state == 1) {
+        m_xpay_t *x = m_xpay(b, a->pay_id);
+        int c = cur_ix(a->cur);
+        if (code == PAY_OK) {
+            b->bal[a->buyer][c] += a->amount;
+            b->clearing[c] -= a->amount;
+            a->state = 2;
+            m_key_decided(b, a, PAY_CREATED, a->id);
+        } else {
+            x->refunded -= a->amount;
+            a->state = 4;
+            a->code = code;
+            m_key_decided(b, a, code, 0);
+        }
+        m_record(b, a);
+    }
+    bool confirmed = a->state == 2 || a->state == 3;
+    expect(&o, PAY_KIND_REFUND, confirmed ? PAY_CREATED : a->code, "decide");
+    if (confirmed) assert_true(o.id == a->id && o.amount == a->amount);
+    return o;
+}
+
+/* The buyer's cell's recovery: activities trying for older_than are decided cancelled. */
+static void recovery(world_t *w, uint32_t bi, uint64_t older_than) {
+    m_cell_t *b = &w->c[bi];
+    u128 got[CAP];
+    uint32_t n = pay_activities_stale(b->f.pay, b->f.clock, older_than, got, CAP);
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < b->n_acts; i++) {
+        const m_act_t *a = &b->acts[i];
+        if (a->state != 1 || b->f.clock - a->created < older_than) continue;
+        assert_true(j < n && got[j] == a->id);
+        j++;
+    }
+    assert_int_equal(n, j);
+    for (uint32_t i = 0; i < n; i++) gw_decide(w, bi, got[i], PAY_ERR_CANCELLED);
+}
+
+/* The gateway after the refund answered trying: Try, then decide; it may die between steps,
+ * an answer may be lost (the step is sent again), the Try may be delayed (in flight). */
+static void gw_try_decide(world_t *w, uint32_t bi, const m_act_t *a, prng_t *g) {
+    pay_request_t t = {.kind = PAY_KIND_TRY,
+                       .actor = a->merchant,
+                       .uid = a->buyer,
+                       .payment_id = a->id,
+                       .amount = a->amount,
+                       .currency = a->cur,
+                       .peer_cell = bi + 1};
+    if (prng_below(g, 8) == 0 && w->n_tries < MAXM) { /* delayed; the gateway gives up */
+        w->tries[w->n_tries] = t;
+        w->try_to[w->n_tries++] = 1 - bi;
+        return;
+    }
+    pay_object_t o = branch_step(w, 1 - bi, &t);
+    if (prng_below(g, 6) == 0) o = branch_step(w, 1 - bi, &t); /* the answer was lost */
+    if (prng_below(g, 10) == 0) return;                        /* died */
+    uint8_t code = o.code == PAY_CREATED ? PAY_OK : o.code;
+    u128 id = a->id;
+    gw_decide(w, bi, id, code);
+    if (prng_below(g, 6) == 0) gw_decide(w, bi, id, code);
+}
+
+static bool orn_held(const m_cell_t *b, u128 pay_id, uint32_t orn) {
+    for (uint32_t i = 0; i < b->n_acts; i++) {
+        const m_act_t *a = &b->acts[i];
+        if (a->pay_id == pay_id && a->orn == orn && a->state <= 3) return true;
+    }
+    return false;
+}
+
+/* A refund of a cross-cell payment through the gateway (a client's, maybe a repeat). */
+static void gw_refund(world_t *w, const m_rclient_t *rc, prng_t *g) {
+    m_cell_t *b = &w->c[rc->bi];
+    pay_request_t r = {.kind = PAY_KIND_REFUND,
+                       .actor = rc->actor,
+                       .payment_id = rc->pay_id,
+                       .amount = rc->amount,
+                       .idem_key = rc->key,
+                       .body_hash = rc->key * 3 + 1,
+                       .peer_cell = 2 - rc->bi};
+    snprintf(r.text, sizeof r.text, "q%u", rc->orn);
+    uint64_t clock = b->f.clock;
+    pay_object_t o = apply(b, &r);
+    w->stats[5][o.code]++;
+    const m_key_t *k = m_key(b, rc->actor, rc->key);
+    if (k) {
+        expect(&o, k->kind, k->code, "refund replay");
+        assert_true(o.replayed == 1 && o.id == k->id);
+    } else {
+        m_xpay_t *x = m_xpay(b, rc->pay_id);
+        assert_non_null(x);
+        uint8_t code = rc->actor != x->merchant               ? PAY_ERR_NOT_FOUND
+                       : orn_held(b, x->id, rc->orn)          ? PAY_ERR_DUPLICATE_OUT_REQUEST_NO
+                       : x->refunded + rc->amount > x->amount ? PAY_ERR_REFUND_EXCEEDS
+                                                              : PAY_TRYING;
+        expect(&o, PAY_KIND_REFUND, code, "refund");
+        if (code == PAY_TRYING) {
+            assert_true((uint64_t)(o.id >> 64) == x->buyer);
+            assert_true((((uint64_t)o.id >> 40) & PAY_CELL_MAX) == b->cell);
+            assert_true(o.peer_cell == 2 - rc->bi && m_act(b, o.id) == NULL && b->n_acts < CAP);
+            b->acts[b->n_acts++] = (m_act_t){.id = o.id,
+                                             .pay_id = x->id,
+                                             .amount = rc->amount,
+                                             .buyer = x->buyer,
+                                             .merchant = x->merchant,
+                                             .created = clock,
+                                             .cur = x->cur,
+                                             .orn = rc->orn,
+                                             .state = 1};
+            x->refunded += rc->amount;
+        }
+        m_key_add(b, rc->actor, rc->key, rc->key * 3 + 1, &o);
+    }
+    if (o.code != PAY_TRYING || prng_below(g, 10) == 0) return; /* answered, or died */
+    gw_try_decide(w, rc->bi, m_act(b, o.id), g);
+}
+
+static void new_refund(world_t *w, prng_t *g) {
+    uint32_t bi = (uint32_t)prng_below(g, 2);
+    m_cell_t *b = &w->c[bi];
+    if (!b->n_xpays || w->n_rclients >= CAP) return;
+    const m_xpay_t *x = &b->xpays[prng_below(g, b->n_xpays)];
+    m_rclient_t *rc = &w->rclients[w->n_rclients++];
+    *rc = (m_rclient_t){.bi = bi,
+                        .pay_id = x->id,
+                        .amount = 1 + prng_below(g, (uint64_t)x->amount),
+                        .key = ++w->key_next,
+                        .actor = prng_below(g, 20) == 0 ? x->merchant ^ 1 : x->merchant,
+                        .orn = (uint32_t)prng_below(g, N_ORN)};
+    if (prng_below(g, 3) == 0) rc->amount = 1 + prng_below(g, 1 + (uint64_t)x->amount / 4);
+    gw_refund(w, rc, g);
+}
+
+/* A delayed Try arrives (maybe after its decision, maybe after the cancel's delivery). */
+static void try_arrives(world_t *w, prng_t *g) {
+    uint32_t i = (uint32_t)prng_below(g, w->n_tries);
+    pay_request_t t = w->tries[i];
+    uint32_t mi = w->try_to[i];
+    w->tries[i] = w->tries[--w->n_tries];
+    w->try_to[i] = w->try_to[w->n_tries];
+    branch_step(w, mi, &t);
 }
 
 /* ---- The end: everything delivered, then the whole state against the model ---- */
@@ -475,15 +816,66 @@ static u128 position(const fx_t *f, u128 id) {
     return a.credits_posted - a.debits_posted;
 }
 
+static uint32_t m_trying(const m_cell_t *c) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < c->n_acts; i++) n += c->acts[i].state == 1;
+    return n;
+}
+
+/* The relay and the recovery until nothing is in flight; then the delayed Tries arrive,
+ * after their activities' cancels were delivered (anti-hanging), and so on. */
 static void drain(world_t *w, prng_t *g) {
     for (uint32_t round = 0; round < 100; round++) {
+        recovery(w, 0, 0);
+        recovery(w, 1, 0);
         relay_fetch(w, 0, true);
         relay_fetch(w, 1, true);
         while (w->n_credits) relay_deliver(w, g, false);
         while (w->n_acks) relay_ack(w, g, false);
-        if (w->c[0].outbox_unacked == 0 && w->c[1].outbox_unacked == 0) return;
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(pay_activities_trying(w->c[i].f.pay), m_trying(&w->c[i]));
+        if (w->c[0].outbox_unacked || w->c[1].outbox_unacked || m_trying(&w->c[0]) ||
+            m_trying(&w->c[1]))
+            continue;
+        if (!w->n_tries) return;
+        while (w->n_tries) try_arrives(w, g);
     }
     fail_msg("the relay did not drain");
+}
+
+static uint32_t pending_open(const fx_t *f) {
+    ledger_stats_t st;
+    ledger_stats(f->ledger, &st);
+    return st.pending_open;
+}
+
+/* Refunds at the end: every activity decided and delivered; confirmed ones are refunds of
+ * their amount, cancelled ones are not; every payment's refunded is its confirmed ones' sum;
+ * every branch of the merchant's cell is confirmed exactly when its activity is; nothing is
+ * held pending. */
+static void check_refunds(world_t *w, uint32_t ci) {
+    m_cell_t *c = &w->c[ci], *peer = &w->c[1 - ci];
+    assert_int_equal(pending_open(&c->f), 0);
+    for (uint32_t r = 0; r < MAXU; r++)
+        for (int k = 0; k < 2; k++) assert_true(c->pend[r][k] == 0);
+    pay_object_t out[PAY_LIST_MAX + 2];
+    for (uint32_t i = 0; i < c->n_acts; i++) {
+        const m_act_t *a = &c->acts[i];
+        assert_true(a->acked && (a->state == 3 || a->state == 5));
+        pay_query_t q = {.kind = PAY_Q_REFUND, .id = a->id};
+        assert_int_equal(fx_query(&c->f, &q, out), 1);
+        assert_int_equal(out[0].code, a->state == 3 ? PAY_OK : PAY_ERR_NOT_FOUND);
+        if (a->state == 3) assert_true(out[0].amount == a->amount);
+        const m_branch_t *br = m_branch(peer, a->id);
+        assert_true(a->state == 3 ? br && br->state == 3 : !br || br->state == 4);
+    }
+    for (uint32_t i = 0; i < c->n_xpays; i++) {
+        pay_query_t q = {.kind = PAY_Q_PAYMENT, .id = c->xpays[i].id};
+        assert_int_equal(fx_query(&c->f, &q, out), 1);
+        assert_true(out[0].refunded == c->xpays[i].refunded);
+    }
+    for (uint32_t i = 0; i < c->n_branches; i++)
+        assert_true(c->branches[i].state == 3 || c->branches[i].state == 4);
 }
 
 static void check_end(world_t *w) {
@@ -528,6 +920,8 @@ static void check_end(world_t *w) {
             if (c->orders[i].state == 3) assert_non_null(m_xpay(peer, c->orders[i].id));
     }
     for (int k = 0; k < 2; k++) assert_true(sum[k] == w->topped[k]);
+    check_refunds(w, 0);
+    check_refunds(w, 1);
 }
 
 static void check_images(world_t *w) {
@@ -542,14 +936,31 @@ static void check_images(world_t *w) {
         assert_int_equal(pay_image_restore_regions(copy, &h, dst), n);
         for (uint32_t i = 0; i < n; i++)
             if (src[i].size) memcpy(dst[i].ptr, src[i].ptr, src[i].size);
-        assert_null(pay_image_finish(copy, &h));
+        const char *err = pay_image_finish(copy, &h);
+        if (err) fail_msg("image: %s", err);
         assert_true(pay_state_hash(copy) == pay_state_hash(f->pay));
         pay_destroy(copy);
     }
 }
 
+/* The refunds' share of the steps. */
+static void step_refund(world_t *w, prng_t *g, uint64_t c) {
+    if (c < 112) return new_refund(w, g);
+    if (c < 116 && w->n_rclients) /* a client retries: same key, same body */
+        return gw_refund(w, &w->rclients[prng_below(g, w->n_rclients)], g);
+    /* A few stay in flight to the end, when their cancels were delivered. */
+    if (c < 119 && w->n_tries > 4) return try_arrives(w, g);
+    if (c < 123) {
+        uint32_t bi = (uint32_t)prng_below(g, 2);
+        w->c[bi].f.clock += (1 + prng_below(g, 3)) * 1000000000ull;
+        return recovery(w, bi, STALE_NS);
+    }
+    if (c == 124) check_images(w);
+}
+
 static void step(world_t *w, prng_t *g) {
-    uint64_t c = prng_below(g, 100);
+    uint64_t c = prng_below(g, 125);
+    if (c >= 100) return step_refund(w, g, c);
     if (c < 30) return new_client(w, g);
     if (c < 42 && w->n_clients) /* a client retries: same key, same body */
         return gw_request(w, &w->clients[prng_below(g, w->n_clients)], g);
@@ -584,11 +995,29 @@ static void run_seed(uint64_t seed) {
         }
     for (uint32_t i = 0; i < N_STEPS; i++) step(&w, &g);
     drain(&w, &g);
+    /* Refunds give buyers money back, and a full outbox answers before the balance: one
+     * payment more than any buyer has, with the outbox empty, is refused for its funds. */
+    m_client_t *cl = &w.clients[w.n_clients++];
+    *cl = (m_client_t){.mcell = 0,
+                       .merchant = 10,
+                       .buyer = 22,
+                       .amount = 1000000,
+                       .cur = CUR(0),
+                       .otn = N_OTN - 1,
+                       .key = ++w.key_next};
+    while (cl->otn > 0 && w.c[0].held[10][cl->otn]) cl->otn--;
+    pay_object_t big = gw_order(&w, cl);
+    expect(&big, PAY_KIND_ORDER, PAY_CREATED, "the big order");
+    pay_object_t refused = gw_xpay(&w, m_order(&w.c[0], big.id), 0);
+    expect(&refused, PAY_KIND_PAYMENT, PAY_ERR_INSUFFICIENT_FUNDS, "the big payment");
+    gw_release(&w, 0, m_order(&w.c[0], big.id), PAY_ERR_INSUFFICIENT_FUNDS);
+    drain(&w, &g);
     check_end(&w);
     check_images(&w);
-    static const char *const what[5] = {"order", "payment of an order", "local payment", "credit",
-                                        "release"};
-    for (int k = 0; k < 5; k++) {
+    static const char *const what[9] = {
+        "order",  "payment of an order", "local payment", "credit", "release", "refund", "try",
+        "decide", "confirm or cancel"};
+    for (int k = 0; k < 9; k++) {
         printf("  %s:", what[k]);
         for (int c = 0; c < PAY_CODE_COUNT; c++)
             if (w.stats[k][c]) printf(" %d:%u", c, w.stats[k][c]);
@@ -598,6 +1027,10 @@ static void run_seed(uint64_t seed) {
     assert_true(w.stats[0][PAY_ERR_DUPLICATE_OUT_TRADE_NO] && w.stats[1][PAY_CREATED] &&
                 w.stats[1][PAY_ERR_INSUFFICIENT_FUNDS] && w.stats[1][PAY_ERR_FULL] &&
                 w.stats[3][PAY_OK] && w.stats[4][PAY_OK]);
+    assert_true(w.stats[5][PAY_TRYING] && w.stats[5][PAY_ERR_DUPLICATE_OUT_REQUEST_NO] &&
+                w.stats[6][PAY_CREATED] && w.stats[6][PAY_ERR_CANCELLED] &&
+                w.stats[7][PAY_CREATED] && w.stats[7][PAY_ERR_CANCELLED] &&
+                w.stats[8][PAY_CREATED] && w.stats[8][PAY_OK]);
     for (int i = 0; i < 2; i++) fx_free(&w.c[i].f);
 }
 
