@@ -48,6 +48,7 @@ static int setup(void **state) {
                        .idempotency_max = 4096,
                        .orders_max = 64,
                        .outbox_max = 4096,
+                       .tcc_max = 64,
                        .cell_id = 1};
     cp_zones_add(&pc.zones, 0);
     f->pay = pay_create(&pc);
