@@ -211,9 +211,13 @@ static void batches_due(relay_core_t *r, tick_out_t *out) {
 
 static void batch_add(const relay_core_t *r, core_batch_t *b, const pay_outbox_item_t *it) {
     cp_assert(b->count < RELAY_CORE_BATCH_MAX);
+    /* The record's own kind: a payment's credit, or a refund's confirm or cancel (pay.h);
+     * all three take the same fields and are acknowledged alike. */
+    cp_assert(it->kind == PAY_KIND_CREDIT || it->kind == PAY_KIND_CONFIRM ||
+              it->kind == PAY_KIND_CANCEL);
     if (b->count == 0) b->first_seq = it->seq;
     b->seqs[b->count] = it->seq;
-    b->items[b->count++] = (pay_request_t){.kind = PAY_KIND_CREDIT,
+    b->items[b->count++] = (pay_request_t){.kind = it->kind,
                                            .payment_id = it->payment_id,
                                            .amount = it->amount,
                                            .actor = it->merchant,
