@@ -23,8 +23,9 @@
 #include "gateway/auth.h"
 
 static const char usage[] =
-    "usage: cellpay bench http [--connections N] [--duration S] [--hot-share F] [--users N]\n"
-    "                          [--cells N] [--addr HOST:PORT --admin-key FILE] [--seed S]\n"
+    "usage: cellpay bench http [--connections N] [--duration S] [--hot-share F] [--spread F]\n"
+    "                          [--users N] [--cells N] [--addr HOST:PORT --admin-key FILE]\n"
+    "                          [--seed S]\n"
     "\n"
     "Starts `cellpay start` in a temporary directory (removed at the end), or uses the API at\n"
     "--addr. It opens a merchant in every zone (uid 1000000 x seed + 10 x zone) and --users\n"
@@ -40,6 +41,10 @@ static const char usage[] =
     "  --hot-share F    fraction of payments that go to one merchant, zone 0's (default 0).\n"
     "                   Buyers come from every zone, so most of these are cross-cell\n"
     "                   payments (docs/cross-cell.md), while the others pay locally.\n"
+    "  --spread F       fraction of payments that go to the merchant of a zone drawn at\n"
+    "                   random (default 0): as many cross-cell payments as --hot-share F\n"
+    "                   makes, but spread over every merchant, so the two runs differ only\n"
+    "                   in how concentrated the merchants are. Not with --hot-share.\n"
     "  --users N        buyers (default 10000)\n"
     "  --cells N        cells of the started `cellpay start` (default 4)\n"
     "  --addr H:P       a running API instead (its data stays); needs --admin-key\n"
@@ -83,7 +88,7 @@ struct bench {
     uv_timer_t timer;
     struct sockaddr_in addr;
     char admin_key[AUTH_HEX_MAX + 1];
-    uint32_t users, conns_n, hot_ppm;
+    uint32_t users, conns_n, hot_ppm, spread_ppm;
     uint64_t duration_ns;
     prng_t rng;
     phase_t phase;
@@ -164,6 +169,8 @@ static int build_payment(bench_t *b, hconn_t *c) {
     uint64_t buyer = prng_below(&b->rng, b->users);
     uint32_t zone = (uint32_t)(buyer % CP_ZONES);
     if (b->hot_ppm && prng_chance_ppm(&b->rng, b->hot_ppm)) zone = 0;
+    if (b->spread_ppm && prng_chance_ppm(&b->rng, b->spread_ppm))
+        zone = (uint32_t)prng_below(&b->rng, CP_ZONES);
     char body[256], sig[AUTH_HEX_MAX + 1];
     int body_len = snprintf(body, sizeof body,
                             "{\"buyer_uid\":\"%llu\",\"amount\":\"%llu\",\"currency\":\"CNY\","
@@ -455,7 +462,7 @@ static bool read_key(const char *path, char key[AUTH_HEX_MAX + 1]) {
 }
 
 typedef struct opts {
-    uint32_t conns, duration_s, hot_ppm, users, cells;
+    uint32_t conns, duration_s, hot_ppm, spread_ppm, users, cells;
     unsigned long long seed;
     const char *addr, *key_file;
 } opts_t;
@@ -473,6 +480,8 @@ static int parse(int argc, char **argv, opts_t *o) {
             ok = args_u32(argc, argv, &i, 1, 3600, &o->duration_s);
         else if (!strcmp(a, "--hot-share"))
             ok = args_ppm(argc, argv, &i, &o->hot_ppm);
+        else if (!strcmp(a, "--spread"))
+            ok = args_ppm(argc, argv, &i, &o->spread_ppm);
         else if (!strcmp(a, "--users"))
             ok = args_u32(argc, argv, &i, 1, 10000000, &o->users);
         else if (!strcmp(a, "--cells"))
@@ -488,6 +497,10 @@ static int parse(int argc, char **argv, opts_t *o) {
             return 2;
         }
         if (!ok) return 2;
+    }
+    if (o->hot_ppm && o->spread_ppm) {
+        fprintf(stderr, "cellpay bench http: --hot-share and --spread are two loads, not one\n");
+        return 2;
     }
     if (!o->addr != !o->key_file) {
         fprintf(stderr, "cellpay bench http: --addr and --admin-key go together\n");
@@ -515,6 +528,7 @@ int bench_http(int argc, char **argv) {
     b->conns_n = o.conns;
     b->users = o.users;
     b->hot_ppm = o.hot_ppm;
+    b->spread_ppm = o.spread_ppm;
     b->duration_ns = (uint64_t)o.duration_s * 1000000000ull;
     b->rng = (prng_t){o.seed};
     merchant_base = MERCHANT_BASE * (o.seed ? o.seed : 1);
