@@ -506,7 +506,7 @@ static void try_answered(gateway_t *g, gw_slot_t *s) {
 /* The buyer's cell answered the refund: trying (fresh, or the key's answer from a gateway
  * that stopped mid-way) goes on with the Try; a decision stored under the key, or an error,
  * is the client's answer as it is. */
-static void xrefund_answered(gateway_t *g, gw_slot_t *s) {
+static void refund_answered(gateway_t *g, gw_slot_t *s) {
     if (!xrefund_trying(s->status, s->reply, s->count)) {
         call_answered(g, s);
         return;
@@ -524,7 +524,7 @@ static void xrefund_answered(gateway_t *g, gw_slot_t *s) {
     if (!slot_submit(g, s, try_req.actor, &why)) decide_send(g, s, PAY_ERR_CANCELLED);
 }
 
-static void xrefund_send(gateway_t *g, gw_slot_t *s, uint32_t merchant_cell) {
+static void refund_send(gateway_t *g, gw_slot_t *s, uint32_t merchant_cell) {
     s->call.u.req.peer_cell = merchant_cell;
     s->state = SLOT_XREFUND;
     slot_send(g, s, api_call_route_uid(&s->call));
@@ -549,7 +549,7 @@ static void request_build_send(gateway_t *g, gw_slot_t *s, const http_request_t 
     }
     uint32_t merchant_cell = refund_peer_cell(g, s);
     if (merchant_cell != 0) {
-        xrefund_send(g, s, merchant_cell);
+        refund_send(g, s, merchant_cell);
         return;
     }
     s->state = SLOT_CALL;
@@ -697,7 +697,7 @@ static void slot_answered(gateway_t *g, gw_slot_t *s) {
         case SLOT_ORDER: order_answered(g, s); return;
         case SLOT_XPAY: xpay_answered(g, s); return;
         case SLOT_RELEASE: release_answered(g, s); return;
-        case SLOT_XREFUND: xrefund_answered(g, s); return;
+        case SLOT_XREFUND: refund_answered(g, s); return;
         case SLOT_TRY: try_answered(g, s); return;
         case SLOT_DECIDE: decide_answered(g, s); return;
         default: call_answered(g, s); return;
