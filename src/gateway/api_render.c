@@ -41,6 +41,14 @@ static const code_row_t code_rows[PAY_CODE_COUNT] = {
     [PAY_ERR_FULL] = {503, "unavailable", "the cell is full"},
     [PAY_ERR_INVALID] = {400, "invalid_request", "the cell refused the request"},
     [PAY_ERR_OVERFLOW] = {400, "invalid_request", "the amount would overflow a balance"},
+    /* Never final: the gateway goes on from the Try. A client sees it only if a gateway
+     * lets it through; the key then finds the refund trying and the gateway continues. */
+    [PAY_TRYING] = {503, "unavailable",
+                    "the refund is still in progress: retry with the same Idempotency-Key"},
+    [PAY_ERR_CANCELLED] = {409, "cancelled",
+                           "the refund was cancelled before the merchant's cell held the money; "
+                           "nothing moved and its out_request_no is free again: retry with a new "
+                           "Idempotency-Key"},
 };
 
 int api_code_status(uint32_t code, const char **error_code, const char **message) {

@@ -32,6 +32,7 @@
 #include "gateway/api.h"
 #include "gateway/auth.h"
 #include "gateway/http.h"
+#include "gateway/xrefund.h"
 
 #define GW_SESSIONS_DEFAULT 1u
 #define GW_DEADLINE_MS_DEFAULT 5000u
@@ -62,6 +63,10 @@ typedef enum slot_state {
     SLOT_ORDER,   /* the merchant's cell reserves the order */
     SLOT_XPAY,    /* the buyer's cell pays it */
     SLOT_RELEASE, /* the buyer's cell refused: the merchant's cell gives the order back */
+    /* A refund of a cross-cell payment (TCC, docs/cross-cell.md), step by step: */
+    SLOT_XREFUND, /* the buyer's cell records the refund activity (answer: trying) */
+    SLOT_TRY,     /* the merchant's cell holds the money */
+    SLOT_DECIDE,  /* the buyer's cell confirms or cancels */
 } slot_state_t;
 
 typedef struct gateway gateway_t;
@@ -76,7 +81,9 @@ typedef struct gw_slot {
     uint8_t state;
     bool own_key;    /* the gateway gave the request its idempotency key (the client sent none) */
     uint8_t refusal; /* SLOT_RELEASE: the buyer's cell's answer (a pay_code_t) */
-    bool refusal_replayed;  /* ... and whether it was a stored one */
+    /* SLOT_RELEASE, SLOT_TRY, SLOT_DECIDE: the first answer under the client's key was a
+     * stored one; the final answer is the client's replay if so, whichever cell gives it. */
+    bool key_replayed;
     uint64_t merchant_cell; /* a cross-cell payment: the cell that reserved the order */
     int32_t status;
     uint32_t count;
@@ -292,20 +299,28 @@ static void on_answer(void *ctx, int32_t status, uint64_t timestamp, const void 
     if (was_empty && !g->stopping) uv_check_start(&g->drain, on_drain);
 }
 
-/* Sends the slot's call to the cell that owns uid. */
-static void slot_send(gateway_t *g, gw_slot_t *s, uint64_t uid) {
+/* Submits the slot's call to the cell that owns uid; false (and *why) when it cannot, and
+ * then nothing was sent. */
+static bool slot_submit(gateway_t *g, gw_slot_t *s, uint64_t uid, const char **why) {
     gw_cell_t *c = cell_find(g, rt_cell_of_uid(&g->routes, uid));
     if (!c) {
-        slot_fail(g, s, 503, "unavailable", "no cell serves this uid", NULL);
-        return;
+        *why = "no cell serves this uid";
+        return false;
     }
     int rc = client_submit(c->client, s->call.op, &s->call.u, sizeof s->call.u, on_answer, s);
     if (rc != 0) {
-        slot_fail(g, s, 503, "unavailable", client_status_str(rc), NULL);
-        return;
+        *why = client_status_str(rc);
+        return false;
     }
     c->inflight++;
     s->cell = c;
+    return true;
+}
+
+/* Sends the slot's call to the cell that owns uid; the client hears 503 when it cannot. */
+static void slot_send(gateway_t *g, gw_slot_t *s, uint64_t uid) {
+    const char *why;
+    if (!slot_submit(g, s, uid, &why)) slot_fail(g, s, 503, "unavailable", why, NULL);
 }
 
 /* ---- Authentication ---- */
@@ -412,7 +427,7 @@ static void xpay_answered(gateway_t *g, gw_slot_t *s) {
         return;
     }
     s->refusal = o->code;
-    s->refusal_replayed = o->replayed != 0;
+    s->key_replayed = o->replayed != 0;
     pay_request_t *q = &s->call.u.req;
     *q = (pay_request_t){
         .kind = PAY_KIND_RELEASE, .payment_id = q->payment_id, .actor = q->actor, .code = o->code};
@@ -431,10 +446,88 @@ static void release_answered(gateway_t *g, gw_slot_t *s) {
                   NULL);
         return;
     }
-    s->reply[0] = (pay_object_t){
-        .kind = PAY_KIND_PAYMENT, .code = s->refusal, .replayed = s->refusal_replayed};
+    s->reply[0] =
+        (pay_object_t){.kind = PAY_KIND_PAYMENT, .code = s->refusal, .replayed = s->key_replayed};
     s->count = 1;
     call_answered(g, s);
+}
+
+/* ---- Refunds of cross-cell payments (TCC, docs/cross-cell.md) ----
+ * The merchant's receivable is in the merchant's cell, so that cell must hold the money
+ * before the buyer's cell pays it out: the buyer's cell records the refund (answer trying,
+ * stored under the key), the merchant's cell tries, and the buyer's cell decides. The
+ * decision replaces trying under the key and is the client's answer. A gateway that dies
+ * mid-way leaves trying under the key: the client's retry with it goes on from the Try (and
+ * the relay's recovery cancels what nobody decides). */
+
+/* The merchant's cell to name in a refund: the cell that drew the payment id when it is not
+ * the buyer's (a cross-cell payment's id is drawn by the merchant's cell); 0 for anything
+ * else. */
+static uint32_t refund_peer_cell(const gateway_t *g, const gw_slot_t *s) {
+    if (s->match.endpoint != API_EP_REFUND_CREATE) return 0;
+    u128 payment = s->call.u.req.payment_id;
+    return xrefund_peer_cell(payment, rt_cell_of_uid(&g->routes, (uint64_t)(payment >> 64)));
+}
+
+/* No decision is known, so nothing is final for the client; the activity is still trying (or
+ * decided by a decide whose answer was lost), and its key will tell. */
+static void decide_failed(gateway_t *g, gw_slot_t *s) {
+    slot_fail(g, s, 503, "unavailable",
+              "the refund is not decided yet: retry with the same Idempotency-Key", NULL);
+}
+
+static void decide_send(gateway_t *g, gw_slot_t *s, uint8_t code) {
+    pay_request_t *q = &s->call.u.req;
+    const pay_request_t prev = *q; /* the Try, or the decide this one replaces */
+    xrefund_decide_build(&prev, code, q);
+    s->state = SLOT_DECIDE;
+    const char *why;
+    if (!slot_submit(g, s, q->uid, &why)) decide_failed(g, s);
+}
+
+static void decide_answered(gateway_t *g, gw_slot_t *s) {
+    uint8_t code = 0;
+    switch (xrefund_after_decide(s->status, s->reply, s->count, s->call.u.req.code, &code)) {
+    case XREFUND_ANSWER:
+        /* A decide answers afresh even when it repeats a decision: whether the client's
+         * request is a replay is the trying answer's to say. */
+        s->reply[0].replayed = s->key_replayed;
+        call_answered(g, s);
+        return;
+    case XREFUND_CANCEL: decide_send(g, s, code); return;
+    case XREFUND_RETRY: decide_failed(g, s); return;
+    }
+}
+
+static void try_answered(gateway_t *g, gw_slot_t *s) {
+    decide_send(g, s, xrefund_decision(s->status, s->reply, s->count));
+}
+
+/* The buyer's cell answered the refund: trying (fresh, or the key's answer from a gateway
+ * that stopped mid-way) goes on with the Try; a decision stored under the key, or an error,
+ * is the client's answer as it is. */
+static void refund_answered(gateway_t *g, gw_slot_t *s) {
+    if (!xrefund_trying(s->status, s->reply, s->count)) {
+        call_answered(g, s);
+        return;
+    }
+    pay_request_t try_req;
+    if (!xrefund_try_build(&s->reply[0], &try_req)) {
+        slot_fail(g, s, 500, "internal_error", "the buyer's cell's refund does not fit", NULL);
+        return;
+    }
+    s->key_replayed = s->reply[0].replayed != 0;
+    s->call.u.req = try_req;
+    s->state = SLOT_TRY;
+    const char *why;
+    /* Not sent: nothing is held, so cancelling is safe and frees the out_request_no now. */
+    if (!slot_submit(g, s, try_req.actor, &why)) decide_send(g, s, PAY_ERR_CANCELLED);
+}
+
+static void refund_send(gateway_t *g, gw_slot_t *s, uint32_t merchant_cell) {
+    s->call.u.req.peer_cell = merchant_cell;
+    s->state = SLOT_XREFUND;
+    slot_send(g, s, api_call_route_uid(&s->call));
 }
 
 static void request_build_send(gateway_t *g, gw_slot_t *s, const http_request_t *r,
@@ -452,6 +545,11 @@ static void request_build_send(gateway_t *g, gw_slot_t *s, const http_request_t 
     if (s->call.op == PROTO_OP_PAY) own_key_maybe(g, s);
     if (payment_cross_cell(g, s)) {
         order_send(g, s);
+        return;
+    }
+    uint32_t merchant_cell = refund_peer_cell(g, s);
+    if (merchant_cell != 0) {
+        refund_send(g, s, merchant_cell);
         return;
     }
     s->state = SLOT_CALL;
@@ -599,6 +697,9 @@ static void slot_answered(gateway_t *g, gw_slot_t *s) {
         case SLOT_ORDER: order_answered(g, s); return;
         case SLOT_XPAY: xpay_answered(g, s); return;
         case SLOT_RELEASE: release_answered(g, s); return;
+        case SLOT_XREFUND: refund_answered(g, s); return;
+        case SLOT_TRY: try_answered(g, s); return;
+        case SLOT_DECIDE: decide_answered(g, s); return;
         default: call_answered(g, s); return;
         }
     }

@@ -4,16 +4,20 @@
 The merchant's cell keeps its keys and out_trade_no's; the buyer's cell pays; the relay
 credits the merchant. Checked: the answers and errors, replays byte for byte, duplicates
 across cells and against local payments, a refused payment giving its out_trade_no back, the
-credit arriving (merchant_credit turns "credited"), and, under load with SIGKILL and restart,
+credit arriving (merchant_credit turns "credited"), refunds of cross-cell payments (TCC: the
+buyer's cell holds the amount, the merchant's cell tries, the buyer's cell decides; the relay
+takes the decision to the merchant's cell), and, under load with SIGKILL and restart,
 that every acknowledged payment is debited once and credited once (`cellpay admin check`
 nets every pair of cells' clearing accounts to zero).
 
 usage: xcell_test.py path/to/cellpay
 """
 import os
+import json
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -117,12 +121,197 @@ def test_flow(api, ms):
     check("another merchant does not see it", s == 404, (s, j))
     s, j, _, _ = api.admin("GET", f"/v1/users/{B2}/payments")
     check("in the buyer's list", s == 200 and [p["id"] for p in j["data"]] == [pay["id"]], (s, j))
-    s, j, _, _ = api.merchant(m1, "POST", "/v1/refunds",
-                              {"payment_id": pay["id"], "amount": "1", "out_request_no": "r"},
-                              key="rk")
-    check("refund of a cross-cell payment: 422 for now",
-          s == 422 and err_code(j) == "cross_cell_unsupported", (s, j))
     return pay, raw2
+
+
+# ---- refunds of cross-cell payments (TCC) ----
+
+CNY = 0x594E43  # pay_currency_pack("CNY"): the three letters' bytes, little-endian
+CELL_OF = {M1: 1, M3: 3}
+
+
+def cell_addrs():
+    """{cell: its client addresses}, from the route table `cellpay start` wrote."""
+    cells = {}
+    with open(os.path.join(SERVER.data, "routes")) as f:
+        for line in f:
+            p = line.split()
+            if len(p) == 3 and p[0] == "cell":
+                cells[int(p[1])] = p[2]
+    return cells
+
+
+def receivable(merchant_uid):
+    """(available, pending) of a merchant's receivable, read from its cell's ledger: the API
+    shows users' balances only."""
+    acc = (merchant_uid << 64) | (2 << 32) | CNY  # pay_account_id(uid, MERCHANT, CNY)
+    req = json.dumps({"op": "lookup_accounts", "ids": [str(acc)]}) + "\n"
+    r = subprocess.run([CELLPAY, "client", "--addr", cell_addrs()[CELL_OF[merchant_uid]]],
+                       input=req, capture_output=True, text=True, timeout=30)
+    accounts = json.loads(r.stdout).get("accounts") or [None]
+    a = accounts[0]
+    if a is None:
+        return (0, 0)
+    pending = int(a["debits_pending"])
+    return (int(a["credits_posted"]) - int(a["debits_posted"]) - pending, pending)
+
+
+def pending_of(api, uid):
+    s, j, _, _ = api.admin("GET", f"/v1/users/{uid}/balance?currency=CNY")
+    return j["pending"] if s == 200 else None
+
+
+def wait_for(fn, want, seconds=20):
+    deadline = time.time() + seconds
+    got = fn()
+    while got != want and time.time() < deadline:
+        time.sleep(0.05)
+        got = fn()
+    return got
+
+
+def refund(api, m, pay_id, amount, orn, key):
+    return api.merchant(m, "POST", "/v1/refunds",
+                        {"payment_id": pay_id, "amount": str(amount), "out_request_no": orn},
+                        key=key)
+
+
+def refunded(api, m, pay_id):
+    s, j, _, _ = api.merchant(m, "GET", f"/v1/payments/{pay_id}")
+    return j.get("refunded") if s == 200 else None
+
+
+def test_refunds(api, ms, pay):
+    """pay: B2 (cell 2) paid M1 (cell 1) 100, credited."""
+    m1, m3 = ms[M1], ms[M3]
+    recv0, bal0 = receivable(M1), api.balance(B2)
+    s, j, raw, h = refund(api, m1, pay["id"], 30, "r-1", "rk-1")
+    check("cross-cell refund: 201", s == 201 and j["object"] == "refund" and
+          j["status"] == "succeeded" and j["payment_id"] == pay["id"] and j["amount"] == "30" and
+          j["out_request_no"] == "r-1" and j["buyer_uid"] == str(B2) and
+          j["merchant_uid"] == str(M1) and "Idempotent-Replayed" not in h, (s, j, h))
+    if s != 201:
+        return
+    check("buyer refunded in its cell", api.balance(B2) == bal0 + 30, (api.balance(B2), bal0))
+    got = wait_for(lambda: receivable(M1), (recv0[0] - 30, 0))
+    check("merchant's receivable debited once the confirm is applied",
+          got == (recv0[0] - 30, 0), (got, recv0))
+    check("payment's refunded grew", refunded(api, m1, pay["id"]) == "30")
+    s2, j2, _, _ = api.merchant(m1, "GET", f"/v1/refunds/{j['id']}")
+    check("GET the refund", s2 == 200 and j2 == j, (s2, j2, j))
+    s2, j2, _, _ = api.merchant(m3, "GET", f"/v1/refunds/{j['id']}")
+    check("another merchant does not see the refund", s2 == 404 and err_code(j2) == "not_found",
+          (s2, j2))
+    s2, _, raw2, h2 = refund(api, m1, pay["id"], 30, "r-1", "rk-1")
+    check("refund replayed: same bytes, replay header", s2 == 201 and raw2 == raw and
+          h2.get("Idempotent-Replayed") == "true", (s2, raw2, raw, h2))
+    check("the replay moved nothing", api.balance(B2) == bal0 + 30 and
+          refunded(api, m1, pay["id"]) == "30")
+    s2, j2, _, _ = refund(api, m1, pay["id"], 31, "r-1", "rk-1")
+    check("same key, other body: 409", s2 == 409 and err_code(j2) == "idempotency_conflict",
+          (s2, j2))
+    s2, j2, _, _ = refund(api, m1, pay["id"], 5, "r-1", "rk-dup")
+    check("duplicate out_request_no: 409", s2 == 409 and
+          err_code(j2) == "duplicate_out_request_no", (s2, j2))
+    s2, j2, _, _ = refund(api, m1, pay["id"], 71, "r-2", "rk-2")
+    check("more than is left: 409", s2 == 409 and err_code(j2) == "refund_exceeds_payment",
+          (s2, j2))
+    for i, amount in enumerate((20, 20, 30)):  # 30 + 70: exactly the payment
+        s2, j2, _, _ = refund(api, m1, pay["id"], amount, f"r-s{i}", f"rk-s{i}")
+        check(f"partial refund {i}: 201", s2 == 201 and j2["amount"] == str(amount), (s2, j2))
+    s2, j2, _, _ = refund(api, m1, pay["id"], 1, "r-last", "rk-last")
+    check("one more after the whole payment: 409", s2 == 409 and
+          err_code(j2) == "refund_exceeds_payment", (s2, j2))
+    check("refunded whole", refunded(api, m1, pay["id"]) == "100")
+    check("buyer got the whole payment back", api.balance(B2) == bal0 + 100,
+          (api.balance(B2), bal0))
+    got = wait_for(lambda: receivable(M1), (recv0[0] - 100, 0))
+    check("merchant's receivable down by the whole payment, nothing pending",
+          got == (recv0[0] - 100, 0), (got, recv0))
+    check("buyer's balance: nothing pending", pending_of(api, B2) == "0")
+
+
+def test_refunds_parallel(api, ms):
+    """Refunds of one payment at once, from a third cell (4 -> 1): the buyer's cell holds each
+    refund's amount while it is trying, so together they never pass the payment."""
+    m1 = ms[M1]
+    s, pay, _, _ = api.merchant(m1, "POST", "/v1/payments", pay_body(B4, 100, "x-par"),
+                                key="xpar")
+    check("payment from cell 4", s == 201, (s, pay))
+    check("credited", wait_credited(api, m1, pay["id"]) is not None)
+    recv0, bal0 = receivable(M1), api.balance(B4)
+    results = []
+
+    def one(i):
+        s, j, _, _ = refund(Api(SERVER), m1, pay["id"], 25, f"r-par{i}", f"rk-par{i}")
+        results.append((s, err_code(j)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    ok = [r for r in results if r[0] == 201]
+    over = [r for r in results if r == (409, "refund_exceeds_payment")]
+    check("five refunds of a quarter at once: four made, one refused",
+          len(ok) == 4 and len(over) == 1, results)
+    check("refunded whole", refunded(api, m1, pay["id"]) == "100")
+    check("buyer got 100", api.balance(B4) == bal0 + 100, (api.balance(B4), bal0))
+    got = wait_for(lambda: receivable(M1), (recv0[0] - 100, 0))
+    check("merchant's receivable down by 100, nothing pending", got == (recv0[0] - 100, 0),
+          (got, recv0))
+
+
+def closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def set_cell_addrs(cell, addrs):
+    r = subprocess.run([CELLPAY, "admin", "routes", "set", "--file",
+                        os.path.join(SERVER.data, "routes"), "--cell", str(cell),
+                        "--addrs", addrs], capture_output=True, text=True, timeout=30)
+    return r.returncode == 0
+
+
+def test_refund_refused(api, ms):
+    """A Try the merchant's cell refuses: the refund is cancelled and answered with the
+    refusal, and its out_request_no is free again. Made deterministic by hiding M3's cell from
+    the relays (they read DIR/routes; the gateway of `cellpay start` does not): the payment's
+    credit cannot arrive, so M3's receivable (nothing before) cannot hold the refund."""
+    m3 = ms[M3]
+    addrs = cell_addrs()[3]
+    check("cell 3 hidden from the relays", set_cell_addrs(3, f"127.0.0.1:{closed_port()}"))
+    pay = None
+    try:
+        time.sleep(1.5)  # a relay looks at the file every 0.5 s
+        s, pay, _, _ = api.merchant(m3, "POST", "/v1/payments", pay_body(B2, 50, "x-early"),
+                                    key="xe-1")
+        check("payment to M3", s == 201, (s, pay))
+        bal = api.balance(B2)
+        s, j, raw, _ = refund(api, m3, pay["id"], 20, "r-early", "re-1")
+        check("refund before the merchant was credited: 402", s == 402 and
+              err_code(j) == "insufficient_funds", (s, j))
+        s, j, raw2, h = refund(api, m3, pay["id"], 20, "r-early", "re-1")
+        check("refusal replayed", s == 402 and raw2 == raw and
+              h.get("Idempotent-Replayed") == "true", (s, raw2, raw, h))
+        check("the refusal moved nothing", api.balance(B2) == bal and
+              refunded(api, m3, pay["id"]) == "0")
+    finally:
+        check("cell 3 shown to the relays again", set_cell_addrs(3, addrs))
+    if not pay or "id" not in pay:
+        return
+    check("credited once the relays see cell 3", wait_credited(api, m3, pay["id"]) is not None)
+    s, j, _, _ = refund(api, m3, pay["id"], 20, "r-early", "re-2")
+    check("the out_request_no is free again: 201", s == 201, (s, j))
+    check("buyer refunded", api.balance(B2) == bal + 20, (api.balance(B2), bal))
+    s, j, _, _ = refund(api, m3, pay["id"], 20, "r-early", "re-1")
+    check("the refused key keeps its refusal", s == 402, (s, j))
+    got = wait_for(lambda: receivable(M3), (30, 0))
+    check("M3: 50 credited, 20 refunded, nothing pending", got == (30, 0), got)
 
 
 def admin_check():
@@ -203,6 +392,9 @@ def main():
         api = Api(SERVER)
         ms = setup(api)
         pay, first_raw = test_flow(api, ms)
+        test_refunds(api, ms, pay)
+        test_refunds_parallel(api, ms)
+        test_refund_refused(api, ms)
         rc, out = admin_check()
         check("admin check: clearing nets to zero", rc == 0 and "MISMATCH" not in out and
               ("clearing cells 1 and 2" in out or "clearing cells 2 and 1" in out), out)
@@ -213,6 +405,9 @@ def main():
                                     key="xk-1")
         check("after SIGKILL and restart the first answer is replayed", s == 201 and
               raw == first_raw, (s, raw))
+        for m in (M1, M3):
+            got = wait_for(lambda: receivable(m)[1], 0)
+            check(f"merchant {m}: nothing left pending", got == 0, got)
         check("clean stop", SERVER.stop() == 0)
     finally:
         if SERVER.proc:

@@ -96,6 +96,10 @@ typedef struct fake_server {
     _Atomic bool test_ops;  /* else the test ops answer refused, as a node without --test-ops */
     _Atomic bool want_listen, want_stop;
     _Atomic uint32_t connections; /* accepted so far */
+    /* Set before traffic, or NULL: may rewrite the echoed answer of each pay request (on the
+     * server's thread), e.g. to play a cell's part in a multi-step flow. */
+    void (*pay_hook)(void *ctx, const pay_request_t *r, pay_object_t *o);
+    void *pay_hook_ctx;
 
     fake_conn_t conns[FAKE_CONNS_MAX];
     fake_reply_t *pending; /* server thread only */
@@ -217,6 +221,7 @@ static inline void fake_pay(fake_server_t *f, const unsigned char *body, uint32_
                           .replayed = fake_pay_seen(f, r.idem_key)};
         memcpy(o.text, r.text, sizeof o.text);
         memcpy(o.secret, r.secret, sizeof o.secret);
+        if (f->pay_hook) f->pay_hook(f->pay_hook_ctx, &r, &o);
         memcpy(a->out + (size_t)i * sizeof o, &o, sizeof o);
     }
     a->status = PROTO_STATUS_OK;

@@ -61,6 +61,8 @@ static void test_code_status(void **state) {
         {PAY_ERR_FULL, 503, "unavailable"},
         {PAY_ERR_INVALID, 400, "invalid_request"},
         {PAY_ERR_OVERFLOW, 400, "invalid_request"},
+        {PAY_TRYING, 503, "unavailable"},
+        {PAY_ERR_CANCELLED, 409, "cancelled"},
         {PAY_CODE_COUNT, 500, "internal_error"},
         {255, 500, "internal_error"},
     };
@@ -75,6 +77,17 @@ static void test_code_status(void **state) {
             assert_null(code);
         }
     }
+    /* Every code a cell can answer has a row: none renders as status 0. */
+    for (uint32_t c = 0; c < PAY_CODE_COUNT; c++) {
+        const char *code, *msg;
+        assert_true(api_code_status(c, &code, &msg) >= 200);
+    }
+    /* The messages of the TCC codes tell the client which key to retry with. */
+    const char *code, *msg;
+    api_code_status(PAY_TRYING, &code, &msg);
+    assert_non_null(strstr(msg, "same Idempotency-Key"));
+    api_code_status(PAY_ERR_CANCELLED, &code, &msg);
+    assert_non_null(strstr(msg, "new Idempotency-Key"));
 }
 
 static void test_render_payment(void **state) {
@@ -174,6 +187,12 @@ static void test_reply_statuses(void **state) {
     assert_int_equal(st, 402);
     assert_true(replayed);
     assert_true(strncmp(buf, "{\"error\":{\"code\":\"insufficient_funds\"", 37) == 0);
+    /* A cross-cell refund's cancel: 409 cancelled, replayed when the key was. */
+    e = (pay_object_t){.kind = PAY_KIND_REFUND, .code = PAY_ERR_CANCELLED, .replayed = 1};
+    reply(API_EP_REFUND_CREATE, 0, &e, 1, 0, &st, &replayed);
+    assert_int_equal(st, 409);
+    assert_true(replayed);
+    assert_true(strncmp(buf, "{\"error\":{\"code\":\"cancelled\"", 28) == 0);
     e = (pay_object_t){.code = PAY_ERR_WRONG_CELL};
     reply(API_EP_USER_CREATE, 0, &e, 1, 0, &st, &replayed);
     assert_int_equal(st, 503);

@@ -3,8 +3,8 @@
  * request and knows merchant 77 with the secret bytes 1..32), and plain blocking sockets as
  * HTTP clients. Covers the operator's bearer key, merchant signatures with the secret fetched
  * once from the cell, idempotent replays, many connections at once (their requests merged
- * by the client and split back), route table changes, and gateway_stop(). Every wait is
- * bounded. */
+ * by the client and split back), route table changes, the steps of a refund of a cross-cell
+ * payment (the fake plays both cells' parts), and gateway_stop(). Every wait is bounded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,6 +39,74 @@ static gateway_config_t cfg;
 /* The fake merchant's HMAC key: its secret bytes 1..32 as lowercase hex. */
 static char merchant_key[AUTH_HEX_MAX + 1];
 
+/* ---- The cells' part in a refund of a cross-cell payment (TCC), played by the fake ----
+ * The table gives every zone to cell 1, so a payment id drawn by cell 5 is cross-cell: the
+ * gateway sends the refund with peer_cell 5, the Try, and the decide, all to the fake, which
+ * answers each as a_script says and records what it got. */
+
+#define TCC_SEEN_MAX 16u
+#define TCC_BUYER 1001ull
+#define TCC_R (((u128)TCC_BUYER << 64) | ((u128)1 << 40) | 9)
+
+typedef struct tcc_script {
+    bool trying_replayed; /* the refund's trying answer is the key's stored one */
+    uint8_t try_code;     /* the Try's answer */
+    uint8_t confirm_code; /* a confirm's answer: created (the refund), or a DECIDE error */
+    uint8_t cancel_fail;  /* a cancel's answer, when not 0: a DECIDE error */
+} tcc_script_t;
+
+static uv_mutex_t tcc_lock;
+static tcc_script_t tcc_script;
+static pay_request_t tcc_seen[TCC_SEEN_MAX];
+static uint32_t tcc_seen_count;
+
+static void tcc_refund_object(pay_object_t *o, uint8_t code) {
+    *o = (pay_object_t){.id = TCC_R,
+                        .amount = 40,
+                        .payment_id = ((u128)TCC_BUYER << 64) | ((u128)5 << 40) | 7,
+                        .uid = TCC_BUYER,
+                        .merchant = 77,
+                        .created_at = 3,
+                        .currency = pay_currency_pack("CNY"),
+                        .kind = PAY_KIND_REFUND,
+                        .code = code};
+    strcpy(o->text, "r-1");
+}
+
+static void tcc_decide(const tcc_script_t *sc, const pay_request_t *r, pay_object_t *o) {
+    uint8_t fail = r->code == PAY_OK ? (sc->confirm_code == PAY_CREATED ? 0 : sc->confirm_code)
+                                     : sc->cancel_fail;
+    if (fail) {
+        *o = (pay_object_t){.kind = PAY_KIND_DECIDE, .code = fail};
+    } else if (r->code == PAY_OK) {
+        tcc_refund_object(o, PAY_CREATED);
+    } else {
+        *o = (pay_object_t){.kind = PAY_KIND_REFUND, .code = r->code};
+    }
+}
+
+static void tcc_hook(void *ctx, const pay_request_t *r, pay_object_t *o) {
+    (void)ctx;
+    bool tcc = (r->kind == PAY_KIND_REFUND && r->peer_cell != 0) || r->kind == PAY_KIND_TRY ||
+               r->kind == PAY_KIND_DECIDE;
+    if (!tcc) return; /* everything else: the fake's echo */
+    uv_mutex_lock(&tcc_lock);
+    tcc_script_t sc = tcc_script;
+    if (tcc_seen_count < TCC_SEEN_MAX) tcc_seen[tcc_seen_count++] = *r;
+    uv_mutex_unlock(&tcc_lock);
+    switch (r->kind) {
+    case PAY_KIND_REFUND:
+        tcc_refund_object(o, PAY_TRYING);
+        o->peer_cell = r->peer_cell;
+        o->replayed = sc.trying_replayed;
+        return;
+    case PAY_KIND_TRY:
+        *o = (pay_object_t){.id = r->payment_id, .kind = PAY_KIND_TRY, .code = sc.try_code};
+        return;
+    default: tcc_decide(&sc, r, o); return;
+    }
+}
+
 static void on_listening(void *ctx, uint16_t port) {
     (void)ctx;
     atomic_store(&gw_port, port);
@@ -59,7 +127,9 @@ static void table_for(rt_table_t *t, uint16_t port) {
 static int setup(void **state) {
     (void)state;
     for (uint32_t i = 0; i < 32; i++) snprintf(merchant_key + 2 * i, 3, "%02x", i + 1);
+    assert_int_equal(uv_mutex_init(&tcc_lock), 0);
     fake = fake_start();
+    fake->pay_hook = tcc_hook; /* before any request reaches the fake */
     memset(&cfg, 0, sizeof cfg);
     cfg.listen = "127.0.0.1:0";
     cfg.admin_key = ADMIN_KEY;
@@ -80,6 +150,7 @@ static int teardown(void **state) {
     uv_thread_join(&gw_thread);
     assert_int_equal(gw_rc, 0);
     fake_stop(fake);
+    uv_mutex_destroy(&tcc_lock);
     return 0;
 }
 
@@ -335,11 +406,120 @@ static void test_route_change(void **state) {
     free(t);
 }
 
+/* Runs one refund of payment (drawn by cell payment_cell) under script sc; r: the reply,
+ * seen/count: what reached the fake. */
+static void tcc_run(tcc_script_t sc, uint32_t payment_cell, reply_t *r, pay_request_t *seen,
+                    uint32_t *count) {
+    char body[256], h[1024];
+    snprintf(body, sizeof body,
+             "{\"payment_id\":\"pay_%016llx%016llx\",\"amount\":\"40\","
+             "\"out_request_no\":\"r-1\"}",
+             (unsigned long long)TCC_BUYER,
+             (unsigned long long)(((uint64_t)payment_cell << 40) | 7));
+    uv_mutex_lock(&tcc_lock);
+    tcc_script = sc;
+    tcc_seen_count = 0;
+    uv_mutex_unlock(&tcc_lock);
+    int fd = conn_open();
+    signed_headers(h, sizeof h, 77, merchant_key, "POST", "/v1/refunds", body, 0,
+                   "Idempotency-Key: refund-1\r\n");
+    request(fd, "POST", "/v1/refunds", h, body, r);
+    close(fd);
+    uv_mutex_lock(&tcc_lock);
+    *count = tcc_seen_count;
+    memcpy(seen, tcc_seen, sizeof tcc_seen);
+    uv_mutex_unlock(&tcc_lock);
+}
+
+static const tcc_script_t tcc_ok = {.try_code = PAY_CREATED, .confirm_code = PAY_CREATED};
+
+static void test_tcc_refund(void **state) {
+    (void)state;
+    reply_t r;
+    pay_request_t seen[TCC_SEEN_MAX];
+    uint32_t n;
+    tcc_run(tcc_ok, 5, &r, seen, &n);
+    assert_int_equal(r.status, 201);
+    assert_non_null(
+        strstr(r.body, "\"object\":\"refund\",\"id\":\"re_00000000000003e90000010000000009\""));
+    assert_null(strstr(r.head, "Idempotent-Replayed"));
+    assert_int_equal(n, 3);
+    /* The refund names the merchant's cell (the payment id's); the Try names R, the merchant,
+     * the buyer, the amount and the buyer's cell (R's); the decide confirms. */
+    assert_int_equal(seen[0].kind, PAY_KIND_REFUND);
+    assert_int_equal(seen[0].peer_cell, 5);
+    assert_true(seen[0].idem_key != 0);
+    pay_request_t want_try = {.kind = PAY_KIND_TRY,
+                              .payment_id = TCC_R,
+                              .actor = 77,
+                              .uid = TCC_BUYER,
+                              .amount = 40,
+                              .currency = pay_currency_pack("CNY"),
+                              .peer_cell = 1};
+    assert_memory_equal(&seen[1], &want_try, sizeof want_try);
+    pay_request_t want_decide = {
+        .kind = PAY_KIND_DECIDE, .payment_id = TCC_R, .uid = TCC_BUYER, .code = PAY_OK};
+    assert_memory_equal(&seen[2], &want_decide, sizeof want_decide);
+    char first[8192];
+    strcpy(first, r.body);
+    /* The key's trying answer (a gateway stopped mid-way): the gateway goes on, and the
+     * client's answer is a replay of its key, the same as a finished first request's. */
+    tcc_script_t sc = tcc_ok;
+    sc.trying_replayed = true;
+    tcc_run(sc, 5, &r, seen, &n);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.body, first);
+    assert_non_null(strstr(r.head, "\r\nIdempotent-Replayed: true\r\n"));
+    assert_int_equal(n, 3);
+}
+
+static void test_tcc_refund_refusals(void **state) {
+    (void)state;
+    reply_t r;
+    pay_request_t seen[TCC_SEEN_MAX];
+    uint32_t n;
+    /* The Try's refusal is the decision, and the client's answer. */
+    tcc_script_t sc = tcc_ok;
+    sc.try_code = PAY_ERR_INSUFFICIENT_FUNDS;
+    tcc_run(sc, 5, &r, seen, &n);
+    assert_int_equal(r.status, 402);
+    assert_non_null(strstr(r.body, "\"insufficient_funds\""));
+    assert_int_equal(n, 3);
+    assert_int_equal(seen[2].kind, PAY_KIND_DECIDE);
+    assert_int_equal(seen[2].code, PAY_ERR_INSUFFICIENT_FUNDS);
+    /* A Try that cannot be done (the merchant's cell full): the gateway cancels. */
+    sc.try_code = PAY_ERR_FULL;
+    tcc_run(sc, 5, &r, seen, &n);
+    assert_int_equal(r.status, 409);
+    assert_non_null(strstr(r.body, "\"cancelled\""));
+    assert_int_equal(seen[2].code, PAY_ERR_CANCELLED);
+    /* A decide that fails: no decision known, retry with the same key. */
+    sc = tcc_ok;
+    sc.confirm_code = PAY_ERR_FULL;
+    tcc_run(sc, 5, &r, seen, &n);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "same Idempotency-Key"));
+    assert_int_equal(n, 3);
+    /* A confirm the buyer's balance cannot take: cancelled with overflow instead. */
+    sc.confirm_code = PAY_ERR_OVERFLOW;
+    tcc_run(sc, 5, &r, seen, &n);
+    assert_int_equal(r.status, 400);
+    assert_int_equal(n, 4);
+    assert_int_equal(seen[2].code, PAY_OK);
+    assert_int_equal(seen[3].kind, PAY_KIND_DECIDE);
+    assert_int_equal(seen[3].code, PAY_ERR_OVERFLOW);
+    /* A local payment (its id drawn by the buyer's cell): one refund, no peer_cell. */
+    tcc_run(tcc_ok, 1, &r, seen, &n);
+    assert_int_equal(r.status, 201);
+    assert_int_equal(n, 0); /* the hook saw no TCC item: the echo answered */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health_and_operator), cmocka_unit_test(test_signed_payment),
         cmocka_unit_test(test_signature_refusals),  cmocka_unit_test(test_many_connections),
-        cmocka_unit_test(test_route_change),
+        cmocka_unit_test(test_route_change),        cmocka_unit_test(test_tcc_refund),
+        cmocka_unit_test(test_tcc_refund_refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
