@@ -592,8 +592,8 @@ static void relays_tick(xc_sim_t *s) {
                 relay_answer(s, i, b, XC_TIMEOUT, NULL, 0);
             }
         bool leader = c->flap_until <= s->now;
-        uint32_t n =
-            relay_core_tick(c->relay, s->now, leader, cell_pay(c->cell), msgs, RELAY_CORE_BATCHES);
+        uint32_t n = relay_core_tick(c->relay, s->now, entry_ts(s), leader, cell_pay(c->cell), msgs,
+                                     RELAY_CORE_BATCHES);
         for (uint32_t k = 0; k < n; k++) relay_send(s, i, &msgs[k]);
     }
 }
