@@ -1,8 +1,9 @@
 /* The relay's deciding part (docs/cross-cell.md): what to send, to whom, when to send again.
  * Deterministic and without I/O, so the node's driver (relay.c) and the cross-cell simulator
- * (xcell_sim.h) run the very same code: time is a tick count the caller passes in, input is the
- * cell's payments state read between entries, output is messages for the caller to send, and
- * the caller brings each message's answer back (or says it could not send it).
+ * (xcell_sim.h) run the very same code: time is a tick count the caller passes in (and the
+ * cell's clock, for recovery only), input is the cell's payments state read between entries,
+ * output is messages for the caller to send, and the caller brings each message's answer back
+ * (or says it could not send it).
  *
  * A message is one batch: credits (PAY_KIND_CREDIT items, at most RELAY_CORE_BATCH_MAX) to one
  * merchants' cell, and after the answer, in the same batch's memory, the acknowledgements
