@@ -142,8 +142,9 @@ static void print_status(const replica_t *r) {
         for (uint32_t i = 0; i < count; i++)
             printf("%s%" PRIu32 ":%" PRIu64, i ? "," : " match=", s->members[i],
                    s->member_match[i]);
-    printf(" outbox=%" PRIu64 " relay_delivered=%" PRIu64 " relay_acked=%" PRIu64,
-           s->outbox_backlog, s->relay_delivered, s->relay_acked);
+    printf(" outbox=%" PRIu64 " relay_delivered=%" PRIu64 " relay_acked=%" PRIu64
+           " relay_recovered=%" PRIu64,
+           s->outbox_backlog, s->relay_delivered, s->relay_acked, s->relay_recovered);
     putchar('\n');
 }
 

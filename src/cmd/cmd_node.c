@@ -55,7 +55,11 @@ static const char node_usage[] =
     "                      cross-cell credits to the merchants' cells (docs/cross-cell.md).\n"
     "                      Without it, cross-cell payments made here stay pending\n"
     "  --relay-faults PCT  for fault tests: the relay loses, duplicates or delays PCT in 100\n"
-    "                      of its batches on purpose (default 0)\n";
+    "                      of its batches on purpose (default 0)\n"
+    "  --tcc-recover-after SECONDS\n"
+    "                      a refund of a cross-cell payment left undecided this long (its\n"
+    "                      gateway died) is decided cancelled by the relay while this\n"
+    "                      replica leads (default 60; needs --routes)\n";
 
 int cmd_node(int argc, char **argv) {
     node_config_t cfg = {
@@ -94,6 +98,10 @@ int cmd_node(int argc, char **argv) {
             cfg.routes_path = argv[++i];
         } else if (!strcmp(a, "--relay-faults")) {
             ok = args_u32(argc, argv, &i, 0, 100, &cfg.relay_fault_pct);
+        } else if (!strcmp(a, "--tcc-recover-after")) {
+            uint32_t secs = 0;
+            ok = args_u32(argc, argv, &i, 1, 86400, &secs);
+            cfg.tcc_recover_after_ns = secs * 1000000000ull;
         } else if (!strcmp(a, "--zones") && i + 1 < argc) {
             const char *list = argv[++i];
             ok = cp_zones_parse(list, strlen(list), &cfg.cell.zones, err, sizeof err);

@@ -52,10 +52,12 @@ static int sim_cells(uint64_t seed, uint32_t cells, uint32_t steps, bool calm) {
            " payments debited, %" PRIu64 " refused (%" PRIu64 " released), %" PRIu64
            " credited, %" PRIu64 " acknowledged, %" PRIu64 " replayed answers compared, %" PRIu64
            " crashes, %" PRIu64 " leader flaps, %" PRIu64 " messages lost, %" PRIu64
-           " duplicated, %" PRIu64 " relay faults on purpose\n",
+           " duplicated, %" PRIu64 " relay faults on purpose, %" PRIu64 " refunds (%" PRIu64
+           " confirmed, %" PRIu64 " cancelled, %" PRIu64 " recovered)\n",
            seed, cells, st.steps, ok ? "ok" : "VIOLATION", st.orders, st.debited, st.refused,
            st.released, st.credited, st.acked, st.replays_checked, st.crashes, st.flaps, st.lost,
-           st.duplicated, st.relay_faults);
+           st.duplicated, st.relay_faults, st.refunds, st.refunds_confirmed, st.refunds_cancelled,
+           st.recovered);
     xc_sim_destroy(s);
     return ok ? 0 : 1;
 }

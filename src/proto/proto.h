@@ -112,11 +112,12 @@ typedef struct proto_status_reply {
     uint64_t member_match[PROTO_STATUS_MEMBERS_MAX];
     /* Cross-cell (docs/cross-cell.md): outbox records not yet acknowledged, in the state at
      * applied_index; and, on a replica whose relay ran, what it delivered and acknowledged
-     * since the process started. */
+     * since the process started, and the stale refund activities it decided. */
     uint64_t outbox_backlog;
     uint64_t relay_delivered;
     uint64_t relay_acked;
-    uint8_t reserved_2[40];
+    uint64_t relay_recovered; /* refund activities its relay decided cancelled (recovery) */
+    uint8_t reserved_2[32];
 } proto_status_reply_t;
 
 /* The request body of PROTO_OP_ADD_REPLICA (the replica joins as a learner; the leader makes

@@ -617,7 +617,8 @@ static void on_timer(uv_timer_t *t) {
         n->tick_wanted = true;
     node_pump(n);
     node_snapshot_poll(n);
-    if (n->relay) relay_tick(n->relay, node_is_leader(n) && !n->stopping, cell_pay(n->cell));
+    if (n->relay) /* the entries' clock: an activity's age is by it */
+        relay_tick(n->relay, realtime_ns(), node_is_leader(n) && !n->stopping, cell_pay(n->cell));
 }
 
 static void on_peer_message(void *ctx, const rf_msg_t *m) {
@@ -775,7 +776,8 @@ static int node_open(node_t *n) {
                                 .cell_id = n->config.cell_id,
                                 .name = n->name,
                                 .fault_pct = n->config.relay_fault_pct,
-                                .fault_seed = realtime_ns() ^ n->config.node_id};
+                                .fault_seed = realtime_ns() ^ n->config.node_id,
+                                .recover_after_ns = n->config.tcc_recover_after_ns};
         if (relay.fault_pct)
             node_log(n, "relay: faults on purpose in %u%% of batches, seed %llu", relay.fault_pct,
                      (unsigned long long)relay.fault_seed);

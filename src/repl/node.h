@@ -33,6 +33,9 @@ typedef struct node_config {
      * cell with cross-cell payments then keeps them pending). */
     const char *routes_path;
     uint32_t relay_fault_pct; /* fault tests: relay_config_t.fault_pct (seeded and logged) */
+    /* relay_config_t.recover_after_ns: a refund activity trying this long (ns) is decided
+     * cancelled by the relay; 0: its default (60 s). */
+    uint64_t tcc_recover_after_ns;
 } node_config_t;
 
 typedef struct node node_t;

@@ -61,6 +61,7 @@ static uint32_t admin_status(node_t *n, void *out, uint32_t *size) {
         relay_stats_t rs = relay_stats(n->relay);
         s.relay_delivered = rs.delivered;
         s.relay_acked = rs.acked;
+        s.relay_recovered = rs.recovered;
     }
     rf_members_t m;
     rf_members(n->rf, &m);

@@ -63,6 +63,7 @@ relay_t *relay_create(const relay_config_t *config) {
     r->core = relay_core_create(&(relay_core_config_t){.cell_id = config->cell_id,
                                                        .fault_pct = config->fault_pct,
                                                        .fault_seed = config->fault_seed,
+                                                       .recover_after_ns = config->recover_after_ns,
                                                        .log = core_logged,
                                                        .log_ctx = r});
     if (!r->core) {
@@ -169,11 +170,11 @@ static void on_answer(void *ctx, int32_t status, uint64_t ts, const void *reply,
     if (relay_core_answer(r->core, slot->batch, status, reply, n, &follow)) msg_send(r, &follow);
 }
 
-void relay_tick(relay_t *r, bool leader, const pay_t *pay) {
+void relay_tick(relay_t *r, uint64_t now, bool leader, const pay_t *pay) {
     r->ticks++;
     if (r->closing) return;
     if (leader && (!r->routes_ok || r->ticks % RELAY_ROUTES_TICKS == 0)) routes_reload(r);
-    uint32_t n = relay_core_tick(r->core, r->ticks, leader, r->routes_ok ? pay : NULL, r->msgs,
+    uint32_t n = relay_core_tick(r->core, r->ticks, now, leader, r->routes_ok ? pay : NULL, r->msgs,
                                  RELAY_CORE_BATCHES);
     for (uint32_t i = 0; i < n; i++) msg_send(r, &r->msgs[i]);
 }

@@ -1,7 +1,8 @@
 /* The relay (docs/cross-cell.md): on a cell's leader, delivers the cell's outbox records
  * (cross-cell payments whose merchant is not yet credited) to the merchants' cells as
- * PAY_KIND_CREDIT items, in batches per target cell, and acknowledges each delivered record
- * in its own cell with PAY_KIND_ACK.
+ * items of their kind (a payment's credit, a refund's confirm or cancel), in batches per target
+ * cell, and acknowledges each delivered record in its own cell with PAY_KIND_ACK. It also
+ * decides cancelled the refund activities whose gateway died (relay_core.h: recovery).
  *
  * It keeps no progress of its own that matters: what to deliver is the cell's state (the
  * unacknowledged records, pay_outbox_pending()), so a new leader, a restarted process or a
@@ -35,6 +36,9 @@ typedef struct relay_config {
      * up to 200 ms (so later batches overtake it). 0: none. (relay_core_config_t) */
     uint32_t fault_pct;
     uint64_t fault_seed;
+    /* Recovery: a refund activity trying this long (ns) is decided cancelled by the relay
+     * (`cellpay node --tcc-recover-after`). 0: RELAY_CORE_RECOVER_AFTER_NS. */
+    uint64_t recover_after_ns;
 } relay_config_t;
 
 typedef struct relay relay_t;
@@ -42,9 +46,10 @@ typedef struct relay relay_t;
 /* NULL when out of memory. Nothing is sent before the first relay_tick() as leader. */
 relay_t *relay_create(const relay_config_t *config);
 
-/* Called on every tick of the node with whether it leads, and its payments state (read only
- * here, between entries). Becoming leader starts over from the oldest record. */
-void relay_tick(relay_t *relay, bool leader, const pay_t *pay);
+/* Called on every tick of the node with the clock that stamps its entries (ns), whether it
+ * leads, and its payments state (read only here, between entries). Becoming leader starts over
+ * from the oldest record. */
+void relay_tick(relay_t *relay, uint64_t now, bool leader, const pay_t *pay);
 
 /* What the relay has done since it was created (for status and tests). */
 relay_stats_t relay_stats(const relay_t *relay);

@@ -2,7 +2,9 @@
  * sent in this term of leadership (`next`); a tick gathers records from the lowest such point
  * on, skips what was sent already or goes to a cell in back-off, and fills one batch of
  * credits per target cell. A batch whose answer is not "credited" (an error, a timeout, an
- * item refused) sends that cell back to its first record and pauses it. */
+ * item refused) sends that cell back to its first record and pauses it. Now and then a tick
+ * also sends one batch of decides to the own cell: the recovery of refund activities left
+ * trying (relay_core.h). */
 #include "txn/relay_core.h"
 
 #include <stdlib.h>
@@ -34,11 +36,13 @@ typedef enum batch_state {
     BATCH_HELD,    /* FAULT_DELAY: goes out at send_tick */
     BATCH_CREDITS, /* credits on their way to the peer */
     BATCH_ACKS,    /* acknowledgements on their way to the own cell */
+    BATCH_DECIDES, /* recovery: decisions (cancel) on their way to the own cell */
 } batch_state_t;
 
 typedef struct core_batch {
-    core_peer_t *peer; /* the cell the credits went to */
+    core_peer_t *peer; /* the cell the credits went to; NULL for recovery */
     uint8_t state;     /* batch_state_t */
+    bool recovery;     /* decides of stale refund activities, to the own cell */
     bool echo;         /* a duplicate sent on purpose (faults): its answer is dropped */
     uint8_t fault;     /* relay_fault_t drawn for it */
     uint64_t send_tick;
@@ -59,7 +63,11 @@ struct relay_core {
     uint64_t tick;
     uint32_t idle_ticks;
     bool leader;
-    bool stuck; /* relay_core_stuck() */
+    bool stuck;                       /* relay_core_stuck() */
+    uint64_t now;                     /* the cell's clock, as the driver last said */
+    uint64_t recover_at;              /* the next look for stale refund activities, a tick */
+    bool recover_failing;             /* logged as failing; logged again once it recovers */
+    u128 stale[RELAY_CORE_BATCH_MAX]; /* pay_activities_stale()'s answer */
     relay_stats_t stats;
     prng_t fault_rng;
 };
@@ -81,6 +89,7 @@ relay_core_t *relay_core_create(const relay_core_config_t *config) {
     relay_core_t *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->cfg = *config;
+    if (r->cfg.recover_after_ns == 0) r->cfg.recover_after_ns = RELAY_CORE_RECOVER_AFTER_NS;
     r->batches = calloc(RELAY_CORE_BATCHES, sizeof *r->batches);
     r->scan = calloc(RELAY_CORE_SCAN_MAX, sizeof *r->scan);
     if (!r->batches || !r->scan) {
@@ -127,6 +136,15 @@ static void peer_failed(relay_core_t *r, core_peer_t *p, uint64_t seq, int32_t s
     p->failing = true;
 }
 
+/* A recovery batch failed: nothing to send back, the next look takes its activities again
+ * (still trying) or not (decided after all). */
+static void recover_failed(relay_core_t *r, int32_t status, const char *why) {
+    r->stats.failures++;
+    if (!r->recover_failing)
+        core_log(r, "cannot recover refunds through", r->cfg.cell_id, status, why);
+    r->recover_failing = true;
+}
+
 /* ---- Batches ---- */
 
 static core_batch_t *batch_take(relay_core_t *r, core_peer_t *p) {
@@ -134,6 +152,7 @@ static core_batch_t *batch_take(relay_core_t *r, core_peer_t *p) {
         core_batch_t *b = &r->batches[i];
         if (b->state != BATCH_FREE) continue;
         b->state = BATCH_CREDITS;
+        b->recovery = false;
         b->echo = false;
         b->fault = FAULT_NONE;
         b->peer = p;
@@ -150,7 +169,8 @@ static uint32_t batch_handle(const relay_core_t *r, const core_batch_t *b) {
 static core_batch_t *batch_of(relay_core_t *r, uint32_t handle) {
     cp_assert(handle < RELAY_CORE_BATCHES);
     core_batch_t *b = &r->batches[handle];
-    cp_assert(b->state == BATCH_CREDITS || b->state == BATCH_ACKS); /* one answer per message */
+    /* one answer per message */
+    cp_assert(b->state == BATCH_CREDITS || b->state == BATCH_ACKS || b->state == BATCH_DECIDES);
     return b;
 }
 
@@ -165,16 +185,26 @@ typedef struct tick_out {
     uint32_t n;
 } tick_out_t;
 
-/* The credits of b go out now, unless the fault drawn for it says otherwise. */
+/* b's message did not go or did not come back: its records go again (or, for recovery, its
+ * activities at the next look). */
+static void batch_failed(relay_core_t *r, core_batch_t *b, int32_t status, const char *why) {
+    if (b->recovery)
+        recover_failed(r, status, why);
+    else
+        peer_failed(r, b->peer, b->first_seq, status, why);
+}
+
+/* The items of b go out now (credits to their cell, recovery's decides to the own cell),
+ * unless the fault drawn for it says otherwise. */
 static void batch_emit(relay_core_t *r, core_batch_t *b, tick_out_t *out) {
     if (b->fault == FAULT_LOSE_REQUEST) {
-        peer_failed(r, b->peer, b->first_seq, 0, "lost on purpose (--relay-faults)");
+        batch_failed(r, b, 0, "lost on purpose (--relay-faults)");
         b->state = BATCH_FREE;
         return;
     }
-    b->state = BATCH_CREDITS;
+    b->state = b->recovery ? BATCH_DECIDES : BATCH_CREDITS;
     cp_assert(out->n < RELAY_CORE_BATCHES);
-    out->msgs[out->n++] = batch_msg(r, b, b->peer->id);
+    out->msgs[out->n++] = batch_msg(r, b, b->recovery ? r->cfg.cell_id : b->peer->id);
 }
 
 /* Sends b, unless a fault drawn for it says otherwise (a copy too, or later). */
@@ -189,6 +219,7 @@ static void batch_send(relay_core_t *r, core_batch_t *b, tick_out_t *out) {
         core_batch_t *copy = batch_take(r, b->peer);
         if (copy) {
             copy->echo = true;
+            copy->recovery = b->recovery;
             copy->count = b->count;
             copy->first_seq = b->first_seq;
             memcpy(copy->items, b->items, b->count * sizeof b->items[0]);
@@ -283,6 +314,35 @@ static void relay_send(relay_core_t *r, const pay_t *pay, tick_out_t *out) {
     for (uint32_t i = 0; i < open.n; i++) batch_send(r, open.b[i], out);
 }
 
+/* ---- Recovery of refund activities whose gateway died ---- */
+
+static bool recovery_busy(const relay_core_t *r) {
+    for (uint32_t i = 0; i < RELAY_CORE_BATCHES; i++)
+        if (r->batches[i].state != BATCH_FREE && r->batches[i].recovery) return true;
+    return false;
+}
+
+/* Every RELAY_CORE_RECOVER_TICKS, one batch deciding the stale activities cancelled. One at a
+ * time: a second would only decide the same activities again. */
+static void recover(relay_core_t *r, const pay_t *pay, tick_out_t *out) {
+    if (r->tick < r->recover_at || recovery_busy(r)) return;
+    r->recover_at = r->tick + RELAY_CORE_RECOVER_TICKS;
+    uint32_t n =
+        pay_activities_stale(pay, r->now, r->cfg.recover_after_ns, r->stale, RELAY_CORE_BATCH_MAX);
+    if (n == 0) return;
+    core_batch_t *b = batch_take(r, NULL);
+    if (!b) return; /* every batch is out: at the next look */
+    b->recovery = true;
+    for (uint32_t i = 0; i < n; i++) /* R's upper half is its buyer (pay.h) */
+        b->items[i] = (pay_request_t){.kind = PAY_KIND_DECIDE,
+                                      .payment_id = r->stale[i],
+                                      .uid = (uint64_t)(r->stale[i] >> 64),
+                                      .code = PAY_ERR_CANCELLED};
+    b->count = n;
+    b->first_seq = 0;
+    batch_send(r, b, out);
+}
+
 /* Is any cell in back-off after a failure (its records go again when it ends)? */
 static bool peers_resting(const relay_core_t *r) {
     for (uint32_t i = 0; i < r->peer_count; i++)
@@ -290,16 +350,18 @@ static bool peers_resting(const relay_core_t *r) {
     return false;
 }
 
-uint32_t relay_core_tick(relay_core_t *r, uint64_t tick, bool leader, const pay_t *pay,
-                         relay_msg_t *msgs, uint32_t max) {
+uint32_t relay_core_tick(relay_core_t *r, uint64_t tick, uint64_t now, bool leader,
+                         const pay_t *pay, relay_msg_t *msgs, uint32_t max) {
     cp_assert(max >= RELAY_CORE_BATCHES && tick >= r->tick);
     tick_out_t out = {.msgs = msgs, .n = 0};
     r->stuck = false;
     r->tick = tick;
+    r->now = now;
     if (leader && !r->leader) relay_restart(r); /* a new term of leadership */
     r->leader = leader;
     batches_due(r, &out); /* as leader or not: they were made while leading */
     if (!leader) return out.n;
+    if (pay) recover(r, pay, &out); /* before the credits: it needs one batch at most */
     if (!pay || pay_outbox_backlog(pay) == 0) {
         r->idle_ticks = 0;
         return out.n;
@@ -367,6 +429,21 @@ static bool credits_answered(relay_core_t *r, core_batch_t *b, int32_t status,
     return acks > 0;
 }
 
+/* The own cell answered recovery's decides: an item answered kind REFUND is decided (by this
+ * batch, or by a decision before it, which wins); any other (e.g. full) waits for the next
+ * look. */
+static void decides_answered(relay_core_t *r, core_batch_t *b, int32_t status,
+                             const pay_object_t *o, uint32_t n) {
+    if (b->fault == FAULT_LOSE_ANSWER && status == 0)
+        return recover_failed(r, -1, "answer lost on purpose (--relay-faults)");
+    if (status != 0 || n != b->count)
+        return recover_failed(r, status, status ? NULL : "short answer");
+    for (uint32_t i = 0; i < n; i++) r->stats.recovered += o[i].kind == PAY_KIND_REFUND;
+    if (r->recover_failing)
+        core_log(r, "recovering refunds again through", r->cfg.cell_id, 0, NULL);
+    r->recover_failing = false;
+}
+
 bool relay_core_answer(relay_core_t *r, uint32_t handle, int32_t status,
                        const pay_object_t *objects, uint32_t n, relay_msg_t *follow_up) {
     core_batch_t *b = batch_of(r, handle);
@@ -375,6 +452,11 @@ bool relay_core_answer(relay_core_t *r, uint32_t handle, int32_t status,
         return false;
     }
     if (b->echo) { /* the duplicate's answer: the original's counts */
+        b->state = BATCH_FREE;
+        return false;
+    }
+    if (b->state == BATCH_DECIDES) {
+        decides_answered(r, b, status, objects, n);
         b->state = BATCH_FREE;
         return false;
     }
@@ -392,6 +474,6 @@ void relay_core_unsent(relay_core_t *r, uint32_t handle, const char *why) {
     if (b->state == BATCH_ACKS)
         peer_failed(r, b->peer, b->first_seq, 0, "cannot reach its own cell to acknowledge");
     else if (!b->echo)
-        peer_failed(r, b->peer, b->first_seq, 0, why);
+        batch_failed(r, b, 0, why);
     b->state = BATCH_FREE;
 }

@@ -1,8 +1,9 @@
 /* The relay's deciding part (docs/cross-cell.md): what to send, to whom, when to send again.
  * Deterministic and without I/O, so the node's driver (relay.c) and the cross-cell simulator
- * (xcell_sim.h) run the very same code: time is a tick count the caller passes in, input is the
- * cell's payments state read between entries, output is messages for the caller to send, and
- * the caller brings each message's answer back (or says it could not send it).
+ * (xcell_sim.h) run the very same code: time is a tick count the caller passes in (and the
+ * cell's clock, for recovery only), input is the cell's payments state read between entries,
+ * output is messages for the caller to send, and the caller brings each message's answer back
+ * (or says it could not send it).
  *
  * A message is one batch: credits (PAY_KIND_CREDIT items, at most RELAY_CORE_BATCH_MAX) to one
  * merchants' cell, and after the answer, in the same batch's memory, the acknowledgements
@@ -10,6 +11,13 @@
  * handle (0 .. RELAY_CORE_BATCHES - 1) until its last answer or relay_core_unsent(); its items
  * stay valid until then. Every message needs exactly one relay_core_answer() or
  * relay_core_unsent(), the faults' duplicates too (their answers are dropped).
+ *
+ * Recovery (a refund activity whose gateway died): every RELAY_CORE_RECOVER_TICKS ticks as
+ * leader, with no recovery batch in flight, up to RELAY_CORE_BATCH_MAX activities trying for
+ * longer than recover_after_ns (pay_activities_stale()) go to the own cell as one batch of
+ * PAY_KIND_DECIDE items, code PAY_ERR_CANCELLED. The first decision wins in the cell, so a
+ * gateway's decision made meanwhile stands; the CANCEL record a decide writes goes out as any
+ * outbox record. A failed recovery batch is simply made again at the next look.
  *
  * Per target cell the core keeps the first outbox record not yet sent in this term of
  * leadership; a batch whose answer is not "credited" (an error, a timeout, an item refused)
@@ -28,6 +36,12 @@
 #define RELAY_CORE_BACKOFF_TICKS 50u /* a cell whose batch failed rests this long */
 #define RELAY_CORE_RESCAN_TICKS 100u /* backlog, nothing in flight, this long: start over */
 #define RELAY_CORE_FAULT_DELAY_TICKS 20u
+#define RELAY_CORE_RECOVER_TICKS 100u /* ticks between looks for stale refund activities */
+/* How long a refund activity may stay trying before the relay decides it cancelled, by
+ * default: far more than the gateway's longest refund flow (refund, Try, decide: three round
+ * trips of at most its cell deadline, 5 s by default, and their retries). A live gateway that
+ * is overtaken only sees its refund refused as cancelled. */
+#define RELAY_CORE_RECOVER_AFTER_NS (60ull * 1000000000ull)
 
 /* Told what goes wrong and right, for the driver's log: what, the cell, and why (may be NULL:
  * the driver says why from the status of the answer, or has said it already). */
@@ -43,6 +57,9 @@ typedef struct relay_core_config {
     uint64_t fault_seed;
     relay_core_log_fn log; /* NULL: no log */
     void *log_ctx;
+    /* Recovery: a refund activity trying for this long by the cell's clock (ns) is decided
+     * cancelled by the relay (its gateway died). 0: RELAY_CORE_RECOVER_AFTER_NS. */
+    uint64_t recover_after_ns;
 } relay_core_config_t;
 
 typedef struct relay_msg {
@@ -57,6 +74,7 @@ typedef struct relay_stats {
     uint64_t acked;     /* ack items its own cell answered ok */
     uint64_t failures;  /* batches that came back with an error, to be sent again */
     uint64_t faults;    /* faults made on purpose (fault_pct) */
+    uint64_t recovered; /* recovery's decide items its own cell answered with a decision */
 } relay_stats_t;
 
 typedef struct relay_core relay_core_t;
@@ -65,12 +83,13 @@ typedef struct relay_core relay_core_t;
 relay_core_t *relay_core_create(const relay_core_config_t *config);
 void relay_core_destroy(relay_core_t *core);
 
-/* One tick at `tick` (never decreasing): whether the cell leads, and its payments state (read
- * only, between entries; NULL when the driver cannot send now, e.g. no route table yet).
- * Becoming leader starts over from the oldest record. Writes up to RELAY_CORE_BATCHES
+/* One tick at `tick` (never decreasing) and `now`, the clock that stamps the cell's entries
+ * (ns; only compared with the activities' times): whether the cell leads, and its payments
+ * state (read only, between entries; NULL when the driver cannot send now, e.g. no route table
+ * yet). Becoming leader starts over from the oldest record. Writes up to RELAY_CORE_BATCHES
  * messages to out (max must be at least that) and returns how many. */
-uint32_t relay_core_tick(relay_core_t *core, uint64_t tick, bool leader, const pay_t *pay,
-                         relay_msg_t *out, uint32_t max);
+uint32_t relay_core_tick(relay_core_t *core, uint64_t tick, uint64_t now, bool leader,
+                         const pay_t *pay, relay_msg_t *out, uint32_t max);
 
 /* The answer of batch's message: status 0 and n objects, one per item, or an error status
  * (the client's, or a timeout). Returns true when it has a follow-up message to send (the

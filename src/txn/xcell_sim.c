@@ -30,6 +30,11 @@
 #define XC_TRANSFERS_MAX 16384u /* per cell: orders, debits, credits and top-ups of a run */
 #define XC_STEPS_MAX 10000u     /* so that a run fits those (about 1700 orders in all) */
 #define XC_OWNER_CLIENT 0x80000000u
+/* Refunds: a refund activity trying this long (sim time) is recovered by its cell's relay.
+ * Longer than a client's flow without faults, shorter than the calm period. */
+#define XC_RECOVER_AFTER_TICKS 400u
+#define XC_REFUND_IN 4u /* one begun payment in this many is a refund of the last paid one */
+#define XC_DIE_IN 6u    /* a gateway dies between two steps of a refund with 1 in this */
 
 typedef struct xc_entry {
     uint64_t ts;
@@ -51,11 +56,12 @@ typedef struct xc_cell {
     pay_request_t *items;
     uint32_t items_n, items_cap;
     relay_core_t *relay;
-    uint32_t gen;            /* relay cores made so far: answers name theirs */
-    uint64_t down_until;     /* crashed: requests to it are lost before this */
-    uint64_t flap_until;     /* its relay does not lead before this */
-    bool applied;            /* applied an entry in this step */
-    uint64_t debited, acked; /* cross-cell payments debited here, and acknowledged */
+    uint32_t gen;                    /* relay cores made so far: answers name theirs */
+    uint64_t down_until;             /* crashed: requests to it are lost before this */
+    uint64_t flap_until;             /* its relay does not lead before this */
+    bool applied;                    /* applied an entry in this step */
+    uint64_t debited, acked;         /* cross-cell payments debited here, and acknowledged */
+    uint64_t decided, decided_acked; /* refund activities decided here, and acknowledged */
     xc_pending_t pending[RELAY_CORE_BATCHES];
 } xc_cell_t;
 
@@ -71,18 +77,26 @@ typedef struct xc_msg {
     void *data; /* count pay_request_t, or pay_object_t for an answer */
 } xc_msg_t;
 
-/* What the simulator knows of one payment id (drawn by an order). */
+enum { DEC_NONE, DEC_CONFIRM, DEC_CANCEL };
+
+/* What the simulator knows of one payment id (drawn by an order), or of one refund activity
+ * R (drawn by the buyer's cell; `refund` set, `of` its payment): the two never share an id,
+ * the cell that drew it differs. */
 typedef struct xc_pay {
     u128 pid, amount;
     uint64_t buyer, merchant;
     uint32_t bcell, mcell;
     bool debited, has_first, released, acked, client_paid, client_refused;
     uint32_t credits;
-    pay_object_t first;       /* the buyer's cell's first stored answer */
-    pay_object_t order_first; /* the merchant's cell's answer that drew the id */
+    bool refund;
+    u128 of;
+    uint8_t decision;                  /* DEC_*: the first decision in the buyer's cell */
+    uint32_t tries, confirms, cancels; /* created in the merchant's cell */
+    pay_object_t first;                /* the buyer's cell's first stored answer */
+    pay_object_t order_first;          /* the merchant's cell's answer that drew the id */
 } xc_pay_t;
 
-enum { CL_IDLE, CL_ORDER, CL_XPAY, CL_RELEASE };
+enum { CL_IDLE, CL_ORDER, CL_XPAY, CL_RELEASE, CL_REFUND, CL_TRY, CL_DECIDE };
 enum { OUT_NONE, OUT_PAID, OUT_REFUSED };
 
 typedef struct xc_client {
@@ -96,10 +110,13 @@ typedef struct xc_client {
     uint8_t refusal;
     uint8_t outcome, outcome_code; /* of the first run of this payment */
     u128 outcome_pid;
-    bool has_paid; /* the last paid order: its merchant and out_trade_no */
-    uint64_t paid_merchant;
-    uint32_t paid_mcell;
+    bool has_paid; /* the last paid order: its merchant and out_trade_no, and what a refund
+                    * of it names */
+    uint64_t paid_merchant, paid_buyer;
+    uint32_t paid_mcell, paid_bcell;
+    u128 paid_pid, paid_amount;
     char paid_otn[PAY_TEXT_MAX];
+    u128 rid; /* a refund: its activity R, once the buyer's cell answered trying */
 } xc_client_t;
 
 struct xc_sim {
@@ -279,11 +296,15 @@ static void relay_new(xc_sim_t *s, uint32_t i) {
         relay_stats_t rs = relay_core_stats(c->relay);
         s->st.relay_faults += rs.faults;
         s->st.relay_failures += rs.failures;
+        s->st.recovered += rs.recovered;
     }
     relay_core_destroy(c->relay);
     c->gen++;
-    c->relay = relay_core_create(&(relay_core_config_t){
-        .cell_id = c->id, .fault_pct = s->relay_fault_pct, .fault_seed = prng_next(&s->rng)});
+    c->relay = relay_core_create(
+        &(relay_core_config_t){.cell_id = c->id,
+                               .fault_pct = s->relay_fault_pct,
+                               .fault_seed = prng_next(&s->rng),
+                               .recover_after_ns = XC_RECOVER_AFTER_TICKS * XC_TICK_NS});
     cp_assert(c->relay);
     memset(c->pending, 0, sizeof c->pending);
 }
@@ -396,6 +417,7 @@ void xc_sim_stats(const xc_sim_t *s, xc_sim_stats_t *out) {
         relay_stats_t rs = relay_core_stats(s->cells[i].relay);
         out->relay_faults += rs.faults;
         out->relay_failures += rs.failures;
+        out->recovered += rs.recovered;
     }
 }
 
@@ -534,9 +556,19 @@ static void seen_credit(xc_sim_t *s, uint32_t i, const pay_request_t *r, const p
     }
 }
 
+/* A refund's acknowledgement: of a decision delivered to the merchant's cell. */
+static void seen_refund_ack(xc_sim_t *s, uint32_t i, xc_pay_t *a) {
+    if (a->confirms + a->cancels == 0)
+        fail(s, "refund %016" PRIx64 ": acknowledged, never delivered", lo64(a->pid));
+    if (a->acked) return;
+    a->acked = true;
+    s->cells[i].decided_acked++;
+}
+
 static void seen_ack(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
     xc_pay_t *p = pay_find(s, r->payment_id);
     if (!p || o->code != PAY_OK) return fail(s, "cell %u: ack refused (%u)", i + 1, o->code);
+    if (p->refund) return seen_refund_ack(s, i, p);
     if (p->credits == 0)
         fail(s, "payment %016" PRIx64 ": acknowledged, never credited", lo64(p->pid));
     if (p->acked) return;
@@ -545,8 +577,79 @@ static void seen_ack(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_
     s->st.acked++;
 }
 
+/* A refund answered trying for the first time: a new activity R of a debited payment. */
+static void seen_refund(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
+    if (o->kind != PAY_KIND_REFUND || o->code != PAY_TRYING || o->replayed) return;
+    xc_pay_t *p = pay_find(s, r->payment_id);
+    if (!p || p->refund || !p->debited || p->bcell != i)
+        return fail(s, "cell %u: a refund activity of no debited payment of its own", i + 1);
+    if (pay_find(s, o->id))
+        return fail(s, "cell %u drew refund id %016" PRIx64 " twice", i + 1, lo64(o->id));
+    pay_add(s, &(xc_pay_t){.pid = o->id,
+                           .amount = r->amount,
+                           .buyer = p->buyer,
+                           .merchant = p->merchant,
+                           .bcell = i,
+                           .mcell = p->mcell,
+                           .refund = true,
+                           .of = p->pid});
+    s->st.refunds++;
+}
+
+/* A decide: the first decision stands, every later one answers it. */
+static void seen_decide(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
+    xc_pay_t *a = pay_find(s, r->payment_id);
+    if (!a || !a->refund || a->bcell != i)
+        return fail(s, "cell %u: a decide of no refund activity of its own", i + 1);
+    if (o->kind == PAY_KIND_DECIDE) { /* nothing decided: back pressure only */
+        if (o->code != PAY_ERR_FULL)
+            fail(s, "refund %016" PRIx64 ": decide answered %u", lo64(a->pid), o->code);
+        return;
+    }
+    uint8_t d = o->code == PAY_CREATED ? DEC_CONFIRM : DEC_CANCEL;
+    if (a->decision != DEC_NONE) {
+        if (d != a->decision)
+            fail(s, "refund %016" PRIx64 ": decided twice, differently", lo64(a->pid));
+        return;
+    }
+    if (d == DEC_CONFIRM ? r->code != PAY_OK : o->code != r->code)
+        return fail(s, "refund %016" PRIx64 ": decided other than asked", lo64(a->pid));
+    a->decision = d;
+    s->cells[i].decided++;
+    if (d == DEC_CONFIRM)
+        s->st.refunds_confirmed++;
+    else
+        s->st.refunds_cancelled++;
+}
+
+/* The merchant's cell's branch: a Try holds once and never after a Cancel (anti-hanging); a
+ * Confirm or Cancel is never refused and follows the buyer's cell's decision. */
+static void seen_branch(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
+    xc_pay_t *a = pay_find(s, r->payment_id);
+    if (!a || !a->refund || a->mcell != i)
+        return fail(s, "cell %u: a branch step of no refund toward it", i + 1);
+    bool created = o->code == PAY_CREATED, ok = created || o->code == PAY_OK;
+    if (r->kind == PAY_KIND_TRY) {
+        if (created && (++a->tries > 1 || a->cancels))
+            fail(s, "refund %016" PRIx64 ": held twice, or after its cancel", lo64(a->pid));
+        return;
+    }
+    uint8_t want = r->kind == PAY_KIND_CONFIRM ? DEC_CONFIRM : DEC_CANCEL;
+    if (!ok || a->decision != want)
+        return fail(s, "refund %016" PRIx64 ": %s answered %u (decided %u)", lo64(a->pid),
+                    want == DEC_CONFIRM ? "confirm" : "cancel", o->code, a->decision);
+    uint32_t *n = want == DEC_CONFIRM ? &a->confirms : &a->cancels;
+    if (created && ++*n > 1) fail(s, "refund %016" PRIx64 ": delivered twice", lo64(a->pid));
+    if (!created && *n == 0) fail(s, "refund %016" PRIx64 ": ok before created", lo64(a->pid));
+}
+
 static void seen(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
     switch (r->kind) {
+    case PAY_KIND_REFUND: return seen_refund(s, i, r, o);
+    case PAY_KIND_DECIDE: return seen_decide(s, i, r, o);
+    case PAY_KIND_TRY:
+    case PAY_KIND_CONFIRM:
+    case PAY_KIND_CANCEL: return seen_branch(s, i, r, o);
     case PAY_KIND_ORDER: return seen_order(s, i, r, o);
     case PAY_KIND_PAYMENT: return seen_payment(s, i, r, o);
     case PAY_KIND_RELEASE: return seen_release(s, i, r, o);
@@ -569,8 +672,12 @@ static void relay_send(xc_sim_t *s, uint32_t i, const relay_msg_t *m) {
     uint64_t req = request(s, i, c->gen, m->batch, (uint32_t)m->cell - 1, m->items, m->count);
     c->pending[m->batch] =
         (xc_pending_t){.busy = true, .req = req, .deadline = s->now + XC_RELAY_DEADLINE};
+    uint8_t kind = m->items[0].kind;
     tracef(s, "c%u relay: batch %u (%u %s) to c%" PRIu64 " req %" PRIu64, i + 1, m->batch, m->count,
-           m->items[0].kind == PAY_KIND_ACK ? "acks" : "credits", m->cell, req);
+           kind == PAY_KIND_ACK      ? "acks"
+           : kind == PAY_KIND_DECIDE ? "decides"
+                                     : "records",
+           m->cell, req);
 }
 
 static void relay_answer(xc_sim_t *s, uint32_t i, uint32_t batch, int32_t status,
@@ -592,8 +699,8 @@ static void relays_tick(xc_sim_t *s) {
                 relay_answer(s, i, b, XC_TIMEOUT, NULL, 0);
             }
         bool leader = c->flap_until <= s->now;
-        uint32_t n =
-            relay_core_tick(c->relay, s->now, leader, cell_pay(c->cell), msgs, RELAY_CORE_BATCHES);
+        uint32_t n = relay_core_tick(c->relay, s->now, entry_ts(s), leader, cell_pay(c->cell), msgs,
+                                     RELAY_CORE_BATCHES);
         for (uint32_t k = 0; k < n; k++) relay_send(s, i, &msgs[k]);
     }
 }
@@ -606,7 +713,27 @@ static void client_wait(xc_sim_t *s, xc_client_t *c, uint8_t state, uint32_t tic
     c->wake = s->now + ticks;
 }
 
+/* A refund of the client's last paid payment (some ask more than is left: refused), by the
+ * gateway's steps: refund (trying) to the buyer's cell, Try to the merchant's, decide. */
+static void refund_begin(xc_sim_t *s, uint32_t k, xc_client_t *c) {
+    c->mcell = c->paid_mcell;
+    c->bcell = c->paid_bcell;
+    c->merchant = c->paid_merchant;
+    c->buyer = c->paid_buyer;
+    c->pid = c->paid_pid;
+    c->amount = 1 + prng_below(&s->rng, (uint64_t)c->paid_amount);
+    c->serial++;
+    c->key = ((u128)(k + 1) << 64) | c->serial;
+    c->body_hash = c->key * 31 + 11;
+    c->rid = 0;
+    c->outcome = OUT_NONE; /* not a payment to repeat */
+    memset(c->otn, 0, sizeof c->otn);
+    snprintf(c->otn, sizeof c->otn, "r-%u-%u", k, c->serial);
+    client_wait(s, c, CL_REFUND, 0);
+}
+
 static void client_begin(xc_sim_t *s, uint32_t k, xc_client_t *c) {
+    if (c->has_paid && prng_below(&s->rng, XC_REFUND_IN) == 0) return refund_begin(s, k, c);
     if (c->outcome != OUT_NONE && prng_below(&s->rng, 8) == 0) {
         c->repeat = true; /* its answer was lost, say: the same request again */
         return client_wait(s, c, CL_ORDER, 0);
@@ -638,7 +765,36 @@ static void client_begin(xc_sim_t *s, uint32_t k, xc_client_t *c) {
     client_wait(s, c, CL_ORDER, 0);
 }
 
+/* The refund's steps, as the gateway sends them. */
+static pay_request_t refund_request(const xc_sim_t *s, const xc_client_t *c) {
+    pay_request_t r = {.uid = c->buyer};
+    if (c->state == CL_DECIDE) {
+        r.kind = PAY_KIND_DECIDE;
+        r.payment_id = c->rid;
+        r.code = c->refusal;
+        return r;
+    }
+    r.actor = c->merchant;
+    r.amount = c->amount;
+    if (c->state == CL_TRY) {
+        r.kind = PAY_KIND_TRY;
+        r.payment_id = c->rid;
+        r.currency = CNY();
+        r.peer_cell = (uint32_t)s->cells[c->bcell].id;
+        return r;
+    }
+    r.kind = PAY_KIND_REFUND;
+    r.uid = 0;
+    r.idem_key = c->key;
+    r.body_hash = c->body_hash;
+    r.payment_id = c->pid;
+    r.peer_cell = (uint32_t)s->cells[c->mcell].id;
+    memcpy(r.text, c->otn, sizeof r.text);
+    return r;
+}
+
 static pay_request_t client_request(const xc_sim_t *s, const xc_client_t *c) {
+    if (c->state >= CL_REFUND) return refund_request(s, c);
     pay_request_t r = {.actor = c->merchant};
     if (c->state == CL_RELEASE) {
         r.kind = PAY_KIND_RELEASE;
@@ -663,7 +819,8 @@ static pay_request_t client_request(const xc_sim_t *s, const xc_client_t *c) {
 
 static void client_send(xc_sim_t *s, uint32_t k, xc_client_t *c) {
     pay_request_t r = client_request(s, c);
-    uint32_t to = c->state == CL_XPAY ? c->bcell : c->mcell;
+    bool to_buyers = c->state == CL_XPAY || c->state == CL_REFUND || c->state == CL_DECIDE;
+    uint32_t to = to_buyers ? c->bcell : c->mcell;
     c->req = request(s, XC_OWNER_CLIENT | k, 0, 0, to, &r, 1);
     c->waiting = true;
     c->deadline = s->now + XC_CLIENT_DEADLINE;
@@ -688,6 +845,10 @@ static void client_done(xc_sim_t *s, xc_client_t *c, uint8_t outcome, uint8_t co
         c->has_paid = true;
         c->paid_merchant = c->merchant;
         c->paid_mcell = c->mcell;
+        c->paid_buyer = c->buyer;
+        c->paid_bcell = c->bcell;
+        c->paid_pid = c->pid;
+        c->paid_amount = c->amount;
         memcpy(c->paid_otn, c->otn, sizeof c->otn);
     }
     client_wait(s, c, CL_IDLE, (uint32_t)prng_below(&s->rng, 10));
@@ -728,6 +889,62 @@ static void client_xpay_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t
     fail(s, "unexpected answer to a payment: kind %u code %u", o->kind, o->code);
 }
 
+/* The refund is over for this client: decided, refused, or its gateway died. */
+static void refund_done(xc_sim_t *s, xc_client_t *c) {
+    client_wait(s, c, CL_IDLE, (uint32_t)prng_below(&s->rng, 10));
+}
+
+/* The next step of a refund, unless the gateway dies first: it never comes back, the
+ * activity is left to the relay's recovery (and a Try it made, to the Cancel that follows). */
+static void refund_step(xc_sim_t *s, xc_client_t *c, uint8_t state) {
+    if (prng_below(&s->rng, XC_DIE_IN) == 0) {
+        s->st.gateways_died++;
+        tracef(s, "a gateway dies before step %u of refund %016" PRIx64, state, lo64(c->rid));
+        return refund_done(s, c);
+    }
+    client_wait(s, c, state, 0);
+}
+
+static void refund_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) {
+    if (o->kind == PAY_KIND_REFUND && o->code == PAY_TRYING) {
+        if (o->payment_id != c->pid || o->amount != c->amount ||
+            (uint64_t)(o->id >> 64) != c->buyer)
+            return fail(s, "refund of %016" PRIx64 ": the trying answer is not it", lo64(c->pid));
+        c->rid = o->id;
+        return refund_step(s, c, CL_TRY);
+    }
+    if (o->code == PAY_ERR_FULL) return client_wait(s, c, CL_REFUND, 20);
+    /* Decided before (a retry of the key), or refused: over. */
+    bool decided = o->kind == PAY_KIND_REFUND &&
+                   (o->code == PAY_CREATED || o->code == PAY_ERR_CANCELLED ||
+                    o->code == PAY_ERR_INSUFFICIENT_FUNDS || o->code == PAY_ERR_OVERFLOW ||
+                    o->code == PAY_ERR_REFUND_EXCEEDS);
+    if (!decided)
+        return fail(s, "unexpected answer to a refund: kind %u code %u", o->kind, o->code);
+    refund_done(s, c);
+}
+
+/* The Try's outcome is what the gateway decides: ok confirms, a refusal cancels (a Try
+ * refused as cancelled: the recovery was first; full: the gateway gives up). */
+static void try_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) {
+    switch (o->code) {
+    case PAY_CREATED:
+    case PAY_OK: c->refusal = PAY_OK; break;
+    case PAY_ERR_INSUFFICIENT_FUNDS:
+    case PAY_ERR_OVERFLOW:
+    case PAY_ERR_CANCELLED: c->refusal = o->code; break;
+    case PAY_ERR_FULL: c->refusal = PAY_ERR_CANCELLED; break;
+    default: return fail(s, "unexpected answer to a Try: kind %u code %u", o->kind, o->code);
+    }
+    refund_step(s, c, CL_DECIDE);
+}
+
+static void decide_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) {
+    if (o->kind == PAY_KIND_REFUND) return refund_done(s, c); /* the decision, maybe not ours */
+    if (o->code == PAY_ERR_FULL) return client_wait(s, c, CL_DECIDE, 20);
+    fail(s, "unexpected answer to a decide: kind %u code %u", o->kind, o->code);
+}
+
 static void client_answered(xc_sim_t *s, uint32_t k, const xc_msg_t *m) {
     xc_client_t *c = &s->clients[k];
     if (!c->waiting || c->req != m->req) return; /* a late or duplicate answer */
@@ -740,6 +957,9 @@ static void client_answered(xc_sim_t *s, uint32_t k, const xc_msg_t *m) {
     case CL_RELEASE:
         if (o->code != PAY_OK) return fail(s, "a release answered %u", o->code);
         return client_done(s, c, OUT_REFUSED, c->refusal);
+    case CL_REFUND: return refund_answered(s, c, o);
+    case CL_TRY: return try_answered(s, c, o);
+    case CL_DECIDE: return decide_answered(s, c, o);
     }
 }
 
@@ -748,7 +968,13 @@ static void clients_act(xc_sim_t *s) {
         xc_client_t *c = &s->clients[k];
         if (c->waiting && c->deadline <= s->now) { /* 503 or a broken connection: from the top */
             s->st.timeouts++;
-            client_wait(s, c, CL_ORDER, (uint32_t)prng_below(&s->rng, 20));
+            if (c->state >= CL_REFUND && prng_below(&s->rng, XC_DIE_IN) == 0) {
+                s->st.gateways_died++; /* with its step maybe still on its way */
+                refund_done(s, c);
+            } else { /* the same key again */
+                uint8_t top = c->state >= CL_REFUND ? CL_REFUND : CL_ORDER;
+                client_wait(s, c, top, (uint32_t)prng_below(&s->rng, 20));
+            }
         }
         if (c->waiting || c->wake > s->now) continue;
         if (c->state == CL_IDLE) {
@@ -855,10 +1081,11 @@ static void check_step(xc_sim_t *s) {
         const char *why = ledger_check_invariants(cell_ledger(c->cell));
         if (why) fail(s, "cell %u: ledger: %s", i + 1, why);
         uint32_t backlog = pay_outbox_backlog(cell_pay(c->cell));
-        if (backlog != c->debited - c->acked)
+        if (backlog != c->debited - c->acked + c->decided - c->decided_acked)
             fail(s,
-                 "cell %u: outbox backlog %u, but %" PRIu64 " debited and %" PRIu64 " acknowledged",
-                 i + 1, backlog, c->debited, c->acked);
+                 "cell %u: outbox backlog %u, but %" PRIu64 " debited and %" PRIu64
+                 " acknowledged, %" PRIu64 " refunds decided and %" PRIu64 " acknowledged",
+                 i + 1, backlog, c->debited, c->acked, c->decided, c->decided_acked);
     }
 }
 
@@ -887,7 +1114,7 @@ static bool settled(const xc_sim_t *s) {
     for (uint32_t i = 0; i < s->cfg.cells; i++) {
         const xc_cell_t *c = &s->cells[i];
         if (c->down_until > s->now || pay_outbox_backlog(cell_pay(c->cell)) ||
-            relay_core_busy(c->relay))
+            pay_activities_trying(cell_pay(c->cell)) || relay_core_busy(c->relay))
             return false;
     }
     return true;
@@ -934,6 +1161,7 @@ static void final_legs(xc_sim_t *s, const xc_pay_t *p) {
 static void final_payments(xc_sim_t *s) {
     for (uint32_t k = 0; k < s->pays_n && !s->failed; k++) {
         const xc_pay_t *p = &s->pays[k];
+        if (p->refund) continue;
         if (p->debited) final_legs(s, p);
         if (p->debited && (p->credits != 1 || !p->acked))
             fail(s, "payment %016" PRIx64 ": debited, %u credits, %s", lo64(p->pid), p->credits,
@@ -947,45 +1175,121 @@ static void final_payments(xc_sim_t *s) {
     }
 }
 
-/* Money: receivables, buyers' balances, clearing per pair of cells. */
+/* Per refund activity: decided, delivered once as its decision and acknowledged; per
+ * payment: what its buyer's cell counts refunded is what was confirmed, within its amount. No
+ * activity is trying, no transfer pending in any cell. */
+static void final_refunds(xc_sim_t *s) {
+    for (uint32_t i = 0; i < s->cfg.cells; i++) {
+        if (pay_activities_trying(cell_pay(s->cells[i].cell)))
+            fail(s, "cell %u: a refund activity still trying", i + 1);
+        if (ledger_next_expiry(cell_ledger(s->cells[i].cell)))
+            fail(s, "cell %u: a transfer still pending", i + 1);
+    }
+    u128 *confirmed = calloc(s->pays_n + 1, sizeof *confirmed); /* by payment row */
+    cp_assert(confirmed);
+    for (uint32_t k = 0; k < s->pays_n && !s->failed; k++) {
+        const xc_pay_t *a = &s->pays[k];
+        if (!a->refund) continue;
+        bool confirm = a->decision == DEC_CONFIRM;
+        if (a->decision == DEC_NONE || !a->acked || a->confirms != confirm ||
+            a->cancels != !confirm)
+            fail(s, "refund %016" PRIx64 ": decision %u, %u confirms, %u cancels, %s", lo64(a->pid),
+                 a->decision, a->confirms, a->cancels,
+                 a->acked ? "acknowledged" : "not acknowledged");
+        if (confirm) add(s, &confirmed[pay_find(s, a->of) - s->pays], a->amount);
+    }
+    for (uint32_t k = 0; k < s->pays_n && !s->failed; k++) {
+        const xc_pay_t *p = &s->pays[k];
+        if (p->refund || !p->debited) continue;
+        pay_object_t o[PAY_LIST_MAX + 2];
+        pay_query_t q = {.kind = PAY_Q_PAYMENT, .id = p->pid};
+        xc_cell_t *b = &s->cells[p->bcell];
+        if (pay_query(cell_pay(b->cell), cell_ledger(b->cell), &q, o) != 1 || o[0].code != PAY_OK ||
+            o[0].refunded != confirmed[k] || o[0].refunded > p->amount)
+            fail(s, "payment %016" PRIx64 ": refunded is not its confirmed refunds, or too much",
+                 lo64(p->pid));
+    }
+    free(confirmed);
+}
+
+/* What the payments and the confirmed refunds moved, per cell and account (final_money). */
+typedef struct xc_books {
+    u128 recv[XC_SIM_CELLS_MAX][XC_MERCHANTS], refunded[XC_SIM_CELLS_MAX][XC_MERCHANTS];
+    u128 spent[XC_SIM_CELLS_MAX][XC_BUYERS], back[XC_SIM_CELLS_MAX][XC_BUYERS];
+    u128 flow[XC_SIM_CELLS_MAX][XC_SIM_CELLS_MAX];  /* paid by buyers of a to merchants of b */
+    u128 rflow[XC_SIM_CELLS_MAX][XC_SIM_CELLS_MAX]; /* refunded to buyers of a by b's */
+} xc_books_t;
+
+static void books_add(xc_sim_t *s, xc_books_t *k) {
+    for (uint32_t r = 0; r < s->pays_n; r++) {
+        const xc_pay_t *p = &s->pays[r];
+        uint32_t m = (uint32_t)(p->merchant / 1000) - 1, b = (uint32_t)(p->buyer / 1000) - 10;
+        if (!p->refund && p->debited) {
+            add(s, &k->recv[p->mcell][m], p->amount);
+            add(s, &k->spent[p->bcell][b], p->amount);
+            add(s, &k->flow[p->bcell][p->mcell], p->amount);
+        } else if (p->refund && p->decision == DEC_CONFIRM) {
+            add(s, &k->refunded[p->mcell][m], p->amount);
+            add(s, &k->back[p->bcell][b], p->amount);
+            add(s, &k->rflow[p->bcell][p->mcell], p->amount);
+        }
+    }
+}
+
+/* Cell a's clearing toward b: credited by a's buyers' payments to b and by a's merchants'
+ * refunds to b's buyers; debited by b's buyers' payments credited in a and by refunds from b
+ * paid to a's buyers. With b's toward a, it nets to zero. */
+static void final_clearing(xc_sim_t *s, const xc_books_t *k, uint32_t a, uint32_t b) {
+    uint32_t cur = CNY();
+    u128 cra, dra, crb, drb, in = 0, out = 0, want[4] = {0};
+    account_sides(s, a, pay_clearing_account_id((uint32_t)s->cells[b].id, cur), &cra, &dra);
+    account_sides(s, b, pay_clearing_account_id((uint32_t)s->cells[a].id, cur), &crb, &drb);
+    add(s, &in, cra);
+    add(s, &in, crb);
+    add(s, &out, dra);
+    add(s, &out, drb);
+    add(s, &want[0], k->flow[a][b]);
+    add(s, &want[0], k->rflow[b][a]);
+    add(s, &want[1], k->flow[b][a]);
+    add(s, &want[1], k->rflow[a][b]);
+    add(s, &want[2], k->flow[b][a]);
+    add(s, &want[2], k->rflow[a][b]);
+    add(s, &want[3], k->flow[a][b]);
+    add(s, &want[3], k->rflow[b][a]);
+    if (in != out || cra != want[0] || dra != want[1] || crb != want[2] || drb != want[3])
+        fail(s, "clearing of cells %u and %u does not net to zero", a + 1, b + 1);
+}
+
+/* Money: receivables, buyers' balances, clearing per pair of cells, and all of it conserved
+ * (what buyers and merchants hold is what was topped up). */
 static void final_money(xc_sim_t *s) {
     uint32_t n = s->cfg.cells, cur = CNY();
-    u128 recv[XC_SIM_CELLS_MAX][XC_MERCHANTS] = {0}, spent[XC_SIM_CELLS_MAX][XC_BUYERS] = {0};
-    u128 flow[XC_SIM_CELLS_MAX][XC_SIM_CELLS_MAX] = {0}; /* debited from buyers of a to b */
-    for (uint32_t k = 0; k < s->pays_n; k++) {
-        const xc_pay_t *p = &s->pays[k];
-        if (!p->debited) continue;
-        add(s, &recv[p->mcell][(p->merchant / 1000) - 1], p->amount);
-        add(s, &spent[p->bcell][(p->buyer / 1000) - 10], p->amount);
-        add(s, &flow[p->bcell][p->mcell], p->amount);
-    }
-    u128 cr, dr;
+    xc_books_t *k = calloc(1, sizeof *k);
+    cp_assert(k);
+    books_add(s, k);
+    u128 cr, dr, held = 0, topped = 0;
     for (uint32_t i = 0; i < n; i++) {
         for (uint32_t j = 0; j < XC_MERCHANTS; j++) {
             account_sides(s, i, pay_account_id(merchant_uid(i, j), PAY_ACCOUNT_MERCHANT, cur), &cr,
                           &dr);
-            if (dr != 0 || cr != recv[i][j])
-                fail(s, "merchant %" PRIu64 ": receivable is not its debited payments",
+            if (dr != k->refunded[i][j] || cr != k->recv[i][j])
+                fail(s, "merchant %" PRIu64 ": receivable is not its payments less refunds",
                      merchant_uid(i, j));
+            add(s, &held, cr - dr);
         }
         for (uint32_t j = 0; j < XC_BUYERS; j++) {
             account_sides(s, i, pay_account_id(buyer_uid(i, j), PAY_ACCOUNT_USER, cur), &cr, &dr);
-            if (cr != buyer_topup(j) || dr != spent[i][j])
-                fail(s, "buyer %" PRIu64 ": debited other than its payments", buyer_uid(i, j));
+            if (cr != buyer_topup(j) + k->back[i][j] || dr != k->spent[i][j])
+                fail(s, "buyer %" PRIu64 ": balance is not its payments and refunds",
+                     buyer_uid(i, j));
+            add(s, &held, cr - dr);
+            add(s, &topped, buyer_topup(j));
         }
     }
+    if (held != topped) fail(s, "money is not conserved");
     for (uint32_t a = 0; a < n; a++)
-        for (uint32_t b = a + 1; b < n; b++) {
-            u128 cra, dra, crb, drb, in = 0, out = 0;
-            account_sides(s, a, pay_clearing_account_id((uint32_t)s->cells[b].id, cur), &cra, &dra);
-            account_sides(s, b, pay_clearing_account_id((uint32_t)s->cells[a].id, cur), &crb, &drb);
-            add(s, &in, cra);
-            add(s, &in, crb);
-            add(s, &out, dra);
-            add(s, &out, drb);
-            if (in != out || cra != flow[a][b] || crb != flow[b][a])
-                fail(s, "clearing of cells %u and %u does not net to zero", a + 1, b + 1);
-        }
+        for (uint32_t b = a + 1; b < n; b++) final_clearing(s, k, a, b);
+    free(k);
 }
 
 bool xc_sim_calm(xc_sim_t *s) {
@@ -1005,6 +1309,7 @@ bool xc_sim_calm(xc_sim_t *s) {
         cell_rebuild(s, i);
     }
     if (!s->failed) final_payments(s);
+    if (!s->failed) final_refunds(s);
     if (!s->failed) final_money(s);
     return !s->failed;
 }

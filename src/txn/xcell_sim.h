@@ -25,7 +25,11 @@
  * merchant's cell on a final refusal (some buyers have little money, one per cell has no
  * account, one has none in the currency). A lost answer or a timeout is retried from the
  * order with the same key; some clients repeat a finished payment once more with its key,
- * and some try the out_trade_no of their last paid order under a new key.
+ * and some try the out_trade_no of their last paid order under a new key. Some refund their
+ * last paid payment by TCC with the gateway's steps (refund to the buyer's cell, answered
+ * trying; Try to the merchant's; decide as the Try answered), retried from the refund with the
+ * same key; the gateway may die between two steps (or with a step on its way) and never come
+ * back, leaving the activity to the relay's recovery (recover_after: 400 ticks of sim time).
  *
  * Checked after every applied entry: the ledger's invariants (ledger_check_invariants) in
  * that cell; an order draws a new payment id; a payment is debited at most once; every
@@ -33,18 +37,25 @@
  * flag; a released order's key answers the refusal); a credit is
  * created at most once and only for a payment debited in its buyer's cell, and is never
  * refused; an ack follows a credit; a release never frees a paid order; a reused out_trade_no
- * is refused as a duplicate; the buyer's cell's outbox backlog equals its payments not yet
- * acknowledged; no relay is stuck (relay_core_stuck(): a backlog, nothing in flight, no cell
- * resting: a record skipped or a failure not sent back, which its rescan would hide). After a
- * crash: the replayed state hash equals the one before.
- * After the calm period (no loss, duplication, crash, flap; the relays' own faults stay) every
- * client has finished, and: every outbox backlog is zero; every debited payment is credited
- * exactly once (transfer pay_leg_id(P) in the merchant's cell, P in the buyer's) and
- * acknowledged, every other never credited; each merchant's receivable equals
- * the sum of its debited payments, each buyer's balance its top-up less its debited payments;
- * each pair of cells' clearing positions net to zero; a client's success is a debited payment
- * whose answers it got equal the first, a client's refusal one never debited; each cell
- * rebuilt from its log hashes the same.
+ * is refused as a duplicate; a refund activity is of a debited payment of its buyer's cell,
+ * decided once (later decides answer the first decision, a confirm only when asked); a Try
+ * holds at most once and never after its Cancel; a Confirm or Cancel is never refused and
+ * follows the decision, created once; the buyer's cell's outbox backlog equals its payments
+ * and decided refunds not yet acknowledged; no relay is stuck (relay_core_stuck(): a backlog,
+ * nothing in flight, no cell resting: a record skipped or a failure not sent back, which its rescan
+ * would hide). After a crash: the replayed state hash equals the one before. After the calm period
+ * (no loss, duplication, crash, flap; the relays' own faults stay) every client has finished, and:
+ * every outbox backlog is zero; every debited payment is credited exactly once (transfer
+ * pay_leg_id(P) in the merchant's cell, P in the buyer's) and acknowledged, every other never
+ * credited; no refund activity is trying in any cell and no transfer pending; each activity was
+ * decided and its decision delivered once and acknowledged; each payment's refunded (as its buyer's
+ * cell answers it) is its confirmed refunds and at most its amount; each merchant's receivable
+ * equals the sum of its debited payments less its confirmed refunds, each buyer's balance its
+ * top-up less its debited payments plus its refunds; money is conserved (balances and receivables
+ * add up to the top-ups); each pair of cells' clearing positions net to zero (and each side is what
+ * the payments and refunds made it); a client's success is a debited payment whose answers it got
+ * equal the first, a client's refusal one never debited; each cell rebuilt from its log hashes the
+ * same.
  *
  * Used by tests/sim/test_xcell_sim.c and `cellpay sim --cells N`. Reproducible from the seed. */
 #ifndef CP_XCELL_SIM_H
@@ -79,6 +90,9 @@ typedef struct xc_sim_stats {
     uint64_t steps, entries, orders, debited, refused, released, credited, acked;
     uint64_t replays_checked, duplicates_refused, crashes, flaps, lost, duplicated;
     uint64_t timeouts, relay_faults, relay_failures;
+    /* Refunds: activities recorded, decided each way, gateways that died in one, and the
+     * activities the relays recovered (decided cancelled). */
+    uint64_t refunds, refunds_confirmed, refunds_cancelled, gateways_died, recovered;
 } xc_sim_stats_t;
 void xc_sim_stats(const xc_sim_t *s, xc_sim_stats_t *out);
 

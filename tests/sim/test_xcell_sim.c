@@ -2,7 +2,10 @@
  * 2 or 3 cells with their relays, clients paying across cells with the gateway's three steps
  * and a network that loses, duplicates, delays and reorders, with the invariants checked after
  * every step, then a calm period after which every debited payment must be credited exactly
- * once and acknowledged and every pair of cells' clearing must net to zero.
+ * once and acknowledged and every pair of cells' clearing must net to zero. Clients also
+ * refund paid payments by TCC (refund, Try, decide), their gateway dying between two steps
+ * for good now and then: after the calm period no refund activity is trying (the relays
+ * recovered them), no transfer is pending, and money is conserved.
  *
  * CELLPAY_XSIM_SEEDS=N changes the number of seeds (default 500), CELLPAY_XSIM_STEPS the steps
  * per seed (default 3000), CELLPAY_SANITIZED=1 scales the default seeds down to 60 (ASan and
@@ -32,9 +35,10 @@ static bool run_seed(uint64_t seed, uint32_t cells, uint32_t steps, xc_sim_stats
     xc_sim_stats(s, st);
     fprintf(stderr,
             "xcell sim: seed %" PRIu64 " cells %u: %s; %" PRIu64 " orders, %" PRIu64
-            " debited, %" PRIu64 " credited, %" PRIu64 " refused, %" PRIu64 " crashes\n",
+            " debited, %" PRIu64 " credited, %" PRIu64 " refused, %" PRIu64 " crashes, %" PRIu64
+            " refunds (%" PRIu64 " recovered)\n",
             seed, cells, ok ? "ok" : "FAILED", st->orders, st->debited, st->credited, st->refused,
-            st->crashes);
+            st->crashes, st->refunds, st->recovered);
     if (!ok) {
         fprintf(stderr,
                 "seed %" PRIu64 " FAILED; replay: CELLPAY_SEED=%" PRIu64
@@ -63,6 +67,11 @@ static void total_add(xc_sim_stats_t *t, const xc_sim_stats_t *st) {
     t->timeouts += st->timeouts;
     t->relay_faults += st->relay_faults;
     t->relay_failures += st->relay_failures;
+    t->refunds += st->refunds;
+    t->refunds_confirmed += st->refunds_confirmed;
+    t->refunds_cancelled += st->refunds_cancelled;
+    t->gateways_died += st->gateways_died;
+    t->recovered += st->recovered;
 }
 
 static void test_seeds(void **state) {
@@ -89,17 +98,22 @@ static void test_seeds(void **state) {
             " credited, %" PRIu64 " acknowledged, %" PRIu64 " replayed answers compared, %" PRIu64
             " reused out_trade_no's refused, %" PRIu64 " crashes, %" PRIu64
             " leader flaps, %" PRIu64 " messages lost, %" PRIu64 " duplicated, %" PRIu64
-            " timeouts, %" PRIu64 " relay faults on purpose, %" PRIu64 " relay batches failed\n",
+            " timeouts, %" PRIu64 " relay faults on purpose, %" PRIu64
+            " relay batches failed; %" PRIu64 " refund activities, %" PRIu64 " confirmed, %" PRIu64
+            " cancelled, %" PRIu64 " gateways died in one, %" PRIu64 " recovered by the relays\n",
             failures, total.steps, total.orders, total.debited, total.refused, total.released,
             total.credited, total.acked, total.replays_checked, total.duplicates_refused,
             total.crashes, total.flaps, total.lost, total.duplicated, total.timeouts,
-            total.relay_faults, total.relay_failures);
+            total.relay_faults, total.relay_failures, total.refunds, total.refunds_confirmed,
+            total.refunds_cancelled, total.gateways_died, total.recovered);
     assert_int_equal(failures, 0);
     /* The budget must exercise the paths, not only allow them. */
     if (seeds >= 20)
         assert_true(total.debited > 0 && total.refused > 0 && total.released > 0 &&
                     total.replays_checked > 0 && total.duplicates_refused > 0 &&
-                    total.crashes > 0 && total.relay_faults > 0 && total.duplicated > 0);
+                    total.crashes > 0 && total.relay_faults > 0 && total.duplicated > 0 &&
+                    total.refunds_confirmed > 0 && total.refunds_cancelled > 0 &&
+                    total.gateways_died > 0 && total.recovered > 0);
 }
 
 int main(void) {

@@ -1,6 +1,8 @@
 /* The relay's core (src/txn/relay_core.h), step by step: a buyer's cell (cell 1) with
  * cross-cell payments toward cells 2 and 3 in its outbox, and the answers the merchants'
- * cells and its own cell would give, written by hand. */
+ * cells and its own cell would give, written by hand. The recovery of refund activities
+ * left trying runs against two real payments states: cell 1 (the buyer's) and cell 2 (the
+ * merchant's), each message applied to the cell it goes to. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +23,9 @@ typedef struct fx {
     pay_t *pay;
     ledger_t *ledger;
     uint64_t clock;
+    pay_t *mpay; /* cell 2, the merchant's (recovery tests) */
+    ledger_t *mledger;
+    uint64_t mclock;
     relay_core_t *core;
     uint64_t tick;
     relay_msg_t msgs[RELAY_CORE_BATCHES];
@@ -72,6 +77,8 @@ static int teardown(void **state) {
     relay_core_destroy(f->core);
     pay_destroy(f->pay);
     ledger_destroy(f->ledger);
+    if (f->mpay) pay_destroy(f->mpay);
+    if (f->mledger) ledger_destroy(f->mledger);
     free(f);
     return 0;
 }
@@ -94,7 +101,8 @@ static u128 pay_toward(fx_t *f, uint32_t peer, uint64_t merchant, u128 amount) {
 }
 
 static uint32_t tick(fx_t *f, bool leader) {
-    return relay_core_tick(f->core, ++f->tick, leader, f->pay, f->msgs, RELAY_CORE_BATCHES);
+    return relay_core_tick(f->core, ++f->tick, f->clock, leader, f->pay, f->msgs,
+                           RELAY_CORE_BATCHES);
 }
 
 /* The answers a cell gives: every item with code. */
@@ -235,6 +243,256 @@ static void test_unsent(void **state) {
     assert_int_equal(t, RELAY_CORE_BACKOFF_TICKS);
 }
 
+/* ---- Recovery of refund activities whose gateway died ---- */
+
+#define NS_PER_S 1000000000ull
+
+/* Cell 2, the merchant's: TO_CELL2's zone (1), its merchant, and an order drawn there. */
+static void merchant_cell(fx_t *f) {
+    pay_config_t pc = {.merchants_max = 64,
+                       .users_max = 64,
+                       .payments_max = 64,
+                       .refunds_max = 64,
+                       .topups_max = 64,
+                       .idempotency_max = 64,
+                       .orders_max = 64,
+                       .outbox_max = 64,
+                       .tcc_max = 64,
+                       .cell_id = 2};
+    cp_zones_add(&pc.zones, 1);
+    f->mpay = pay_create(&pc);
+    f->mledger = ledger_create(&(ledger_config_t){.accounts_max = 64, .transfers_max = 1024});
+    f->mclock = 1000000000ull;
+    assert_non_null(f->mpay);
+    assert_non_null(f->mledger);
+    pay_object_t o;
+    pay_apply(f->mpay, f->mledger, &f->mclock,
+              &(pay_request_t){.kind = PAY_KIND_MERCHANT, .uid = TO_CELL2}, &o);
+    assert_int_equal(o.code, PAY_CREATED);
+}
+
+/* Applies a message's items in the cell it goes to, into f->answers. */
+static void cell_applies(fx_t *f, const relay_msg_t *m) {
+    assert_true(m->cell == 1 || m->cell == 2);
+    for (uint32_t i = 0; i < m->count; i++) {
+        if (m->cell == 1)
+            pay_apply(f->pay, f->ledger, &f->clock, &m->items[i], &f->answers[i]);
+        else
+            pay_apply(f->mpay, f->mledger, &f->mclock, &m->items[i], &f->answers[i]);
+    }
+}
+
+/* Delivers m and its follow-ups (acknowledgements); returns the decide items it carried. */
+static uint32_t deliver(fx_t *f, relay_msg_t m) {
+    uint32_t decides = 0;
+    for (;;) {
+        for (uint32_t i = 0; i < m.count; i++) decides += m.items[i].kind == PAY_KIND_DECIDE;
+        cell_applies(f, &m);
+        relay_msg_t follow;
+        if (!relay_core_answer(f->core, m.batch, 0, f->answers, m.count, &follow)) return decides;
+        m = follow;
+    }
+}
+
+/* Ticks as leader, delivering everything; returns the decide items sent. */
+static uint32_t pump(fx_t *f, uint32_t ticks) {
+    uint32_t decides = 0;
+    for (uint32_t t = 0; t < ticks; t++) {
+        uint32_t n = tick(f, true);
+        relay_msg_t msgs[RELAY_CORE_BATCHES];
+        memcpy(msgs, f->msgs, n * sizeof msgs[0]);
+        for (uint32_t i = 0; i < n; i++) decides += deliver(f, msgs[i]);
+    }
+    return decides;
+}
+
+/* A cross-cell payment of amount: the order in cell 2, the debit in cell 1, the credit
+ * delivered and acknowledged by the relay. */
+static u128 xpay(fx_t *f, u128 amount) {
+    pay_request_t order = {.kind = PAY_KIND_ORDER,
+                           .idem_key = ++f->seq,
+                           .body_hash = 1,
+                           .actor = TO_CELL2,
+                           .uid = BUYER,
+                           .amount = amount,
+                           .currency = cny(),
+                           .funding = 1};
+    strcpy(order.text, "otn");
+    order.text[3] = (char)('a' + f->seq % 26);
+    pay_object_t o;
+    pay_apply(f->mpay, f->mledger, &f->mclock, &order, &o);
+    assert_int_equal(o.code, PAY_CREATED);
+    pay_request_t r = order;
+    r.kind = PAY_KIND_PAYMENT;
+    r.payment_id = r.idem_key = o.id;
+    r.peer_cell = 2;
+    apply(f, &r, PAY_CREATED);
+    pump(f, 2);
+    assert_int_equal(pay_outbox_backlog(f->pay), 0);
+    return o.id;
+}
+
+/* Refund of P in cell 1 with the out_request_no orn: the activity R, trying. */
+static u128 refund(fx_t *f, u128 p, u128 amount, const char *orn, uint8_t want) {
+    pay_request_t r = {.kind = PAY_KIND_REFUND,
+                       .idem_key = ++f->seq,
+                       .body_hash = 2,
+                       .actor = TO_CELL2,
+                       .payment_id = p,
+                       .amount = amount,
+                       .peer_cell = 2};
+    strcpy(r.text, orn);
+    pay_object_t o;
+    pay_apply(f->pay, f->ledger, &f->clock, &r, &o);
+    assert_int_equal(o.code, want);
+    return o.id;
+}
+
+/* A branch step of R in cell 2 (what the gateway's Try, or the relay, sends). */
+static uint8_t branch_step(fx_t *f, uint8_t kind, u128 r, u128 amount) {
+    pay_request_t q = {.kind = kind,
+                       .payment_id = r,
+                       .actor = TO_CELL2,
+                       .uid = BUYER,
+                       .amount = amount,
+                       .currency = cny(),
+                       .peer_cell = 1};
+    pay_object_t o;
+    pay_apply(f->mpay, f->mledger, &f->mclock, &q, &o);
+    return o.code;
+}
+
+static ledger_account_t merchant_account(fx_t *f) {
+    u128 id = pay_account_id(TO_CELL2, PAY_ACCOUNT_MERCHANT, cny());
+    ledger_account_t a;
+    assert_int_equal(ledger_lookup_accounts(f->mledger, &id, 1, &a), 1);
+    return a;
+}
+
+/* Ticks until the recovery's batch goes out (at most two looks); it is left in f->msgs[0]. */
+static void recovery_batch(fx_t *f, uint32_t want_items) {
+    uint32_t n = 0;
+    for (uint32_t t = 0; t < 2 * RELAY_CORE_RECOVER_TICKS && n == 0; t++) n = tick(f, true);
+    assert_int_equal(n, 1);
+    const relay_msg_t *m = &f->msgs[0];
+    assert_int_equal(m->cell, 1);
+    assert_int_equal(m->count, want_items);
+    for (uint32_t i = 0; i < m->count; i++) {
+        const pay_request_t *d = &m->items[i];
+        assert_int_equal(d->kind, PAY_KIND_DECIDE);
+        assert_int_equal(d->code, PAY_ERR_CANCELLED);
+        assert_true(d->uid == BUYER && (uint64_t)(d->payment_id >> 64) == BUYER);
+        assert_true(d->actor == 0 && d->amount == 0 && d->peer_cell == 0 && d->idem_key == 0);
+    }
+}
+
+/* Left trying before any Try: nothing before recover_after, then a decide of the own cell;
+ * the activity is cancelled, its out_request_no free, and the Cancel reaches cell 2 as an
+ * empty rollback (a late Try is refused). */
+static void test_recovery_empty_rollback(void **state) {
+    fx_t *f = *state;
+    merchant_cell(f);
+    u128 p = xpay(f, 100);
+    u128 r = refund(f, p, 40, "r1", PAY_TRYING);
+    f->clock += RELAY_CORE_RECOVER_AFTER_NS - NS_PER_S; /* a second short */
+    assert_int_equal(pump(f, 3 * RELAY_CORE_RECOVER_TICKS), 0);
+    assert_int_equal(pay_activities_trying(f->pay), 1);
+    f->clock += 2 * NS_PER_S;
+    recovery_batch(f, 1);
+    assert_true(f->msgs[0].items[0].payment_id == r);
+    relay_msg_t m = f->msgs[0];
+    assert_int_equal(deliver(f, m), 1);
+    assert_int_equal(f->answers[0].kind, PAY_KIND_REFUND);
+    assert_int_equal(f->answers[0].code, PAY_ERR_CANCELLED);
+    assert_int_equal(relay_core_stats(f->core).recovered, 1);
+    assert_int_equal(pay_activities_trying(f->pay), 0);
+    assert_int_equal(pay_outbox_backlog(f->pay), 1); /* the CANCEL record */
+    assert_int_equal(pump(f, 2), 0);
+    assert_int_equal(pay_outbox_backlog(f->pay), 0);
+    assert_int_equal(branch_step(f, PAY_KIND_TRY, r, 40), PAY_ERR_CANCELLED); /* anti-hanging */
+    assert_int_equal(merchant_account(f).debits_pending, 0);
+    refund(f, p, 100, "r1", PAY_TRYING); /* the hold and the out_request_no are free again */
+}
+
+/* Left trying after the Try: the recovery's Cancel voids the pending transfer in cell 2. */
+static void test_recovery_voids_try(void **state) {
+    fx_t *f = *state;
+    merchant_cell(f);
+    u128 p = xpay(f, 100);
+    u128 r = refund(f, p, 40, "r1", PAY_TRYING);
+    assert_int_equal(branch_step(f, PAY_KIND_TRY, r, 40), PAY_CREATED);
+    assert_true(merchant_account(f).debits_pending == 40);
+    f->clock += RELAY_CORE_RECOVER_AFTER_NS;
+    recovery_batch(f, 1);
+    relay_msg_t m = f->msgs[0];
+    deliver(f, m);
+    assert_int_equal(f->answers[0].code, PAY_ERR_CANCELLED);
+    assert_int_equal(pump(f, 2), 0);
+    assert_int_equal(pay_outbox_backlog(f->pay), 0);
+    ledger_account_t a = merchant_account(f);
+    assert_true(a.debits_pending == 0 && a.debits_posted == 0 && a.credits_posted == 100);
+    assert_int_equal(branch_step(f, PAY_KIND_CONFIRM, r, 40), PAY_ERR_CANCELLED);
+    assert_int_equal(pay_activities_trying(f->pay), 0);
+}
+
+/* An activity the gateway decided is never sent; the one left trying is. */
+static void test_recovery_skips_decided(void **state) {
+    fx_t *f = *state;
+    merchant_cell(f);
+    u128 p = xpay(f, 100);
+    u128 done = refund(f, p, 10, "r1", PAY_TRYING);
+    u128 left = refund(f, p, 20, "r2", PAY_TRYING);
+    assert_int_equal(branch_step(f, PAY_KIND_TRY, done, 10), PAY_CREATED);
+    apply(f, &(pay_request_t){.kind = PAY_KIND_DECIDE, .payment_id = done, .uid = BUYER},
+          PAY_CREATED);
+    assert_int_equal(pump(f, 2), 0); /* the CONFIRM is delivered */
+    f->clock += 2 * RELAY_CORE_RECOVER_AFTER_NS;
+    recovery_batch(f, 1);
+    assert_true(f->msgs[0].items[0].payment_id == left);
+    relay_msg_t m = f->msgs[0];
+    deliver(f, m);
+    assert_int_equal(pump(f, 3 * RELAY_CORE_RECOVER_TICKS), 0); /* nothing left to recover */
+    assert_int_equal(pay_activities_trying(f->pay), 0);
+    ledger_account_t a = merchant_account(f);
+    assert_true(a.debits_pending == 0 && a.debits_posted == 10);
+}
+
+/* The gateway decides while the recovery's decide is on its way: its decision stands, the
+ * decide answers it, and the CONFIRM is what reaches cell 2. */
+static void test_recovery_first_decision_wins(void **state) {
+    fx_t *f = *state;
+    merchant_cell(f);
+    u128 p = xpay(f, 100);
+    u128 r = refund(f, p, 30, "r1", PAY_TRYING);
+    assert_int_equal(branch_step(f, PAY_KIND_TRY, r, 30), PAY_CREATED);
+    f->clock += RELAY_CORE_RECOVER_AFTER_NS;
+    recovery_batch(f, 1);
+    relay_msg_t m = f->msgs[0];
+    apply(f, &(pay_request_t){.kind = PAY_KIND_DECIDE, .payment_id = r, .uid = BUYER}, PAY_CREATED);
+    deliver(f, m);
+    assert_int_equal(f->answers[0].kind, PAY_KIND_REFUND);
+    assert_int_equal(f->answers[0].code, PAY_CREATED);
+    pump(f, 2);
+    assert_int_equal(pay_outbox_backlog(f->pay), 0);
+    assert_true(merchant_account(f).debits_posted == 30);
+}
+
+/* A recovery batch the driver could not send is made again at the next look. */
+static void test_recovery_unsent_again(void **state) {
+    fx_t *f = *state;
+    merchant_cell(f);
+    u128 p = xpay(f, 100);
+    refund(f, p, 30, "r1", PAY_TRYING);
+    f->clock += RELAY_CORE_RECOVER_AFTER_NS;
+    recovery_batch(f, 1);
+    relay_core_unsent(f->core, f->msgs[0].batch, "no client");
+    assert_int_equal(relay_core_busy(f->core), 0);
+    uint32_t decides = pump(f, RELAY_CORE_RECOVER_TICKS);
+    assert_int_equal(decides, 1);
+    assert_int_equal(pay_activities_trying(f->pay), 0);
+    assert_int_equal(relay_core_stats(f->core).recovered, 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_batches_per_cell, setup, teardown),
@@ -244,6 +502,11 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_new_term_starts_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_split, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_empty_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_voids_try, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_skips_decided, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_first_decision_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_unsent_again, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
