@@ -27,7 +27,8 @@ CP_STATIC_ASSERT(offsetof(proto_status_reply_t, cell) == 16 &&
                      offsetof(proto_status_reply_t, member_match) == 128 &&
                      offsetof(proto_status_reply_t, outbox_backlog) == 192 &&
                      offsetof(proto_status_reply_t, relay_recovered) == 216 &&
-                     offsetof(proto_status_reply_t, reserved_2) == 224 &&
+                     offsetof(proto_status_reply_t, tcc_trying) == 224 &&
+                     offsetof(proto_status_reply_t, reserved_2) == 232 &&
                      sizeof(proto_status_reply_t) == 256,
                  "status reply layout");
 CP_STATIC_ASSERT(sizeof(proto_transfer_leader_t) == 16 &&

@@ -117,7 +117,8 @@ typedef struct proto_status_reply {
     uint64_t relay_delivered;
     uint64_t relay_acked;
     uint64_t relay_recovered; /* refund activities its relay decided cancelled (recovery) */
-    uint8_t reserved_2[32];
+    uint64_t tcc_trying;      /* TCC activities of the cell not decided yet, at applied_index */
+    uint8_t reserved_2[24];
 } proto_status_reply_t;
 
 /* The request body of PROTO_OP_ADD_REPLICA (the replica joins as a learner; the leader makes

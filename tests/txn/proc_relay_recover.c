@@ -167,14 +167,16 @@ int main(int argc, char **argv) {
     u128 rid = o.id;
     pay_request_t tr = try_request(rid);
     if (pay1(2, &tr).code != PAY_CREATED) FAIL("try");
+    if (status(1).tcc_trying != 1) FAIL("the status does not count the activity trying");
     /* The gateway is gone: nothing decides but the relay of cell 1, after 1 s. */
     uint64_t until = np_now_ms() + WAIT_MS;
     for (;;) {
         proto_status_reply_t s = status(1);
-        if (s.relay_recovered >= 1 && s.outbox_backlog == 0) break;
+        if (s.relay_recovered >= 1 && s.outbox_backlog == 0 && s.tcc_trying == 0) break;
         if (np_now_ms() > until)
-            FAIL("not recovered: relay_recovered %llu, outbox %llu",
-                 (unsigned long long)s.relay_recovered, (unsigned long long)s.outbox_backlog);
+            FAIL("not recovered: relay_recovered %llu, outbox %llu, trying %llu",
+                 (unsigned long long)s.relay_recovered, (unsigned long long)s.outbox_backlog,
+                 (unsigned long long)s.tcc_trying);
         np_sleep_ms(100);
     }
     o = pay1(1, &rr);

@@ -17,6 +17,15 @@ When the load stops and the relays are idle:
     clearing accounts nets to zero (credited once: a credit made twice or lost would show);
   - each cell's replicas report one state hash.
 
+Refunds of cross-cell payments (TCC: docs/cross-cell.md) run in the same load: a thread
+refunds part of one of its acknowledged payments now and then. The gateway is killed too, now
+and then, so refunds are left between their steps; a thread whose refund got no answer may
+give it up (it never sends it again), and the buyer cell's relay must then decide it cancelled
+(`--tcc-recover-after`). Once idle, no refund activity is left trying, each given-up refund
+sent again with its key answers its final outcome (201, or 409 cancelled), and the buyers'
+balances count every refund that answered 201 exactly once; `cellpay admin check` would name
+a hold left pending in a merchant's cell (its clearing position would not net to zero).
+
 usage: xcell_fault_test.py path/to/cellpay   (XCELL_FAULT_SEED=N repeats a run's choices)
 """
 import hashlib
@@ -50,7 +59,10 @@ PROCS = {}  # name -> (Popen, args, log path)
 LOCK = threading.Lock()
 STOP = threading.Event()
 ACKS = []  # (merchant cell, buyer, amount, payment id)
-STATS = {"attempts": 0, "retries": 0, "refused": 0}
+REFUNDS = []  # (buyer, amount, refund id): answered 201
+GIVEN_UP = []  # (merchant, body, key, buyer, amount): refunds that never got an answer
+STATS = {"attempts": 0, "retries": 0, "refused": 0, "refunds_cancelled": 0, "gateway_kills": 0}
+RECOVER_AFTER_S = 2
 
 # zone(uid) = (uid / 10) mod 100
 MERCHANTS = {1: 100050, 2: 100600}  # zones 5 and 60
@@ -182,52 +194,105 @@ def signed(m, method, path, data, key=None):
 
 # ---- load and chaos ----
 
+def send_until_final(c, m, path, data, key, give_up=False):
+    """POSTs with the same key until a final answer (not 503, not a broken connection).
+    With give_up, a broken connection makes the sender give up: returns (None, None, c)."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with LOCK:
+            STATS["attempts"] += 1
+        try:
+            s, j = request(c, "POST", path, data, signed(m, "POST", path, data, key))
+        except (OSError, http.client.HTTPException):
+            c.close()
+            c = conn()
+            if give_up:
+                return None, None, c
+            s, j = None, None
+        if s is not None and s != 503:
+            return s, j, c
+        with LOCK:
+            STATS["retries"] += 1
+        time.sleep(0.02)
+    return None, None, c
+
+
+def pay_one(c, tid, n, rng, merchants, mine):
+    bcell = rng.choice((1, 2))
+    buyer = rng.choice(BUYERS[bcell])
+    mcell = bcell if rng.random() < 0.1 else 3 - bcell  # mostly cross-cell
+    amount = rng.randint(1, 9999)
+    data = json.dumps({"buyer_uid": str(buyer), "amount": str(amount), "currency": "CNY",
+                       "out_trade_no": f"s{SEED}-t{tid}-{n}"}, separators=(",", ":")).encode()
+    s, j, c = send_until_final(c, merchants[mcell], "/v1/payments", data, f"k{SEED}-t{tid}-{n}")
+    if s == 201:
+        with LOCK:
+            ACKS.append((mcell, buyer, amount, j["id"]))
+        if mcell != bcell:
+            mine.append([merchants[mcell], buyer, j["id"], amount])
+    elif s is not None:
+        with LOCK:
+            STATS["refused"] += 1
+        print(f"refused: {s} {j}", flush=True)
+    return c
+
+
+def refund_one(c, tid, n, rng, mine):
+    """Refunds part of one of this thread's cross-cell payments (its refundable rest shrinks
+    by the amount asked, whatever the outcome, so no later refund can exceed the payment)."""
+    entry = rng.choice(mine)
+    m, buyer, pid, rest = entry
+    amount = rng.randint(1, rest)
+    entry[3] -= amount
+    if entry[3] == 0:
+        mine.remove(entry)
+    data = json.dumps({"payment_id": pid, "amount": str(amount),
+                       "out_request_no": f"r{SEED}-t{tid}-{n}"}, separators=(",", ":")).encode()
+    key = f"rk{SEED}-t{tid}-{n}"
+    s, j, c = send_until_final(c, m, "/v1/refunds", data, key, give_up=True)
+    with LOCK:
+        if s == 201:
+            REFUNDS.append((buyer, amount, j["id"]))
+        elif s is None:
+            GIVEN_UP.append((m, data, key, buyer, amount))
+        elif (s, (j or {}).get("error", {}).get("code")) in ((409, "cancelled"),
+                                                            (402, "insufficient_funds")):
+            STATS["refunds_cancelled"] += 1
+        else:
+            STATS["refused"] += 1
+            print(f"refund refused: {s} {j}", flush=True)
+    return c
+
+
 def worker(tid, merchants):
     rng = random.Random(SEED * 1000 + tid)
     c = conn()
     n = 0
+    mine = []  # [merchant, buyer, payment id, refundable rest]
     while not STOP.is_set():
         n += 1
-        bcell = rng.choice((1, 2))
-        buyer = rng.choice(BUYERS[bcell])
-        mcell = bcell if rng.random() < 0.1 else 3 - bcell  # mostly cross-cell
-        m = merchants[mcell]
-        amount = rng.randint(1, 9999)
-        data = json.dumps({"buyer_uid": str(buyer), "amount": str(amount), "currency": "CNY",
-                           "out_trade_no": f"s{SEED}-t{tid}-{n}"}, separators=(",", ":")).encode()
-        key = f"k{SEED}-t{tid}-{n}"
-        deadline = time.time() + 120
-        while time.time() < deadline:  # the same key until a final answer
-            with LOCK:
-                STATS["attempts"] += 1
-            try:
-                s, j = request(c, "POST", "/v1/payments", data,
-                               signed(m, "POST", "/v1/payments", data, key))
-            except (OSError, http.client.HTTPException):
-                c.close()
-                c = conn()
-                s, j = None, None
-            if s == 201:
-                with LOCK:
-                    ACKS.append((mcell, buyer, amount, j["id"]))
-                break
-            if s is not None and s != 503:
-                with LOCK:
-                    STATS["refused"] += 1
-                print(f"refused: {s} {j}", flush=True)
-                break
-            with LOCK:
-                STATS["retries"] += 1
-            time.sleep(0.02)
+        if mine and rng.random() < 0.35:
+            c = refund_one(c, tid, n, rng, mine)
+        else:
+            c = pay_one(c, tid, n, rng, merchants, mine)
     c.close()
 
 
 def chaos(cells, rng):
-    """Kills a cell's leader (its relay with it) with SIGKILL and starts it again."""
+    """Kills a cell's leader (its relay with it), or now and then the gateway, with SIGKILL
+    and starts it again."""
     kills = 0
     t_end = time.time() + CHAOS_SECONDS
     while time.time() < t_end:
         time.sleep(rng.uniform(1.0, 2.5))
+        if rng.random() < 0.4:
+            p, args, _ = PROCS["gateway"]
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            STATS["gateway_kills"] += 1
+            time.sleep(rng.uniform(0.1, 0.5))
+            spawn("gateway", args)
+            continue
         cell = rng.choice((1, 2))
         leader = leader_of(cells[cell]["addrs"])
         name = cells[cell]["names"][cells[cell]["addrs"].index(leader)]
@@ -244,7 +309,7 @@ def main():
     global PORT, ADMIN
     print(f"xcell_fault_test: seed {SEED} (XCELL_FAULT_SEED={SEED} repeats it)", flush=True)
     rng = random.Random(SEED)
-    ports = free_ports(12)
+    ports = free_ports(13)
     cells = {}
     for cell in (1, 2):
         base = (cell - 1) * 6
@@ -263,12 +328,13 @@ def main():
             spawn(name, ["node", "--data", os.path.join(TMP, name),
                          "--listen", cells[cell]["addrs"][r], "--cell", str(cell),
                          "--id", str(r + 1), "--peers", cells[cell]["peers"], "--zones", zones,
-                         "--routes", ROUTES, "--relay-faults", FAULT_PCT])
+                         "--routes", ROUTES, "--relay-faults", FAULT_PCT,
+                         "--tcc-recover-after", str(RECOVER_AFTER_S)])
     for cell in (1, 2):
         leader_of(cells[cell]["addrs"])
     gw_data = os.path.join(TMP, "gw")
     gw = spawn("gateway", ["gateway", "--routes", ROUTES, "--data", gw_data,
-                           "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE)
+                           "--listen", f"127.0.0.1:{ports[12]}"], stdout=subprocess.PIPE)
     line = gw.stdout.readline().decode()
     m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
     if not m:
@@ -298,14 +364,46 @@ def main():
     STOP.set()
     for t in threads:
         t.join(timeout=180)
-    print(f"load: {len(ACKS)} payments acknowledged, {kills} leaders killed, {STATS}", flush=True)
+    print(f"load: {len(ACKS)} payments and {len(REFUNDS)} refunds acknowledged, "
+          f"{len(GIVEN_UP)} refunds given up, {kills} processes killed, {STATS}", flush=True)
     check("payments were made", len(ACKS) > 100, len(ACKS))
+    check("refunds were made", len(REFUNDS) > 10, len(REFUNDS))
     check("no payment refused", STATS["refused"] == 0, STATS)
     verify(c, cells, merchants)
     c.close()
 
 
+def refunds_settle(c, cells):
+    """The relays' recovery decides every refund left trying; then each given-up refund, sent
+    again with its key, answers its outcome."""
+    deadline = time.time() + 60
+    out = ""
+    while time.time() < deadline:
+        outs = [cell_status(cells[cell]["addrs"])[1] for cell in (1, 2)]
+        out = "".join(outs)
+        trying = re.findall(r" tcc_trying=(\d+)", out)
+        if len(trying) == 6 and set(trying) == {"0"}:
+            break
+        time.sleep(0.5)
+    check("no refund activity left trying", re.findall(r" tcc_trying=(\d+)", out) == ["0"] * 6,
+          out)
+    recovered = sum(int(x) for x in re.findall(r" relay_recovered=(\d+)", out))
+    print(f"refunds: {len(GIVEN_UP)} given up, {recovered} decided by the relays' recovery "
+          "(counted since each process started)", flush=True)
+    for m, data, key, buyer, amount in GIVEN_UP:
+        s, j, c = send_until_final(c, m, "/v1/refunds", data, key)
+        if s == 201:
+            REFUNDS.append((buyer, amount, j["id"]))
+        else:
+            check("a given-up refund answers 201 or 409 cancelled",
+                  (s, (j or {}).get("error", {}).get("code")) in ((409, "cancelled"),
+                                                                 (402, "insufficient_funds")),
+                  (s, j))
+    return c
+
+
 def verify(c, cells, merchants):
+    c = refunds_settle(c, cells)
     # The relays drain: every acknowledged payment's credit arrives.
     deadline = time.time() + 90
     pending = list(ACKS)
@@ -323,11 +421,13 @@ def verify(c, cells, merchants):
     spent = {}
     for _, buyer, amount, _ in ACKS:
         spent[buyer] = spent.get(buyer, 0) + amount
+    for buyer, amount, _ in REFUNDS:
+        spent[buyer] -= amount
     for bs in BUYERS.values():
         for b in bs:
             s, j = admin(c, "GET", f"/v1/users/{b}/balance?currency=CNY")
             want = TOPUP - spent.get(b, 0)
-            check(f"buyer {b}: debited exactly its acknowledged payments",
+            check(f"buyer {b}: debited its acknowledged payments, credited its refunds",
                   s == 200 and j["available"] == str(want), (s, j, want))
     r = subprocess.run([CELLPAY, "admin", "check", "--routes", ROUTES], capture_output=True,
                        text=True, timeout=120)
