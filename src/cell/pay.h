@@ -78,6 +78,13 @@
 #define PAY_TCC_TRY_TIMEOUT_S 86400u
 /* A cross-cell payment's first leg (buyer -> clearing toward the merchant's cell) is coded
  * PAY_LEDGER_CODE_PAYMENT, as a local payment. */
+/* User-to-user transfers (docs/cross-cell.md): sender -> recipient in one cell (id T); across
+ * cells, in the sender's cell A the pending transfer sender -> clearing toward the recipient's
+ * cell (id T) and its post or void (id pay_tcc_phase2_id(T)). */
+#define PAY_LEDGER_CODE_TRANSFER 6u
+/* ... and in the recipient's cell C the pending transfer clearing toward A -> recipient (id
+ * pay_leg_id(T)) and its post or void (id pay_tcc_phase2_id(T)). */
+#define PAY_LEDGER_CODE_TRANSFER_CREDIT 7u
 
 #define PAY_CELL_MAX ((1u << 23) - 1) /* cell numbers: 23 bits of every object id */
 
@@ -108,7 +115,25 @@ typedef enum pay_kind {
     PAY_KIND_DECIDE = 13,  /* buyer's cell: confirm or cancel a trying refund activity */
     PAY_KIND_CONFIRM = 14, /* merchant's cell: the relay's delivery of a confirm: post */
     PAY_KIND_CANCEL = 15,  /* merchant's cell: the relay's delivery of a cancel: void */
+    /* A user-to-user transfer (operator), in one cell or by TCC across cells: then the same
+     * TRY / DECIDE / CONFIRM / CANCEL with tcc_type PAY_TCC_TRANSFER (docs/cross-cell.md). */
+    PAY_KIND_TRANSFER = 16,
 } pay_kind_t;
+
+/* What a TCC step is about. A refund's branch debits the participant's merchant (its
+ * receivable holds the money, then pays it out); a transfer's branch credits the
+ * participant's user (the money arrives pending, then is posted). Same table, same steps. */
+typedef enum pay_tcc_type {
+    PAY_TCC_REFUND = 0,
+    PAY_TCC_TRANSFER = 1,
+} pay_tcc_type_t;
+
+/* A transfer's state as its queries and answers show it (pay_object_t.status). */
+typedef enum pay_transfer_status {
+    PAY_TRANSFER_TRYING = 1,    /* cross-cell: the sender's money held, not decided yet */
+    PAY_TRANSFER_SUCCEEDED = 2, /* posted in the sender's cell (recipient's: merchant_credit) */
+    PAY_TRANSFER_CANCELLED = 3, /* nothing moved; cancel_code says why */
+} pay_transfer_status_t;
 
 /* The outcome of a request or query; the gateway maps it to an HTTP status and error code
  * (docs/api.md). Values are stable: they are stored with idempotency keys. */
@@ -228,9 +253,12 @@ typedef struct pay_request {
     uint8_t reserved_1;
     uint8_t secret[PAY_SECRET_SIZE]; /* merchant: its new secret, drawn by the gateway */
     char text[PAY_TEXT_MAX];         /* out_trade_no / out_request_no, NUL-padded */
-    uint32_t peer_cell; /* cross-cell payment, refund, credit, try, confirm, cancel: the other
-                         * cell */
-    uint8_t reserved[68];
+    uint32_t peer_cell; /* cross-cell payment, refund, credit, try, confirm, cancel, transfer:
+                         * the other cell */
+    uint8_t tcc_type;   /* try, confirm, cancel: pay_tcc_type_t; else 0 */
+    uint8_t reserved_2[3];
+    uint64_t recipient; /* transfer, and try / confirm / cancel of a transfer: the recipient */
+    uint8_t reserved[56];
 } pay_request_t;
 
 /* One answer or stored object (256 bytes). A request's answer is the object it created or
@@ -267,7 +295,11 @@ typedef struct pay_object {
     uint8_t secret[PAY_SECRET_SIZE]; /* merchant: its secret (creation, and the gateway's query) */
     char text[PAY_TEXT_MAX];         /* payment: out_trade_no; refund: out_request_no */
     uint32_t peer_cell;              /* cross-cell payment: the merchant's cell; outbox items */
-    uint8_t reserved[60];
+    uint8_t status;                  /* transfer: pay_transfer_status_t */
+    uint8_t cancel_code;             /* transfer cancelled: the refusal (pay_code_t) */
+    uint16_t reserved_2;
+    uint64_t recipient; /* transfer (and its try, confirm, cancel): the recipient's uid */
+    uint8_t reserved[48];
 } pay_object_t;
 
 typedef enum pay_query_kind {
@@ -277,6 +309,7 @@ typedef enum pay_query_kind {
     PAY_Q_BALANCE = 4,       /* uid, currency */
     PAY_Q_USER_PAYMENTS = 5, /* uid; newest first, limit, after (0: from the newest) */
     PAY_Q_USER = 6,          /* uid, currency: the user object */
+    PAY_Q_TRANSFER = 7,      /* id (routed by its upper half: the sender); operator only */
 } pay_query_kind_t;
 
 /* One API read (256 bytes). The reply: for a list, one PAY_KIND_LIST head object whose code
@@ -374,13 +407,17 @@ static inline u128 pay_tcc_phase2_id(u128 r) {
 typedef struct pay_outbox_item {
     u128 payment_id;
     u128 amount;
-    uint64_t buyer;
-    uint64_t merchant;
+    uint64_t buyer; /* a transfer's: its sender */
+    union {
+        uint64_t merchant;  /* tcc_type PAY_TCC_REFUND (and credits) */
+        uint64_t recipient; /* tcc_type PAY_TCC_TRANSFER */
+    };
     uint64_t seq; /* its place in the outbox: increasing, never reused */
     uint32_t currency;
-    uint32_t peer_cell; /* the merchant's cell */
+    uint32_t peer_cell; /* the merchant's (recipient's) cell */
     uint8_t kind;       /* pay_kind_t: CREDIT, CONFIRM or CANCEL */
-    uint8_t reserved[7];
+    uint8_t tcc_type;   /* CONFIRM, CANCEL: pay_tcc_type_t; CREDIT: 0 */
+    uint8_t reserved[6];
 } pay_outbox_item_t;
 
 /* Up to max unacknowledged records with seq >= from, oldest first; returns how many. The
