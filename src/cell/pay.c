@@ -1534,6 +1534,42 @@ static pay_code_t transfer_parties(const pay_t *p, const ledger_t *l, const pay_
     return PAY_OK;
 }
 
+/* The money's move: within the cell sender -> recipient; across cells sender -> clearing
+ * toward C, pending: the sender's money is held until A decides, and the timeout frees it
+ * only if nobody decides for a day (a decide then finds it expired and cancels). */
+static pay_move_t transfer_move(const pay_t *p, const pay_request_t *r, bool local) {
+    u128 to = pay_account_id(r->recipient, PAY_ACCOUNT_USER, r->currency);
+    return (pay_move_t){
+        .id = next_id(p, r->uid),
+        .debit = side_existing(pay_account_id(r->uid, PAY_ACCOUNT_USER, r->currency)),
+        .credit = local ? side_existing(to) : side_clearing(r->peer_cell, r->currency),
+        .amount = r->amount,
+        .user_data = local ? 0 : (u128)r->recipient,
+        .currency = r->currency,
+        .code = PAY_LEDGER_CODE_TRANSFER,
+        .fresh_id = true,
+        .pending_timeout = local ? 0 : PAY_TCC_TRY_TIMEOUT_S,
+    };
+}
+
+/* The transfer's row: succeeded at once within the cell, else the activity, trying; its key
+ * (across cells) so that the decision replaces the trying answer under it. */
+static pay_tcc_row_t transfer_row(const pay_request_t *r, u128 id, uint64_t ts, bool local) {
+    return (pay_tcc_row_t){
+        .id = id,
+        .amount = r->amount,
+        .idem_key = !local && r->idem_key ? pay_idem_key(r->actor, r->idem_key) : 0,
+        .buyer = r->uid,
+        .merchant = r->recipient,
+        .created_at = ts,
+        .currency = r->currency,
+        .peer_cell = r->peer_cell,
+        .role = PAY_TCC_ACTIVITY,
+        .state = local ? PAY_ACTIVITY_CONFIRMED : PAY_ACTIVITY_TRYING,
+        .type = PAY_TCC_TRANSFER,
+    };
+}
+
 static void apply_transfer(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
                            pay_object_t *o) {
     const uint8_t k = PAY_KIND_TRANSFER;
@@ -1546,37 +1582,11 @@ static void apply_transfer(pay_t *p, ledger_t *l, uint64_t *clock, const pay_req
     pay_code_t code = transfer_parties(p, l, r, local);
     if (code != PAY_OK) return answer_error(o, k, code);
     if (p->n.tcc >= p->config.tcc_max) return answer_error(o, k, PAY_ERR_FULL);
-    u128 sender = pay_account_id(r->uid, PAY_ACCOUNT_USER, r->currency);
-    pay_move_t m = {
-        .id = next_id(p, r->uid),
-        .debit = side_existing(sender),
-        .credit = local ? side_existing(pay_account_id(r->recipient, PAY_ACCOUNT_USER, r->currency))
-                        : side_clearing(r->peer_cell, r->currency),
-        .amount = r->amount,
-        .user_data = local ? 0 : (u128)r->recipient,
-        .currency = r->currency,
-        .code = PAY_LEDGER_CODE_TRANSFER,
-        .fresh_id = true,
-        /* Across cells the sender's money is held until A decides; the timeout only frees it
-         * if nobody decides for a day (a decide then finds it expired and cancels). */
-        .pending_timeout = local ? 0 : PAY_TCC_TRY_TIMEOUT_S,
-    };
+    pay_move_t m = transfer_move(p, r, local);
     uint64_t ts = 0;
     code = move_money(p, l, clock, &m, &ts);
     if (code != PAY_CREATED) return answer_error(o, k, code);
-    pay_tcc_row_t x = {
-        .id = m.id,
-        .amount = r->amount,
-        .idem_key = !local && r->idem_key ? pay_idem_key(r->actor, r->idem_key) : 0,
-        .buyer = r->uid,
-        .merchant = r->recipient,
-        .created_at = ts,
-        .currency = r->currency,
-        .peer_cell = r->peer_cell,
-        .role = PAY_TCC_ACTIVITY,
-        .state = local ? PAY_ACTIVITY_CONFIRMED : PAY_ACTIVITY_TRYING,
-        .type = PAY_TCC_TRANSFER,
-    };
+    pay_tcc_row_t x = transfer_row(r, m.id, ts, local);
     const pay_tcc_row_t *a = tcc_add(p, &x);
     if (!local) p->n.tcc_trying++;
     transfer_answer(a, local ? PAY_CREATED : PAY_TRYING, o);

@@ -377,8 +377,9 @@ static const char *finish_transfer(pay_t *p, uint32_t row) {
         return NULL;
     }
     bool cancelled = a->state == PAY_ACTIVITY_CANCELLING || a->state == PAY_ACTIVITY_CANCELLED;
-    if (a->peer_cell == p->config.cell_id || a->state < PAY_ACTIVITY_TRYING ||
-        a->state > PAY_ACTIVITY_CANCELLED ||
+    /* Across cells: the recipient is another cell's (pay.c refuses one of ours wrong_cell). */
+    if (a->peer_cell == p->config.cell_id || pay_owns_uid(p, a->merchant) ||
+        a->state < PAY_ACTIVITY_TRYING || a->state > PAY_ACTIVITY_CANCELLED ||
         (cancelled ? a->code != PAY_ERR_CANCELLED && !transfer_refusal(a->code) : a->code != 0))
         return "a transfer's decision is corrupt";
     if (a->state == PAY_ACTIVITY_TRYING) {
@@ -434,7 +435,8 @@ static const char *finish_tcc(pay_t *p) {
         const pay_refund_row_t *x = &p->refunds[r];
         if (p->payments[x->payment_row].credit == PAY_CREDIT_LOCAL) continue;
         uint32_t a = pay_find(&p->tcc_ix, x->id);
-        if (a == LINDEX_NONE || p->tcc[a].role != PAY_TCC_ACTIVITY)
+        if (a == LINDEX_NONE || p->tcc[a].role != PAY_TCC_ACTIVITY ||
+            p->tcc[a].type != PAY_TCC_REFUND)
             return "a refund of a cross-cell payment has no activity";
     }
     return NULL;
