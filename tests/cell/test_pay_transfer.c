@@ -211,6 +211,14 @@ static void test_local_transfer(void **state) {
     assert_int_equal(q.code, PAY_OK);
     q.code = PAY_CREATED;
     assert_memory_equal(&q, &o, sizeof o);
+    /* The operator's only; routed by the sender. */
+    pay_query_t mq = {.kind = PAY_Q_TRANSFER, .id = o.id, .actor = 99};
+    pay_object_t out[OBJS];
+    assert_int_equal(fx_query(&t.a, &mq, out), 1);
+    fx_assert_code(&out[0], PAY_KIND_TRANSFER, PAY_ERR_NOT_FOUND);
+    mq.actor = 0;
+    assert_int_equal(fx_query(&t.c, &mq, out), 1);
+    fx_assert_code(&out[0], PAY_KIND_TRANSFER, PAY_ERR_WRONG_CELL);
     /* Nobody decides or acknowledges a transfer within the cell. */
     pay_request_t d = rq_decide(o.id, PAY_ERR_CANCELLED);
     fx_ok(&t.a, &d, PAY_KIND_DECIDE, PAY_ERR_NOT_FOUND);
@@ -335,6 +343,29 @@ static void test_invalid(void **state) {
     relay_run(&t);
     assert_quiet(&t);
     two_free(&t);
+}
+
+/* The uids the gateway routes by: the sender for the transfer, its decide and query; the
+ * recipient for its branch steps (a refund's: the merchant). */
+static void test_routes(void **state) {
+    (void)state;
+    u128 id = ((u128)SENDER << 64) | ((u128)CELL_A << 40) | 5;
+    pay_request_t r = rq_transfer(SENDER, RECIP, 5, CELL_C, 1);
+    assert_int_equal(pay_request_route_uid(&r), SENDER);
+    r = rq_decide(id, PAY_OK);
+    assert_int_equal(pay_request_route_uid(&r), SENDER);
+    r = rq_ack(id);
+    assert_int_equal(pay_request_route_uid(&r), SENDER);
+    uint8_t steps[3] = {PAY_KIND_TRY, PAY_KIND_CONFIRM, PAY_KIND_CANCEL};
+    for (int i = 0; i < 3; i++) {
+        r = rq_xstep(steps[i], id, 5);
+        assert_int_equal(pay_request_route_uid(&r), RECIP);
+        r.tcc_type = PAY_TCC_REFUND;
+        r.actor = 99;
+        assert_int_equal(pay_request_route_uid(&r), 99);
+    }
+    pay_query_t q = {.kind = PAY_Q_TRANSFER, .id = id, .uid = 1};
+    assert_int_equal(pay_query_route_uid(&q), SENDER);
 }
 
 /* ---- Across cells ---- */
@@ -845,11 +876,17 @@ static void test_crash_points(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_local_transfer), cmocka_unit_test(test_local_refusals),
-        cmocka_unit_test(test_invalid),        cmocka_unit_test(test_cross_cell_happy_path),
-        cmocka_unit_test(test_try_refused),    cmocka_unit_test(test_empty_rollback),
-        cmocka_unit_test(test_expiry),         cmocka_unit_test(test_capacities),
-        cmocka_unit_test(test_image),          cmocka_unit_test(test_crash_points),
+        cmocka_unit_test(test_local_transfer),
+        cmocka_unit_test(test_local_refusals),
+        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_cross_cell_happy_path),
+        cmocka_unit_test(test_try_refused),
+        cmocka_unit_test(test_empty_rollback),
+        cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_capacities),
+        cmocka_unit_test(test_image),
+        cmocka_unit_test(test_crash_points),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
