@@ -8,7 +8,9 @@
  *     another cell (payment of an order), uid 30 being of another cell; refunds of
  *     cross-cell payments name their merchant's cell (TCC), decide and ack name the refund
  *     activities drawn so far, and try / confirm / cancel name a few refund ids of another
- *     cell's drawing for buyer 30, so that they meet each other;
+ *     cell's drawing for buyer 30, so that they meet each other; transfers name a recipient
+ *     of this cell (peer_cell 0) or of another (uid 30's cell), and a branch step is often a
+ *     transfer's (tcc_type, recipient a user of this cell), whose T ids are drawn like R's;
  *   header bits 0..5: how far the clock moves first (bit 5: by about 12 h, for key expiry;
  *     the ledger then expires pending transfers, as the cell does).
  * Checked after every record: every answer has a known code and echoes the kind; an answer
@@ -50,15 +52,19 @@ typedef struct drawn {
     uint32_t n_payments;
     pay_object_t orders[16]; /* orders answered created */
     uint32_t n_orders;
-    u128 acts[16]; /* refund activities answered trying */
+    u128 acts[16]; /* refund and transfer activities answered trying */
     uint32_t n_acts;
 } drawn_t;
 
 /* The TCC fields: a refund naming its payment's merchant cell; decide and ack of a drawn
  * activity; try / confirm / cancel of a refund id drawn by another cell for buyer 30. */
 static void drawn_tcc(const uint8_t *b, const drawn_t *d, pay_request_t *r) {
-    static const uint8_t codes[5] = {PAY_OK, PAY_ERR_INSUFFICIENT_FUNDS, PAY_ERR_OVERFLOW,
-                                     PAY_ERR_CANCELLED, PAY_ERR_NOT_FOUND};
+    static const uint8_t codes[6] = {PAY_OK,
+                                     PAY_ERR_INSUFFICIENT_FUNDS,
+                                     PAY_ERR_OVERFLOW,
+                                     PAY_ERR_CANCELLED,
+                                     PAY_ERR_NOT_FOUND,
+                                     PAY_ERR_CURRENCY_MISMATCH};
     if (r->kind == PAY_KIND_REFUND && (b[13] & 1)) {
         r->peer_cell = (uint32_t)((uint64_t)r->payment_id >> 40) & PAY_CELL_MAX;
         if (b[15] & 16) r->actor = UIDS[6]; /* the merchant of the other cell's orders */
@@ -69,7 +75,7 @@ static void drawn_tcc(const uint8_t *b, const drawn_t *d, pay_request_t *r) {
         r->uid = (uint64_t)(r->payment_id >> 64);
     }
     if (r->kind == PAY_KIND_DECIDE) {
-        r->code = codes[b[15] % 5];
+        r->code = codes[b[15] % 6];
         if ((b[13] & 12) != 12) r->actor = 0; /* mostly valid: decides are rare enough */
         if ((b[13] & 96) != 96) r->idem_key = r->body_hash = 0;
     }
@@ -81,6 +87,18 @@ static void drawn_tcc(const uint8_t *b, const drawn_t *d, pay_request_t *r) {
         if (b[15] & 8) r->amount = 5 + (b[15] & 3); /* the same few amounts: they match */
         if (b[15] & 16) r->actor = UIDS[1];
         if (b[15] & 32) r->currency = currency(0);
+        if (b[15] & 64) { /* a transfer's branch: the recipient is this cell's user */
+            r->tcc_type = (b[13] & 128) ? 2 : PAY_TCC_TRANSFER; /* 2: unknown */
+            r->recipient = UIDS[1 + (b[12] % 5)];
+            if (!(b[13] & 16)) r->actor = 0;
+        }
+    }
+    if (r->kind == PAY_KIND_TRANSFER) {
+        r->recipient = UIDS[b[12] & 7];
+        r->peer_cell = (b[13] & 1) ? OTHER_CELL : (b[13] & 2) ? OWN_CELL : 0;
+        if (!(b[13] & 8)) r->actor = 0;
+        if (!(b[13] & 4)) r->payment_id = 0;
+        if (!(b[15] & 1)) r->funding = 0;
     }
 }
 
@@ -120,7 +138,7 @@ static void drawn_request(const uint8_t *b, const drawn_t *d, pay_request_t *r) 
     const u128 *payments = d->payments;
     uint32_t n_payments = d->n_payments;
     memset(r, 0, sizeof *r);
-    r->kind = (uint8_t)(b[0] % 17); /* 0, 6, 7 and 16: invalid kinds */
+    r->kind = (uint8_t)(b[0] % 18); /* 0, 6, 7 and 17: invalid kinds */
     r->uid = UIDS[b[1] & 7];
     r->actor = (b[2] & 8) ? UIDS[b[2] & 7] : 0;
     r->currency = currency(b[3]);
@@ -146,9 +164,11 @@ static bool must_change_nothing(const pay_request_t *r, const pay_object_t *o) {
     /* A refused Try is recorded (so a repeat answers the same); a decide's answer of kind
      * refund is the decision (a cancel answers the refusal); trying is recorded. */
     if (r->kind == PAY_KIND_TRY &&
-        (o->code == PAY_ERR_INSUFFICIENT_FUNDS || o->code == PAY_ERR_OVERFLOW))
+        (o->code == PAY_ERR_INSUFFICIENT_FUNDS || o->code == PAY_ERR_OVERFLOW ||
+         o->code == PAY_ERR_NOT_FOUND || o->code == PAY_ERR_CURRENCY_MISMATCH))
         return false;
-    if (r->kind == PAY_KIND_DECIDE && o->kind == PAY_KIND_REFUND) return false;
+    if (r->kind == PAY_KIND_DECIDE && (o->kind == PAY_KIND_REFUND || o->kind == PAY_KIND_TRANSFER))
+        return false;
     switch (o->code) {
     case PAY_OK:
     case PAY_CREATED:
@@ -218,9 +238,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pay_object_t o;
         pay_apply(pay, l, &clock, &r, &o);
         check(o.code < PAY_CODE_COUNT, "answer code");
-        /* A decide answers the refund (its decision) unless the decide itself fails. */
+        /* A decide answers the refund or transfer (its decision) unless the decide itself
+         * fails. */
         check(o.replayed || o.kind == r.kind ||
-                  (r.kind == PAY_KIND_DECIDE && o.kind == PAY_KIND_REFUND),
+                  (r.kind == PAY_KIND_DECIDE &&
+                   (o.kind == PAY_KIND_REFUND || o.kind == PAY_KIND_TRANSFER)),
               "answer kind");
         check(clock >= before, "clock went back");
         if (must_change_nothing(&r, &o)) {

@@ -19,6 +19,17 @@ CP_STATIC_ASSERT(offsetof(pay_object_t, id) == 0 && offsetof(pay_object_t, uid) 
                      offsetof(pay_object_t, kind) == 92 && offsetof(pay_object_t, text) == 128,
                  "pay_object_t layout");
 CP_STATIC_ASSERT(offsetof(pay_query_t, kind) == 56, "pay_query_t layout");
+CP_STATIC_ASSERT(offsetof(pay_request_t, peer_cell) == 184 &&
+                     offsetof(pay_request_t, tcc_type) == 188 &&
+                     offsetof(pay_request_t, recipient) == 192,
+                 "pay_request_t transfer fields");
+CP_STATIC_ASSERT(offsetof(pay_object_t, peer_cell) == 192 &&
+                     offsetof(pay_object_t, status) == 196 &&
+                     offsetof(pay_object_t, recipient) == 200,
+                 "pay_object_t transfer fields");
+CP_STATIC_ASSERT(sizeof(pay_outbox_item_t) == 80 && offsetof(pay_outbox_item_t, kind) == 64 &&
+                     offsetof(pay_outbox_item_t, tcc_type) == 65,
+                 "pay_outbox_item_t layout");
 
 /* ---- Small shared helpers ---- */
 
@@ -110,6 +121,29 @@ void pay_refund_object(const pay_refund_row_t *r, pay_object_t *o) {
     memcpy(o->text, r->text, PAY_TEXT_MAX);
 }
 
+/* A transfer's row in its sender's cell, as its query shows it. */
+void pay_transfer_object(const pay_tcc_row_t *a, pay_object_t *o) {
+    cp_assert(a->role == PAY_TCC_ACTIVITY && a->type == PAY_TCC_TRANSFER);
+    bool cancelled = a->state == PAY_ACTIVITY_CANCELLING || a->state == PAY_ACTIVITY_CANCELLED;
+    *o = (pay_object_t){
+        .id = a->id,
+        .amount = a->amount,
+        .uid = a->buyer,
+        .created_at = a->created_at / PAY_NS_PER_MS,
+        .currency = a->currency,
+        .kind = PAY_KIND_TRANSFER,
+        .code = PAY_OK,
+        /* Decided confirm, the recipient's cell not acknowledged yet: credit on its way. */
+        .merchant_credit = a->state == PAY_ACTIVITY_CONFIRMING,
+        .peer_cell = a->peer_cell,
+        .status = a->state == PAY_ACTIVITY_TRYING ? PAY_TRANSFER_TRYING
+                  : cancelled                     ? PAY_TRANSFER_CANCELLED
+                                                  : PAY_TRANSFER_SUCCEEDED,
+        .cancel_code = cancelled ? a->code : 0,
+        .recipient = a->merchant,
+    };
+}
+
 /* ---- Creation ---- */
 
 #define PAY_TABLES(X)                                                                              \
@@ -183,14 +217,17 @@ void pay_destroy(pay_t *p) {
 
 /* ---- Request checks ---- */
 
-/* The merchant's cell's steps of a cross-cell refund: all carry the Try's fields. */
+static bool actor_valid(uint64_t actor);
+
+/* The participant's steps of a cross-cell refund or transfer: all carry the Try's fields. */
 static bool kind_is_branch_step(uint8_t kind) {
     return kind == PAY_KIND_TRY || kind == PAY_KIND_CONFIRM || kind == PAY_KIND_CANCEL;
 }
 
 static bool request_needs_amount(uint8_t kind) {
     return kind == PAY_KIND_TOPUP || kind == PAY_KIND_PAYMENT || kind == PAY_KIND_REFUND ||
-           kind == PAY_KIND_ORDER || kind == PAY_KIND_CREDIT || kind_is_branch_step(kind);
+           kind == PAY_KIND_ORDER || kind == PAY_KIND_CREDIT || kind == PAY_KIND_TRANSFER ||
+           kind_is_branch_step(kind);
 }
 
 static bool request_needs_text(uint8_t kind) {
@@ -201,13 +238,36 @@ static bool request_needs_text(uint8_t kind) {
  * nothing else does. */
 static bool request_uses_peer_cell(const pay_request_t *r) {
     return (r->kind == PAY_KIND_PAYMENT && r->payment_id != 0) || r->kind == PAY_KIND_CREDIT ||
-           r->kind == PAY_KIND_REFUND || kind_is_branch_step(r->kind);
+           r->kind == PAY_KIND_REFUND || r->kind == PAY_KIND_TRANSFER ||
+           kind_is_branch_step(r->kind);
 }
 
-/* A decide's code: confirm, or the refusals a Try stores, or the recovery's cancelled. */
+/* The refusals a Try stores on its branch: a refund's merchant lacks the money; a transfer's
+ * recipient is unknown, has no account in the currency, or its balance would overflow. */
+static bool try_refusal(uint8_t type, uint8_t code) {
+    if (type == PAY_TCC_TRANSFER)
+        return code == PAY_ERR_NOT_FOUND || code == PAY_ERR_CURRENCY_MISMATCH ||
+               code == PAY_ERR_OVERFLOW;
+    return code == PAY_ERR_INSUFFICIENT_FUNDS || code == PAY_ERR_OVERFLOW;
+}
+
+/* A decide's code: confirm, or a refusal a Try stores, or the recovery's cancelled (which
+ * activity it is, refund or transfer, is checked against its row). */
 static bool decide_code_valid(uint8_t code) {
-    return code == PAY_OK || code == PAY_ERR_INSUFFICIENT_FUNDS || code == PAY_ERR_OVERFLOW ||
-           code == PAY_ERR_CANCELLED;
+    return code == PAY_OK || code == PAY_ERR_CANCELLED || try_refusal(PAY_TCC_REFUND, code) ||
+           try_refusal(PAY_TCC_TRANSFER, code);
+}
+
+/* tcc_type and recipient: a branch step names its type and the party in the participant's
+ * cell (a refund's merchant: actor; a transfer's recipient, the operator acting); a transfer
+ * names its recipient; nothing else uses them. */
+static bool tcc_fields_valid(const pay_request_t *r) {
+    if (!pay_zero(r->reserved_2, sizeof r->reserved_2)) return false;
+    bool recipient_ok = r->recipient != PAY_SYSTEM_UID && r->recipient != r->uid;
+    if (r->kind == PAY_KIND_TRANSFER) return r->tcc_type == 0 && recipient_ok;
+    if (!kind_is_branch_step(r->kind)) return r->tcc_type == 0 && r->recipient == 0;
+    if (r->tcc_type == PAY_TCC_TRANSFER) return r->actor == 0 && recipient_ok;
+    return r->tcc_type == PAY_TCC_REFUND && r->recipient == 0 && actor_valid(r->actor);
 }
 
 /* The refusals of a buyer's cell that are stored under the payment's key, so the only ones a
@@ -251,9 +311,9 @@ static bool relay_valid(const pay_request_t *r) {
     case PAY_KIND_TRY:
     case PAY_KIND_CONFIRM:
     case PAY_KIND_CANCEL:
-        /* R was drawn by the buyer's cell (peer_cell) for that buyer. */
-        return actor_valid(r->actor) && r->uid != PAY_SYSTEM_UID &&
-               pay_currency_valid(r->currency) &&
+        /* R was drawn by the buyer's cell (peer_cell) for that buyer (T: by the sender's for
+         * the sender); actor or recipient: tcc_fields_valid(). */
+        return r->uid != PAY_SYSTEM_UID && pay_currency_valid(r->currency) &&
                order_id_valid(r->payment_id, r->uid, r->peer_cell);
     case PAY_KIND_DECIDE:
         return r->actor == 0 && (uint64_t)(r->payment_id >> 64) == r->uid &&
@@ -266,9 +326,10 @@ static bool relay_valid(const pay_request_t *r) {
  * send (pay.h: the fields per kind). */
 static bool request_valid(const pay_request_t *r) {
     if (r->reserved_1 || !pay_zero(r->reserved, sizeof r->reserved)) return false;
-    if (r->kind < PAY_KIND_MERCHANT || r->kind > PAY_KIND_CANCEL || r->kind == PAY_KIND_BALANCE ||
+    if (r->kind < PAY_KIND_MERCHANT || r->kind > PAY_KIND_TRANSFER || r->kind == PAY_KIND_BALANCE ||
         r->kind == PAY_KIND_LIST)
         return false;
+    if (!tcc_fields_valid(r)) return false;
     if (r->code != 0 && r->kind != PAY_KIND_RELEASE && r->kind != PAY_KIND_DECIDE) return false;
     if (request_uses_peer_cell(r) ? r->peer_cell > PAY_CELL_MAX : r->peer_cell != 0) return false;
     if (request_needs_amount(r->kind) && r->amount == 0) return false;
@@ -282,6 +343,10 @@ static bool request_valid(const pay_request_t *r) {
     case PAY_KIND_ORDER:
         return actor_valid(r->actor) && r->uid != PAY_SYSTEM_UID &&
                pay_currency_valid(r->currency) && r->funding <= 1 && r->payment_id == 0;
+    case PAY_KIND_TRANSFER:
+        /* The operator's: users have no keys of their own. */
+        return r->actor == 0 && r->uid != PAY_SYSTEM_UID && pay_currency_valid(r->currency) &&
+               r->payment_id == 0 && r->funding == 0;
     }
     return relay_valid(r);
 }
@@ -682,7 +747,8 @@ uint32_t pay_outbox_pending(const pay_t *p, uint64_t from, pay_outbox_item_t *ou
                                        .seq = x->seq,
                                        .currency = x->currency,
                                        .peer_cell = x->peer_cell,
-                                       .kind = (uint8_t)x->kind};
+                                       .kind = (uint8_t)x->kind,
+                                       .tcc_type = (uint8_t)x->tcc_type};
     }
     return n;
 }
@@ -1083,14 +1149,26 @@ static void activity_store_answer(pay_t *p, const pay_tcc_row_t *a, const pay_ob
     uint32_t key_row = a->idem_key ? pay_find(&p->idem_ix, a->idem_key) : LINDEX_NONE;
     if (key_row == LINDEX_NONE) return;
     pay_object_t *stored = &p->idem[key_row].answer;
-    if (stored->kind == PAY_KIND_REFUND && stored->code == PAY_TRYING && stored->id == a->id)
+    uint8_t kind = a->type == PAY_TCC_TRANSFER ? PAY_KIND_TRANSFER : PAY_KIND_REFUND;
+    if (stored->kind == kind && stored->code == PAY_TRYING && stored->id == a->id)
         *stored = *answer;
 }
 
-/* The decided answer: the refund created, or the refusal it was cancelled with. */
+/* A transfer's write answer (created or trying): its object as a query shows it, but for
+ * merchant_credit, which changes when the recipient's cell acknowledges; an answer stored
+ * under a key is replayed byte for byte, so it leaves that out. */
+static void transfer_answer(const pay_tcc_row_t *a, pay_code_t code, pay_object_t *o) {
+    pay_transfer_object(a, o);
+    o->code = (uint8_t)code;
+    o->merchant_credit = 0;
+}
+
+/* The decided answer: the refund (transfer) created, or the refusal it was cancelled with. */
 static void activity_decided_answer(const pay_t *p, const pay_tcc_row_t *a, pay_object_t *o) {
+    uint8_t kind = a->type == PAY_TCC_TRANSFER ? PAY_KIND_TRANSFER : PAY_KIND_REFUND;
     if (a->state == PAY_ACTIVITY_CANCELLING || a->state == PAY_ACTIVITY_CANCELLED)
-        return answer_error(o, PAY_KIND_REFUND, (pay_code_t)a->code);
+        return answer_error(o, kind, (pay_code_t)a->code);
+    if (a->type == PAY_TCC_TRANSFER) return transfer_answer(a, PAY_CREATED, o);
     uint32_t row = pay_find(&p->refunds_ix, a->id);
     cp_assert(row != LINDEX_NONE);
     pay_refund_object(&p->refunds[row], o);
@@ -1107,6 +1185,7 @@ static uint64_t outbox_append_decision(pay_t *p, const pay_tcc_row_t *a, uint8_t
                                 .currency = a->currency,
                                 .peer_cell = a->peer_cell,
                                 .kind = kind,
+                                .tcc_type = a->type,
                             });
 }
 
@@ -1151,17 +1230,48 @@ static void decide_cancel(pay_t *p, pay_tcc_row_t *a, uint8_t code, pay_object_t
     activity_store_answer(p, a, o);
 }
 
-/* Step 3, B: the gateway's (or the recovery's) decision. The first one wins. */
+static pay_code_t hold_resolve(pay_t *p, ledger_t *l, uint64_t *clock, u128 pending_id,
+                               u128 phase2_id, bool post);
+
+/* Step 3 of a transfer, A, one entry: confirm posts the sender's held money (T), cancel voids
+ * it; the record to C either way. A hold that expired (the sender's money released by the
+ * ledger, so it can no longer be taken) is decided cancelled, whatever was asked: A is the
+ * coordinator, and C then gets the Cancel. */
+static void decide_transfer(pay_t *p, ledger_t *l, uint64_t *clock, pay_tcc_row_t *a, uint8_t code,
+                            pay_object_t *o) {
+    bool confirm = code == PAY_OK;
+    pay_code_t res = hold_resolve(p, l, clock, a->id, pay_tcc_phase2_id(a->id), confirm);
+    if (res == PAY_ERR_CANCELLED && confirm) {
+        confirm = false;
+        code = PAY_ERR_CANCELLED;
+    } else if (res != PAY_CREATED && res != PAY_ERR_CANCELLED) {
+        return answer_error(o, PAY_KIND_DECIDE, res); /* full: nothing changed */
+    }
+    a->state = confirm ? PAY_ACTIVITY_CONFIRMING : PAY_ACTIVITY_CANCELLING;
+    a->code = confirm ? 0 : code;
+    a->outbox_seq = outbox_append_decision(p, a, confirm ? PAY_KIND_CONFIRM : PAY_KIND_CANCEL);
+    p->n.tcc_trying--;
+    activity_decided_answer(p, a, o);
+    activity_store_answer(p, a, o);
+}
+
+/* Step 3, B (A): the gateway's (or the recovery's) decision. The first one wins. */
 static void apply_decide(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
                          pay_object_t *o) {
     uint32_t row = pay_find(&p->tcc_ix, r->payment_id);
-    if (row == LINDEX_NONE || p->tcc[row].role != PAY_TCC_ACTIVITY || p->tcc[row].buyer != r->uid)
+    /* A transfer within this cell (peer_cell 0) was never anyone's to decide. */
+    if (row == LINDEX_NONE || p->tcc[row].role != PAY_TCC_ACTIVITY || p->tcc[row].buyer != r->uid ||
+        p->tcc[row].peer_cell == 0)
         return answer_error(o, PAY_KIND_DECIDE, PAY_ERR_NOT_FOUND);
     pay_tcc_row_t *a = &p->tcc[row];
+    /* A cancel names a refusal the Try of this kind of activity can give. */
+    if (r->code != PAY_OK && r->code != PAY_ERR_CANCELLED && !try_refusal(a->type, r->code))
+        return answer_error(o, PAY_KIND_DECIDE, PAY_ERR_INVALID);
     if (a->state != PAY_ACTIVITY_TRYING) return activity_decided_answer(p, a, o);
     /* Nothing may be decided without its record to M (back pressure, as a payment's). */
     if (p->n.outbox_count >= p->config.outbox_max)
         return answer_error(o, PAY_KIND_DECIDE, PAY_ERR_FULL);
+    if (a->type == PAY_TCC_TRANSFER) return decide_transfer(p, l, clock, a, r->code, o);
     if (r->code == PAY_OK) return decide_confirm(p, l, clock, a, o);
     decide_cancel(p, a, r->code, o);
 }
@@ -1170,7 +1280,7 @@ static void apply_decide(pay_t *p, ledger_t *l, uint64_t *clock, const pay_reque
 static void apply_tcc_ack(pay_t *p, const pay_request_t *r, pay_object_t *o) {
     uint32_t row = pay_find(&p->tcc_ix, r->payment_id);
     pay_tcc_row_t *a = row == LINDEX_NONE ? NULL : &p->tcc[row];
-    if (!a || a->role != PAY_TCC_ACTIVITY || a->state == PAY_ACTIVITY_TRYING)
+    if (!a || a->role != PAY_TCC_ACTIVITY || a->state == PAY_ACTIVITY_TRYING || a->peer_cell == 0)
         return answer_error(o, PAY_KIND_ACK, PAY_ERR_NOT_FOUND);
     if (a->state == PAY_ACTIVITY_CONFIRMING || a->state == PAY_ACTIVITY_CANCELLING) {
         outbox_ack(p, a->outbox_seq);
@@ -1200,22 +1310,31 @@ uint32_t pay_activities_stale(const pay_t *p, uint64_t clock, uint64_t older_tha
 
 /* ---- The merchant's cell's branches ---- */
 
+/* A transfer's branch keeps its recipient where a refund's keeps its merchant. */
 static void branch_answer(const pay_tcc_row_t *b, uint8_t kind, pay_code_t code, pay_object_t *o) {
+    bool transfer = b->type == PAY_TCC_TRANSFER;
     *o = (pay_object_t){
         .id = b->id,
         .amount = b->amount,
         .uid = b->buyer,
-        .merchant = b->merchant,
+        .merchant = transfer ? 0 : b->merchant,
         .created_at = b->created_at / PAY_NS_PER_MS,
         .currency = b->currency,
         .kind = kind,
         .code = (uint8_t)code,
         .peer_cell = b->peer_cell,
+        .recipient = transfer ? b->merchant : 0,
     };
 }
 
-/* The branch of R, LINDEX_NONE when none; *bad when a row of R names another refund (its
- * amount, currency, merchant, buyer or buyer's cell): a request the relay does not make. */
+/* The branch's party in this cell: a refund's merchant, a transfer's recipient. */
+static uint64_t branch_party(const pay_request_t *r) {
+    return r->tcc_type == PAY_TCC_TRANSFER ? r->recipient : r->actor;
+}
+
+/* The branch of R, LINDEX_NONE when none; *bad when a row of R names another refund or
+ * transfer (its type, amount, currency, merchant or recipient, buyer or sender, or their
+ * cell): a request the relay does not make. */
 static uint32_t branch_find(const pay_t *p, const pay_request_t *r, bool *bad) {
     uint32_t row = pay_find(&p->tcc_ix, r->payment_id);
     *bad = false;
@@ -1223,8 +1342,8 @@ static uint32_t branch_find(const pay_t *p, const pay_request_t *r, bool *bad) {
     const pay_tcc_row_t *b = &p->tcc[row];
     /* R drawn by another cell (checked) is never one of this cell's activities. */
     cp_assert(b->role == PAY_TCC_BRANCH);
-    *bad = b->amount != r->amount || b->currency != r->currency || b->merchant != r->actor ||
-           b->buyer != r->uid || b->peer_cell != r->peer_cell;
+    *bad = b->amount != r->amount || b->currency != r->currency || b->merchant != branch_party(r) ||
+           b->buyer != r->uid || b->peer_cell != r->peer_cell || b->type != r->tcc_type;
     return row;
 }
 
@@ -1233,12 +1352,13 @@ static pay_tcc_row_t branch_row(const pay_request_t *r, uint64_t clock, uint8_t 
         .id = r->payment_id,
         .amount = r->amount,
         .buyer = r->uid,
-        .merchant = r->actor,
+        .merchant = branch_party(r),
         .created_at = clock,
         .currency = r->currency,
         .peer_cell = r->peer_cell,
         .role = PAY_TCC_BRANCH,
         .state = state,
+        .type = r->tcc_type,
     };
 }
 
@@ -1247,7 +1367,36 @@ static bool branch_request_ok(const pay_t *p, const pay_request_t *r) {
     return r->peer_cell != p->config.cell_id && !pay_owns_uid(p, r->uid);
 }
 
-/* Step 2, M: the Try holds the merchant's money in a pending transfer leg(R). */
+/* The Try's pending transfer leg(R): a refund's takes the merchant's money toward the buyer's
+ * cell; a transfer's brings the money from the sender's cell to the recipient, who must have
+ * an account in the currency (else the refusal, PAY_OK when it may be tried). */
+static pay_code_t branch_move(const pay_t *p, const ledger_t *l, const pay_request_t *r,
+                              pay_move_t *m) {
+    *m = (pay_move_t){
+        .id = pay_leg_id(r->payment_id),
+        .amount = r->amount,
+        .user_data = r->payment_id,
+        .currency = r->currency,
+        .pending_timeout = PAY_TCC_TRY_TIMEOUT_S,
+    };
+    if (r->tcc_type == PAY_TCC_REFUND) {
+        m->debit = side_existing(pay_account_id(r->actor, PAY_ACCOUNT_MERCHANT, r->currency));
+        m->credit = side_clearing(r->peer_cell, r->currency);
+        m->code = PAY_LEDGER_CODE_REFUND_TRY;
+        return PAY_OK;
+    }
+    u128 account = pay_account_id(r->recipient, PAY_ACCOUNT_USER, r->currency);
+    ledger_account_t a;
+    if (pay_find(&p->users_ix, r->recipient) == LINDEX_NONE) return PAY_ERR_NOT_FOUND;
+    if (!lookup_account(l, account, &a)) return PAY_ERR_CURRENCY_MISMATCH;
+    m->debit = side_clearing(r->peer_cell, r->currency);
+    m->credit = side_existing(account);
+    m->code = PAY_LEDGER_CODE_TRANSFER_CREDIT;
+    return PAY_OK;
+}
+
+/* Step 2, M (C): the Try holds the merchant's money in a pending transfer leg(R) (brings the
+ * sender's to the recipient, pending: not available before the Confirm posts it). */
 static void apply_try(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
                       pay_object_t *o) {
     const uint8_t k = PAY_KIND_TRY;
@@ -1265,19 +1414,11 @@ static void apply_try(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_
         return branch_answer(b, k, PAY_OK, o);
     }
     if (p->n.tcc >= p->config.tcc_max) return answer_error(o, k, PAY_ERR_FULL);
-    pay_move_t m = {
-        .id = pay_leg_id(r->payment_id),
-        .debit = side_existing(pay_account_id(r->actor, PAY_ACCOUNT_MERCHANT, r->currency)),
-        .credit = side_clearing(r->peer_cell, r->currency),
-        .amount = r->amount,
-        .user_data = r->payment_id,
-        .currency = r->currency,
-        .code = PAY_LEDGER_CODE_REFUND_TRY,
-        .pending_timeout = PAY_TCC_TRY_TIMEOUT_S,
-    };
+    pay_move_t m;
     uint64_t ts = 0;
-    pay_code_t code = move_money(p, l, clock, &m, &ts);
-    bool refused = code == PAY_ERR_INSUFFICIENT_FUNDS || code == PAY_ERR_OVERFLOW;
+    pay_code_t code = branch_move(p, l, r, &m);
+    if (code == PAY_OK) code = move_money(p, l, clock, &m, &ts);
+    bool refused = try_refusal(r->tcc_type, (uint8_t)code);
     /* Full or invalid: not recorded, the relay's retry may succeed. */
     if (code != PAY_CREATED && !refused) return answer_error(o, k, code);
     pay_tcc_row_t x = branch_row(r, *clock, refused ? PAY_BRANCH_REFUSED : PAY_BRANCH_TRIED);
@@ -1287,12 +1428,12 @@ static void apply_try(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_
     branch_answer(b, k, PAY_CREATED, o);
 }
 
-/* Posts or voids a tried branch's pending transfer: PAY_CREATED; PAY_ERR_CANCELLED when it
- * expired (its money is released already); PAY_ERR_FULL; PAY_ERR_INVALID when the ledger
- * disagrees (raw ledger commands on the same ids). */
-static pay_code_t branch_resolve(pay_t *p, ledger_t *l, uint64_t *clock, const pay_tcc_row_t *b,
-                                 bool post) {
-    u128 leg = pay_leg_id(b->id);
+/* Posts or voids a held pending transfer (a branch's leg(R), a transfer's T in its sender's
+ * cell) with the transfer id phase2_id: PAY_CREATED; PAY_ERR_CANCELLED when it expired (its
+ * money is released already); PAY_ERR_FULL; PAY_ERR_INVALID when the ledger disagrees (raw
+ * ledger commands on the same ids). */
+static pay_code_t hold_resolve(pay_t *p, ledger_t *l, uint64_t *clock, u128 leg, u128 phase2_id,
+                               bool post) {
     ledger_transfer_t pend;
     if (ledger_lookup_transfers(l, &leg, 1, &pend) != 1) return PAY_ERR_INVALID;
     if (!ledger_room(p, l, *clock, 0, false)) return PAY_ERR_FULL;
@@ -1301,7 +1442,7 @@ static pay_code_t branch_resolve(pay_t *p, ledger_t *l, uint64_t *clock, const p
     uint64_t expires = pend.timestamp + (uint64_t)pend.timeout * 1000000000ull;
     if (pend.timeout != 0 && expires <= *clock + 2) return PAY_ERR_CANCELLED;
     ledger_transfer_t t = {
-        .id = pay_tcc_phase2_id(b->id),
+        .id = phase2_id,
         .debit_account_id = pend.debit_account_id,
         .credit_account_id = pend.credit_account_id,
         .amount = pend.amount,
@@ -1315,6 +1456,11 @@ static pay_code_t branch_resolve(pay_t *p, ledger_t *l, uint64_t *clock, const p
     *clock += 2;
     cp_assert(ledger_create_transfers(l, *clock, &t, 1, &res) == LEDGER_OK);
     return res.result == LEDGER_TRANSFER_CREATED ? PAY_CREATED : PAY_ERR_INVALID;
+}
+
+static pay_code_t branch_resolve(pay_t *p, ledger_t *l, uint64_t *clock, const pay_tcc_row_t *b,
+                                 bool post) {
+    return hold_resolve(p, l, clock, pay_leg_id(b->id), pay_tcc_phase2_id(b->id), post);
 }
 
 /* Step 4, M: the decision confirm. Only a tried branch has money to post: anything else is
@@ -1367,6 +1513,85 @@ static void apply_cancel(pay_t *p, ledger_t *l, uint64_t *clock, const pay_reque
     branch_answer(b, k, PAY_CREATED, o);
 }
 
+/* ---- User-to-user transfers (docs/cross-cell.md) ----
+ * In one cell: one entry, sender -> recipient (transfer id T), the transfer's row. Across
+ * cells, TCC with the sender's cell A as initiator: the transfer request holds the sender's
+ * money at once (pending T, sender -> clearing toward C) and records the activity T trying;
+ * the recipient's cell C tries a credit branch (apply_try, tcc_type transfer); A decides
+ * (decide_transfer) and its outbox carries the decision to C, as for refunds. */
+
+/* Checks the sender (and, in this cell, the recipient): PAY_OK or the refusal. */
+static pay_code_t transfer_parties(const pay_t *p, const ledger_t *l, const pay_request_t *r,
+                                   bool local) {
+    ledger_account_t a;
+    if (pay_find(&p->users_ix, r->uid) == LINDEX_NONE) return PAY_ERR_NOT_FOUND;
+    if (local && pay_find(&p->users_ix, r->recipient) == LINDEX_NONE) return PAY_ERR_NOT_FOUND;
+    if (!lookup_account(l, pay_account_id(r->uid, PAY_ACCOUNT_USER, r->currency), &a))
+        return PAY_ERR_CURRENCY_MISMATCH;
+    if (local &&
+        !lookup_account(l, pay_account_id(r->recipient, PAY_ACCOUNT_USER, r->currency), &a))
+        return PAY_ERR_CURRENCY_MISMATCH;
+    return PAY_OK;
+}
+
+/* The money's move: within the cell sender -> recipient; across cells sender -> clearing
+ * toward C, pending: the sender's money is held until A decides, and the timeout frees it
+ * only if nobody decides for a day (a decide then finds it expired and cancels). */
+static pay_move_t transfer_move(const pay_t *p, const pay_request_t *r, bool local) {
+    u128 to = pay_account_id(r->recipient, PAY_ACCOUNT_USER, r->currency);
+    return (pay_move_t){
+        .id = next_id(p, r->uid),
+        .debit = side_existing(pay_account_id(r->uid, PAY_ACCOUNT_USER, r->currency)),
+        .credit = local ? side_existing(to) : side_clearing(r->peer_cell, r->currency),
+        .amount = r->amount,
+        .user_data = local ? 0 : (u128)r->recipient,
+        .currency = r->currency,
+        .code = PAY_LEDGER_CODE_TRANSFER,
+        .fresh_id = true,
+        .pending_timeout = local ? 0 : PAY_TCC_TRY_TIMEOUT_S,
+    };
+}
+
+/* The transfer's row: succeeded at once within the cell, else the activity, trying; its key
+ * (across cells) so that the decision replaces the trying answer under it. */
+static pay_tcc_row_t transfer_row(const pay_request_t *r, u128 id, uint64_t ts, bool local) {
+    return (pay_tcc_row_t){
+        .id = id,
+        .amount = r->amount,
+        .idem_key = !local && r->idem_key ? pay_idem_key(r->actor, r->idem_key) : 0,
+        .buyer = r->uid,
+        .merchant = r->recipient,
+        .created_at = ts,
+        .currency = r->currency,
+        .peer_cell = r->peer_cell,
+        .role = PAY_TCC_ACTIVITY,
+        .state = local ? PAY_ACTIVITY_CONFIRMED : PAY_ACTIVITY_TRYING,
+        .type = PAY_TCC_TRANSFER,
+    };
+}
+
+static void apply_transfer(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
+                           pay_object_t *o) {
+    const uint8_t k = PAY_KIND_TRANSFER;
+    bool local = r->peer_cell == 0;
+    if (r->peer_cell == p->config.cell_id) return answer_error(o, k, PAY_ERR_INVALID);
+    /* The gateway names C from its route table; a table that disagrees with this cell's
+     * zones (a recipient of ours named elsewhere, or one not ours named here) is retried once
+     * it is right: wrong_cell is not stored. */
+    if (pay_owns_uid(p, r->recipient) != local) return answer_error(o, k, PAY_ERR_WRONG_CELL);
+    pay_code_t code = transfer_parties(p, l, r, local);
+    if (code != PAY_OK) return answer_error(o, k, code);
+    if (p->n.tcc >= p->config.tcc_max) return answer_error(o, k, PAY_ERR_FULL);
+    pay_move_t m = transfer_move(p, r, local);
+    uint64_t ts = 0;
+    code = move_money(p, l, clock, &m, &ts);
+    if (code != PAY_CREATED) return answer_error(o, k, code);
+    pay_tcc_row_t x = transfer_row(r, m.id, ts, local);
+    const pay_tcc_row_t *a = tcc_add(p, &x);
+    if (!local) p->n.tcc_trying++;
+    transfer_answer(a, local ? PAY_CREATED : PAY_TRYING, o);
+}
+
 /* ---- pay_apply ---- */
 
 static void apply_kind(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request_t *r,
@@ -1385,6 +1610,7 @@ static void apply_kind(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request
     case PAY_KIND_DECIDE: return apply_decide(p, l, clock, r, o);
     case PAY_KIND_CONFIRM: return apply_confirm(p, l, clock, r, o);
     case PAY_KIND_CANCEL: return apply_cancel(p, l, clock, r, o);
+    case PAY_KIND_TRANSFER: return apply_transfer(p, l, clock, r, o);
     default: cp_assert(!"request_valid() admits known kinds only");
     }
 }

@@ -39,7 +39,10 @@
  * (docs/cross-cell.md): the buyer's cell records a refund activity (PAY_KIND_REFUND answered
  * PAY_TRYING), the merchant's cell holds the money in a pending transfer (PAY_KIND_TRY), the
  * buyer's cell decides (PAY_KIND_DECIDE) and its outbox carries the decision to the merchant's
- * cell (PAY_KIND_CONFIRM / PAY_KIND_CANCEL). Clearing accounts:
+ * cell (PAY_KIND_CONFIRM / PAY_KIND_CANCEL). A user-to-user transfer (PAY_KIND_TRANSFER) is one
+ * entry within a cell, and across cells the same TCC steps with the sender's cell as initiator
+ * (the sender's money held at once, answered PAY_TRYING) and a credit branch in the
+ * recipient's cell (tcc_type PAY_TCC_TRANSFER). Clearing accounts:
  *   clearing toward cell C  (PAY_SYSTEM_UID << 64) | ((C << 8 | PAY_ACCOUNT_CLEARING) << 32)
  *                           | currency   (pay_clearing_account_id()) */
 #ifndef CP_PAY_H
@@ -78,6 +81,13 @@
 #define PAY_TCC_TRY_TIMEOUT_S 86400u
 /* A cross-cell payment's first leg (buyer -> clearing toward the merchant's cell) is coded
  * PAY_LEDGER_CODE_PAYMENT, as a local payment. */
+/* User-to-user transfers (docs/cross-cell.md): sender -> recipient in one cell (id T); across
+ * cells, in the sender's cell A the pending transfer sender -> clearing toward the recipient's
+ * cell (id T) and its post or void (id pay_tcc_phase2_id(T)). */
+#define PAY_LEDGER_CODE_TRANSFER 6u
+/* ... and in the recipient's cell C the pending transfer clearing toward A -> recipient (id
+ * pay_leg_id(T)) and its post or void (id pay_tcc_phase2_id(T)). */
+#define PAY_LEDGER_CODE_TRANSFER_CREDIT 7u
 
 #define PAY_CELL_MAX ((1u << 23) - 1) /* cell numbers: 23 bits of every object id */
 
@@ -108,7 +118,25 @@ typedef enum pay_kind {
     PAY_KIND_DECIDE = 13,  /* buyer's cell: confirm or cancel a trying refund activity */
     PAY_KIND_CONFIRM = 14, /* merchant's cell: the relay's delivery of a confirm: post */
     PAY_KIND_CANCEL = 15,  /* merchant's cell: the relay's delivery of a cancel: void */
+    /* A user-to-user transfer (operator), in one cell or by TCC across cells: then the same
+     * TRY / DECIDE / CONFIRM / CANCEL with tcc_type PAY_TCC_TRANSFER (docs/cross-cell.md). */
+    PAY_KIND_TRANSFER = 16,
 } pay_kind_t;
+
+/* What a TCC step is about. A refund's branch debits the participant's merchant (its
+ * receivable holds the money, then pays it out); a transfer's branch credits the
+ * participant's user (the money arrives pending, then is posted). Same table, same steps. */
+typedef enum pay_tcc_type {
+    PAY_TCC_REFUND = 0,
+    PAY_TCC_TRANSFER = 1,
+} pay_tcc_type_t;
+
+/* A transfer's state as its queries and answers show it (pay_object_t.status). */
+typedef enum pay_transfer_status {
+    PAY_TRANSFER_TRYING = 1,    /* cross-cell: the sender's money held, not decided yet */
+    PAY_TRANSFER_SUCCEEDED = 2, /* posted in the sender's cell (recipient's: merchant_credit) */
+    PAY_TRANSFER_CANCELLED = 3, /* nothing moved; cancel_code says why */
+} pay_transfer_status_t;
 
 /* The outcome of a request or query; the gateway maps it to an HTTP status and error code
  * (docs/api.md). Values are stable: they are stored with idempotency keys. */
@@ -141,13 +169,13 @@ typedef enum pay_code {
 
 /* One API write (256 bytes). Fields a kind does not use should be zero; only the reserved
  * bytes are checked (else PAY_ERR_INVALID). Checked per kind, else PAY_ERR_INVALID: a known
- * kind; amount > 0 (top-up, payment, refund, order, credit); currency three letters A-Z (user,
- * top-up, payment, order, credit); text NUL-padded (nothing after the first NUL) and not empty
- * for payment, order and refund; merchant uid not 0 nor PAY_SYSTEM_UID; uid not
- * PAY_SYSTEM_UID; payment, order, refund, release, credit: actor != 0; payment and order:
- * funding 0 or 1 (both mean balance); peer_cell <= PAY_CELL_MAX and not the cell's own where
- * the kind uses it, else 0; code 0 but for release; release, credit, ack: idem_key and
- * body_hash 0 (they are idempotent by their payment id).
+ * kind; amount > 0 (top-up, payment, refund, order, credit, transfer and the TCC steps);
+ * currency three letters A-Z (user, top-up, payment, order, credit, transfer); text NUL-padded
+ * (nothing after the first NUL) and not empty for payment, order and refund; merchant uid not 0 nor
+ * PAY_SYSTEM_UID; uid not PAY_SYSTEM_UID; payment, order, refund, release, credit: actor != 0;
+ * payment and order: funding 0 or 1 (both mean balance); peer_cell <= PAY_CELL_MAX and not the
+ * cell's own where the kind uses it, else 0; code 0 but for release; release, credit, ack: idem_key
+ * and body_hash 0 (they are idempotent by their payment id).
  *
  * The cross-cell kinds, field by field (docs/cross-cell.md):
  *   order    (merchant's cell, routed by actor) idem_key and body_hash of the API request,
@@ -213,7 +241,43 @@ typedef enum pay_code {
  *            recorded cancelled (empty rollback). Created, ok when cancelled before;
  *            invalid for a confirmed branch (nothing changes).
  * try, decide, confirm, cancel carry no idempotency key (idempotent by R); actor is 0 for
- * decide; code is 0 but for decide. */
+ * decide; code is 0 but for decide.
+ *
+ * User-to-user transfers (the operator's, actor 0: users have no keys of their own; the
+ * sender's cell A is initiator and coordinator, the recipient's cell C the participant). T is
+ * a transfer id drawn by A, (sender << 64) | (A << 40) | seq; the API writes it "tr_...".
+ *   transfer (A, routed by uid) uid = sender, recipient, amount, currency, idem_key and
+ *            body_hash as any API write, peer_cell = 0 when the recipient is A's, else C
+ *            (the gateway's route table); payment_id, funding, tcc_type 0. Invalid: recipient
+ *            = sender or the reserved uid, peer_cell = A. wrong_cell (not stored): a
+ *            recipient in A's zones with peer_cell C, or one outside them with peer_cell 0.
+ *            Refusals, stored under the key: not_found (the sender; the recipient, local),
+ *            currency_mismatch (no account in the currency: the sender's; the recipient's,
+ *            local), insufficient_funds, overflow; full is not stored.
+ *            Local: one entry, sender -> recipient (transfer id T, PAY_LEDGER_CODE_TRANSFER),
+ *            the transfer's row; answer kind TRANSFER, created, status succeeded.
+ *            Across cells, one entry: the activity T trying and the pending transfer T
+ *            sender -> clearing toward C (timeout PAY_TCC_TRY_TIMEOUT_S), so the money is
+ *            held at once. Answer: kind TRANSFER, code PAY_TRYING, status trying, id T,
+ *            amount, currency, uid = sender, recipient, created_at, peer_cell = C.
+ *   try, confirm, cancel of a transfer (C, routed by recipient): tcc_type PAY_TCC_TRANSFER,
+ *            payment_id = T, uid = sender, recipient, amount, currency, peer_cell = A, actor
+ *            0. As a refund's, but the Try's pending transfer pay_leg_id(T) is clearing
+ *            toward A -> recipient (PAY_LEDGER_CODE_TRANSFER_CREDIT): the recipient gets the
+ *            money only when the Confirm posts it. The Try's refusals, stored on the branch:
+ *            not_found (no such user in C), currency_mismatch (no account in the currency),
+ *            overflow. Answers: id T, amount, uid = sender, recipient, currency, created_at,
+ *            peer_cell = A (merchant 0).
+ *   decide   (A) payment_id = T, uid = sender, code ok, a transfer Try's refusal (not_found,
+ *            currency_mismatch, overflow) or cancelled, else invalid. Confirm: T posted
+ *            (transfer id pay_tcc_phase2_id(T)), an outbox record CONFIRM; answer the
+ *            transfer, created, status succeeded. Cancel: T voided, an outbox record CANCEL;
+ *            answer the refusal (kind TRANSFER, code the refusal). A confirm that finds T
+ *            expired (nobody decided for PAY_TCC_TRY_TIMEOUT_S) decides cancelled. As for
+ *            refunds: the answer replaces the trying one under the key, the first decision
+ *            wins, the relay delivers the record and acks it (PAY_KIND_ACK of T), and
+ *            pay_activities_stale() lists a transfer trying too long. Decide and ack of a
+ *            transfer within one cell: not_found. */
 typedef struct pay_request {
     u128 idem_key;     /* XXH3-128 of the Idempotency-Key header's value; 0: no key */
     u128 body_hash;    /* XXH3-128 of method, path and body as sent: a replay must match */
@@ -228,9 +292,12 @@ typedef struct pay_request {
     uint8_t reserved_1;
     uint8_t secret[PAY_SECRET_SIZE]; /* merchant: its new secret, drawn by the gateway */
     char text[PAY_TEXT_MAX];         /* out_trade_no / out_request_no, NUL-padded */
-    uint32_t peer_cell; /* cross-cell payment, refund, credit, try, confirm, cancel: the other
-                         * cell */
-    uint8_t reserved[68];
+    uint32_t peer_cell; /* cross-cell payment, refund, credit, try, confirm, cancel, transfer:
+                         * the other cell */
+    uint8_t tcc_type;   /* try, confirm, cancel: pay_tcc_type_t; else 0 */
+    uint8_t reserved_2[3];
+    uint64_t recipient; /* transfer, and try / confirm / cancel of a transfer: the recipient */
+    uint8_t reserved[56];
 } pay_request_t;
 
 /* One answer or stored object (256 bytes). A request's answer is the object it created or
@@ -250,7 +317,11 @@ typedef struct pay_request {
  *             items means has_more);
  *   try, confirm, cancel: id = R, amount, uid = buyer, merchant, currency, created_at (the
  *             branch record's), peer_cell = the buyer's cell;
- *   ack:      id = the payment or R, uid, peer_cell. */
+ *   ack:      id = the payment or R, uid, peer_cell;
+ *   transfer: id = T, amount, uid = sender, recipient, currency, created_at, peer_cell (0:
+ *             within the cell), status; a query also cancel_code (cancelled: the refusal)
+ *             and merchant_credit (1: succeeded, the recipient's cell has not acknowledged
+ *             its credit yet). A cancelled transfer's write answer is an error (kind, code). */
 typedef struct pay_object {
     u128 id;             /* payment, refund, top-up: its id; user: the account id; merchant: uid */
     u128 amount;         /* payment, refund, top-up; balance: available */
@@ -267,7 +338,11 @@ typedef struct pay_object {
     uint8_t secret[PAY_SECRET_SIZE]; /* merchant: its secret (creation, and the gateway's query) */
     char text[PAY_TEXT_MAX];         /* payment: out_trade_no; refund: out_request_no */
     uint32_t peer_cell;              /* cross-cell payment: the merchant's cell; outbox items */
-    uint8_t reserved[60];
+    uint8_t status;                  /* transfer: pay_transfer_status_t */
+    uint8_t cancel_code;             /* transfer cancelled: the refusal (pay_code_t) */
+    uint16_t reserved_2;
+    uint64_t recipient; /* transfer (and its try, confirm, cancel): the recipient's uid */
+    uint8_t reserved[48];
 } pay_object_t;
 
 typedef enum pay_query_kind {
@@ -277,6 +352,7 @@ typedef enum pay_query_kind {
     PAY_Q_BALANCE = 4,       /* uid, currency */
     PAY_Q_USER_PAYMENTS = 5, /* uid; newest first, limit, after (0: from the newest) */
     PAY_Q_USER = 6,          /* uid, currency: the user object */
+    PAY_Q_TRANSFER = 7,      /* id (routed by its upper half: the sender); operator only */
 } pay_query_kind_t;
 
 /* One API read (256 bytes). The reply: for a list, one PAY_KIND_LIST head object whose code
@@ -300,8 +376,9 @@ uint32_t pay_currency_pack(const char code[3]);
 /* The letters of a packed currency into out[4] (NUL-terminated). */
 void pay_currency_unpack(uint32_t currency, char out[4]);
 
-/* The uid a request / query is routed by: the user, buyer, merchant, or for ids (refunds,
- * payment and refund queries) the id's upper 64 bits. */
+/* The uid a request / query is routed by: the user, buyer, merchant (a transfer's TCC
+ * steps in the recipient's cell: the recipient), or for ids (refunds, payment, refund and
+ * transfer queries) the id's upper 64 bits. */
 uint64_t pay_request_route_uid(const pay_request_t *r);
 uint64_t pay_query_route_uid(const pay_query_t *q);
 
@@ -320,7 +397,7 @@ typedef struct pay_config {
     uint32_t idempotency_max; /* keys kept at once (each for 24 h) */
     uint32_t orders_max;      /* cross-cell orders reserved in this (the merchant's) cell */
     uint32_t outbox_max;      /* cross-cell payments not yet acknowledged, at once */
-    uint32_t tcc_max;         /* refund activities (buyer's side) + branches (merchant's side) */
+    uint32_t tcc_max;         /* TCC activities, branches, and transfers within the cell */
     uint64_t cell_id;         /* goes into every object id (bits 40..62 of the low half) */
     cp_zones_t zones;         /* the cell's zones (empty: all) */
     cp_zone_rule_t zone_rule; /* zeros: the default */
@@ -368,19 +445,24 @@ static inline u128 pay_tcc_phase2_id(u128 r) {
 
 /* One unacknowledged outbox record: what the relay delivers to the merchant's cell, as a
  * request of `kind`: PAY_KIND_CREDIT (a payment's credit; payment_id = the payment),
- * PAY_KIND_CONFIRM or PAY_KIND_CANCEL (a refund activity's decision; payment_id = R). The
- * fields fill the request as they are named (uid = buyer, actor = merchant); the delivery is
- * acknowledged with PAY_KIND_ACK of payment_id. */
+ * PAY_KIND_CONFIRM or PAY_KIND_CANCEL (a refund or transfer activity's decision; payment_id =
+ * R or T). The fields fill the request as they are named (uid = buyer, actor = merchant,
+ * tcc_type; a transfer's: uid = its sender, recipient, actor 0), peer_cell = the relay's own
+ * cell; the delivery is acknowledged with PAY_KIND_ACK of payment_id and uid. */
 typedef struct pay_outbox_item {
     u128 payment_id;
     u128 amount;
-    uint64_t buyer;
-    uint64_t merchant;
+    uint64_t buyer; /* a transfer's: its sender */
+    union {
+        uint64_t merchant;  /* tcc_type PAY_TCC_REFUND (and credits) */
+        uint64_t recipient; /* tcc_type PAY_TCC_TRANSFER */
+    };
     uint64_t seq; /* its place in the outbox: increasing, never reused */
     uint32_t currency;
-    uint32_t peer_cell; /* the merchant's cell */
+    uint32_t peer_cell; /* the merchant's (recipient's) cell */
     uint8_t kind;       /* pay_kind_t: CREDIT, CONFIRM or CANCEL */
-    uint8_t reserved[7];
+    uint8_t tcc_type;   /* CONFIRM, CANCEL: pay_tcc_type_t; CREDIT: 0 */
+    uint8_t reserved[6];
 } pay_outbox_item_t;
 
 /* Up to max unacknowledged records with seq >= from, oldest first; returns how many. The
@@ -389,13 +471,14 @@ uint32_t pay_outbox_pending(const pay_t *pay, uint64_t from, pay_outbox_item_t *
 /* How many records are not acknowledged (the relay's backlog). */
 uint32_t pay_outbox_backlog(const pay_t *pay);
 
-/* Recovery of refund activities whose gateway died: up to max ids R of activities still
+/* Recovery of refund and transfer activities whose gateway died: up to max ids of activities
+ * (R or T) still
  * trying that were recorded at least older_than ns before clock (the cell's clock), oldest
  * first; returns how many. The relay decides them cancelled (PAY_KIND_DECIDE, code
  * PAY_ERR_CANCELLED). O(activities and branches). */
 uint32_t pay_activities_stale(const pay_t *pay, uint64_t clock, uint64_t older_than, u128 *out,
                               uint32_t max);
-/* How many refund activities are trying (not decided). */
+/* How many refund and transfer activities are trying (not decided). */
 uint32_t pay_activities_trying(const pay_t *pay);
 
 /* XXH3-128 of the whole payments state (every table's rows and the sequence). */

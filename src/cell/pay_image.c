@@ -7,11 +7,13 @@
 
 /* Version 2 added the cross-cell orders and outbox (and two fields of the payment row);
  * version 3 the refund activities and branches (the tcc table, counted where the header had
- * the outbox's head, which follows from outbox_seq) and the outbox records' kind. */
-#define PAY_IMAGE_MAGIC 0x334547414D594150ull    /* "PAYMAGE3" */
+ * the outbox's head, which follows from outbox_seq) and the outbox records' kind; version 4
+ * user-to-user transfers (tcc rows of type transfer, and the outbox records' tcc_type). */
+#define PAY_IMAGE_MAGIC 0x344547414D594150ull    /* "PAYMAGE4" */
+#define PAY_IMAGE_MAGIC_V3 0x334547414D594150ull /* "PAYMAGE3" */
 #define PAY_IMAGE_MAGIC_V2 0x324547414D594150ull /* "PAYMAGE2" */
 #define PAY_IMAGE_MAGIC_V1 0x314547414D594150ull /* "PAYMAGE1" */
-#define PAY_HASH_MAGIC 0x3348534148594150ull     /* "PAYHASH3" */
+#define PAY_HASH_MAGIC 0x3448534148594150ull     /* "PAYHASH4" */
 
 /* The outbox ring's rows in use are [head, head + count) modulo its size: the rows from
  * head to the end of the array, then from 0. How many are in the first part. */
@@ -106,6 +108,8 @@ const char *pay_image_check(const pay_image_header_t *h, const pay_config_t *c) 
         return "a payments image of version 1 (before cross-cell payments): not supported";
     if (h->magic == PAY_IMAGE_MAGIC_V2)
         return "a payments image of version 2 (before cross-cell refunds): not supported";
+    if (h->magic == PAY_IMAGE_MAGIC_V3)
+        return "a payments image of version 3 (before user-to-user transfers): not supported";
     if (h->magic != PAY_IMAGE_MAGIC) return "not a payments image";
     if (h->merchants > c->merchants_max) return "the image has more merchants than the capacity";
     if (h->users > c->users_max) return "the image has more users than the capacity";
@@ -136,6 +140,12 @@ uint32_t pay_image_restore_regions(pay_t *p, const pay_image_header_t *h,
 }
 
 /* ---- Restoring: rebuild the indexes, checking every row on the way ---- */
+
+/* The refusals a transfer's Try stores (pay.c's try_refusal()). */
+static bool transfer_refusal(uint8_t code) {
+    return code == PAY_ERR_NOT_FOUND || code == PAY_ERR_CURRENCY_MISMATCH ||
+           code == PAY_ERR_OVERFLOW;
+}
 
 static bool seq_ok(const pay_t *p, u128 id, uint64_t route_uid) {
     uint64_t lo = (uint64_t)id;
@@ -235,8 +245,10 @@ static bool refunded_take(pay_payment_row_t *pr, u128 amount) {
     return true;
 }
 
+/* A refund activity still trying: its amount is held in its payment's refunded. */
 static bool is_trying(const pay_tcc_row_t *a) {
-    return a->role == PAY_TCC_ACTIVITY && a->state == PAY_ACTIVITY_TRYING;
+    return a->role == PAY_TCC_ACTIVITY && a->type == PAY_TCC_REFUND &&
+           a->state == PAY_ACTIVITY_TRYING;
 }
 
 static const char *finish_refunded(pay_t *p) {
@@ -349,7 +361,38 @@ static const char *finish_activity(pay_t *p, uint32_t row) {
     return NULL;
 }
 
-/* A branch (another cell drew R for one of its buyers). */
+/* A transfer (this cell drew T for the sender, a user of this cell): in one cell, succeeded
+ * at once with nothing to deliver; across cells, an activity as a refund's, without the
+ * payment, whose cancel codes are a transfer Try's refusals. */
+static const char *finish_transfer(pay_t *p, uint32_t row) {
+    const pay_tcc_row_t *a = &p->tcc[row];
+    if (!seq_ok(p, a->id, a->buyer) || a->dup_key || a->payment_id || a->payment_row ||
+        !pay_zero(a->text, PAY_TEXT_MAX) || a->buyer == a->merchant ||
+        a->merchant == PAY_SYSTEM_UID || pay_find(&p->users_ix, a->buyer) == LINDEX_NONE)
+        return "a transfer row is corrupt";
+    if (a->peer_cell == 0) {
+        if (a->state != PAY_ACTIVITY_CONFIRMED || a->code || a->outbox_seq || a->idem_key ||
+            pay_find(&p->users_ix, a->merchant) == LINDEX_NONE)
+            return "a transfer within the cell is corrupt";
+        return NULL;
+    }
+    bool cancelled = a->state == PAY_ACTIVITY_CANCELLING || a->state == PAY_ACTIVITY_CANCELLED;
+    /* Across cells: the recipient is another cell's (pay.c refuses one of ours wrong_cell). */
+    if (a->peer_cell == p->config.cell_id || pay_owns_uid(p, a->merchant) ||
+        a->state < PAY_ACTIVITY_TRYING || a->state > PAY_ACTIVITY_CANCELLED ||
+        (cancelled ? a->code != PAY_ERR_CANCELLED && !transfer_refusal(a->code) : a->code != 0))
+        return "a transfer's decision is corrupt";
+    if (a->state == PAY_ACTIVITY_TRYING) {
+        if (a->outbox_seq != 0) return "a trying transfer has an outbox record";
+        p->n.tcc_trying++;
+        return NULL;
+    }
+    if (a->outbox_seq == 0 || a->outbox_seq > p->n.outbox_seq)
+        return "a decided transfer's outbox record is corrupt";
+    return NULL;
+}
+
+/* A branch (another cell drew R for one of its buyers; T for one of its senders). */
 static const char *finish_branch(const pay_t *p, const pay_tcc_row_t *b) {
     uint64_t lo = (uint64_t)b->id;
     if ((uint64_t)(b->id >> 64) != b->buyer || (lo >> 63) != 0 ||
@@ -359,10 +402,12 @@ static const char *finish_branch(const pay_t *p, const pay_tcc_row_t *b) {
     if (b->dup_key || b->payment_id || b->idem_key || b->payment_row || b->outbox_seq ||
         !pay_zero(b->text, PAY_TEXT_MAX))
         return "a branch row is corrupt";
+    bool refusal_ok = b->type == PAY_TCC_TRANSFER
+                          ? transfer_refusal(b->code)
+                          : b->code == PAY_ERR_INSUFFICIENT_FUNDS || b->code == PAY_ERR_OVERFLOW;
     if (b->state < PAY_BRANCH_TRIED || b->state > PAY_BRANCH_CANCELLED ||
-        (b->state == PAY_BRANCH_REFUSED
-             ? b->code != PAY_ERR_INSUFFICIENT_FUNDS && b->code != PAY_ERR_OVERFLOW
-             : b->code != 0))
+        (b->state == PAY_BRANCH_REFUSED ? !refusal_ok : b->code != 0) ||
+        b->merchant == PAY_SYSTEM_UID || (b->type == PAY_TCC_TRANSFER && b->merchant == b->buyer))
         return "a branch's state is corrupt";
     return NULL;
 }
@@ -372,12 +417,14 @@ static const char *finish_branch(const pay_t *p, const pay_tcc_row_t *b) {
 static const char *finish_tcc(pay_t *p) {
     for (uint32_t r = 0; r < p->n.tcc; r++) {
         const pay_tcc_row_t *x = &p->tcc[r];
-        if (x->reserved || x->amount == 0 || !pay_currency_valid(x->currency) ||
+        if (x->type > PAY_TCC_TRANSFER || x->amount == 0 || !pay_currency_valid(x->currency) ||
             x->peer_cell > PAY_CELL_MAX)
             return "a refund activity or branch row is corrupt";
         if (pay_find(&p->tcc_ix, x->id) != LINDEX_NONE)
             return "duplicate refund activity or branch";
-        const char *err = x->role == PAY_TCC_ACTIVITY ? finish_activity(p, r)
+        bool transfer = x->role == PAY_TCC_ACTIVITY && x->type == PAY_TCC_TRANSFER;
+        const char *err = transfer                      ? finish_transfer(p, r)
+                          : x->role == PAY_TCC_ACTIVITY ? finish_activity(p, r)
                           : x->role == PAY_TCC_BRANCH
                               ? finish_branch(p, x)
                               : "a refund activity or branch row is corrupt";
@@ -388,7 +435,8 @@ static const char *finish_tcc(pay_t *p) {
         const pay_refund_row_t *x = &p->refunds[r];
         if (p->payments[x->payment_row].credit == PAY_CREDIT_LOCAL) continue;
         uint32_t a = pay_find(&p->tcc_ix, x->id);
-        if (a == LINDEX_NONE || p->tcc[a].role != PAY_TCC_ACTIVITY)
+        if (a == LINDEX_NONE || p->tcc[a].role != PAY_TCC_ACTIVITY ||
+            p->tcc[a].type != PAY_TCC_REFUND)
             return "a refund of a cross-cell payment has no activity";
     }
     return NULL;
@@ -399,6 +447,7 @@ static const char *finish_tcc(pay_t *p) {
 static const char *finish_outbox_record(const pay_t *p, const pay_outbox_row_t *x, uint64_t seq) {
     bool acked = x->acked == 1;
     if (x->kind == PAY_KIND_CREDIT) {
+        if (x->tcc_type) return "an outbox record is corrupt";
         uint32_t row = pay_find(&p->payments_ix, x->payment_id);
         const pay_payment_row_t *pr = row == LINDEX_NONE ? NULL : &p->payments[row];
         if (!pr || pr->outbox_seq != seq || pr->amount != x->amount || pr->buyer != x->buyer ||
@@ -412,9 +461,10 @@ static const char *finish_outbox_record(const pay_t *p, const pay_outbox_row_t *
     uint8_t pending = x->kind == PAY_KIND_CONFIRM  ? PAY_ACTIVITY_CONFIRMING
                       : x->kind == PAY_KIND_CANCEL ? PAY_ACTIVITY_CANCELLING
                                                    : 0;
-    if (!pending || !a || a->role != PAY_TCC_ACTIVITY || a->outbox_seq != seq ||
-        a->amount != x->amount || a->buyer != x->buyer || a->merchant != x->merchant ||
-        a->currency != x->currency || a->peer_cell != x->peer_cell || a->state != pending + acked)
+    if (!pending || !a || a->role != PAY_TCC_ACTIVITY || a->type != x->tcc_type ||
+        a->outbox_seq != seq || a->amount != x->amount || a->buyer != x->buyer ||
+        a->merchant != x->merchant || a->currency != x->currency || a->peer_cell != x->peer_cell ||
+        a->state != pending + acked)
         return "an outbox record does not match its refund activity";
     return NULL;
 }

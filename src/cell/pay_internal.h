@@ -86,23 +86,29 @@ typedef struct pay_outbox_row {
     uint64_t seq;
     uint32_t currency;
     uint32_t peer_cell;
-    uint32_t acked; /* 1: acknowledged (reclaimed once it reaches the head) */
-    uint32_t kind;  /* pay_kind_t to deliver: CREDIT (payment_id: the payment), CONFIRM or
-                     * CANCEL (payment_id: a refund activity R) */
-    uint64_t reserved_2;
+    uint32_t acked;    /* 1: acknowledged (reclaimed once it reaches the head) */
+    uint32_t kind;     /* pay_kind_t to deliver: CREDIT (payment_id: the payment), CONFIRM or
+                        * CANCEL (payment_id: a refund or transfer activity) */
+    uint32_t tcc_type; /* CONFIRM, CANCEL: pay_tcc_type_t (a transfer's: merchant = recipient) */
+    uint32_t reserved_2;
 } pay_outbox_row_t;
 
-/* Cross-cell refunds by TCC (docs/cross-cell.md). One table holds both roles a cell plays:
- * the buyer's cell's refund activities and the merchant's cell's branches, keyed by R. They
- * never collide: an activity's R was drawn by this cell, a branch's by another. (One table,
- * not two, because the image header has room for one more count only.) */
+/* Cross-cell refunds and transfers by TCC (docs/cross-cell.md). One table holds both roles a
+ * cell plays: the initiator's activities and the participant's branches, keyed by R (or T).
+ * They never collide: an activity's id was drawn by this cell, a branch's by another. (One
+ * table, not two, because the image header has room for one more count only.) Transfers
+ * within one cell are rows here too (activities decided in their own entry, peer_cell 0), so
+ * that every transfer T has its row in its sender's cell, where its query is routed.
+ * A transfer's row: buyer = the sender, merchant = the recipient, type PAY_TCC_TRANSFER;
+ * dup_key, payment_id, payment_row and text are 0. */
 typedef enum pay_tcc_role {
     PAY_TCC_ACTIVITY = 1,
     PAY_TCC_BRANCH = 2,
 } pay_tcc_role_t;
 
 typedef enum pay_activity_state {
-    PAY_ACTIVITY_TRYING = 1,     /* held against the payment, out_request_no taken */
+    PAY_ACTIVITY_TRYING = 1,     /* held against the payment, out_request_no taken; a
+                                  * transfer: the pending transfer T holds the sender's money */
     PAY_ACTIVITY_CONFIRMING = 2, /* refunded here; its CONFIRM record not acknowledged */
     PAY_ACTIVITY_CONFIRMED = 3,  /* and acknowledged */
     PAY_ACTIVITY_CANCELLING = 4, /* hold released; its CANCEL record not acknowledged */
@@ -110,7 +116,8 @@ typedef enum pay_activity_state {
 } pay_activity_state_t;
 
 typedef enum pay_branch_state {
-    PAY_BRANCH_TRIED = 1,     /* the pending transfer leg(R) holds the merchant's money */
+    PAY_BRANCH_TRIED = 1,     /* the pending transfer leg(R) holds the merchant's money (a
+                               * transfer: brings the recipient's) */
     PAY_BRANCH_REFUSED = 2,   /* the Try was refused (code); nothing held */
     PAY_BRANCH_CONFIRMED = 3, /* leg(R) posted */
     PAY_BRANCH_CANCELLED = 4, /* voided (or expired), or cancelled with no Try: no Try may hold */
@@ -127,12 +134,12 @@ typedef struct pay_tcc_row {
     uint64_t created_at; /* cell clock, ns */
     uint64_t outbox_seq; /* activity decided: its outbox record; else 0 */
     uint32_t currency;
-    uint32_t peer_cell;   /* activity: the merchant's cell; branch: the buyer's cell */
-    uint32_t payment_row; /* activity: its payment's row; branch: 0 */
-    uint8_t role;         /* pay_tcc_role_t */
-    uint8_t state;        /* pay_activity_state_t / pay_branch_state_t */
-    uint8_t code;         /* activity cancelling/cancelled, branch refused: the refusal */
-    uint8_t reserved;
+    uint32_t peer_cell;      /* activity: the merchant's cell; branch: the buyer's cell */
+    uint32_t payment_row;    /* activity: its payment's row; branch: 0 */
+    uint8_t role;            /* pay_tcc_role_t */
+    uint8_t state;           /* pay_activity_state_t / pay_branch_state_t */
+    uint8_t code;            /* activity cancelling/cancelled, branch refused: the refusal */
+    uint8_t type;            /* pay_tcc_type_t */
     char text[PAY_TEXT_MAX]; /* activity: out_request_no */
 } pay_tcc_row_t;
 
@@ -242,6 +249,8 @@ bool pay_zero(const void *p, size_t n);
 /* The object of a payment / refund row (code PAY_OK). */
 void pay_payment_object(const pay_payment_row_t *p, pay_object_t *out);
 void pay_refund_object(const pay_refund_row_t *r, pay_object_t *out);
+/* The object of a transfer's row (an activity of type transfer; code PAY_OK). */
+void pay_transfer_object(const pay_tcc_row_t *a, pay_object_t *out);
 /* The outbox row of seq (which must be in the ring). */
 uint32_t pay_outbox_row(const pay_t *pay, uint64_t seq);
 /* The outbox ring's head row: always (outbox_seq - outbox_count) mod outbox_max, as records

@@ -17,6 +17,7 @@ static uint8_t object_kind(uint8_t q) {
     case PAY_Q_BALANCE: return PAY_KIND_BALANCE;
     case PAY_Q_USER_PAYMENTS: return PAY_KIND_LIST;
     case PAY_Q_USER: return PAY_KIND_USER;
+    case PAY_Q_TRANSFER: return PAY_KIND_TRANSFER;
     }
     return 0;
 }
@@ -26,7 +27,8 @@ static bool query_valid(const pay_query_t *q) {
     switch (q->kind) {
     case PAY_Q_MERCHANT:
     case PAY_Q_PAYMENT:
-    case PAY_Q_REFUND: return true;
+    case PAY_Q_REFUND:
+    case PAY_Q_TRANSFER: return true;
     case PAY_Q_BALANCE:
     case PAY_Q_USER: return pay_currency_valid(q->currency);
     case PAY_Q_USER_PAYMENTS: return q->limit >= 1 && q->limit <= PAY_LIST_MAX;
@@ -60,6 +62,17 @@ static uint32_t query_refund(const pay_t *p, const pay_query_t *q, pay_object_t 
     if (row == LINDEX_NONE || (q->actor != 0 && p->refunds[row].merchant != q->actor))
         return one(out, PAY_KIND_REFUND, PAY_ERR_NOT_FOUND);
     pay_refund_object(&p->refunds[row], &out[0]);
+    return 1;
+}
+
+/* A transfer, by its row in the sender's cell; the operator's only (users have no keys of
+ * their own and merchants are no party to it). */
+static uint32_t query_transfer(const pay_t *p, const pay_query_t *q, pay_object_t *out) {
+    uint32_t row = pay_find(&p->tcc_ix, q->id);
+    if (row == LINDEX_NONE || q->actor != 0 || p->tcc[row].role != PAY_TCC_ACTIVITY ||
+        p->tcc[row].type != PAY_TCC_TRANSFER)
+        return one(out, PAY_KIND_TRANSFER, PAY_ERR_NOT_FOUND);
+    pay_transfer_object(&p->tcc[row], &out[0]);
     return 1;
 }
 
@@ -117,6 +130,7 @@ uint32_t pay_query(const pay_t *p, const ledger_t *l, const pay_query_t *q, pay_
     case PAY_Q_BALANCE:
     case PAY_Q_USER: return query_account(p, l, q, out);
     case PAY_Q_USER_PAYMENTS: return query_list(p, q, out);
+    case PAY_Q_TRANSFER: return query_transfer(p, q, out);
     }
     cp_assert(!"query_valid() admits known kinds only");
     return 0;

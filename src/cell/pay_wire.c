@@ -35,15 +35,17 @@ uint64_t pay_request_route_uid(const pay_request_t *r) {
     /* The merchant's cell keeps its orders (docs/cross-cell.md). */
     case PAY_KIND_ORDER:
     case PAY_KIND_RELEASE:
-    case PAY_KIND_CREDIT:
-    /* ... and the branches of cross-cell refunds. */
+    case PAY_KIND_CREDIT: return r->actor;
+    /* The branches of cross-cell refunds are the merchant's, of transfers the recipient's. */
     case PAY_KIND_TRY:
     case PAY_KIND_CONFIRM:
-    case PAY_KIND_CANCEL: return r->actor;
+    case PAY_KIND_CANCEL: return r->tcc_type == PAY_TCC_TRANSFER ? r->recipient : r->actor;
     }
     return r->uid;
 }
 
 uint64_t pay_query_route_uid(const pay_query_t *q) {
-    return q->kind == PAY_Q_PAYMENT || q->kind == PAY_Q_REFUND ? id_uid(q->id) : q->uid;
+    return q->kind == PAY_Q_PAYMENT || q->kind == PAY_Q_REFUND || q->kind == PAY_Q_TRANSFER
+               ? id_uid(q->id)
+               : q->uid;
 }

@@ -242,19 +242,25 @@ static void batches_due(relay_core_t *r, tick_out_t *out) {
 
 static void batch_add(const relay_core_t *r, core_batch_t *b, const pay_outbox_item_t *it) {
     cp_assert(b->count < RELAY_CORE_BATCH_MAX);
-    /* The record's own kind: a payment's credit, or a refund's confirm or cancel (pay.h);
-     * all three take the same fields and are acknowledged alike. */
+    /* The record's own kind: a payment's credit, or a refund's or transfer's confirm or
+     * cancel (pay.h); all take the same fields and are acknowledged alike, but a transfer's
+     * branch is the recipient's (the operator acting), a refund's the merchant's. */
     cp_assert(it->kind == PAY_KIND_CREDIT || it->kind == PAY_KIND_CONFIRM ||
               it->kind == PAY_KIND_CANCEL);
+    cp_assert(it->tcc_type == PAY_TCC_REFUND ||
+              (it->tcc_type == PAY_TCC_TRANSFER && it->kind != PAY_KIND_CREDIT));
+    bool transfer = it->tcc_type == PAY_TCC_TRANSFER;
     if (b->count == 0) b->first_seq = it->seq;
     b->seqs[b->count] = it->seq;
     b->items[b->count++] = (pay_request_t){.kind = it->kind,
                                            .payment_id = it->payment_id,
                                            .amount = it->amount,
-                                           .actor = it->merchant,
+                                           .actor = transfer ? 0 : it->merchant,
                                            .uid = it->buyer,
                                            .currency = it->currency,
-                                           .peer_cell = (uint32_t)r->cfg.cell_id};
+                                           .peer_cell = (uint32_t)r->cfg.cell_id,
+                                           .tcc_type = it->tcc_type,
+                                           .recipient = transfer ? it->recipient : 0};
 }
 
 /* The open batch of p in this tick, or a new one; NULL when every batch is in flight. */

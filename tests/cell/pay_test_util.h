@@ -110,4 +110,79 @@ static inline void fx_assert_code(const pay_object_t *o, uint8_t kind, pay_code_
     assert_int_equal(o->kind, kind);
 }
 
+/* ---- Several cells (the cross-cell tests): shared so that each test builds them alike ---- */
+
+/* A payments config for cell `cell` whose zone (by the default rule, uids cell*10 ..
+ * cell*10+9) is its only one. */
+static inline pay_config_t pay_test_cell_config(uint32_t cell, uint32_t cap) {
+    pay_config_t pc = pay_test_config(cap);
+    pc.cell_id = cell;
+    cp_zones_add(&pc.zones, cell);
+    return pc;
+}
+
+/* Applies r, asserting the answer's kind and code. */
+static inline pay_object_t fx_ok(fx_t *f, const pay_request_t *r, uint8_t kind, pay_code_t code) {
+    pay_object_t o = fx_apply(f, r);
+    fx_assert_code(&o, kind, code);
+    return o;
+}
+
+/* A ledger account (zeros when there is none). */
+static inline ledger_account_t fx_account(const fx_t *f, u128 id) {
+    ledger_account_t a = {0};
+    ledger_lookup_accounts(f->ledger, &id, 1, &a);
+    return a;
+}
+
+/* Credits minus debits posted (wrapping: a clearing position may be negative). */
+static inline u128 fx_position(const fx_t *f, u128 id) {
+    ledger_account_t a = fx_account(f, id);
+    return a.credits_posted - a.debits_posted;
+}
+
+static inline uint32_t fx_pending_open(const fx_t *f) {
+    ledger_stats_t st;
+    ledger_stats(f->ledger, &st);
+    return st.pending_open;
+}
+
+/* A relay's delivery was applied (now or before). */
+static inline bool fx_delivered(uint8_t code) {
+    return code == PAY_OK || code == PAY_CREATED;
+}
+
+/* A new payments state restored from f's image (header, regions, finish); *err is what
+ * pay_image_finish() said. corrupt_offset, when not 0, flips a bit of that byte of the tcc
+ * rows' region (the last one) first. */
+static inline pay_t *fx_image_copy(const fx_t *f, const char **err, uint32_t corrupt_offset) {
+    pay_image_header_t h;
+    pay_image_header(f->pay, &h);
+    assert_null(pay_image_check(&h, &f->config));
+    ledger_region_t src[PAY_IMAGE_REGIONS], dst[PAY_IMAGE_REGIONS];
+    uint32_t n = pay_image_regions(f->pay, &h, src);
+    assert_int_equal(n, PAY_IMAGE_REGIONS);
+    pay_t *to = pay_create(&f->config);
+    assert_non_null(to);
+    assert_int_equal(pay_image_restore_regions(to, &h, dst), n);
+    for (uint32_t i = 0; i < n; i++) {
+        assert_int_equal(src[i].size, dst[i].size);
+        if (src[i].size) memcpy(dst[i].ptr, src[i].ptr, src[i].size);
+    }
+    if (corrupt_offset) ((unsigned char *)dst[n - 1].ptr)[corrupt_offset] ^= 1;
+    *err = pay_image_finish(to, &h);
+    return to;
+}
+
+/* The cell restarts: its payments state is replaced by its image's restoration (the same
+ * state hash), the ledger kept as it is. */
+static inline void fx_restart(fx_t *f) {
+    const char *err = "unset";
+    pay_t *copy = fx_image_copy(f, &err, 0);
+    assert_null(err);
+    assert_true(pay_state_hash(copy) == pay_state_hash(f->pay));
+    pay_destroy(f->pay);
+    f->pay = copy;
+}
+
 #endif

@@ -18,29 +18,16 @@ typedef struct two {
     fx_t m, b;
 } two_t;
 
-static pay_config_t cell_config(uint32_t cell, uint32_t cap) {
-    pay_config_t pc = pay_test_config(cap);
-    pc.cell_id = cell;
-    cp_zones_add(&pc.zones, cell);
-    return pc;
-}
-
-static pay_object_t ok(fx_t *f, const pay_request_t *r, uint8_t kind, pay_code_t code) {
-    pay_object_t o = fx_apply(f, r);
-    fx_assert_code(&o, kind, code);
-    return o;
-}
-
 static void two_init_cap(two_t *t, uint32_t cap) {
-    pay_config_t pm = cell_config(CELL_M, cap), pb = cell_config(CELL_B, cap);
+    pay_config_t pm = pay_test_cell_config(CELL_M, cap), pb = pay_test_cell_config(CELL_B, cap);
     fx_init(&t->m, &pm, 256);
     fx_init(&t->b, &pb, 256);
     pay_request_t r = rq_merchant(MERCHANT, 1);
-    ok(&t->m, &r, PAY_KIND_MERCHANT, PAY_CREATED);
+    fx_ok(&t->m, &r, PAY_KIND_MERCHANT, PAY_CREATED);
     r = rq_user(BUYER, CNY());
-    ok(&t->b, &r, PAY_KIND_USER, PAY_CREATED);
+    fx_ok(&t->b, &r, PAY_KIND_USER, PAY_CREATED);
     r = rq_topup(BUYER, CNY(), 1000);
-    ok(&t->b, &r, PAY_KIND_TOPUP, PAY_CREATED);
+    fx_ok(&t->b, &r, PAY_KIND_TOPUP, PAY_CREATED);
 }
 
 static void two_init(two_t *t) {
@@ -54,38 +41,21 @@ static void two_free(two_t *t) {
 
 /* ---- Balances ---- */
 
-static ledger_account_t account(const fx_t *f, u128 id) {
-    ledger_account_t a = {0};
-    ledger_lookup_accounts(f->ledger, &id, 1, &a);
-    return a;
-}
-
-static u128 position(const fx_t *f, u128 id) {
-    ledger_account_t a = account(f, id);
-    return a.credits_posted - a.debits_posted;
-}
-
 static u128 receivable(const fx_t *f) {
-    return position(f, pay_account_id(MERCHANT, PAY_ACCOUNT_MERCHANT, CNY()));
+    return fx_position(f, pay_account_id(MERCHANT, PAY_ACCOUNT_MERCHANT, CNY()));
 }
 
 static u128 receivable_pending(const fx_t *f) {
-    return account(f, pay_account_id(MERCHANT, PAY_ACCOUNT_MERCHANT, CNY())).debits_pending;
+    return fx_account(f, pay_account_id(MERCHANT, PAY_ACCOUNT_MERCHANT, CNY())).debits_pending;
 }
 
 static u128 buyer(const fx_t *f) {
-    return position(f, pay_account_id(BUYER, PAY_ACCOUNT_USER, CNY()));
+    return fx_position(f, pay_account_id(BUYER, PAY_ACCOUNT_USER, CNY()));
 }
 
 static u128 clearing_net(const two_t *t) {
-    return position(&t->b, pay_clearing_account_id(CELL_M, CNY())) +
-           position(&t->m, pay_clearing_account_id(CELL_B, CNY()));
-}
-
-static uint32_t pending_open(const fx_t *f) {
-    ledger_stats_t st;
-    ledger_stats(f->ledger, &st);
-    return st.pending_open;
+    return fx_position(&t->b, pay_clearing_account_id(CELL_M, CNY())) +
+           fx_position(&t->m, pay_clearing_account_id(CELL_B, CNY()));
 }
 
 static pay_object_t query(const fx_t *f, uint8_t kind, u128 id) {
@@ -110,11 +80,11 @@ static u128 xpay(two_t *t, u128 amount, const char *otn, bool credit) {
                        .idem_key = ++key,
                        .body_hash = 1};
     snprintf(r.text, sizeof r.text, "%s", otn);
-    pay_object_t order = ok(&t->m, &r, PAY_KIND_ORDER, PAY_CREATED);
+    pay_object_t order = fx_ok(&t->m, &r, PAY_KIND_ORDER, PAY_CREATED);
     r.kind = PAY_KIND_PAYMENT;
     r.payment_id = r.idem_key = order.id;
     r.peer_cell = CELL_M;
-    ok(&t->b, &r, PAY_KIND_PAYMENT, PAY_CREATED);
+    fx_ok(&t->b, &r, PAY_KIND_PAYMENT, PAY_CREATED);
     if (!credit) return order.id;
     pay_request_t c = {.kind = PAY_KIND_CREDIT,
                        .actor = MERCHANT,
@@ -123,9 +93,9 @@ static u128 xpay(two_t *t, u128 amount, const char *otn, bool credit) {
                        .amount = amount,
                        .currency = CNY(),
                        .peer_cell = CELL_B};
-    ok(&t->m, &c, PAY_KIND_CREDIT, PAY_CREATED);
+    fx_ok(&t->m, &c, PAY_KIND_CREDIT, PAY_CREATED);
     pay_request_t a = {.kind = PAY_KIND_ACK, .uid = BUYER, .payment_id = order.id};
-    ok(&t->b, &a, PAY_KIND_ACK, PAY_OK);
+    fx_ok(&t->b, &a, PAY_KIND_ACK, PAY_OK);
     return order.id;
 }
 
@@ -180,10 +150,6 @@ static pay_outbox_item_t outbox_of(const two_t *t, u128 id) {
     return items[0];
 }
 
-static bool delivered(uint8_t code) {
-    return code == PAY_OK || code == PAY_CREATED;
-}
-
 /* The relay until B's outbox is empty: every record delivered to M, acked in B. */
 static void relay_run(two_t *t) {
     pay_outbox_item_t items[64];
@@ -192,9 +158,9 @@ static void relay_run(two_t *t) {
         for (uint32_t i = 0; i < n; i++) {
             pay_request_t r = rq_item(&items[i]);
             pay_object_t o = fx_apply(&t->m, &r);
-            assert_true(delivered(o.code));
+            assert_true(fx_delivered(o.code));
             pay_request_t a = rq_ack(items[i].payment_id);
-            ok(&t->b, &a, PAY_KIND_ACK, PAY_OK);
+            fx_ok(&t->b, &a, PAY_KIND_ACK, PAY_OK);
         }
     }
     assert_int_equal(pay_outbox_backlog(t->b.pay), 0);
@@ -207,7 +173,7 @@ static uint32_t recover(two_t *t) {
     uint32_t n = pay_activities_stale(t->b.pay, t->b.clock, STALE_NS, stale, 64);
     for (uint32_t i = 0; i < n; i++) {
         pay_request_t d = rq_decide(stale[i], PAY_ERR_CANCELLED);
-        ok(&t->b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
+        fx_ok(&t->b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
     }
     return n;
 }
@@ -217,8 +183,8 @@ static uint32_t recover(two_t *t) {
 static void assert_quiet(const two_t *t) {
     assert_int_equal(pay_activities_trying(t->b.pay), 0);
     assert_int_equal(pay_outbox_backlog(t->b.pay), 0);
-    assert_int_equal(pending_open(&t->m), 0);
-    assert_int_equal(pending_open(&t->b), 0);
+    assert_int_equal(fx_pending_open(&t->m), 0);
+    assert_int_equal(fx_pending_open(&t->b), 0);
     assert_true(clearing_net(t) == 0);
     assert_null(ledger_check_invariants(t->m.ledger));
     assert_null(ledger_check_invariants(t->b.ledger));
@@ -233,7 +199,7 @@ static void test_happy_path(void **state) {
     u128 p = xpay(&t, 500, "o1", true);
     assert_true(buyer(&t.b) == 500 && receivable(&t.m) == 500);
     pay_request_t rf = rq_xrefund(p, 120, "r1", 1);
-    pay_object_t trying = ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING);
+    pay_object_t trying = fx_ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING);
     u128 r = trying.id;
     /* R: a refund id of B's drawing for the buyer. */
     assert_true((uint64_t)(r >> 64) == BUYER);
@@ -251,7 +217,7 @@ static void test_happy_path(void **state) {
     assert_int_equal(query(&t.b, PAY_Q_REFUND, r).code, PAY_ERR_NOT_FOUND);
 
     pay_request_t tr = rq_step(PAY_KIND_TRY, r, 120);
-    pay_object_t tried = ok(&t.m, &tr, PAY_KIND_TRY, PAY_CREATED);
+    pay_object_t tried = fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_CREATED);
     assert_true(tried.id == r && tried.amount == 120 && tried.peer_cell == CELL_B);
     /* The pending transfer leg(R): merchant -> clearing toward B, with its timeout. */
     assert_true(receivable(&t.m) == 500 && receivable_pending(&t.m) == 120);
@@ -262,13 +228,13 @@ static void test_happy_path(void **state) {
     assert_int_equal(lt.code, PAY_LEDGER_CODE_REFUND_TRY);
     assert_int_equal(lt.timeout, PAY_TCC_TRY_TIMEOUT_S);
     assert_true(lt.credit_account_id == pay_clearing_account_id(CELL_B, CNY()));
-    assert_int_equal(pending_open(&t.m), 1);
+    assert_int_equal(fx_pending_open(&t.m), 1);
 
     pay_request_t d = rq_decide(r, PAY_OK);
-    pay_object_t refund = ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
+    pay_object_t refund = fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
     assert_true(refund.id == r && refund.amount == 120 && refund.payment_id == p);
     assert_true(buyer(&t.b) == 620);
-    assert_true(position(&t.b, pay_clearing_account_id(CELL_M, CNY())) == 500 - 120);
+    assert_true(fx_position(&t.b, pay_clearing_account_id(CELL_M, CNY())) == 500 - 120);
     u128 rid = r;
     assert_int_equal(ledger_lookup_transfers(t.b.ledger, &rid, 1, &lt), 1);
     assert_int_equal(lt.code, PAY_LEDGER_CODE_REFUND);
@@ -289,21 +255,21 @@ static void test_happy_path(void **state) {
     assert_true(it.payment_id == r && it.amount == 120 && it.merchant == MERCHANT &&
                 it.buyer == BUYER && it.peer_cell == CELL_M);
     pay_request_t c = rq_item(&it);
-    ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_CREATED);
+    fx_ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_CREATED);
     assert_true(receivable(&t.m) == 380 && receivable_pending(&t.m) == 0);
     u128 p2 = pay_tcc_phase2_id(r);
     assert_int_equal(ledger_lookup_transfers(t.m.ledger, &p2, 1, &lt), 1);
     assert_int_equal(lt.flags, LEDGER_TRANSFER_POST_PENDING);
-    ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_OK);
+    fx_ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_OK);
     pay_request_t a = rq_ack(r);
-    ok(&t.b, &a, PAY_KIND_ACK, PAY_OK);
-    ok(&t.b, &a, PAY_KIND_ACK, PAY_OK);
+    fx_ok(&t.b, &a, PAY_KIND_ACK, PAY_OK);
+    fx_ok(&t.b, &a, PAY_KIND_ACK, PAY_OK);
     assert_quiet(&t);
     /* Exactly: the buyer has 620, the merchant 380, of the 1000 topped up. */
     assert_true(buyer(&t.b) == 620 && receivable(&t.m) == 380);
     /* The out_request_no is the refund's now. */
     pay_request_t dup = rq_xrefund(p, 1, "r1", 2);
-    ok(&t.b, &dup, PAY_KIND_REFUND, PAY_ERR_DUPLICATE_OUT_REQUEST_NO);
+    fx_ok(&t.b, &dup, PAY_KIND_REFUND, PAY_ERR_DUPLICATE_OUT_REQUEST_NO);
     two_free(&t);
 }
 
@@ -315,14 +281,14 @@ static void test_merchant_without_funds(void **state) {
     u128 p2 = xpay(&t, 400, "o2", false); /* not credited: the merchant has 100 */
     (void)p1;
     pay_request_t rf = rq_xrefund(p2, 300, "r", 1);
-    u128 r = ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
+    u128 r = fx_ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
     pay_request_t tr = rq_step(PAY_KIND_TRY, r, 300);
     u128 mh = ledger_state_hash(t.m.ledger);
-    ok(&t.m, &tr, PAY_KIND_TRY, PAY_ERR_INSUFFICIENT_FUNDS);
+    fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_ERR_INSUFFICIENT_FUNDS);
     assert_true(ledger_state_hash(t.m.ledger) == mh); /* nothing reached the ledger */
-    ok(&t.m, &tr, PAY_KIND_TRY, PAY_ERR_INSUFFICIENT_FUNDS);
+    fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_ERR_INSUFFICIENT_FUNDS);
     pay_request_t d = rq_decide(r, PAY_ERR_INSUFFICIENT_FUNDS);
-    ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_INSUFFICIENT_FUNDS);
+    fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_INSUFFICIENT_FUNDS);
     /* The hold released, the out_request_no free, the key answers the refusal. */
     assert_true(query(&t.b, PAY_Q_PAYMENT, p2).refunded == 0);
     pay_object_t again = fx_apply(&t.b, &rf);
@@ -330,17 +296,17 @@ static void test_merchant_without_funds(void **state) {
     fx_assert_code(&again, PAY_KIND_REFUND, PAY_ERR_INSUFFICIENT_FUNDS);
     /* A repeated decide answers the first decision, whatever it asks. */
     pay_request_t d2 = rq_decide(r, PAY_OK);
-    ok(&t.b, &d2, PAY_KIND_REFUND, PAY_ERR_INSUFFICIENT_FUNDS);
+    fx_ok(&t.b, &d2, PAY_KIND_REFUND, PAY_ERR_INSUFFICIENT_FUNDS);
     pay_outbox_item_t it = outbox_of(&t, r);
     assert_int_equal(it.kind, PAY_KIND_CANCEL);
     /* A confirm of a refused branch makes no money. */
     pay_request_t c = rq_step(PAY_KIND_CONFIRM, r, 300);
-    ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_ERR_CANCELLED);
+    fx_ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_ERR_CANCELLED);
     relay_run(&t); /* the cancel, and the credit of p2 */
     assert_quiet(&t);
     assert_true(buyer(&t.b) == 500 && receivable(&t.m) == 500);
     pay_request_t rf2 = rq_xrefund(p2, 50, "r", 2);
-    pay_object_t t2 = ok(&t.b, &rf2, PAY_KIND_REFUND, PAY_TRYING);
+    pay_object_t t2 = fx_ok(&t.b, &rf2, PAY_KIND_REFUND, PAY_TRYING);
     assert_true(t2.id != r);
     two_free(&t);
 }
@@ -351,17 +317,17 @@ static void test_idempotent_steps(void **state) {
     two_init(&t);
     u128 p = xpay(&t, 500, "o1", true);
     pay_request_t rf = rq_xrefund(p, 100, "r", 1);
-    u128 r = ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
+    u128 r = fx_ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
     pay_request_t tr = rq_step(PAY_KIND_TRY, r, 100);
-    ok(&t.m, &tr, PAY_KIND_TRY, PAY_CREATED);
+    fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_CREATED);
     u128 mh = pay_state_hash(t.m.pay), lh = ledger_state_hash(t.m.ledger);
-    ok(&t.m, &tr, PAY_KIND_TRY, PAY_OK);
+    fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_OK);
     assert_true(pay_state_hash(t.m.pay) == mh && ledger_state_hash(t.m.ledger) == lh);
     /* A Try naming another amount for R is not the relay's. */
     pay_request_t other = rq_step(PAY_KIND_TRY, r, 101);
-    ok(&t.m, &other, PAY_KIND_TRY, PAY_ERR_INVALID);
+    fx_ok(&t.m, &other, PAY_KIND_TRY, PAY_ERR_INVALID);
     pay_request_t d = rq_decide(r, PAY_OK);
-    pay_object_t first = ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
+    pay_object_t first = fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
     u128 bh = pay_state_hash(t.b.pay);
     pay_object_t second = fx_apply(&t.b, &d);
     assert_memory_equal(&first, &second, sizeof first);
@@ -370,37 +336,37 @@ static void test_idempotent_steps(void **state) {
     assert_memory_equal(&first, &second, sizeof first);
     assert_true(pay_state_hash(t.b.pay) == bh);
     pay_request_t c = rq_step(PAY_KIND_CONFIRM, r, 100);
-    ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_CREATED);
+    fx_ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_CREATED);
     mh = pay_state_hash(t.m.pay);
     lh = ledger_state_hash(t.m.ledger);
-    ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_OK);
-    ok(&t.m, &tr, PAY_KIND_TRY, PAY_OK); /* a late Try repeat after the confirm */
+    fx_ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_OK);
+    fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_OK); /* a late Try repeat after the confirm */
     /* A cancel of a confirmed branch: the money moved in both cells; refused. */
     pay_request_t x = rq_step(PAY_KIND_CANCEL, r, 100);
-    ok(&t.m, &x, PAY_KIND_CANCEL, PAY_ERR_INVALID);
+    fx_ok(&t.m, &x, PAY_KIND_CANCEL, PAY_ERR_INVALID);
     assert_true(pay_state_hash(t.m.pay) == mh && ledger_state_hash(t.m.ledger) == lh);
     relay_run(&t);
     assert_quiet(&t);
 
     /* Cancel twice, after a Try: voided once. */
     pay_request_t rf2 = rq_xrefund(p, 50, "r2", 2);
-    u128 r2 = ok(&t.b, &rf2, PAY_KIND_REFUND, PAY_TRYING).id;
+    u128 r2 = fx_ok(&t.b, &rf2, PAY_KIND_REFUND, PAY_TRYING).id;
     tr = rq_step(PAY_KIND_TRY, r2, 50);
-    ok(&t.m, &tr, PAY_KIND_TRY, PAY_CREATED);
+    fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_CREATED);
     assert_true(receivable_pending(&t.m) == 50);
     d = rq_decide(r2, PAY_ERR_CANCELLED);
-    ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
+    fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
     x = rq_step(PAY_KIND_CANCEL, r2, 50);
-    ok(&t.m, &x, PAY_KIND_CANCEL, PAY_CREATED);
+    fx_ok(&t.m, &x, PAY_KIND_CANCEL, PAY_CREATED);
     assert_true(receivable_pending(&t.m) == 0 && receivable(&t.m) == 400);
     u128 p2 = pay_tcc_phase2_id(r2);
     ledger_transfer_t lt;
     assert_int_equal(ledger_lookup_transfers(t.m.ledger, &p2, 1, &lt), 1);
     assert_int_equal(lt.flags, LEDGER_TRANSFER_VOID_PENDING);
-    ok(&t.m, &x, PAY_KIND_CANCEL, PAY_OK);
-    ok(&t.m, &tr, PAY_KIND_TRY, PAY_ERR_CANCELLED);
+    fx_ok(&t.m, &x, PAY_KIND_CANCEL, PAY_OK);
+    fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_ERR_CANCELLED);
     c = rq_step(PAY_KIND_CONFIRM, r2, 50);
-    ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_ERR_CANCELLED);
+    fx_ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_ERR_CANCELLED);
     relay_run(&t);
     assert_quiet(&t);
     assert_true(buyer(&t.b) == 600 && receivable(&t.m) == 400);
@@ -413,7 +379,7 @@ static void test_empty_rollback(void **state) {
     two_init(&t);
     u128 p = xpay(&t, 500, "o1", true);
     pay_request_t rf = rq_xrefund(p, 100, "r", 1);
-    u128 r = ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
+    u128 r = fx_ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
     /* The gateway dies before the Try; its Try is still in flight. */
     assert_int_equal(recover(&t), 1);
     pay_object_t again = fx_apply(&t.b, &rf);
@@ -423,16 +389,16 @@ static void test_empty_rollback(void **state) {
     assert_true(ledger_state_hash(t.m.ledger) == ledger_before);
     u128 mh = pay_state_hash(t.m.pay);
     pay_request_t x = rq_step(PAY_KIND_CANCEL, r, 100);
-    ok(&t.m, &x, PAY_KIND_CANCEL, PAY_OK);
+    fx_ok(&t.m, &x, PAY_KIND_CANCEL, PAY_OK);
     /* The late Try: refused for good (anti-hanging), nothing moves. */
     pay_request_t tr = rq_step(PAY_KIND_TRY, r, 100);
-    ok(&t.m, &tr, PAY_KIND_TRY, PAY_ERR_CANCELLED);
-    ok(&t.m, &tr, PAY_KIND_TRY, PAY_ERR_CANCELLED);
+    fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_ERR_CANCELLED);
+    fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_ERR_CANCELLED);
     assert_true(ledger_state_hash(t.m.ledger) == ledger_before);
     assert_true(pay_state_hash(t.m.pay) == mh);
     /* A confirm that finds no Try at all: refused, nothing made. */
     pay_request_t c = rq_step(PAY_KIND_CONFIRM, r + 1, 100);
-    ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_ERR_NOT_FOUND);
+    fx_ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_ERR_NOT_FOUND);
     assert_true(ledger_state_hash(t.m.ledger) == ledger_before);
     assert_quiet(&t);
     assert_true(buyer(&t.b) == 500 && receivable(&t.m) == 500);
@@ -447,29 +413,29 @@ static void test_limits_across_trying(void **state) {
     u128 p = xpay(&t, 500, "o1", true);
     pay_request_t a = rq_xrefund(p, 300, "a", 1), b = rq_xrefund(p, 200, "b", 2),
                   c = rq_xrefund(p, 1, "c", 3);
-    u128 ra = ok(&t.b, &a, PAY_KIND_REFUND, PAY_TRYING).id;
-    u128 rb = ok(&t.b, &b, PAY_KIND_REFUND, PAY_TRYING).id;
-    ok(&t.b, &c, PAY_KIND_REFUND, PAY_ERR_REFUND_EXCEEDS);
+    u128 ra = fx_ok(&t.b, &a, PAY_KIND_REFUND, PAY_TRYING).id;
+    u128 rb = fx_ok(&t.b, &b, PAY_KIND_REFUND, PAY_TRYING).id;
+    fx_ok(&t.b, &c, PAY_KIND_REFUND, PAY_ERR_REFUND_EXCEEDS);
     /* The same out_request_no while trying: a duplicate. */
     pay_request_t dup = rq_xrefund(p, 1, "a", 4);
-    ok(&t.b, &dup, PAY_KIND_REFUND, PAY_ERR_DUPLICATE_OUT_REQUEST_NO);
+    fx_ok(&t.b, &dup, PAY_KIND_REFUND, PAY_ERR_DUPLICATE_OUT_REQUEST_NO);
     assert_int_equal(pay_activities_trying(t.b.pay), 2);
     /* Cancel one: its amount and its out_request_no are free again. */
     pay_request_t d = rq_decide(rb, PAY_ERR_CANCELLED);
-    ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
+    fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
     c = rq_xrefund(p, 200, "b", 5);
-    u128 rc = ok(&t.b, &c, PAY_KIND_REFUND, PAY_TRYING).id;
+    u128 rc = fx_ok(&t.b, &c, PAY_KIND_REFUND, PAY_TRYING).id;
     pay_request_t tr = rq_step(PAY_KIND_TRY, ra, 300);
-    ok(&t.m, &tr, PAY_KIND_TRY, PAY_CREATED);
+    fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_CREATED);
     tr = rq_step(PAY_KIND_TRY, rc, 200);
-    ok(&t.m, &tr, PAY_KIND_TRY, PAY_CREATED);
+    fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_CREATED);
     assert_true(receivable_pending(&t.m) == 500);
     d = rq_decide(ra, PAY_OK);
-    ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
+    fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
     d = rq_decide(rc, PAY_OK);
-    ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
+    fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
     pay_request_t more = rq_xrefund(p, 1, "z", 6);
-    ok(&t.b, &more, PAY_KIND_REFUND, PAY_ERR_REFUND_EXCEEDS);
+    fx_ok(&t.b, &more, PAY_KIND_REFUND, PAY_ERR_REFUND_EXCEEDS);
     relay_run(&t);
     assert_quiet(&t);
     assert_true(buyer(&t.b) == 1000 && receivable(&t.m) == 0);
@@ -486,45 +452,45 @@ static void test_invalid(void **state) {
     u128 p = xpay(&t, 500, "o1", true);
     pay_request_t rf = rq_xrefund(p, 10, "r", 1);
     rf.peer_cell = 0;
-    ok(&t.b, &rf, PAY_KIND_REFUND, PAY_ERR_CROSS_CELL);
+    fx_ok(&t.b, &rf, PAY_KIND_REFUND, PAY_ERR_CROSS_CELL);
     rf.peer_cell = 5;
-    ok(&t.b, &rf, PAY_KIND_REFUND, PAY_ERR_INVALID);
+    fx_ok(&t.b, &rf, PAY_KIND_REFUND, PAY_ERR_INVALID);
     rf = rq_xrefund(p, 10, "r", 1);
-    u128 r = ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
+    u128 r = fx_ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
     pay_request_t bad = rq_decide(r, PAY_ERR_NOT_FOUND); /* not a Try's refusal */
-    ok(&t.b, &bad, PAY_KIND_DECIDE, PAY_ERR_INVALID);
+    fx_ok(&t.b, &bad, PAY_KIND_DECIDE, PAY_ERR_INVALID);
     bad = rq_decide(r, PAY_OK);
     bad.actor = MERCHANT;
-    ok(&t.b, &bad, PAY_KIND_DECIDE, PAY_ERR_INVALID);
+    fx_ok(&t.b, &bad, PAY_KIND_DECIDE, PAY_ERR_INVALID);
     bad = rq_decide(r + 1, PAY_OK);
-    ok(&t.b, &bad, PAY_KIND_DECIDE, PAY_ERR_NOT_FOUND);
+    fx_ok(&t.b, &bad, PAY_KIND_DECIDE, PAY_ERR_NOT_FOUND);
     bad = rq_decide(p, PAY_OK); /* a payment, not an activity */
-    ok(&t.b, &bad, PAY_KIND_DECIDE, PAY_ERR_NOT_FOUND);
+    fx_ok(&t.b, &bad, PAY_KIND_DECIDE, PAY_ERR_NOT_FOUND);
     bad = rq_ack(r); /* not decided: no record to acknowledge */
-    ok(&t.b, &bad, PAY_KIND_ACK, PAY_ERR_NOT_FOUND);
+    fx_ok(&t.b, &bad, PAY_KIND_ACK, PAY_ERR_NOT_FOUND);
     bad = rq_step(PAY_KIND_TRY, r, 10);
     bad.idem_key = 3;
-    ok(&t.m, &bad, PAY_KIND_TRY, PAY_ERR_INVALID);
+    fx_ok(&t.m, &bad, PAY_KIND_TRY, PAY_ERR_INVALID);
     bad = rq_step(PAY_KIND_TRY, r, 10);
     bad.peer_cell = CELL_M; /* R was not drawn by M */
-    ok(&t.m, &bad, PAY_KIND_TRY, PAY_ERR_INVALID);
+    fx_ok(&t.m, &bad, PAY_KIND_TRY, PAY_ERR_INVALID);
     bad = rq_step(PAY_KIND_TRY, r, 0);
-    ok(&t.m, &bad, PAY_KIND_TRY, PAY_ERR_INVALID);
+    fx_ok(&t.m, &bad, PAY_KIND_TRY, PAY_ERR_INVALID);
     bad = rq_step(PAY_KIND_CANCEL, r, 10);
     bad.code = PAY_ERR_CANCELLED;
-    ok(&t.m, &bad, PAY_KIND_CANCEL, PAY_ERR_INVALID);
+    fx_ok(&t.m, &bad, PAY_KIND_CANCEL, PAY_ERR_INVALID);
     bad = rq_step(PAY_KIND_TRY, r, 10); /* to B: wrong cell (routed by the merchant) */
-    ok(&t.b, &bad, PAY_KIND_TRY, PAY_ERR_WRONG_CELL);
+    fx_ok(&t.b, &bad, PAY_KIND_TRY, PAY_ERR_WRONG_CELL);
     bad = rq_decide(r, PAY_OK); /* to M: wrong cell (routed by the buyer) */
-    ok(&t.m, &bad, PAY_KIND_DECIDE, PAY_ERR_WRONG_CELL);
+    fx_ok(&t.m, &bad, PAY_KIND_DECIDE, PAY_ERR_WRONG_CELL);
     /* A local payment's refund naming a cell. */
     pay_request_t mb = rq_merchant(22, 2), lp = rq_payment(22, BUYER, CNY(), 10, "l");
-    ok(&t.b, &mb, PAY_KIND_MERCHANT, PAY_CREATED);
-    u128 local = ok(&t.b, &lp, PAY_KIND_PAYMENT, PAY_CREATED).id;
+    fx_ok(&t.b, &mb, PAY_KIND_MERCHANT, PAY_CREATED);
+    u128 local = fx_ok(&t.b, &lp, PAY_KIND_PAYMENT, PAY_CREATED).id;
     pay_request_t lr = rq_xrefund(local, 1, "x", 0);
     lr.actor = 22;
     lr.peer_cell = CELL_M;
-    ok(&t.b, &lr, PAY_KIND_REFUND, PAY_ERR_INVALID);
+    fx_ok(&t.b, &lr, PAY_KIND_REFUND, PAY_ERR_INVALID);
     two_free(&t);
 }
 
@@ -534,11 +500,11 @@ static void test_stale_listing(void **state) {
     two_init(&t);
     u128 p = xpay(&t, 500, "o1", true);
     pay_request_t a = rq_xrefund(p, 1, "a", 1);
-    u128 ra = ok(&t.b, &a, PAY_KIND_REFUND, PAY_TRYING).id;
+    u128 ra = fx_ok(&t.b, &a, PAY_KIND_REFUND, PAY_TRYING).id;
     t.b.clock += STALE_NS / 2;
     pay_request_t b = rq_xrefund(p, 1, "b", 2), c = rq_xrefund(p, 1, "c", 3);
-    u128 rb = ok(&t.b, &b, PAY_KIND_REFUND, PAY_TRYING).id;
-    u128 rc = ok(&t.b, &c, PAY_KIND_REFUND, PAY_TRYING).id;
+    u128 rb = fx_ok(&t.b, &b, PAY_KIND_REFUND, PAY_TRYING).id;
+    u128 rc = fx_ok(&t.b, &c, PAY_KIND_REFUND, PAY_TRYING).id;
     u128 out[4];
     assert_int_equal(pay_activities_stale(t.b.pay, t.b.clock, STALE_NS, out, 4), 0);
     t.b.clock += STALE_NS / 2;
@@ -550,7 +516,7 @@ static void test_stale_listing(void **state) {
     assert_int_equal(pay_activities_stale(t.b.pay, t.b.clock, STALE_NS, out, 2), 2);
     /* Decided ones are not listed. */
     pay_request_t d = rq_decide(rb, PAY_ERR_CANCELLED);
-    ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
+    fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
     assert_int_equal(pay_activities_stale(t.b.pay, t.b.clock, STALE_NS, out, 4), 2);
     assert_true(out[0] == ra && out[1] == rc);
     assert_int_equal(pay_activities_trying(t.b.pay), 2);
@@ -567,21 +533,21 @@ static void test_try_expired(void **state) {
     two_init(&t);
     u128 p = xpay(&t, 500, "o1", true);
     pay_request_t a = rq_xrefund(p, 100, "a", 1), b = rq_xrefund(p, 100, "b", 2);
-    u128 ra = ok(&t.b, &a, PAY_KIND_REFUND, PAY_TRYING).id;
-    u128 rb = ok(&t.b, &b, PAY_KIND_REFUND, PAY_TRYING).id;
+    u128 ra = fx_ok(&t.b, &a, PAY_KIND_REFUND, PAY_TRYING).id;
+    u128 rb = fx_ok(&t.b, &b, PAY_KIND_REFUND, PAY_TRYING).id;
     pay_request_t ta = rq_step(PAY_KIND_TRY, ra, 100), tb = rq_step(PAY_KIND_TRY, rb, 100);
-    ok(&t.m, &ta, PAY_KIND_TRY, PAY_CREATED);
-    ok(&t.m, &tb, PAY_KIND_TRY, PAY_CREATED);
+    fx_ok(&t.m, &ta, PAY_KIND_TRY, PAY_CREATED);
+    fx_ok(&t.m, &tb, PAY_KIND_TRY, PAY_CREATED);
     t.m.clock += (uint64_t)PAY_TCC_TRY_TIMEOUT_S * 1000000000ull;
     assert_int_equal(ledger_expire(t.m.ledger, t.m.clock), 2);
     assert_true(receivable_pending(&t.m) == 0 && receivable(&t.m) == 500);
     u128 mh = pay_state_hash(t.m.pay), lh = ledger_state_hash(t.m.ledger);
     pay_request_t c = rq_step(PAY_KIND_CONFIRM, ra, 100);
-    ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_ERR_CANCELLED);
+    fx_ok(&t.m, &c, PAY_KIND_CONFIRM, PAY_ERR_CANCELLED);
     assert_true(pay_state_hash(t.m.pay) == mh && ledger_state_hash(t.m.ledger) == lh);
     pay_request_t x = rq_step(PAY_KIND_CANCEL, rb, 100);
-    ok(&t.m, &x, PAY_KIND_CANCEL, PAY_CREATED);
-    ok(&t.m, &x, PAY_KIND_CANCEL, PAY_OK);
+    fx_ok(&t.m, &x, PAY_KIND_CANCEL, PAY_CREATED);
+    fx_ok(&t.m, &x, PAY_KIND_CANCEL, PAY_OK);
     assert_true(ledger_state_hash(t.m.ledger) == lh);
     two_free(&t);
 }
@@ -598,28 +564,28 @@ static void test_capacities(void **state) {
         char orn[8];
         snprintf(orn, sizeof orn, "r%d", i);
         pay_request_t rf = rq_xrefund(p, 10, orn, 0); /* no keys: the ring has 4 rows */
-        r[i] = ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
+        r[i] = fx_ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
     }
     u128 bh = pay_state_hash(t.b.pay);
     pay_request_t rf = rq_xrefund(p, 10, "r4", 0);
-    ok(&t.b, &rf, PAY_KIND_REFUND, PAY_ERR_FULL);
+    fx_ok(&t.b, &rf, PAY_KIND_REFUND, PAY_ERR_FULL);
     assert_true(pay_state_hash(t.b.pay) == bh);
     /* M's tcc table: 4 branches; the fifth Try (or empty rollback) is full, nothing held. */
     for (int i = 0; i < 4; i++) {
         pay_request_t tr = rq_step(PAY_KIND_TRY, r[i], 10);
-        ok(&t.m, &tr, PAY_KIND_TRY, PAY_CREATED);
+        fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_CREATED);
     }
     u128 extra = r[3] + 100;
     pay_request_t tr = rq_step(PAY_KIND_TRY, extra, 10);
     u128 lh = ledger_state_hash(t.m.ledger);
-    ok(&t.m, &tr, PAY_KIND_TRY, PAY_ERR_FULL);
+    fx_ok(&t.m, &tr, PAY_KIND_TRY, PAY_ERR_FULL);
     pay_request_t x = rq_step(PAY_KIND_CANCEL, extra, 10);
-    ok(&t.m, &x, PAY_KIND_CANCEL, PAY_ERR_FULL);
+    fx_ok(&t.m, &x, PAY_KIND_CANCEL, PAY_ERR_FULL);
     assert_true(ledger_state_hash(t.m.ledger) == lh);
     /* B's outbox (4 rows, one used by the payment's acked credit... reclaimed): decide 4. */
     for (int i = 0; i < 4; i++) {
         pay_request_t d = rq_decide(r[i], PAY_OK);
-        ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
+        fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
     }
     relay_run(&t);
     assert_quiet(&t);
@@ -637,42 +603,22 @@ static void test_outbox_full_decide(void **state) {
         char orn[8];
         snprintf(orn, sizeof orn, "r%d", i);
         pay_request_t rf = rq_xrefund(p, 10, orn, 0);
-        r[i] = ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
+        r[i] = fx_ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
     }
     /* Three uncredited payments fill three outbox rows; one row is left. */
     xpay(&t, 1, "x1", false);
     xpay(&t, 1, "x2", false);
     xpay(&t, 1, "x3", false);
     pay_request_t d = rq_decide(r[0], PAY_ERR_CANCELLED);
-    ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
+    fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
     u128 bh = pay_state_hash(t.b.pay);
     d = rq_decide(r[1], PAY_OK);
-    ok(&t.b, &d, PAY_KIND_DECIDE, PAY_ERR_FULL);
+    fx_ok(&t.b, &d, PAY_KIND_DECIDE, PAY_ERR_FULL);
     assert_true(pay_state_hash(t.b.pay) == bh);
     two_free(&t);
 }
 
 /* ---- Images ---- */
-
-static pay_t *image_copy(const fx_t *f, const char **err, uint32_t corrupt_offset) {
-    pay_image_header_t h;
-    pay_image_header(f->pay, &h);
-    assert_null(pay_image_check(&h, &f->config));
-    ledger_region_t src[PAY_IMAGE_REGIONS], dst[PAY_IMAGE_REGIONS];
-    uint32_t n = pay_image_regions(f->pay, &h, src);
-    assert_int_equal(n, 10);
-    pay_t *to = pay_create(&f->config);
-    assert_non_null(to);
-    assert_int_equal(pay_image_restore_regions(to, &h, dst), n);
-    for (uint32_t i = 0; i < n; i++) {
-        assert_int_equal(src[i].size, dst[i].size);
-        if (src[i].size) memcpy(dst[i].ptr, src[i].ptr, src[i].size);
-    }
-    /* Region 9: the tcc rows (192 bytes each). */
-    if (corrupt_offset) ((unsigned char *)dst[9].ptr)[corrupt_offset] ^= 1;
-    *err = pay_image_finish(to, &h);
-    return to;
-}
 
 static void test_image(void **state) {
     (void)state;
@@ -685,20 +631,20 @@ static void test_image(void **state) {
     u128 r[6];
     for (int i = 0; i < 6; i++) {
         pay_request_t rf = rq_xrefund(i == 3 ? p2 : p1, amt[i], orn[i], (u128)(i + 1));
-        r[i] = ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
+        r[i] = fx_ok(&t.b, &rf, PAY_KIND_REFUND, PAY_TRYING).id;
     }
     /* a1 trying/tried; a2 confirming/tried; a3 confirmed/confirmed; a4 cancelling/refused;
      * a5 cancelled/cancelled (voided); a6 cancelled/cancelled by empty rollback. */
     for (int i = 0; i < 5; i++) {
         pay_request_t tr = rq_step(PAY_KIND_TRY, r[i], amt[i]);
-        ok(&t.m, &tr, PAY_KIND_TRY, i == 3 ? PAY_ERR_INSUFFICIENT_FUNDS : PAY_CREATED);
+        fx_ok(&t.m, &tr, PAY_KIND_TRY, i == 3 ? PAY_ERR_INSUFFICIENT_FUNDS : PAY_CREATED);
     }
     pay_request_t d = rq_decide(r[2], PAY_OK);
-    ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
+    fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
     d = rq_decide(r[4], PAY_ERR_CANCELLED);
-    ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
+    fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
     d = rq_decide(r[5], PAY_ERR_CANCELLED);
-    ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
+    fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
     /* Deliver and ack those three (the two uncredited payments' credits wait). */
     for (int i = 2; i < 6; i += (i == 2 ? 2 : 1)) {
         pay_outbox_item_t items[8];
@@ -706,20 +652,20 @@ static void test_image(void **state) {
         for (uint32_t k = 0; k < n; k++) {
             if (items[k].payment_id != r[i]) continue;
             pay_request_t q = rq_item(&items[k]);
-            ok(&t.m, &q, items[k].kind, PAY_CREATED);
+            fx_ok(&t.m, &q, items[k].kind, PAY_CREATED);
             pay_request_t a = rq_ack(r[i]);
-            ok(&t.b, &a, PAY_KIND_ACK, PAY_OK);
+            fx_ok(&t.b, &a, PAY_KIND_ACK, PAY_OK);
         }
     }
     d = rq_decide(r[1], PAY_OK);
-    ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
+    fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_CREATED);
     d = rq_decide(r[3], PAY_ERR_INSUFFICIENT_FUNDS);
-    ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_INSUFFICIENT_FUNDS);
+    fx_ok(&t.b, &d, PAY_KIND_REFUND, PAY_ERR_INSUFFICIENT_FUNDS);
 
     fx_t *cells[2] = {&t.m, &t.b};
     for (int c = 0; c < 2; c++) {
         const char *err = "unset";
-        pay_t *copy = image_copy(cells[c], &err, 0);
+        pay_t *copy = fx_image_copy(cells[c], &err, 0);
         assert_null(err);
         assert_true(pay_state_hash(copy) == pay_state_hash(cells[c]->pay));
         assert_int_equal(pay_activities_trying(copy), pay_activities_trying(cells[c]->pay));
@@ -728,7 +674,7 @@ static void test_image(void **state) {
     }
     /* The restored B goes on as the original: a decision on both gives the same state. */
     const char *err = "unset";
-    pay_t *b2 = image_copy(&t.b, &err, 0);
+    pay_t *b2 = fx_image_copy(&t.b, &err, 0);
     assert_null(err);
     pay_request_t dc = rq_decide(r[0], PAY_ERR_CANCELLED);
     pay_object_t o1, o2;
@@ -745,12 +691,12 @@ static void test_image(void **state) {
     static const uint32_t b_off[] = {48, 125, 124, 126, 192 * 3 + 48, 192 * 2 + 125};
     static const uint32_t m_off[] = {124, 125, 126, 116, 192 * 3 + 126};
     for (size_t i = 0; i < sizeof b_off / sizeof b_off[0]; i++) {
-        pay_t *copy = image_copy(&t.b, &err, b_off[i]);
+        pay_t *copy = fx_image_copy(&t.b, &err, b_off[i]);
         assert_non_null(err);
         pay_destroy(copy);
     }
     for (size_t i = 0; i < sizeof m_off / sizeof m_off[0]; i++) {
-        pay_t *copy = image_copy(&t.m, &err, m_off[i]);
+        pay_t *copy = fx_image_copy(&t.m, &err, m_off[i]);
         assert_non_null(err);
         pay_destroy(copy);
     }
@@ -824,16 +770,6 @@ static const crash_t crash_points[] = {
     {S_DECIDE, F_RESTART},    {S_DELIVER, F_RESTART},   {S_ACK, F_RESTART},
 };
 
-/* The cell restarts: its payments state is replaced by its image's restoration. */
-static void restart(fx_t *f) {
-    const char *err = "unset";
-    pay_t *copy = image_copy(f, &err, 0);
-    assert_null(err);
-    assert_true(pay_state_hash(copy) == pay_state_hash(f->pay));
-    pay_destroy(f->pay);
-    f->pay = copy;
-}
-
 /* Sends r to f as the sender would with fault: the answer the sender ends up with; *dead when
  * the sender dies here (the answer is then meaningless). */
 static pay_object_t send(fx_t *f, const pay_request_t *r, fault_t fault, bool *dead) {
@@ -844,7 +780,7 @@ static pay_object_t send(fx_t *f, const pay_request_t *r, fault_t fault, bool *d
     case F_ANS_LOST: (void)fx_apply(f, r); return fx_apply(f, r);
     case F_RESTART:
         o = fx_apply(f, r);
-        restart(f);
+        fx_restart(f);
         return o;
     case F_REPEAT: {
         o = fx_apply(f, r);
@@ -869,14 +805,14 @@ static void relay_faulty(two_t *t, const crash_t *c) {
         fault_t fa = c->step == S_ACK ? c->fault : F_NONE;
         if (fd != F_REQ_LOST) {
             pay_object_t o = fx_apply(&t->m, &r);
-            assert_true(delivered(o.code));
+            assert_true(fx_delivered(o.code));
             if (fd == F_REPEAT || fd == F_ANS_LOST)
-                assert_true(delivered(fx_apply(&t->m, &r).code));
-            if (fd == F_RESTART) restart(&t->m);
+                assert_true(fx_delivered(fx_apply(&t->m, &r).code));
+            if (fd == F_RESTART) fx_restart(&t->m);
             if (fd != F_ANS_LOST && fa != F_REQ_LOST) {
-                ok(&t->b, &a, PAY_KIND_ACK, PAY_OK);
-                if (fa == F_REPEAT) ok(&t->b, &a, PAY_KIND_ACK, PAY_OK);
-                if (fa == F_RESTART) restart(&t->b);
+                fx_ok(&t->b, &a, PAY_KIND_ACK, PAY_OK);
+                if (fa == F_REPEAT) fx_ok(&t->b, &a, PAY_KIND_ACK, PAY_OK);
+                if (fa == F_RESTART) fx_restart(&t->b);
             }
         }
     }
@@ -907,7 +843,7 @@ static void crash_run(const crash_t *c, bool poor) {
             o = send(&t.m, &tr, f[S_TRY], &dead);
         }
         if (!dead) {
-            pay_code_t code = delivered(o.code) ? PAY_OK : (pay_code_t)o.code;
+            pay_code_t code = fx_delivered(o.code) ? PAY_OK : (pay_code_t)o.code;
             assert_int_equal(code, poor ? PAY_ERR_INSUFFICIENT_FUNDS : PAY_OK);
             pay_request_t d = rq_decide(tr.payment_id, code);
             o = send(&t.b, &d, f[S_DECIDE], &dead);
@@ -920,7 +856,7 @@ static void crash_run(const crash_t *c, bool poor) {
     relay_run(&t);
     if (have_delayed) {
         u128 lh = ledger_state_hash(t.m.ledger);
-        ok(&t.m, &delayed, PAY_KIND_TRY, PAY_ERR_CANCELLED);
+        fx_ok(&t.m, &delayed, PAY_KIND_TRY, PAY_ERR_CANCELLED);
         assert_true(ledger_state_hash(t.m.ledger) == lh);
     }
     assert_quiet(&t);
