@@ -435,16 +435,16 @@ static bool credits_answered(relay_core_t *r, core_batch_t *b, int32_t status,
     return acks > 0;
 }
 
-/* The own cell answered recovery's decides: an item answered kind REFUND is decided (by this
- * batch, or by a decision before it, which wins); any other (e.g. full) waits for the next
- * look. */
+/* The own cell answered recovery's decides: an item answered with its activity's kind (REFUND
+ * or TRANSFER) is decided (by this batch, or by a decision before it, which wins); an item
+ * answered kind DECIDE failed (e.g. full) and waits for the next look. */
 static void decides_answered(relay_core_t *r, core_batch_t *b, int32_t status,
                              const pay_object_t *o, uint32_t n) {
     if (b->fault == FAULT_LOSE_ANSWER && status == 0)
         return recover_failed(r, -1, "answer lost on purpose (--relay-faults)");
     if (status != 0 || n != b->count)
         return recover_failed(r, status, status ? NULL : "short answer");
-    for (uint32_t i = 0; i < n; i++) r->stats.recovered += o[i].kind == PAY_KIND_REFUND;
+    for (uint32_t i = 0; i < n; i++) r->stats.recovered += o[i].kind != PAY_KIND_DECIDE;
     if (r->recover_failing)
         core_log(r, "recovering refunds again through", r->cfg.cell_id, 0, NULL);
     r->recover_failing = false;

@@ -121,7 +121,8 @@ static void relay_run(two_t *t) {
     assert_non_null(core);
     relay_msg_t msgs[RELAY_CORE_BATCHES];
     for (uint64_t tick = 1; tick < 400 && pay_outbox_backlog(t->a.pay) > 0; tick++) {
-        uint32_t n = relay_core_tick(core, tick, true, t->a.pay, msgs, RELAY_CORE_BATCHES);
+        uint32_t n =
+            relay_core_tick(core, tick, t->a.clock, true, t->a.pay, msgs, RELAY_CORE_BATCHES);
         for (uint32_t i = 0; i < n; i++) {
             relay_msg_t m = msgs[i], follow;
             for (;;) {
