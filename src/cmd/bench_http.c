@@ -41,10 +41,11 @@ static const char usage[] =
     "  --hot-share F    fraction of payments that go to one merchant, zone 0's (default 0).\n"
     "                   Buyers come from every zone, so most of these are cross-cell\n"
     "                   payments (docs/cross-cell.md), while the others pay locally.\n"
-    "  --spread F       fraction of payments that go to the merchant of a zone drawn at\n"
-    "                   random (default 0): as many cross-cell payments as --hot-share F\n"
-    "                   makes, but spread over every merchant, so the two runs differ only\n"
-    "                   in how concentrated the merchants are. Not with --hot-share.\n"
+    "  --spread F       fraction of the other payments (not --hot-share's) that go to the\n"
+    "                   merchant of a zone drawn at random (default 0), most of them in\n"
+    "                   another cell. --spread 1 is the uniform load (every merchant alike);\n"
+    "                   --spread F alone makes as many cross-cell payments as --hot-share F,\n"
+    "                   spread over every merchant instead of one.\n"
     "  --users N        buyers (default 10000)\n"
     "  --cells N        cells of the started `cellpay start` (default 4)\n"
     "  --addr H:P       a running API instead (its data stays); needs --admin-key\n"
@@ -168,8 +169,9 @@ static auth_key_t *zone_key(bench_t *b, uint32_t zone) {
 static int build_payment(bench_t *b, hconn_t *c) {
     uint64_t buyer = prng_below(&b->rng, b->users);
     uint32_t zone = (uint32_t)(buyer % CP_ZONES);
-    if (b->hot_ppm && prng_chance_ppm(&b->rng, b->hot_ppm)) zone = 0;
-    if (b->spread_ppm && prng_chance_ppm(&b->rng, b->spread_ppm))
+    if (b->hot_ppm && prng_chance_ppm(&b->rng, b->hot_ppm))
+        zone = 0;
+    else if (b->spread_ppm && prng_chance_ppm(&b->rng, b->spread_ppm))
         zone = (uint32_t)prng_below(&b->rng, CP_ZONES);
     char body[256], sig[AUTH_HEX_MAX + 1];
     int body_len = snprintf(body, sizeof body,
@@ -497,10 +499,6 @@ static int parse(int argc, char **argv, opts_t *o) {
             return 2;
         }
         if (!ok) return 2;
-    }
-    if (o->hot_ppm && o->spread_ppm) {
-        fprintf(stderr, "cellpay bench http: --hot-share and --spread are two loads, not one\n");
-        return 2;
     }
     if (!o->addr != !o->key_file) {
         fprintf(stderr, "cellpay bench http: --addr and --admin-key go together\n");
