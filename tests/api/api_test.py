@@ -8,9 +8,6 @@ with the data intact. Python's standard library only.
 
 usage: api_test.py path/to/cellpay
 """
-import hashlib
-import hmac
-import http.client
 import json
 import os
 import re
@@ -22,115 +19,16 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from apilib import Api, Checks, Server, err_code, pay_body, sign  # noqa: E402
+
 CELLPAY = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="cellpay-api-")
-DATA = os.path.join(TMP, "data")
-FAILS = []
-CHECKS = 0
-
-
-def check(name, cond, detail=""):
-    global CHECKS
-    CHECKS += 1
-    if not cond:
-        FAILS.append(name)
-        print(f"FAIL: {name} {detail}", flush=True)
-
-
-# ---- the server ----
-
-class Server:
-    def __init__(self):
-        self.proc = None
-        self.port = None
-        self.out = None
-
-    def start(self, extra=()):
-        self.out = open(os.path.join(TMP, "start.log"), "ab")
-        self.proc = subprocess.Popen(
-            [CELLPAY, "start", "--data", DATA, "--listen", "127.0.0.1:0", "--cells", "4", *extra],
-            stdout=subprocess.PIPE, stderr=self.out)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            line = self.proc.stdout.readline().decode()
-            if not line:
-                break
-            m = re.search(r"cellpay start: listening on \S*?127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                return
-        raise SystemExit("cellpay start did not say where it listens; see " + self.out.name)
-
-    def stop(self, sig=signal.SIGTERM):
-        self.proc.send_signal(sig)
-        rc = self.proc.wait(timeout=30)
-        self.proc.stdout.close()
-        self.out.close()
-        self.proc = None
-        return rc
-
-
-SERVER = Server()
-ADMIN = None
-
-
-def conn():
-    return http.client.HTTPConnection("127.0.0.1", SERVER.port, timeout=10)
-
-
-C = None
-
-
-def call(method, path, body=None, headers=None, raw=None):
-    """One request on the shared keep-alive connection: (status, parsed JSON or None, raw body, headers)."""
-    global C
-    if C is None:
-        C = conn()
-    data = raw if raw is not None else (json.dumps(body, separators=(",", ":")).encode()
-                                        if body is not None else b"")
-    h = {"Content-Type": "application/json"}
-    h.update(headers or {})
-    try:
-        C.request(method, path, body=data if method != "GET" else None, headers=h)
-        r = C.getresponse()
-    except (http.client.HTTPException, OSError):
-        C.close()
-        C = conn()
-        C.request(method, path, body=data if method != "GET" else None, headers=h)
-        r = C.getresponse()
-    text = r.read()
-    try:
-        parsed = json.loads(text) if text else None
-    except ValueError:
-        parsed = None
-    return r.status, parsed, text, dict(r.getheaders())
-
-
-def admin(method, path, body=None, headers=None):
-    h = {"Authorization": "Bearer " + ADMIN}
-    h.update(headers or {})
-    return call(method, path, body, h)
-
-
-def sign(secret, method, path, ts, body):
-    msg = f"{method}\n{path}\n{ts}\n".encode() + body
-    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
-
-
-def merchant_call(m, method, path, body=None, key=None, ts=None, sig=None, raw=None):
-    data = raw if raw is not None else (json.dumps(body, separators=(",", ":")).encode()
-                                        if body is not None else b"")
-    ts = str(int(time.time())) if ts is None else ts
-    h = {"X-Cellpay-Merchant": str(m["uid"]), "X-Cellpay-Timestamp": ts,
-         "X-Cellpay-Signature": sig or sign(m["secret"], method, path, ts,
-                                            data if method != "GET" else b"")}
-    if key:
-        h["Idempotency-Key"] = key
-    return call(method, path, headers=h, raw=data)
-
-
-def err_code(parsed):
-    return (parsed or {}).get("error", {}).get("code")
+check = Checks()
+SERVER = Server(CELLPAY, TMP, cells=4)
+DATA = SERVER.data
+API = Api(SERVER, timeout=10)  # one keep-alive connection, reopened once when it breaks
+call, admin, merchant_call = API.call, API.admin, API.merchant
 
 
 # uids: zone(uid) = (uid / 10) mod 100; 4 cells split the zones 0-24, 25-49, 50-74, 75-99.
@@ -177,7 +75,7 @@ def test_merchants_and_users():
           s == 400 and err_code(j) == "invalid_request" and j["error"].get("param") == "x", (s, j))
     s, j, _, _ = admin("POST", "/v1/users", {"uid": "12a", "currency": "CNY"})
     check("bad uid: 400 param uid", s == 400 and j["error"].get("param") == "uid", (s, j))
-    s, j, _, _ = call("POST", "/v1/users", raw=b'{"uid":"1",', headers={"Authorization": "Bearer " + ADMIN})
+    s, j, _, _ = call("POST", "/v1/users", raw=b'{"uid":"1",', headers={"Authorization": "Bearer " + SERVER.admin_key})
     check("malformed JSON: 400 invalid_request", s == 400 and err_code(j) == "invalid_request", (s, j))
     return ms
 
@@ -207,11 +105,6 @@ def balance(uid, cur="CNY"):
     check(f"balance {uid} 200", s == 200 and j["object"] == "balance" and j["uid"] == str(uid) and
           j["currency"] == cur and j["pending"] == "0", (s, j))
     return j.get("available")
-
-
-def pay_body(buyer, amount, otn):
-    return {"buyer_uid": str(buyer), "amount": str(amount), "currency": "CNY",
-            "out_trade_no": otn, "funding": "balance"}
 
 
 def test_payments(ms):
@@ -405,13 +298,12 @@ def snapshot_state(ms, pay, refund, list_ids):
 
 
 def test_restart(ms, pay, refund, list_ids):
-    global C
     before = snapshot_state(ms, pay, refund, list_ids)
     for sig, name in ((signal.SIGTERM, "clean stop"), (signal.SIGKILL, "SIGKILL")):
-        rc = SERVER.stop(sig)
+        rc = SERVER.stop(sig, timeout=30)
         if sig == signal.SIGTERM:
             check("clean stop exits 0", rc == 0, rc)
-        C = None
+        API.reset()
         SERVER.start()
         after = snapshot_state(ms, pay, refund, list_ids)
         check(f"after {name}: every answer is the same", after == before,
@@ -429,12 +321,11 @@ def test_restart_refused_cells():
 
 
 def main():
-    global ADMIN, MS
+    global MS
     try:
         SERVER.start()
         key_path = os.path.join(DATA, "admin.key")
         check("admin.key is 0600", (os.stat(key_path).st_mode & 0o777) == 0o600)
-        ADMIN = open(key_path).read().strip()
         test_health_and_operator_auth()
         MS = test_merchants_and_users()
         test_topups_and_balance()
@@ -443,18 +334,18 @@ def main():
         ids = test_lists(MS)
         test_bad_http()
         test_restart(MS, pay, refund, ids)
-        SERVER.stop()
+        SERVER.stop(timeout=30)
         test_restart_refused_cells()
     finally:
         if SERVER.proc:
             SERVER.proc.kill()
             SERVER.proc.wait()
-        if FAILS:
+        if check.fails:
             print("--- server log:")
             sys.stdout.write(open(os.path.join(TMP, "start.log"), errors="replace").read()[-4000:])
         shutil.rmtree(TMP, ignore_errors=True)
-    print(f"api_test: {CHECKS - len(FAILS)} of {CHECKS} checks passed")
-    sys.exit(1 if FAILS else 0)
+    print(f"api_test: {check.count - len(check.fails)} of {check.count} checks passed")
+    sys.exit(1 if check.fails else 0)
 
 
 MS = None

@@ -29,22 +29,21 @@ reports the same state hash.
 usage: routes_live_test.py path/to/cellpay   (ROUTES_LIVE_SEED=N repeats a run's choices)
 """
 import collections
-import hashlib
-import hmac
 import http.client
 import json
 import os
 import random
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from apilib import (Api, Checks, Procs, addrs_of, cell_status, encode, err_code,  # noqa: E402
+                    free_ports, leader_of, peers_of, request, run_guarded, settled_status,
+                    signed_headers, zone)
 
 CELLPAY = sys.argv[1]
 SEED = int(os.environ.get("ROUTES_LIVE_SEED") or random.SystemRandom().randrange(1, 1 << 31))
@@ -53,108 +52,13 @@ ROUTES = os.path.join(TMP, "routes")
 GW_LOG = os.path.join(TMP, "gateway.log")
 THREADS = 6
 TOPUP = 10**12
-FAILS = []
-CHECKS = 0
-PROCS = {}  # name -> (Popen, log path)
-
-
-def check(name, cond, detail=""):
-    global CHECKS
-    CHECKS += 1
-    if not cond:
-        FAILS.append(name)
-        print(f"FAIL: {name} {str(detail)[:800]}", flush=True)
-    return cond
-
-
-def zone(uid):
-    return (uid // 10) % 100
-
-
-# ---- ports and processes ----
-
-def free_ports(n):
-    """n distinct bindable loopback ports below the kernel's ephemeral range (a port in it can
-    be the local port of any outgoing connection, the nodes' own included)."""
-    try:
-        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    rng = random.Random()
-    held, ports = [], []
-    try:
-        while len(ports) < n:
-            p = rng.randrange(10000, low)
-            if p in ports:
-                continue
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                s.close()
-                continue
-            held.append(s)
-            ports.append(p)
-    finally:
-        for s in held:
-            s.close()
-    return ports
-
-
-def spawn(name, args, stdout=None):
-    log = os.path.join(TMP, name + ".log")
-    f = open(log, "ab")
-    p = subprocess.Popen([CELLPAY, *args], stdin=subprocess.DEVNULL,
-                         stdout=stdout if stdout is not None else f, stderr=f)
-    f.close()
-    PROCS[name] = (p, log)
-    return p
-
-
-def log_tail(name, lines=8):
-    try:
-        with open(PROCS[name][1], errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def all_running():
-    for name, (p, _) in PROCS.items():
-        if p.poll() is not None:
-            raise SystemExit(f"{name} exited ({p.returncode}):\n{log_tail(name)}")
-
-
-def cell_status(addrs):
-    r = subprocess.run([CELLPAY, "admin", "cell", "status", "--addr", ",".join(addrs),
-                        "--timeout-ms", "1000"], capture_output=True, text=True, timeout=30)
-    return r.returncode, r.stdout + r.stderr
+check = Checks(detail_max=800)
+PROCS = Procs(CELLPAY, TMP)
 
 
 def wait_cell(addrs):
     """Until every replica answers and one leads; returns the leader's address."""
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        all_running()
-        rc, out = cell_status(addrs)
-        m = re.search(r"^(\S+) id=\d+ role=leader", out, re.M)
-        if rc == 0 and m:
-            return m.group(1)
-        time.sleep(0.1)
-    raise SystemExit(f"no leader at {addrs}:\n{out}")
-
-
-def stop_all():
-    for p, _ in PROCS.values():
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for name, (p, _) in PROCS.items():
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            print(f"{name} did not stop in 20 s; killed")
-            p.kill()
-            p.wait()
+    return leader_of(CELLPAY, addrs, all_answer=True, watch=PROCS.all_running)
 
 
 # ---- the route file ----
@@ -185,7 +89,7 @@ def gateway_log():
 def wait_log(pattern, what):
     deadline = time.time() + 15
     while time.time() < deadline:
-        all_running()
+        PROCS.all_running()
         if re.search(pattern, gateway_log(), re.M):
             return True
         time.sleep(0.05)
@@ -199,57 +103,21 @@ def wait_version(v):
 
 # ---- HTTP ----
 
-PORT = None
-ADMIN = None
+GW = None  # the gateway: .port, .admin_key
+MAIN = None  # Api: the operator's keep-alive connection
 
 
 def conn():
-    return http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-
-
-def request(c, method, path, data=b"", headers=None):
-    h = {"Content-Type": "application/json"}
-    h.update(headers or {})
-    c.request(method, path, body=data if method != "GET" else None, headers=h)
-    r = c.getresponse()
-    text = r.read()
-    try:
-        parsed = json.loads(text) if text else None
-    except ValueError:
-        parsed = None
-    return r.status, parsed, dict(r.getheaders())
-
-
-MAIN = None
+    return http.client.HTTPConnection("127.0.0.1", GW.port, timeout=30)
 
 
 def admin(method, path, body=None):
-    global MAIN
-    data = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
-    h = {"Authorization": "Bearer " + ADMIN}
-    for _ in range(2):
-        if MAIN is None:
-            MAIN = conn()
-        try:
-            return request(MAIN, method, path, data, h)
-        except (OSError, http.client.HTTPException):
-            MAIN.close()
-            MAIN = None
-    raise SystemExit(f"the gateway does not answer {method} {path}")
-
-
-def signed_headers(m, method, path, data, key=None):
-    ts = str(int(time.time()))
-    msg = f"{method}\n{path}\n{ts}\n".encode() + data
-    h = {"X-Cellpay-Merchant": str(m["uid"]), "X-Cellpay-Timestamp": ts,
-         "X-Cellpay-Signature": hmac.new(m["secret"].encode(), msg, hashlib.sha256).hexdigest()}
-    if key:
-        h["Idempotency-Key"] = key
-    return h
-
-
-def err_code(parsed):
-    return ((parsed or {}).get("error") or {}).get("code")
+    """(status, parsed JSON, headers) of an operator's request, on MAIN."""
+    try:
+        s, j, _, h = MAIN.admin(method, path, body)
+    except (OSError, http.client.HTTPException):
+        raise SystemExit(f"the gateway does not answer {method} {path}")
+    return s, j, h
 
 
 # ---- the people ----
@@ -304,9 +172,8 @@ def worker(tid, secrets):
         amount = rng.randint(1, 9999)
         otn = f"s{SEED}-t{tid}-{n}"
         n += 1
-        data = json.dumps({"buyer_uid": str(buyer), "amount": str(amount), "currency": "CNY",
-                           "out_trade_no": otn, "funding": "balance"},
-                          separators=(",", ":")).encode()
+        data = encode({"buyer_uid": str(buyer), "amount": str(amount), "currency": "CNY",
+                       "out_trade_no": otn, "funding": "balance"})
         p = {"cell": cell, "buyer": buyer, "amount": amount, "otn": otn, "data": data,
              "m": {"uid": MERCHANTS[cell], "secret": secrets[cell]},
              "deadline": time.time() + 60}
@@ -320,8 +187,8 @@ def attempt(state, p):
     with LOCK:
         STATS["attempts"] += 1
     try:
-        s, j, h = request(state["conn"], "POST", "/v1/payments", p["data"],
-                          signed_headers(p["m"], "POST", "/v1/payments", p["data"], key=p["otn"]))
+        s, j, _, h = request(state["conn"], "POST", "/v1/payments", p["data"],
+                             signed_headers(p["m"], "POST", "/v1/payments", p["data"], key=p["otn"]))
     except (OSError, http.client.HTTPException) as e:
         with LOCK:
             STATS["conn_errors"] += 1
@@ -359,7 +226,7 @@ def wait_progress(more, what):
     target = acked() + more
     deadline = time.time() + 20
     while time.time() < deadline:
-        all_running()
+        PROCS.all_running()
         if acked() >= target:
             return True
         time.sleep(0.02)
@@ -379,31 +246,25 @@ def wait_wrong_cell(zones):
 # ---- the run ----
 
 def main():
-    global PORT, ADMIN
+    global GW, MAIN
     print(f"routes_live_test: seed {SEED} (ROUTES_LIVE_SEED={SEED} repeats it)", flush=True)
     ports = free_ports(8)
-    c1 = [f"127.0.0.1:{p}" for p in ports[0:3]]
-    c1_peers = ",".join(f"{i + 1}=127.0.0.1:{p}" for i, p in enumerate(ports[3:6]))
-    c2 = [f"127.0.0.1:{ports[6]}"]
+    c1 = addrs_of(ports[0:3])
+    c1_peers = peers_of(ports[3:6])
+    c2 = addrs_of(ports[6:7])
     gw_data = os.path.join(TMP, "gw")
     for r in range(3):
-        spawn(f"c1r{r + 1}", ["node", "--data", os.path.join(TMP, f"c1r{r + 1}"),
-                              "--listen", c1[r], "--cell", "1", "--id", str(r + 1),
-                              "--peers", c1_peers, "--zones", "0-49"])
-    spawn("c2r1", ["node", "--data", os.path.join(TMP, "c2r1"), "--listen", c2[0],
-                   "--cell", "2", "--zones", "50-99"])
+        PROCS.spawn(f"c1r{r + 1}", ["node", "--data", os.path.join(TMP, f"c1r{r + 1}"),
+                                    "--listen", c1[r], "--cell", "1", "--id", str(r + 1),
+                                    "--peers", c1_peers, "--zones", "0-49"])
+    PROCS.spawn("c2r1", ["node", "--data", os.path.join(TMP, "c2r1"), "--listen", c2[0],
+                         "--cell", "2", "--zones", "50-99"])
     leader = wait_cell(c1)
     wait_cell(c2)
     base_zones = [("0-49", 1), ("50-99", 2)]
     write_routes(c1, c2, base_zones)
-    gw = spawn("gateway", ["gateway", "--routes", ROUTES, "--data", gw_data,
-                           "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE)
-    line = gw.stdout.readline().decode()
-    m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-    if not m:
-        raise SystemExit(f"the gateway does not listen: {line!r}\n{log_tail('gateway')}")
-    PORT = int(m.group(1))
-    ADMIN = open(os.path.join(gw_data, "admin.key")).read().strip()
+    GW = PROCS.spawn_gateway(ROUTES, gw_data, "127.0.0.1:0")
+    MAIN = Api(GW, timeout=30)
 
     secrets = {}
     for cell, uid in MERCHANTS.items():
@@ -417,7 +278,7 @@ def main():
             s, j, _ = admin("POST", f"/v1/users/{b}/topups",
                             {"amount": str(TOPUP), "currency": "CNY"})
             check(f"buyer {b} topped up", s == 201, (s, j))
-    if FAILS:
+    if check.fails:
         return
 
     threads = [threading.Thread(target=worker, args=(t, secrets)) for t in range(THREADS)]
@@ -495,8 +356,8 @@ def verify(secrets, c1, c2):
     bad = []
     for cell, buyer, amount, otn, pid, _ in ACKS:
         m = {"uid": MERCHANTS[cell], "secret": secrets[cell]}
-        s, j, _ = request(c, "GET", f"/v1/payments/{pid}", b"",
-                          signed_headers(m, "GET", f"/v1/payments/{pid}", b""))
+        s, j, _, _ = request(c, "GET", f"/v1/payments/{pid}", b"",
+                             signed_headers(m, "GET", f"/v1/payments/{pid}", b""))
         if not (s == 200 and j["out_trade_no"] == otn and j["amount"] == str(amount) and
                 j["buyer_uid"] == str(buyer)):
             bad.append((pid, otn, s, j))
@@ -531,40 +392,26 @@ def verify(secrets, c1, c2):
                   s == 200 and j["available"] == str(want) and j["pending"] == "0",
                   (s, j, want))
     # The replicas of cell 1 agree: once all applied the same index, one state hash.
-    deadline = time.time() + 20
-    out = ""
-    while time.time() < deadline:
-        rc, out = cell_status(c1)
-        applied = set(re.findall(r" applied=(\d+)", out))
-        if rc == 0 and len(applied) == 1:
-            break
-        time.sleep(0.1)
+    rc, out = settled_status(CELLPAY, c1)
     hashes = set(re.findall(r" hash=([0-9a-f]+)", out))
     check("cell 1's three replicas applied alike and report one state hash",
           len(set(re.findall(r" applied=(\d+)", out))) == 1 and len(hashes) == 1 and
           len(re.findall(r" hash=", out)) == 3, out)
-    rc, out = cell_status(c2)
+    rc, out = cell_status(CELLPAY, c2)
     check("cell 2 answers", rc == 0, out)
 
 
+def cleanup():
+    STOP.set()
+    PROCS.stop_all()
+    if check.fails:
+        for name in PROCS:
+            print(f"--- the end of {name}.log:\n{PROCS.log_tail(name, 8)}", end="")
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    rc = 1
-    try:
-        main()
-        rc = 1 if FAILS else 0
-    except SystemExit as e:
-        print(f"FAIL: {e}", flush=True)
-        FAILS.append(str(e))
-    except Exception:  # a broken answer or connection while checking: fail with the logs
-        traceback.print_exc()
-        FAILS.append("exception")
-    finally:
-        STOP.set()
-        stop_all()
-        if FAILS:
-            for name in PROCS:
-                print(f"--- the end of {name}.log:\n{log_tail(name)}", end="")
-        shutil.rmtree(TMP, ignore_errors=True)
-    print(f"routes_live_test: seed {SEED}: {CHECKS - len(FAILS)} of {CHECKS} checks passed",
-          flush=True)
-    sys.exit(1 if FAILS else 0)
+    run_guarded(main, check, cleanup)
+    print(f"routes_live_test: seed {SEED}: {check.count - len(check.fails)} of {check.count} "
+          "checks passed", flush=True)
+    sys.exit(1 if check.fails else 0)

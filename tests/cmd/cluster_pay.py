@@ -9,48 +9,34 @@ Prints what failed and exits 1; Python's standard library only.
 
 usage: cluster_pay.py HOST:PORT path/to/admin.key
 """
-import hashlib
-import hmac
 import http.client
-import json
+import os
 import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "api"))
+from apilib import Checks, admin_headers, encode, request, signed_headers  # noqa: E402
 
 HOST, PORT = sys.argv[1].rsplit(":", 1)
 ADMIN = open(sys.argv[2]).read().strip()
 C = http.client.HTTPConnection(HOST, int(PORT), timeout=30)
-FAILS = []
-
-
-def check(name, cond, detail=""):
-    if not cond:
-        FAILS.append(name)
-        print(f"FAIL: {name} {detail}", flush=True)
+check = Checks()
 
 
 def call(method, path, body=None, headers=None):
-    data = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
-    h = {"Content-Type": "application/json"}
-    h.update(headers or {})
-    C.request(method, path, body=data if method != "GET" else None, headers=h)
-    r = C.getresponse()
-    text = r.read()
-    return r.status, (json.loads(text) if text else None), dict(r.getheaders())
+    """(status, parsed JSON, headers) on C; an answer that is not JSON raises ValueError."""
+    s, j, text, h = request(C, method, path, encode(body), headers)
+    if text and j is None:
+        raise ValueError(f"not JSON: {text[:200]!r}")
+    return s, j, h
 
 
 def admin(method, path, body=None):
-    return call(method, path, body, {"Authorization": "Bearer " + ADMIN})
+    return call(method, path, body, admin_headers(ADMIN))
 
 
 def signed(m, method, path, body=None, key=None):
-    data = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
-    ts = str(int(time.time()))
-    msg = f"{method}\n{path}\n{ts}\n".encode() + data
-    h = {"X-Cellpay-Merchant": str(m["uid"]), "X-Cellpay-Timestamp": ts,
-         "X-Cellpay-Signature": hmac.new(m["secret"].encode(), msg, hashlib.sha256).hexdigest()}
-    if key:
-        h["Idempotency-Key"] = key
-    return call(method, path, body, h)
+    return call(method, path, body, signed_headers(m, method, path, encode(body), key))
 
 
 def pay_in_cell(cell, merchant_uid, buyer_uid):
@@ -104,4 +90,4 @@ try:
     pay_across(MERCHANTS[1], 200950)
 except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError) as e:
     check("the gateway answers", False, repr(e))
-sys.exit(1 if FAILS else 0)
+sys.exit(1 if check.fails else 0)

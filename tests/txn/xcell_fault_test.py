@@ -28,22 +28,22 @@ a hold left pending in a merchant's cell (its clearing position would not net to
 
 usage: xcell_fault_test.py path/to/cellpay   (XCELL_FAULT_SEED=N repeats a run's choices)
 """
-import hashlib
-import hmac
 import http.client
-import json
 import os
 import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "api"))
+from apilib import (Checks, Procs, addrs_of, admin_headers, cell_status, encode,  # noqa: E402
+                    err_code, free_ports, leader_of, peers_of, request, run_guarded,
+                    settled_status, signed_headers)
 
 CELLPAY = sys.argv[1]
 SEED = int(os.environ.get("XCELL_FAULT_SEED") or random.SystemRandom().randrange(1, 1 << 31))
@@ -53,9 +53,8 @@ THREADS = 4
 CHAOS_SECONDS = 20
 TOPUP = 10**12
 FAULT_PCT = "20"
-FAILS = []
-CHECKS = 0
-PROCS = {}  # name -> (Popen, args, log path)
+check = Checks()
+PROCS = Procs(CELLPAY, TMP)
 LOCK = threading.Lock()
 STOP = threading.Event()
 ACKS = []  # (merchant cell, buyer, amount, payment id)
@@ -69,127 +68,18 @@ MERCHANTS = {1: 100050, 2: 100600}  # zones 5 and 60
 BUYERS = {1: [4_000_000 + z * 10 + 1 for z in (2, 13, 27, 38, 44)],
           2: [4_000_000 + z * 10 + 2 for z in (52, 61, 77, 85, 93)]}
 
-
-def check(name, cond, detail=""):
-    global CHECKS
-    CHECKS += 1
-    if not cond:
-        FAILS.append(name)
-        print(f"FAIL: {name} {detail}", flush=True)
-    return cond
-
-
-def free_ports(n):
-    """n bindable loopback ports below the ephemeral range (routes_live_test.py says why)."""
-    try:
-        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    rng, held, ports = random.Random(), [], []
-    try:
-        while len(ports) < n:
-            p = rng.randrange(10000, low)
-            if p in ports:
-                continue
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                s.close()
-                continue
-            held.append(s)
-            ports.append(p)
-    finally:
-        for s in held:
-            s.close()
-    return ports
-
-
-def spawn(name, args, stdout=None):
-    log = os.path.join(TMP, name + ".log")
-    f = open(log, "ab")
-    p = subprocess.Popen([CELLPAY, *args], stdin=subprocess.DEVNULL,
-                         stdout=stdout if stdout is not None else f, stderr=f)
-    f.close()
-    PROCS[name] = (p, args, log)
-    return p
-
-
-def log_tail(name, lines=10):
-    try:
-        with open(PROCS[name][2], errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def cell_status(addrs):
-    r = subprocess.run([CELLPAY, "admin", "cell", "status", "--addr", ",".join(addrs),
-                        "--timeout-ms", "1000"], capture_output=True, text=True, timeout=30)
-    return r.returncode, r.stdout + r.stderr
-
-
-def leader_of(addrs, seconds=30):
-    deadline = time.time() + seconds
-    out = ""
-    while time.time() < deadline:
-        rc, out = cell_status(addrs)
-        m = re.search(r"^(\S+) id=(\d+) role=leader", out, re.M)
-        if m:
-            return m.group(1)
-        time.sleep(0.1)
-    raise SystemExit(f"no leader at {addrs}:\n{out}")
-
-
-def stop_all():
-    for p, _, _ in PROCS.values():
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for name, (p, _, _) in PROCS.items():
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            print(f"{name} did not stop in 20 s; killed")
-            p.kill()
-            p.wait()
-
-
 # ---- HTTP ----
 
-PORT = None
-ADMIN = None
+GW = None  # the gateway: .port, .admin_key
 
 
 def conn():
-    return http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-
-
-def request(c, method, path, data=b"", headers=None):
-    h = {"Content-Type": "application/json"}
-    h.update(headers or {})
-    c.request(method, path, body=data if method != "GET" else None, headers=h)
-    r = c.getresponse()
-    text = r.read()
-    try:
-        parsed = json.loads(text) if text else None
-    except ValueError:
-        parsed = None
-    return r.status, parsed
+    return http.client.HTTPConnection("127.0.0.1", GW.port, timeout=30)
 
 
 def admin(c, method, path, body=None):
-    data = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
-    return request(c, method, path, data, {"Authorization": "Bearer " + ADMIN})
-
-
-def signed(m, method, path, data, key=None):
-    ts = str(int(time.time()))
-    msg = f"{method}\n{path}\n{ts}\n".encode() + data
-    h = {"X-Cellpay-Merchant": str(m["uid"]), "X-Cellpay-Timestamp": ts,
-         "X-Cellpay-Signature": hmac.new(m["secret"].encode(), msg, hashlib.sha256).hexdigest()}
-    if key:
-        h["Idempotency-Key"] = key
-    return h
+    """(status, parsed JSON) of an operator's request on connection c."""
+    return request(c, method, path, encode(body), admin_headers(GW.admin_key))[:2]
 
 
 # ---- load and chaos ----
@@ -202,7 +92,7 @@ def send_until_final(c, m, path, data, key, give_up=False):
         with LOCK:
             STATS["attempts"] += 1
         try:
-            s, j = request(c, "POST", path, data, signed(m, "POST", path, data, key))
+            s, j, _, _ = request(c, "POST", path, data, signed_headers(m, "POST", path, data, key))
         except (OSError, http.client.HTTPException):
             c.close()
             c = conn()
@@ -222,8 +112,8 @@ def pay_one(c, tid, n, rng, merchants, mine):
     buyer = rng.choice(BUYERS[bcell])
     mcell = bcell if rng.random() < 0.1 else 3 - bcell  # mostly cross-cell
     amount = rng.randint(1, 9999)
-    data = json.dumps({"buyer_uid": str(buyer), "amount": str(amount), "currency": "CNY",
-                       "out_trade_no": f"s{SEED}-t{tid}-{n}"}, separators=(",", ":")).encode()
+    data = encode({"buyer_uid": str(buyer), "amount": str(amount), "currency": "CNY",
+                   "out_trade_no": f"s{SEED}-t{tid}-{n}"})
     s, j, c = send_until_final(c, merchants[mcell], "/v1/payments", data, f"k{SEED}-t{tid}-{n}")
     if s == 201:
         with LOCK:
@@ -246,8 +136,8 @@ def refund_one(c, tid, n, rng, mine):
     entry[3] -= amount
     if entry[3] == 0:
         mine.remove(entry)
-    data = json.dumps({"payment_id": pid, "amount": str(amount),
-                       "out_request_no": f"r{SEED}-t{tid}-{n}"}, separators=(",", ":")).encode()
+    data = encode({"payment_id": pid, "amount": str(amount),
+                   "out_request_no": f"r{SEED}-t{tid}-{n}"})
     key = f"rk{SEED}-t{tid}-{n}"
     s, j, c = send_until_final(c, m, "/v1/refunds", data, key, give_up=True)
     with LOCK:
@@ -255,8 +145,7 @@ def refund_one(c, tid, n, rng, mine):
             REFUNDS.append((buyer, amount, j["id"]))
         elif s is None:
             GIVEN_UP.append((m, data, key, buyer, amount))
-        elif (s, (j or {}).get("error", {}).get("code")) in ((409, "cancelled"),
-                                                            (402, "insufficient_funds")):
+        elif (s, err_code(j)) in ((409, "cancelled"), (402, "insufficient_funds")):
             STATS["refunds_cancelled"] += 1
         else:
             STATS["refused"] += 1
@@ -291,31 +180,30 @@ def chaos(cells, rng):
             p.wait()
             STATS["gateway_kills"] += 1
             time.sleep(rng.uniform(0.1, 0.5))
-            spawn("gateway", args)
+            PROCS.spawn("gateway", args)
             continue
         cell = rng.choice((1, 2))
-        leader = leader_of(cells[cell]["addrs"])
+        leader = leader_of(CELLPAY, cells[cell]["addrs"])
         name = cells[cell]["names"][cells[cell]["addrs"].index(leader)]
         p, args, _ = PROCS[name]
         p.send_signal(signal.SIGKILL)
         p.wait()
         kills += 1
         time.sleep(rng.uniform(0.2, 1.0))
-        spawn(name, args)
+        PROCS.spawn(name, args)
     return kills
 
 
 def main():
-    global PORT, ADMIN
+    global GW
     print(f"xcell_fault_test: seed {SEED} (XCELL_FAULT_SEED={SEED} repeats it)", flush=True)
     rng = random.Random(SEED)
     ports = free_ports(13)
     cells = {}
     for cell in (1, 2):
         base = (cell - 1) * 6
-        addrs = [f"127.0.0.1:{p}" for p in ports[base:base + 3]]
-        peers = ",".join(f"{i + 1}=127.0.0.1:{p}" for i, p in enumerate(ports[base + 3:base + 6]))
-        cells[cell] = {"addrs": addrs, "peers": peers, "names": []}
+        cells[cell] = {"addrs": addrs_of(ports[base:base + 3]),
+                       "peers": peers_of(ports[base + 3:base + 6]), "names": []}
     with open(ROUTES, "w") as f:
         f.write("version 1\nrule 10 100\n")
         for cell in (1, 2):
@@ -325,22 +213,15 @@ def main():
         for r in range(3):
             name = f"c{cell}r{r + 1}"
             cells[cell]["names"].append(name)
-            spawn(name, ["node", "--data", os.path.join(TMP, name),
-                         "--listen", cells[cell]["addrs"][r], "--cell", str(cell),
-                         "--id", str(r + 1), "--peers", cells[cell]["peers"], "--zones", zones,
-                         "--routes", ROUTES, "--relay-faults", FAULT_PCT,
-                         "--tcc-recover-after", str(RECOVER_AFTER_S)])
+            PROCS.spawn(name, ["node", "--data", os.path.join(TMP, name),
+                               "--listen", cells[cell]["addrs"][r], "--cell", str(cell),
+                               "--id", str(r + 1), "--peers", cells[cell]["peers"],
+                               "--zones", zones, "--routes", ROUTES, "--relay-faults", FAULT_PCT,
+                               "--tcc-recover-after", str(RECOVER_AFTER_S)])
     for cell in (1, 2):
-        leader_of(cells[cell]["addrs"])
+        leader_of(CELLPAY, cells[cell]["addrs"])
     gw_data = os.path.join(TMP, "gw")
-    gw = spawn("gateway", ["gateway", "--routes", ROUTES, "--data", gw_data,
-                           "--listen", f"127.0.0.1:{ports[12]}"], stdout=subprocess.PIPE)
-    line = gw.stdout.readline().decode()
-    m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-    if not m:
-        raise SystemExit(f"the gateway does not listen: {line!r}\n{log_tail('gateway')}")
-    PORT = int(m.group(1))
-    ADMIN = open(os.path.join(gw_data, "admin.key")).read().strip()
+    GW = PROCS.spawn_gateway(ROUTES, gw_data, f"127.0.0.1:{ports[12]}")
 
     c = conn()
     merchants = {}
@@ -354,7 +235,7 @@ def main():
             s2, j = admin(c, "POST", f"/v1/users/{b}/topups",
                           {"amount": str(TOPUP), "currency": "CNY"})
             check(f"buyer {b} opened and topped up", s1 == 201 and s2 == 201, (s1, s2, j))
-    if FAILS:
+    if check.fails:
         return
 
     threads = [threading.Thread(target=worker, args=(t, merchants)) for t in range(THREADS)]
@@ -379,7 +260,7 @@ def refunds_settle(c, cells):
     deadline = time.time() + 60
     out = ""
     while time.time() < deadline:
-        outs = [cell_status(cells[cell]["addrs"])[1] for cell in (1, 2)]
+        outs = [cell_status(CELLPAY, cells[cell]["addrs"])[1] for cell in (1, 2)]
         out = "".join(outs)
         trying = re.findall(r" tcc_trying=(\d+)", out)
         if len(trying) == 6 and set(trying) == {"0"}:
@@ -396,8 +277,7 @@ def refunds_settle(c, cells):
             REFUNDS.append((buyer, amount, j["id"]))
         else:
             check("a given-up refund answers 201 or 409 cancelled",
-                  (s, (j or {}).get("error", {}).get("code")) in ((409, "cancelled"),
-                                                                 (402, "insufficient_funds")),
+                  (s, err_code(j)) in ((409, "cancelled"), (402, "insufficient_funds")),
                   (s, j))
     return c
 
@@ -411,7 +291,8 @@ def verify(c, cells, merchants):
         still = []
         for p in pending:
             path = f"/v1/payments/{p[3]}"
-            s, j = request(c, "GET", path, b"", signed(merchants[p[0]], "GET", path, b""))
+            s, j, _, _ = request(c, "GET", path, b"",
+                                 signed_headers(merchants[p[0]], "GET", path, b""))
             if not (s == 200 and j.get("merchant_credit") == "credited"):
                 still.append(p)
         pending = still
@@ -442,38 +323,26 @@ def verify(c, cells, merchants):
     check("the relays' faults happened", "lost on purpose" in logs and
           "faults on purpose in " + FAULT_PCT in logs)
     for cell in (1, 2):
-        deadline = time.time() + 20
-        out = ""
-        while time.time() < deadline:
-            rc, out = cell_status(cells[cell]["addrs"])
-            if rc == 0 and len(set(re.findall(r" applied=(\d+)", out))) == 1:
-                break
-            time.sleep(0.1)
+        rc, out = settled_status(CELLPAY, cells[cell]["addrs"])
         hashes = set(re.findall(r" hash=([0-9a-f]+)", out))
         check(f"cell {cell}: three replicas, one state hash",
               len(hashes) == 1 and len(re.findall(r" hash=", out)) == 3, out)
 
 
+def cleanup():
+    STOP.set()
+    PROCS.stop_all()
+
+
 if __name__ == "__main__":
-    rc = 1
-    try:
-        main()
-        rc = 1 if FAILS else 0
-    except SystemExit as e:
-        print(f"FAIL: {e}", flush=True)
-        FAILS.append(str(e))
-    except Exception:
-        traceback.print_exc()
-        FAILS.append("exception")
-    finally:
-        STOP.set()
-        stop_all()
-    print(f"xcell_fault_test: seed {SEED}, {CHECKS} checks, {len(FAILS)} failed", flush=True)
-    if FAILS:
+    run_guarded(main, check, cleanup)
+    print(f"xcell_fault_test: seed {SEED}, {check.count} checks, {len(check.fails)} failed",
+          flush=True)
+    if check.fails:
         print("kept", TMP, flush=True)
         for name in PROCS:
             if name.startswith("c") or name == "gateway":
-                print(f"--- {name}\n{log_tail(name)}", flush=True)
+                print(f"--- {name}\n{PROCS.log_tail(name)}", flush=True)
     else:
         shutil.rmtree(TMP, ignore_errors=True)
-    sys.exit(1 if FAILS else 0)
+    sys.exit(1 if check.fails else 0)
