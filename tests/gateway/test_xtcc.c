@@ -1,4 +1,4 @@
-/* The gateway's steps of a cross-cell refund without a network (src/gateway/xrefund.h):
+/* The gateway's steps of a cross-cell refund without a network (src/gateway/xtcc.h):
  * which refunds are cross-cell, the Try and decide sent, and where every answer of the
  * merchant's and the buyer's cell leads. */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "client/client.h"
-#include "gateway/xrefund.h"
+#include "gateway/xtcc.h"
 
 #define BUYER 200300ull
 #define MERCHANT 100030ull
@@ -40,31 +40,30 @@ static pay_object_t trying(void) {
 
 static void test_id_cell_and_peer(void **state) {
     (void)state;
-    assert_int_equal(xrefund_id_cell(object_id(BUYER, 7, 1)), 7);
-    assert_int_equal(xrefund_id_cell(object_id(BUYER, PAY_CELL_MAX, (1ull << 40) - 1)),
-                     PAY_CELL_MAX);
+    assert_int_equal(xtcc_id_cell(object_id(BUYER, 7, 1)), 7);
+    assert_int_equal(xtcc_id_cell(object_id(BUYER, PAY_CELL_MAX, (1ull << 40) - 1)), PAY_CELL_MAX);
     /* The leg bit (63) is not part of the cell. */
-    assert_int_equal(xrefund_id_cell(pay_leg_id(object_id(BUYER, 7, 1))), 7);
+    assert_int_equal(xtcc_id_cell(pay_leg_id(object_id(BUYER, 7, 1))), 7);
     /* A cross-cell payment's id was drawn by the merchant's cell: that cell is named. */
-    assert_int_equal(xrefund_peer_cell(object_id(BUYER, CELL_M, 3), CELL_B), CELL_M);
+    assert_int_equal(xtcc_refund_peer_cell(object_id(BUYER, CELL_M, 3), CELL_B), CELL_M);
     /* A local payment's id was drawn by the buyer's cell: nothing to name. */
-    assert_int_equal(xrefund_peer_cell(object_id(BUYER, CELL_B, 3), CELL_B), 0);
+    assert_int_equal(xtcc_refund_peer_cell(object_id(BUYER, CELL_B, 3), CELL_B), 0);
     /* Route table cell numbers are wider than an id's 23 bits: never taken as equal. */
-    assert_int_equal(xrefund_peer_cell(object_id(BUYER, 5, 3), 5ull | (1ull << 23)), 5);
+    assert_int_equal(xtcc_refund_peer_cell(object_id(BUYER, 5, 3), 5ull | (1ull << 23)), 5);
 }
 
 static void test_trying(void **state) {
     (void)state;
     pay_object_t o = trying();
-    assert_true(xrefund_trying(0, &o, 1));
+    assert_true(xtcc_trying(0, &o, 1));
     o.replayed = 1; /* the key's answer from a gateway that stopped mid-way */
-    assert_true(xrefund_trying(0, &o, 1));
-    assert_false(xrefund_trying(CLIENT_ERR_TIMEOUT, &o, 1));
-    assert_false(xrefund_trying(0, &o, 0));
+    assert_true(xtcc_trying(0, &o, 1));
+    assert_false(xtcc_trying(CLIENT_ERR_TIMEOUT, &o, 1));
+    assert_false(xtcc_trying(0, &o, 0));
     o.code = PAY_CREATED; /* decided before: the client's answer as it is */
-    assert_false(xrefund_trying(0, &o, 1));
+    assert_false(xtcc_trying(0, &o, 1));
     o = (pay_object_t){.kind = PAY_KIND_REFUND, .code = PAY_ERR_CANCELLED};
-    assert_false(xrefund_trying(0, &o, 1));
+    assert_false(xtcc_trying(0, &o, 1));
 }
 
 static void test_try_build(void **state) {
@@ -72,7 +71,7 @@ static void test_try_build(void **state) {
     pay_object_t o = trying();
     pay_request_t q;
     memset(&q, 0xff, sizeof q);
-    assert_true(xrefund_try_build(&o, &q));
+    assert_true(xtcc_try_build(&o, &q));
     pay_request_t want = {.kind = PAY_KIND_TRY,
                           .payment_id = o.id,
                           .actor = MERCHANT,
@@ -84,53 +83,54 @@ static void test_try_build(void **state) {
     assert_memory_equal(&q, &want, sizeof q);
     pay_object_t bad = trying();
     bad.uid = BUYER + 1; /* R is not the buyer's */
-    assert_false(xrefund_try_build(&bad, &q));
+    assert_false(xtcc_try_build(&bad, &q));
     bad = trying();
     bad.peer_cell = CELL_B; /* R drawn by the merchant's cell */
-    assert_false(xrefund_try_build(&bad, &q));
+    assert_false(xtcc_try_build(&bad, &q));
     bad = trying();
     bad.amount = 0;
-    assert_false(xrefund_try_build(&bad, &q));
+    assert_false(xtcc_try_build(&bad, &q));
 }
 
 static void test_decision(void **state) {
     (void)state;
+    const pay_request_t rtry = {.kind = PAY_KIND_TRY, .tcc_type = PAY_TCC_REFUND};
     pay_object_t a = {.kind = PAY_KIND_TRY, .code = PAY_CREATED};
-    assert_int_equal(xrefund_decision(0, &a, 1), PAY_OK);
+    assert_int_equal(xtcc_decision(&rtry, 0, &a, 1), PAY_OK);
     a.code = PAY_OK; /* a repeat of a tried branch */
-    assert_int_equal(xrefund_decision(0, &a, 1), PAY_OK);
+    assert_int_equal(xtcc_decision(&rtry, 0, &a, 1), PAY_OK);
     /* The branch's refusals reach the client. */
     uint8_t refusals[] = {PAY_ERR_INSUFFICIENT_FUNDS, PAY_ERR_OVERFLOW, PAY_ERR_CANCELLED};
     for (size_t i = 0; i < sizeof refusals; i++) {
         a.code = refusals[i];
-        assert_int_equal(xrefund_decision(0, &a, 1), refusals[i]);
+        assert_int_equal(xtcc_decision(&rtry, 0, &a, 1), refusals[i]);
     }
     /* Anything else: the gateway gives up, with cancelled. */
     uint8_t others[] = {PAY_ERR_FULL, PAY_ERR_WRONG_CELL, PAY_ERR_INVALID, PAY_ERR_NOT_FOUND};
     for (size_t i = 0; i < sizeof others; i++) {
         a.code = others[i];
-        assert_int_equal(xrefund_decision(0, &a, 1), PAY_ERR_CANCELLED);
+        assert_int_equal(xtcc_decision(&rtry, 0, &a, 1), PAY_ERR_CANCELLED);
     }
     a.code = PAY_CREATED;
-    assert_int_equal(xrefund_decision(CLIENT_ERR_TIMEOUT, &a, 1), PAY_ERR_CANCELLED);
-    assert_int_equal(xrefund_decision(CLIENT_ERR_UNREACHABLE, &a, 0), PAY_ERR_CANCELLED);
-    assert_int_equal(xrefund_decision(0, &a, 2), PAY_ERR_CANCELLED);
+    assert_int_equal(xtcc_decision(&rtry, CLIENT_ERR_TIMEOUT, &a, 1), PAY_ERR_CANCELLED);
+    assert_int_equal(xtcc_decision(&rtry, CLIENT_ERR_UNREACHABLE, &a, 0), PAY_ERR_CANCELLED);
+    assert_int_equal(xtcc_decision(&rtry, 0, &a, 2), PAY_ERR_CANCELLED);
     a.kind = PAY_KIND_REFUND; /* not an answer to a Try */
-    assert_int_equal(xrefund_decision(0, &a, 1), PAY_ERR_CANCELLED);
+    assert_int_equal(xtcc_decision(&rtry, 0, &a, 1), PAY_ERR_CANCELLED);
 }
 
 static void test_decide_build(void **state) {
     (void)state;
     pay_object_t o = trying();
     pay_request_t t, d;
-    assert_true(xrefund_try_build(&o, &t));
+    assert_true(xtcc_try_build(&o, &t));
     memset(&d, 0xff, sizeof d);
-    xrefund_decide_build(&t, PAY_OK, &d);
+    xtcc_decide_build(&t, PAY_OK, &d);
     pay_request_t want = {
         .kind = PAY_KIND_DECIDE, .payment_id = o.id, .uid = BUYER, .code = PAY_OK};
     assert_memory_equal(&d, &want, sizeof d); /* actor 0, no amount, no peer_cell */
     /* From a decide (a confirm turned into a cancel), in place. */
-    xrefund_decide_build(&d, PAY_ERR_OVERFLOW, &d);
+    xtcc_decide_build(&d, PAY_ERR_OVERFLOW, &d);
     want.code = PAY_ERR_OVERFLOW;
     assert_memory_equal(&d, &want, sizeof d);
 }
@@ -139,29 +139,31 @@ static void test_after_decide(void **state) {
     (void)state;
     uint8_t code = 0;
     pay_object_t r = {.kind = PAY_KIND_REFUND, .code = PAY_CREATED};
-    assert_int_equal(xrefund_after_decide(0, &r, 1, PAY_OK, &code), XREFUND_ANSWER);
+    assert_int_equal(xtcc_after_decide(PAY_TCC_REFUND, 0, &r, 1, PAY_OK, &code), XTCC_ANSWER);
     /* The decision that won (the recovery's cancel, say), whatever was asked. */
     r.code = PAY_ERR_CANCELLED;
-    assert_int_equal(xrefund_after_decide(0, &r, 1, PAY_OK, &code), XREFUND_ANSWER);
+    assert_int_equal(xtcc_after_decide(PAY_TCC_REFUND, 0, &r, 1, PAY_OK, &code), XTCC_ANSWER);
     r.code = PAY_ERR_INSUFFICIENT_FUNDS;
-    assert_int_equal(xrefund_after_decide(0, &r, 1, PAY_ERR_INSUFFICIENT_FUNDS, &code),
-                     XREFUND_ANSWER);
+    assert_int_equal(xtcc_after_decide(PAY_TCC_REFUND, 0, &r, 1, PAY_ERR_INSUFFICIENT_FUNDS, &code),
+                     XTCC_ANSWER);
     r.code = PAY_TRYING; /* never a decision */
-    assert_int_equal(xrefund_after_decide(0, &r, 1, PAY_OK, &code), XREFUND_RETRY);
+    assert_int_equal(xtcc_after_decide(PAY_TCC_REFUND, 0, &r, 1, PAY_OK, &code), XTCC_RETRY);
     /* The decide's own failures: no decision known. */
     pay_object_t d = {.kind = PAY_KIND_DECIDE, .code = PAY_ERR_FULL};
-    assert_int_equal(xrefund_after_decide(0, &d, 1, PAY_OK, &code), XREFUND_RETRY);
+    assert_int_equal(xtcc_after_decide(PAY_TCC_REFUND, 0, &d, 1, PAY_OK, &code), XTCC_RETRY);
     d.code = PAY_ERR_NOT_FOUND;
-    assert_int_equal(xrefund_after_decide(0, &d, 1, PAY_OK, &code), XREFUND_RETRY);
-    assert_int_equal(xrefund_after_decide(CLIENT_ERR_TIMEOUT, &r, 1, PAY_OK, &code), XREFUND_RETRY);
-    assert_int_equal(xrefund_after_decide(0, &r, 0, PAY_OK, &code), XREFUND_RETRY);
+    assert_int_equal(xtcc_after_decide(PAY_TCC_REFUND, 0, &d, 1, PAY_OK, &code), XTCC_RETRY);
+    assert_int_equal(xtcc_after_decide(PAY_TCC_REFUND, CLIENT_ERR_TIMEOUT, &r, 1, PAY_OK, &code),
+                     XTCC_RETRY);
+    assert_int_equal(xtcc_after_decide(PAY_TCC_REFUND, 0, &r, 0, PAY_OK, &code), XTCC_RETRY);
     /* A confirm the buyer's balance cannot take changed nothing: cancel with overflow. */
     d.code = PAY_ERR_OVERFLOW;
     code = 0;
-    assert_int_equal(xrefund_after_decide(0, &d, 1, PAY_OK, &code), XREFUND_CANCEL);
+    assert_int_equal(xtcc_after_decide(PAY_TCC_REFUND, 0, &d, 1, PAY_OK, &code), XTCC_CANCEL);
     assert_int_equal(code, PAY_ERR_OVERFLOW);
     /* ... but a cancel that fails is not cancelled again in a loop. */
-    assert_int_equal(xrefund_after_decide(0, &d, 1, PAY_ERR_OVERFLOW, &code), XREFUND_RETRY);
+    assert_int_equal(xtcc_after_decide(PAY_TCC_REFUND, 0, &d, 1, PAY_ERR_OVERFLOW, &code),
+                     XTCC_RETRY);
 }
 
 int main(void) {
