@@ -1,6 +1,6 @@
-/* The gateway's steps of a cross-cell refund without a network (src/gateway/xtcc.h):
- * which refunds are cross-cell, the Try and decide sent, and where every answer of the
- * merchant's and the buyer's cell leads. */
+/* The gateway's steps of a cross-cell refund or transfer without a network
+ * (src/gateway/xtcc.h): which refunds and transfers are cross-cell, the Try and decide sent,
+ * and where every answer of the participant's and the initiator's cell leads. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -166,11 +166,130 @@ static void test_after_decide(void **state) {
                      XTCC_RETRY);
 }
 
+/* ---- Transfers: the sender's cell A initiates, the recipient's cell C takes the credit ---- */
+
+#define SENDER 200040ull
+#define RECIPIENT 200300ull
+#define CELL_A 1u
+#define CELL_C 2u
+
+/* The sender's cell's trying answer for transfer T = (SENDER, CELL_A, 4). */
+static pay_object_t transfer_trying(void) {
+    return (pay_object_t){.id = object_id(SENDER, CELL_A, 4),
+                          .amount = 250,
+                          .uid = SENDER,
+                          .created_at = 5,
+                          .currency = CNY,
+                          .kind = PAY_KIND_TRANSFER,
+                          .code = PAY_TRYING,
+                          .peer_cell = CELL_C,
+                          .status = PAY_TRANSFER_TRYING,
+                          .recipient = RECIPIENT};
+}
+
+static void test_transfer_peer_cell(void **state) {
+    (void)state;
+    assert_int_equal(xtcc_transfer_peer_cell(CELL_A, CELL_A), 0); /* local: one step */
+    assert_int_equal(xtcc_transfer_peer_cell(CELL_A, CELL_C), CELL_C);
+    /* A cell number no id can carry: not cross-cell (the cell then refuses it as it is). */
+    assert_int_equal(xtcc_transfer_peer_cell(CELL_A, (uint64_t)PAY_CELL_MAX + 1), 0);
+}
+
+static void test_transfer_try(void **state) {
+    (void)state;
+    pay_object_t o = transfer_trying();
+    assert_true(xtcc_trying(0, &o, 1));
+    o.replayed = 1;
+    assert_true(xtcc_trying(0, &o, 1));
+    o.code = PAY_CREATED; /* decided: the client's answer */
+    assert_false(xtcc_trying(0, &o, 1));
+    o = transfer_trying();
+    pay_request_t q;
+    memset(&q, 0xff, sizeof q);
+    assert_true(xtcc_try_build(&o, &q));
+    pay_request_t want = {.kind = PAY_KIND_TRY,
+                          .payment_id = o.id,
+                          .uid = SENDER,
+                          .amount = 250,
+                          .currency = CNY,
+                          .peer_cell = CELL_A,
+                          .tcc_type = PAY_TCC_TRANSFER,
+                          .recipient = RECIPIENT};
+    assert_memory_equal(&q, &want, sizeof q);               /* actor 0: the operator's */
+    assert_int_equal(pay_request_route_uid(&q), RECIPIENT); /* to the recipient's cell */
+    pay_object_t bad = transfer_trying();
+    bad.recipient = 0;
+    assert_false(xtcc_try_build(&bad, &q));
+    bad = transfer_trying();
+    bad.uid = SENDER + 1; /* T is not the sender's */
+    assert_false(xtcc_try_build(&bad, &q));
+    bad = transfer_trying();
+    bad.peer_cell = CELL_A; /* T drawn by the recipient's cell */
+    assert_false(xtcc_try_build(&bad, &q));
+    /* The decide goes back to the sender's cell with T. */
+    pay_request_t d;
+    xtcc_decide_build(&want, PAY_OK, &d);
+    pay_request_t want_d = {
+        .kind = PAY_KIND_DECIDE, .payment_id = o.id, .uid = SENDER, .code = PAY_OK};
+    assert_memory_equal(&d, &want_d, sizeof d);
+    assert_int_equal(pay_request_route_uid(&d), SENDER);
+}
+
+static void test_transfer_decision(void **state) {
+    (void)state;
+    const pay_request_t ttry = {.kind = PAY_KIND_TRY, .tcc_type = PAY_TCC_TRANSFER};
+    const pay_request_t rtry = {.kind = PAY_KIND_TRY, .tcc_type = PAY_TCC_REFUND};
+    pay_object_t a = {.kind = PAY_KIND_TRY, .code = PAY_CREATED};
+    assert_int_equal(xtcc_decision(&ttry, 0, &a, 1), PAY_OK);
+    a.code = PAY_OK;
+    assert_int_equal(xtcc_decision(&ttry, 0, &a, 1), PAY_OK);
+    /* A transfer branch's refusals (pay.h) are the decision; the sender's cell takes only
+     * those (and cancelled) for a transfer. */
+    uint8_t refusals[] = {PAY_ERR_NOT_FOUND, PAY_ERR_CURRENCY_MISMATCH, PAY_ERR_OVERFLOW,
+                          PAY_ERR_CANCELLED};
+    for (size_t i = 0; i < sizeof refusals; i++) {
+        a.code = refusals[i];
+        assert_int_equal(xtcc_decision(&ttry, 0, &a, 1), refusals[i]);
+    }
+    /* A refund's refusal is not a transfer's, and the other way round. */
+    a.code = PAY_ERR_INSUFFICIENT_FUNDS;
+    assert_int_equal(xtcc_decision(&ttry, 0, &a, 1), PAY_ERR_CANCELLED);
+    a.code = PAY_ERR_CURRENCY_MISMATCH;
+    assert_int_equal(xtcc_decision(&rtry, 0, &a, 1), PAY_ERR_CANCELLED);
+    uint8_t others[] = {PAY_ERR_FULL, PAY_ERR_WRONG_CELL, PAY_ERR_INVALID, PAY_TRYING};
+    for (size_t i = 0; i < sizeof others; i++) {
+        a.code = others[i];
+        assert_int_equal(xtcc_decision(&ttry, 0, &a, 1), PAY_ERR_CANCELLED);
+    }
+    a.code = PAY_CREATED;
+    assert_int_equal(xtcc_decision(&ttry, CLIENT_ERR_TIMEOUT, &a, 1), PAY_ERR_CANCELLED);
+}
+
+static void test_transfer_after_decide(void **state) {
+    (void)state;
+    uint8_t code = 0;
+    pay_object_t t = {.kind = PAY_KIND_TRANSFER, .code = PAY_CREATED};
+    assert_int_equal(xtcc_after_decide(PAY_TCC_TRANSFER, 0, &t, 1, PAY_OK, &code), XTCC_ANSWER);
+    t.code = PAY_ERR_NOT_FOUND; /* cancelled with the Try's refusal */
+    assert_int_equal(xtcc_after_decide(PAY_TCC_TRANSFER, 0, &t, 1, PAY_ERR_NOT_FOUND, &code),
+                     XTCC_ANSWER);
+    t.code = PAY_ERR_CANCELLED; /* the recovery's decision won */
+    assert_int_equal(xtcc_after_decide(PAY_TCC_TRANSFER, 0, &t, 1, PAY_OK, &code), XTCC_ANSWER);
+    /* Another activity's kind is no decision of this one. */
+    assert_int_equal(xtcc_after_decide(PAY_TCC_REFUND, 0, &t, 1, PAY_OK, &code), XTCC_RETRY);
+    pay_object_t r = {.kind = PAY_KIND_REFUND, .code = PAY_CREATED};
+    assert_int_equal(xtcc_after_decide(PAY_TCC_TRANSFER, 0, &r, 1, PAY_OK, &code), XTCC_RETRY);
+    pay_object_t d = {.kind = PAY_KIND_DECIDE, .code = PAY_ERR_FULL};
+    assert_int_equal(xtcc_after_decide(PAY_TCC_TRANSFER, 0, &d, 1, PAY_OK, &code), XTCC_RETRY);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_id_cell_and_peer), cmocka_unit_test(test_trying),
-        cmocka_unit_test(test_try_build),        cmocka_unit_test(test_decision),
-        cmocka_unit_test(test_decide_build),     cmocka_unit_test(test_after_decide),
+        cmocka_unit_test(test_id_cell_and_peer),   cmocka_unit_test(test_trying),
+        cmocka_unit_test(test_try_build),          cmocka_unit_test(test_decision),
+        cmocka_unit_test(test_decide_build),       cmocka_unit_test(test_after_decide),
+        cmocka_unit_test(test_transfer_peer_cell), cmocka_unit_test(test_transfer_try),
+        cmocka_unit_test(test_transfer_decision),  cmocka_unit_test(test_transfer_after_decide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
