@@ -386,6 +386,19 @@ def test_transfers(api):
           (api.balance(T1), pending_of(api, T1), api.balance(T2)))
     s, j, _, _ = api.admin("GET", "/v1/transfers/tr_" + "0" * 32)
     check("GET of no transfer: 404", s == 404 and err_code(j) == "not_found", (s, j))
+    # A cancelled transfer's answer is its refusal, without its id; the cell draws ids in
+    # sequence, so the next transfer of the same sender has the id after it.
+    s, j, _, _ = transfer(api, T1, T4_UNKNOWN, 50, "tk-unknown-2")
+    check("unknown recipient again: 404", s == 404, (s, j))
+    s, j, _, _ = transfer(api, T1, T1B, 1, "tk-after")
+    check("a local transfer after it", s == 201, (s, j))
+    if s == 201:
+        cancelled = "tr_%032x" % (int(j["id"][3:], 16) - 1)
+        g = transfer_get(api, cancelled)
+        check("GET: the cancelled transfer and why", g is not None and
+              g["status"] == "cancelled" and g["cancel_reason"] == "not_found" and
+              g["from_uid"] == str(T1) and g["to_uid"] == str(T4_UNKNOWN) and
+              g["amount"] == "50" and "recipient_credit" not in g, g)
 
 
 def admin_check():
