@@ -38,10 +38,13 @@ static uint32_t made_up_answer(const api_match_t *m, const api_call_t *c) {
         [API_EP_TOPUP_CREATE] = PAY_KIND_TOPUP,       [API_EP_BALANCE] = PAY_KIND_BALANCE,
         [API_EP_USER_PAYMENTS] = PAY_KIND_LIST,       [API_EP_PAYMENT_CREATE] = PAY_KIND_PAYMENT,
         [API_EP_PAYMENT_GET] = PAY_KIND_PAYMENT,      [API_EP_REFUND_CREATE] = PAY_KIND_REFUND,
-        [API_EP_REFUND_GET] = PAY_KIND_REFUND,
+        [API_EP_REFUND_GET] = PAY_KIND_REFUND,        [API_EP_TRANSFER_CREATE] = PAY_KIND_TRANSFER,
+        [API_EP_TRANSFER_GET] = PAY_KIND_TRANSFER,
     };
     const pay_request_t *q = &c->u.req;
     pay_object_t o = {.kind = kinds[m->endpoint], .code = PAY_CREATED};
+    o.status = (uint8_t)(q->body_hash % 4); /* a transfer's, with one no cell answers */
+    o.recipient = q->recipient;
     if (c->op == PROTO_OP_PAY) {
         o.id = q->idem_key, o.amount = q->amount, o.uid = q->uid, o.merchant = q->actor;
         o.payment_id = q->payment_id, o.currency = q->currency,

@@ -34,6 +34,8 @@ typedef enum api_endpoint {
     API_EP_PAYMENT_GET,     /* GET /v1/payments/{id} (merchant) */
     API_EP_REFUND_CREATE,   /* POST /v1/refunds (merchant) */
     API_EP_REFUND_GET,      /* GET /v1/refunds/{id} (merchant) */
+    API_EP_TRANSFER_CREATE, /* POST /v1/transfers (operator) */
+    API_EP_TRANSFER_GET,    /* GET /v1/transfers/{id} (operator) */
     API_EP_COUNT,
 } api_endpoint_t;
 
@@ -51,14 +53,14 @@ typedef struct api_match {
     int status;
     const char *allow;
     uint64_t uid; /* /v1/users/{uid}/... */
-    u128 id;      /* /v1/payments/{id}, /v1/refunds/{id} */
+    u128 id;      /* /v1/payments/{id}, /v1/refunds/{id}, /v1/transfers/{id} */
 } api_match_t;
 
 void api_match(const char *method, const char *path, size_t path_len, api_match_t *out);
 api_auth_t api_endpoint_auth(api_endpoint_t e);
 const char *api_endpoint_name(api_endpoint_t e);
 
-/* Ids: prefix ("pay_", "re_", "tu_") and the u128 as exactly 32 lowercase hex digits.
+/* Ids: prefix ("pay_", "re_", "tu_", "tr_") and the u128 as exactly 32 lowercase hex digits.
  * api_id_format writes a NUL-terminated id into out (API_ID_MAX) and returns its length;
  * api_id_parse takes exactly that form (len bytes, no NUL needed). */
 size_t api_id_format(const char *prefix, u128 id, char out[API_ID_MAX]);
@@ -105,7 +107,8 @@ uint64_t api_call_route_uid(const api_call_t *c);
  * internal_error. */
 int api_code_status(uint32_t code, const char **error_code, const char **message);
 
-/* One object as the API's JSON (payment, refund, top-up, user, merchant, balance). */
+/* One object as the API's JSON (payment, refund, top-up, user, merchant, balance, transfer:
+ * as a write answers it, without recipient_credit, which only its query knows). */
 void api_render_object(json_out_t *o, const pay_object_t *obj);
 
 /* The answer to a call of endpoint e: status is the client's (a negative client_error_t, or

@@ -40,6 +40,13 @@ static const field_t refund_fields[] = {
     FIELD(api_refund_req_t, out_request_no, K_TEXT, true),
 };
 
+static const field_t transfer_fields[] = {
+    FIELD(api_transfer_req_t, from_uid, K_UID, true),
+    FIELD(api_transfer_req_t, to_uid, K_UID, true),
+    FIELD(api_transfer_req_t, amount, K_AMOUNT, true),
+    FIELD(api_transfer_req_t, currency, K_CURRENCY, true),
+};
+
 __attribute__((format(printf, 3, 4))) static bool fail(api_error_t *err, const char *param,
                                                        const char *fmt, ...) {
     err->code = "invalid_request";
@@ -206,4 +213,11 @@ bool api_decode_payment(const char *body, size_t len, api_payment_req_t *out, ap
 
 bool api_decode_refund(const char *body, size_t len, api_refund_req_t *out, api_error_t *err) {
     return DECODE(refund_fields, out);
+}
+
+bool api_decode_transfer(const char *body, size_t len, api_transfer_req_t *out, api_error_t *err) {
+    if (!DECODE(transfer_fields, out)) return false;
+    if (out->from_uid == out->to_uid)
+        return fail(err, "to_uid", "to_uid must be another user than from_uid");
+    return true;
 }

@@ -53,11 +53,20 @@ typedef struct api_refund_req {
     char out_request_no[API_TEXT_MAX + 1];
 } api_refund_req_t;
 
+typedef struct api_transfer_req {
+    uint64_t from_uid;
+    uint64_t to_uid;
+    u128 amount;
+    char currency[4];
+} api_transfer_req_t;
+
 /* Each: true with *out filled, or false with *err saying why. len bytes of body (any bytes). */
 bool api_decode_merchant(const char *body, size_t len, api_merchant_req_t *out, api_error_t *err);
 bool api_decode_user(const char *body, size_t len, api_user_req_t *out, api_error_t *err);
 bool api_decode_topup(const char *body, size_t len, api_topup_req_t *out, api_error_t *err);
 bool api_decode_payment(const char *body, size_t len, api_payment_req_t *out, api_error_t *err);
 bool api_decode_refund(const char *body, size_t len, api_refund_req_t *out, api_error_t *err);
+/* Also refuses from_uid == to_uid (param to_uid): a transfer to oneself moves nothing. */
+bool api_decode_transfer(const char *body, size_t len, api_transfer_req_t *out, api_error_t *err);
 
 #endif

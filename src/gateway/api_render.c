@@ -195,6 +195,39 @@ static void render_balance(json_out_t *o, const pay_object_t *b) {
     json_out_raw(o, "}");
 }
 
+/* A transfer's status as the API names it; NULL for a value no cell answers. */
+static const char *transfer_status(uint8_t status) {
+    switch (status) {
+    case PAY_TRANSFER_TRYING: return "pending";
+    case PAY_TRANSFER_SUCCEEDED: return "succeeded";
+    case PAY_TRANSFER_CANCELLED: return "cancelled";
+    }
+    return NULL;
+}
+
+/* The fields of a transfer up to its status, and created_at. With query, what only the
+ * transfer's query knows: a cancelled one's reason (the error code it was cancelled with) and
+ * a succeeded one's recipient_credit (a local one was credited in the same entry). */
+static void render_transfer(json_out_t *o, const pay_object_t *t, bool query) {
+    const char *status = transfer_status(t->status);
+    open_object(o, "transfer");
+    put_id(o, "id", "tr_", t->id);
+    put_uid(o, "from_uid", t->uid);
+    put_uid(o, "to_uid", t->recipient);
+    put_money(o, "amount", t->amount);
+    put_currency(o, t->currency);
+    put_literal(o, "status", status ? status : "unknown");
+    if (query && t->status == PAY_TRANSFER_CANCELLED) {
+        const char *code, *message;
+        int st = api_code_status(t->cancel_code, &code, &message);
+        put_literal(o, "cancel_reason", st >= 400 ? code : "cancelled");
+    }
+    if (query && t->status == PAY_TRANSFER_SUCCEEDED)
+        put_literal(o, "recipient_credit", t->merchant_credit ? "pending" : "credited");
+    put_number(o, "created_at", t->created_at);
+    json_out_raw(o, "}");
+}
+
 void api_render_object(json_out_t *o, const pay_object_t *obj) {
     switch (obj->kind) {
     case PAY_KIND_MERCHANT: render_merchant(o, obj); return;
@@ -203,11 +236,23 @@ void api_render_object(json_out_t *o, const pay_object_t *obj) {
     case PAY_KIND_PAYMENT: render_payment(o, obj); return;
     case PAY_KIND_REFUND: render_refund(o, obj); return;
     case PAY_KIND_BALANCE: render_balance(o, obj); return;
+    case PAY_KIND_TRANSFER: render_transfer(o, obj, false); return;
     default: json_out_raw(o, "{}"); return; /* a cell's bug: refused by api_render_reply */
     }
 }
 
 /* ---- Replies ---- */
+
+/* The TCC codes' messages speak of refunds (code_rows); a transfer's say what they mean for
+ * it. */
+static const char *transfer_message(uint8_t code, const char *message) {
+    if (code == PAY_ERR_CANCELLED)
+        return "the transfer was cancelled: the recipient's cell did not take it in time, and "
+               "nothing moved; retry with a new Idempotency-Key";
+    if (code == PAY_TRYING)
+        return "the transfer is still in progress: retry with the same Idempotency-Key";
+    return message;
+}
 
 static size_t render_error(char *buf, size_t cap, int status, const char *code, const char *message,
                            int *http_status) {
@@ -229,6 +274,8 @@ static uint8_t endpoint_kind(api_endpoint_t e) {
     case API_EP_PAYMENT_GET: return PAY_KIND_PAYMENT;
     case API_EP_REFUND_CREATE:
     case API_EP_REFUND_GET: return PAY_KIND_REFUND;
+    case API_EP_TRANSFER_CREATE:
+    case API_EP_TRANSFER_GET: return PAY_KIND_TRANSFER;
     default: return 0;
     }
 }
@@ -250,6 +297,7 @@ static size_t render_list(const pay_object_t *objs, uint32_t n, uint32_t limit, 
 
 static bool reply_valid(api_endpoint_t e, const pay_object_t *objs, uint32_t n) {
     if (n == 0 || objs[0].kind != endpoint_kind(e)) return false;
+    if (objs[0].kind == PAY_KIND_TRANSFER) return n == 1 && transfer_status(objs[0].status);
     if (e != API_EP_USER_PAYMENTS) return n == 1;
     for (uint32_t i = 1; i < n; i++)
         if (objs[i].kind != PAY_KIND_PAYMENT) return false;
@@ -269,6 +317,7 @@ size_t api_render_reply(api_endpoint_t e, int32_t status, const pay_object_t *ob
     const char *code, *message;
     int st = api_code_status(objs[0].code, &code, &message);
     *replayed = objs[0].replayed != 0;
+    if (e == API_EP_TRANSFER_CREATE) message = transfer_message(objs[0].code, message);
     if (st >= 400) return render_error(buf, cap, st, code, message, http_status);
     if (!reply_valid(e, objs, n)) {
         *replayed = false;
@@ -282,6 +331,9 @@ size_t api_render_reply(api_endpoint_t e, int32_t status, const pay_object_t *ob
     }
     json_out_t o;
     json_out_init(&o, buf, cap);
-    api_render_object(&o, &objs[0]);
+    if (e == API_EP_TRANSFER_GET)
+        render_transfer(&o, &objs[0], true);
+    else
+        api_render_object(&o, &objs[0]);
     return o.overflow ? 0 : o.len;
 }

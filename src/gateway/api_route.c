@@ -116,7 +116,7 @@ static void match_users(api_match_t *m, const char *method, path_view_t *v) {
         m->status = 404;
 }
 
-/* /v1/payments[/{id}] and /v1/refunds[/{id}] */
+/* /v1/payments[/{id}], /v1/refunds[/{id}] and /v1/transfers[/{id}] */
 static void match_objects(api_match_t *m, const char *method, path_view_t *v, const char *prefix,
                           api_endpoint_t create, api_endpoint_t get) {
     const char *seg;
@@ -152,6 +152,8 @@ void api_match(const char *method, const char *path, size_t path_len, api_match_
         match_objects(out, method, &v, "pay_", API_EP_PAYMENT_CREATE, API_EP_PAYMENT_GET);
     else if (seg_is(seg, n, "refunds"))
         match_objects(out, method, &v, "re_", API_EP_REFUND_CREATE, API_EP_REFUND_GET);
+    else if (seg_is(seg, n, "transfers"))
+        match_objects(out, method, &v, "tr_", API_EP_TRANSFER_CREATE, API_EP_TRANSFER_GET);
     else
         out->status = 404;
 }
@@ -162,7 +164,10 @@ api_auth_t api_endpoint_auth(api_endpoint_t e) {
     case API_EP_USER_CREATE:
     case API_EP_TOPUP_CREATE:
     case API_EP_BALANCE:
-    case API_EP_USER_PAYMENTS: return API_AUTH_OPERATOR;
+    case API_EP_USER_PAYMENTS:
+    /* Users have no keys of their own: the operator moves their money. */
+    case API_EP_TRANSFER_CREATE:
+    case API_EP_TRANSFER_GET: return API_AUTH_OPERATOR;
     case API_EP_PAYMENT_CREATE:
     case API_EP_PAYMENT_GET:
     case API_EP_REFUND_CREATE:
@@ -184,6 +189,8 @@ const char *api_endpoint_name(api_endpoint_t e) {
         [API_EP_PAYMENT_GET] = "payment_get",
         [API_EP_REFUND_CREATE] = "refund_create",
         [API_EP_REFUND_GET] = "refund_get",
+        [API_EP_TRANSFER_CREATE] = "transfer_create",
+        [API_EP_TRANSFER_GET] = "transfer_get",
     };
     return (unsigned)e < API_EP_COUNT ? names[e] : "none";
 }
@@ -327,6 +334,19 @@ static bool build_refund(const http_request_t *r, pay_request_t *q, api_fail_t *
     return true;
 }
 
+/* peer_cell is the gateway's to set from its route table (0 here: within one cell). */
+static bool build_transfer(const http_request_t *r, pay_request_t *q, api_fail_t *f) {
+    api_transfer_req_t b;
+    api_error_t e;
+    if (!api_decode_transfer(r->body, r->body_len, &b, &e)) return refuse_json(f, &e);
+    q->kind = PAY_KIND_TRANSFER;
+    q->uid = b.from_uid;
+    q->recipient = b.to_uid;
+    q->amount = b.amount;
+    q->currency = pay_currency_pack(b.currency);
+    return true;
+}
+
 static bool build_write(const api_match_t *m, const http_request_t *r, pay_request_t *q,
                         api_fail_t *f) {
     switch (m->endpoint) {
@@ -335,6 +355,7 @@ static bool build_write(const api_match_t *m, const http_request_t *r, pay_reque
     case API_EP_TOPUP_CREATE: return build_topup(m, r, q, f);
     case API_EP_PAYMENT_CREATE: return build_payment(r, q, f);
     case API_EP_REFUND_CREATE: return build_refund(r, q, f);
+    case API_EP_TRANSFER_CREATE: return build_transfer(r, q, f);
     default: cp_assert(!"not a write endpoint"); return false;
     }
 }
@@ -374,6 +395,7 @@ static bool build_query(const api_match_t *m, const http_request_t *r, uint64_t 
     switch (m->endpoint) {
     case API_EP_PAYMENT_GET: q->kind = PAY_Q_PAYMENT, q->id = m->id; return true;
     case API_EP_REFUND_GET: q->kind = PAY_Q_REFUND, q->id = m->id; return true;
+    case API_EP_TRANSFER_GET: q->kind = PAY_Q_TRANSFER, q->id = m->id; return true;
     case API_EP_BALANCE: q->kind = PAY_Q_BALANCE; return query_currency(r, &q->currency, f);
     case API_EP_USER_PAYMENTS: q->kind = PAY_Q_USER_PAYMENTS; return query_list(r, q, &c->limit, f);
     default: cp_assert(!"not a read endpoint"); return false;

@@ -32,7 +32,7 @@
 #include "gateway/api.h"
 #include "gateway/auth.h"
 #include "gateway/http.h"
-#include "gateway/xrefund.h"
+#include "gateway/xtcc.h"
 
 #define GW_SESSIONS_DEFAULT 1u
 #define GW_DEADLINE_MS_DEFAULT 5000u
@@ -63,10 +63,11 @@ typedef enum slot_state {
     SLOT_ORDER,   /* the merchant's cell reserves the order */
     SLOT_XPAY,    /* the buyer's cell pays it */
     SLOT_RELEASE, /* the buyer's cell refused: the merchant's cell gives the order back */
-    /* A refund of a cross-cell payment (TCC, docs/cross-cell.md), step by step: */
-    SLOT_XREFUND, /* the buyer's cell records the refund activity (answer: trying) */
-    SLOT_TRY,     /* the merchant's cell holds the money */
-    SLOT_DECIDE,  /* the buyer's cell confirms or cancels */
+    /* A refund of a cross-cell payment or a transfer across cells (TCC, docs/cross-cell.md),
+     * step by step: */
+    SLOT_XTCC,   /* the initiator's cell records the activity (answer: trying) */
+    SLOT_TRY,    /* the participant's cell holds the money (merchant's) or credit (recipient's) */
+    SLOT_DECIDE, /* the initiator's cell confirms or cancels */
 } slot_state_t;
 
 typedef struct gateway gateway_t;
@@ -79,8 +80,9 @@ typedef struct gw_slot {
     uint64_t merchant;
     uint32_t next; /* the free list or the answered FIFO */
     uint8_t state;
-    bool own_key;    /* the gateway gave the request its idempotency key (the client sent none) */
-    uint8_t refusal; /* SLOT_RELEASE: the buyer's cell's answer (a pay_code_t) */
+    bool own_key;     /* the gateway gave the request its idempotency key (the client sent none) */
+    uint8_t refusal;  /* SLOT_RELEASE: the buyer's cell's answer (a pay_code_t) */
+    uint8_t tcc_type; /* SLOT_TRY, SLOT_DECIDE: the activity's (a decide carries none) */
     /* SLOT_RELEASE, SLOT_TRY, SLOT_DECIDE: the first answer under the client's key was a
      * stored one; the final answer is the client's replay if so, whichever cell gives it. */
     bool key_replayed;
@@ -452,34 +454,44 @@ static void release_answered(gateway_t *g, gw_slot_t *s) {
     call_answered(g, s);
 }
 
-/* ---- Refunds of cross-cell payments (TCC, docs/cross-cell.md) ----
- * The merchant's receivable is in the merchant's cell, so that cell must hold the money
- * before the buyer's cell pays it out: the buyer's cell records the refund (answer trying,
- * stored under the key), the merchant's cell tries, and the buyer's cell decides. The
- * decision replaces trying under the key and is the client's answer. A gateway that dies
- * mid-way leaves trying under the key: the client's retry with it goes on from the Try (and
- * the relay's recovery cancels what nobody decides). */
+/* ---- Cross-cell refunds and transfers (TCC, docs/cross-cell.md) ----
+ * A refund of a cross-cell payment: the merchant's receivable is in the merchant's cell, so
+ * that cell must hold the money before the buyer's cell pays it out. A transfer across cells:
+ * the sender's cell holds the sender's money at once, the recipient's cell must be able to
+ * take the credit before it is decided. The same steps for both: the initiator's cell records
+ * the activity (answer trying, stored under the key), the participant's cell tries, and the
+ * initiator's cell decides. The decision replaces trying under the key and is the client's
+ * answer. A gateway that dies mid-way leaves trying under the key: the client's retry with it
+ * goes on from the Try (and the relay's recovery cancels what nobody decides). */
 
-/* The merchant's cell to name in a refund: the cell that drew the payment id when it is not
- * the buyer's (a cross-cell payment's id is drawn by the merchant's cell); 0 for anything
- * else. */
-static uint32_t refund_peer_cell(const gateway_t *g, const gw_slot_t *s) {
+/* The participant's cell to name in the request: a refund's merchant's cell (the cell that
+ * drew the payment id when it is not the buyer's: a cross-cell payment's id is drawn by the
+ * merchant's cell), a transfer's recipient's cell when it is not the sender's; 0 for anything
+ * else (local: the one-step call). */
+static uint32_t tcc_peer_cell(const gateway_t *g, const gw_slot_t *s) {
+    const pay_request_t *q = &s->call.u.req;
+    if (s->match.endpoint == API_EP_TRANSFER_CREATE)
+        return xtcc_transfer_peer_cell(rt_cell_of_uid(&g->routes, q->uid),
+                                       rt_cell_of_uid(&g->routes, q->recipient));
     if (s->match.endpoint != API_EP_REFUND_CREATE) return 0;
-    u128 payment = s->call.u.req.payment_id;
-    return xrefund_peer_cell(payment, rt_cell_of_uid(&g->routes, (uint64_t)(payment >> 64)));
+    return xtcc_refund_peer_cell(q->payment_id,
+                                 rt_cell_of_uid(&g->routes, (uint64_t)(q->payment_id >> 64)));
 }
 
 /* No decision is known, so nothing is final for the client; the activity is still trying (or
  * decided by a decide whose answer was lost), and its key will tell. */
 static void decide_failed(gateway_t *g, gw_slot_t *s) {
     slot_fail(g, s, 503, "unavailable",
-              "the refund is not decided yet: retry with the same Idempotency-Key", NULL);
+              s->tcc_type == PAY_TCC_TRANSFER
+                  ? "the transfer is not decided yet: retry with the same Idempotency-Key"
+                  : "the refund is not decided yet: retry with the same Idempotency-Key",
+              NULL);
 }
 
 static void decide_send(gateway_t *g, gw_slot_t *s, uint8_t code) {
     pay_request_t *q = &s->call.u.req;
     const pay_request_t prev = *q; /* the Try, or the decide this one replaces */
-    xrefund_decide_build(&prev, code, q);
+    xtcc_decide_build(&prev, code, q);
     s->state = SLOT_DECIDE;
     const char *why;
     if (!slot_submit(g, s, q->uid, &why)) decide_failed(g, s);
@@ -487,46 +499,51 @@ static void decide_send(gateway_t *g, gw_slot_t *s, uint8_t code) {
 
 static void decide_answered(gateway_t *g, gw_slot_t *s) {
     uint8_t code = 0;
-    switch (xrefund_after_decide(s->status, s->reply, s->count, s->call.u.req.code, &code)) {
-    case XREFUND_ANSWER:
+    switch (
+        xtcc_after_decide(s->tcc_type, s->status, s->reply, s->count, s->call.u.req.code, &code)) {
+    case XTCC_ANSWER:
         /* A decide answers afresh even when it repeats a decision: whether the client's
          * request is a replay is the trying answer's to say. */
         s->reply[0].replayed = s->key_replayed;
         call_answered(g, s);
         return;
-    case XREFUND_CANCEL: decide_send(g, s, code); return;
-    case XREFUND_RETRY: decide_failed(g, s); return;
+    case XTCC_CANCEL: decide_send(g, s, code); return;
+    case XTCC_RETRY: decide_failed(g, s); return;
     }
 }
 
 static void try_answered(gateway_t *g, gw_slot_t *s) {
-    decide_send(g, s, xrefund_decision(s->status, s->reply, s->count));
+    decide_send(g, s, xtcc_decision(&s->call.u.req, s->status, s->reply, s->count));
 }
 
-/* The buyer's cell answered the refund: trying (fresh, or the key's answer from a gateway
- * that stopped mid-way) goes on with the Try; a decision stored under the key, or an error,
- * is the client's answer as it is. */
-static void refund_answered(gateway_t *g, gw_slot_t *s) {
-    if (!xrefund_trying(s->status, s->reply, s->count)) {
+/* The initiator's cell answered the refund or transfer: trying (fresh, or the key's answer
+ * from a gateway that stopped mid-way) goes on with the Try; a decision stored under the key,
+ * or an error, is the client's answer as it is. */
+static void tcc_answered(gateway_t *g, gw_slot_t *s) {
+    if (!xtcc_trying(s->status, s->reply, s->count)) {
         call_answered(g, s);
         return;
     }
     pay_request_t try_req;
-    if (!xrefund_try_build(&s->reply[0], &try_req)) {
-        slot_fail(g, s, 500, "internal_error", "the buyer's cell's refund does not fit", NULL);
+    if (!xtcc_try_build(&s->reply[0], &try_req)) {
+        slot_fail(g, s, 500, "internal_error", "the initiating cell's trying answer does not fit",
+                  NULL);
         return;
     }
     s->key_replayed = s->reply[0].replayed != 0;
+    s->tcc_type = try_req.tcc_type;
     s->call.u.req = try_req;
     s->state = SLOT_TRY;
     const char *why;
-    /* Not sent: nothing is held, so cancelling is safe and frees the out_request_no now. */
-    if (!slot_submit(g, s, try_req.actor, &why)) decide_send(g, s, PAY_ERR_CANCELLED);
+    /* Not sent: nothing is held in the participant's cell, so cancelling is safe, and frees
+     * the refund's out_request_no or releases the sender's held money now. */
+    if (!slot_submit(g, s, pay_request_route_uid(&try_req), &why))
+        decide_send(g, s, PAY_ERR_CANCELLED);
 }
 
-static void refund_send(gateway_t *g, gw_slot_t *s, uint32_t merchant_cell) {
-    s->call.u.req.peer_cell = merchant_cell;
-    s->state = SLOT_XREFUND;
+static void tcc_send(gateway_t *g, gw_slot_t *s, uint32_t peer_cell) {
+    s->call.u.req.peer_cell = peer_cell;
+    s->state = SLOT_XTCC;
     slot_send(g, s, api_call_route_uid(&s->call));
 }
 
@@ -547,9 +564,9 @@ static void request_build_send(gateway_t *g, gw_slot_t *s, const http_request_t 
         order_send(g, s);
         return;
     }
-    uint32_t merchant_cell = refund_peer_cell(g, s);
-    if (merchant_cell != 0) {
-        refund_send(g, s, merchant_cell);
+    uint32_t peer_cell = tcc_peer_cell(g, s);
+    if (peer_cell != 0) {
+        tcc_send(g, s, peer_cell);
         return;
     }
     s->state = SLOT_CALL;
@@ -697,7 +714,7 @@ static void slot_answered(gateway_t *g, gw_slot_t *s) {
         case SLOT_ORDER: order_answered(g, s); return;
         case SLOT_XPAY: xpay_answered(g, s); return;
         case SLOT_RELEASE: release_answered(g, s); return;
-        case SLOT_XREFUND: refund_answered(g, s); return;
+        case SLOT_XTCC: tcc_answered(g, s); return;
         case SLOT_TRY: try_answered(g, s); return;
         case SLOT_DECIDE: decide_answered(g, s); return;
         default: call_answered(g, s); return;

@@ -334,3 +334,14 @@ def err_code(parsed):
 def pay_body(buyer, amount, otn, currency="CNY"):
     return {"buyer_uid": str(buyer), "amount": str(amount), "currency": currency,
             "out_trade_no": otn, "funding": "balance"}
+
+
+def transfer_body(from_uid, to_uid, amount, currency="CNY"):
+    return {"from_uid": str(from_uid), "to_uid": str(to_uid), "amount": str(amount),
+            "currency": currency}
+
+
+def transfer(api, from_uid, to_uid, amount, key, currency="CNY"):
+    """POST /v1/transfers as the operator with an Idempotency-Key: (status, JSON, raw, headers)."""
+    return api.call("POST", "/v1/transfers", transfer_body(from_uid, to_uid, amount, currency),
+                    {"Authorization": "Bearer " + api.server.admin_key, "Idempotency-Key": key})

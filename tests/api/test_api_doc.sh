@@ -33,5 +33,8 @@ expect '"object":"payment".*"status":"succeeded"' "succeeded payment"
 expect '"object":"refund".*"status":"succeeded"' "succeeded refund"
 expect '"available":"8501"' "balance of 8501 after the payment and the refund"
 expect '"object":"list"' "list of payments"
+expect '"object":"transfer".*"to_uid":"200050".*"status":"succeeded"' "local transfer"
+expect '"object":"transfer".*"to_uid":"200300".*"status":"succeeded"' "transfer across cells"
+expect '"available":"8151"' "balance of 8151 after the transfers"
 if [ "$fail" -ne 0 ]; then cat "$tmp/run"; exit 1; fi
 echo "docs/api.md: every example ran and answered as documented"

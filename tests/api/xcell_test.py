@@ -25,7 +25,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from apilib import Api, Checks, Server, err_code, pay_body, zone  # noqa: E402
+from apilib import Api, Checks, Server, err_code, pay_body, transfer, zone  # noqa: E402
 
 CELLPAY = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="cellpay-xcell-")
@@ -314,6 +314,93 @@ def test_refund_refused(api, ms):
     check("M3: 50 credited, 20 refunded, nothing pending", got == (30, 0), got)
 
 
+# Transfers: senders and recipients of their own, so the balances above stay as they are.
+T1, T1B = 400040, 400050  # cell 1
+T2 = 400300               # cell 2
+T3_USD = 400600           # cell 3, a USD account only
+T4_UNKNOWN = 400890       # cell 4, never opened
+
+
+def transfer_get(api, tid):
+    s, j, _, _ = api.admin("GET", f"/v1/transfers/{tid}")
+    return j if s == 200 else None
+
+
+def test_transfers(api):
+    """User-to-user transfers: within cell 1 in one step, and from cell 1 to other cells by TCC
+    (the sender's money held, the recipient's cell tries a credit, the sender's cell decides;
+    the relay confirms the credit)."""
+    for uid, cur, amount in [(T1, "CNY", 1000), (T1B, "CNY", 0), (T2, "CNY", 0),
+                             (T3_USD, "USD", 0)]:
+        s, j, _, _ = api.admin("POST", "/v1/users", {"uid": str(uid), "currency": cur})
+        check(f"transfer user {uid}", s == 201, (s, j))
+        if amount:
+            s, j, _, _ = api.admin("POST", f"/v1/users/{uid}/topups",
+                                   {"amount": str(amount), "currency": cur})
+            check(f"transfer top-up {uid}", s == 201, (s, j))
+    s, j, _, _ = transfer(api, T1, T1B, 100, "tk-local")
+    check("local transfer: 201", s == 201 and j["object"] == "transfer" and
+          j["id"].startswith("tr_") and len(j["id"]) == 35 and j["from_uid"] == str(T1) and
+          j["to_uid"] == str(T1B) and j["amount"] == "100" and j["currency"] == "CNY" and
+          j["status"] == "succeeded" and isinstance(j["created_at"], int), (s, j))
+    check("local transfer moved the money", api.balance(T1) == 900 and api.balance(T1B) == 100)
+    g = transfer_get(api, j["id"]) if s == 201 else None
+    check("local transfer's GET", g is not None and g["status"] == "succeeded" and
+          g["recipient_credit"] == "credited" and g["amount"] == "100", g)
+
+    s, j, raw, h = transfer(api, T1, T2, 200, "tk-x")
+    check("cross-cell transfer: 201 succeeded", s == 201 and j["status"] == "succeeded" and
+          j["to_uid"] == str(T2) and "Idempotent-Replayed" not in h, (s, j, h))
+    check("sender debited at once", api.balance(T1) == 700 and pending_of(api, T1) == "0")
+    got = wait_for(lambda: api.balance(T2), 200)
+    check("recipient credited once the relay confirms", got == 200, got)
+    if s == 201:
+        got = wait_for(lambda: (transfer_get(api, j["id"]) or {}).get("recipient_credit"),
+                       "credited")
+        check("GET: recipient_credit credited", got == "credited", got)
+        g = transfer_get(api, j["id"])
+        check("GET: the transfer as created", g is not None and g["status"] == "succeeded" and
+              {k: g[k] for k in j} == j, (g, j))
+    s2, _, raw2, h2 = transfer(api, T1, T2, 200, "tk-x")
+    check("cross-cell transfer replayed", s2 == 201 and raw2 == raw and
+          h2.get("Idempotent-Replayed") == "true", (s2, raw2, raw, h2))
+    s, j, _, _ = transfer(api, T1, T2, 201, "tk-x")
+    check("same key, other body: 409", s == 409 and err_code(j) == "idempotency_conflict", (s, j))
+    check("replay and conflict moved nothing", api.balance(T1) == 700 and api.balance(T2) == 200)
+
+    s, j, raw, _ = transfer(api, T1, T2, 701, "tk-poor")
+    check("cross-cell, insufficient funds: 402",
+          s == 402 and err_code(j) == "insufficient_funds", (s, j))
+    s, j, _, _ = transfer(api, T1, T4_UNKNOWN, 50, "tk-unknown")
+    check("unknown recipient in another cell: 404", s == 404 and err_code(j) == "not_found", (s, j))
+    s, j, _, _ = transfer(api, T1, T3_USD, 50, "tk-cur")
+    check("recipient in another cell without CNY: 400 currency_mismatch",
+          s == 400 and err_code(j) == "currency_mismatch", (s, j))
+    s, j, _, _ = transfer(api, T1, T2, 5, "tk-usd", currency="USD")
+    check("sender without the currency: 400 currency_mismatch",
+          s == 400 and err_code(j) == "currency_mismatch", (s, j))
+    s, j, _, _ = transfer(api, T1, T1, 5, "tk-self")
+    check("to oneself: 400", s == 400 and err_code(j) == "invalid_request", (s, j))
+    check("refusals moved nothing, nothing held",
+          api.balance(T1) == 700 and pending_of(api, T1) == "0" and api.balance(T2) == 200,
+          (api.balance(T1), pending_of(api, T1), api.balance(T2)))
+    s, j, _, _ = api.admin("GET", "/v1/transfers/tr_" + "0" * 32)
+    check("GET of no transfer: 404", s == 404 and err_code(j) == "not_found", (s, j))
+    # A cancelled transfer's answer is its refusal, without its id; the cell draws ids in
+    # sequence, so the next transfer of the same sender has the id after it.
+    s, j, _, _ = transfer(api, T1, T4_UNKNOWN, 50, "tk-unknown-2")
+    check("unknown recipient again: 404", s == 404, (s, j))
+    s, j, _, _ = transfer(api, T1, T1B, 1, "tk-after")
+    check("a local transfer after it", s == 201, (s, j))
+    if s == 201:
+        cancelled = "tr_%032x" % (int(j["id"][3:], 16) - 1)
+        g = transfer_get(api, cancelled)
+        check("GET: the cancelled transfer and why", g is not None and
+              g["status"] == "cancelled" and g["cancel_reason"] == "not_found" and
+              g["from_uid"] == str(T1) and g["to_uid"] == str(T4_UNKNOWN) and
+              g["amount"] == "50" and "recipient_credit" not in g, g)
+
+
 def admin_check():
     r = subprocess.run([CELLPAY, "admin", "check", "--data", SERVER.data],
                        capture_output=True, text=True, timeout=120)
@@ -395,6 +482,7 @@ def main():
         test_refunds(api, ms, pay)
         test_refunds_parallel(api, ms)
         test_refund_refused(api, ms)
+        test_transfers(api)
         rc, out = admin_check()
         check("admin check: clearing nets to zero", rc == 0 and "MISMATCH" not in out and
               ("clearing cells 1 and 2" in out or "clearing cells 2 and 1" in out), out)

@@ -149,11 +149,43 @@ static void test_other_bodies(void **state) {
     assert_string_equal(e.param, "out_request_no");
 }
 
+static void test_transfer_body(void **state) {
+    (void)state;
+    api_error_t e;
+    api_transfer_req_t t;
+    const char *tb = "{\"from_uid\":\"18446744073709551614\",\"to_uid\":\"9\","
+                     "\"amount\":\"340282366920938463463374607431768211455\",\"currency\":\"USD\"}";
+    assert_true(api_decode_transfer(tb, strlen(tb), &t, &e));
+    assert_true(t.from_uid == UINT64_MAX - 1);
+    assert_int_equal(t.to_uid, 9);
+    assert_true(t.amount == ~(u128)0);
+    assert_string_equal(t.currency, "USD");
+    /* To oneself: refused here, naming to_uid. */
+    const char *self =
+        "{\"from_uid\":\"9\",\"to_uid\":\"9\",\"amount\":\"1\",\"currency\":\"CNY\"}";
+    assert_false(api_decode_transfer(self, strlen(self), &t, &e));
+    assert_string_equal(e.code, "invalid_request");
+    assert_string_equal(e.param, "to_uid");
+    /* Money as a JSON number, a missing recipient, a payment's field. */
+    const char *num = "{\"from_uid\":\"1\",\"to_uid\":\"9\",\"amount\":1,\"currency\":\"CNY\"}";
+    assert_false(api_decode_transfer(num, strlen(num), &t, &e));
+    assert_string_equal(e.param, "amount");
+    const char *missing = "{\"from_uid\":\"1\",\"amount\":\"1\",\"currency\":\"CNY\"}";
+    assert_false(api_decode_transfer(missing, strlen(missing), &t, &e));
+    assert_string_equal(e.param, "to_uid");
+    const char *extra =
+        "{\"from_uid\":\"1\",\"to_uid\":\"9\",\"amount\":\"1\",\"currency\":\"CNY\","
+        "\"buyer_uid\":\"1\"}";
+    assert_false(api_decode_transfer(extra, strlen(extra), &t, &e));
+    assert_string_equal(e.param, "buyer_uid");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_payment_good),
         cmocka_unit_test(test_payment_bad),
         cmocka_unit_test(test_other_bodies),
+        cmocka_unit_test(test_transfer_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

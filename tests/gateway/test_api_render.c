@@ -216,6 +216,91 @@ static void test_reply_statuses(void **state) {
     assert_int_equal(st, 500);
 }
 
+/* A transfer T = (1001, cell 1, 9) of 250 CNY from 1001 to 2002, as cells answer it. */
+static pay_object_t transfer(uint8_t status) {
+    return (pay_object_t){.id = ((u128)1001 << 64) | ((u128)1 << 40) | 9,
+                          .amount = 250,
+                          .uid = 1001,
+                          .created_at = 1764201600123,
+                          .currency = 0x594e43,
+                          .kind = PAY_KIND_TRANSFER,
+                          .code = PAY_CREATED,
+                          .peer_cell = 2,
+                          .status = status,
+                          .recipient = 2002};
+}
+
+#define TRANSFER_HEAD                                                                              \
+    "{\"object\":\"transfer\",\"id\":\"tr_00000000000003e90000010000000009\","                     \
+    "\"from_uid\":\"1001\",\"to_uid\":\"2002\",\"amount\":\"250\",\"currency\":\"CNY\","
+
+static void test_render_transfer(void **state) {
+    (void)state;
+    int st;
+    bool replayed;
+    /* The write's answer: succeeded, without what only the query knows. */
+    pay_object_t t = transfer(PAY_TRANSFER_SUCCEEDED);
+    t.merchant_credit = 1;
+    reply(API_EP_TRANSFER_CREATE, 0, &t, 1, 0, &st, &replayed);
+    assert_int_equal(st, 201);
+    assert_false(replayed);
+    assert_string_equal(buf,
+                        TRANSFER_HEAD "\"status\":\"succeeded\",\"created_at\":1764201600123}");
+    t.replayed = 1;
+    reply(API_EP_TRANSFER_CREATE, 0, &t, 1, 0, &st, &replayed);
+    assert_true(replayed);
+    /* The query: each status; a succeeded one's recipient_credit, a cancelled one's reason. */
+    t = transfer(PAY_TRANSFER_SUCCEEDED);
+    t.code = PAY_OK;
+    t.merchant_credit = 1;
+    reply(API_EP_TRANSFER_GET, 0, &t, 1, 0, &st, &replayed);
+    assert_int_equal(st, 200);
+    assert_string_equal(buf, TRANSFER_HEAD "\"status\":\"succeeded\",\"recipient_credit\":"
+                                           "\"pending\",\"created_at\":1764201600123}");
+    t.merchant_credit = 0;
+    reply(API_EP_TRANSFER_GET, 0, &t, 1, 0, &st, &replayed);
+    assert_non_null(strstr(buf, "\"status\":\"succeeded\",\"recipient_credit\":\"credited\","));
+    t = transfer(PAY_TRANSFER_TRYING);
+    t.code = PAY_OK;
+    reply(API_EP_TRANSFER_GET, 0, &t, 1, 0, &st, &replayed);
+    assert_int_equal(st, 200);
+    assert_string_equal(buf, TRANSFER_HEAD "\"status\":\"pending\",\"created_at\":1764201600123}");
+    t = transfer(PAY_TRANSFER_CANCELLED);
+    t.code = PAY_OK;
+    static const struct {
+        uint8_t code;
+        const char *reason;
+    } reasons[] = {{PAY_ERR_CANCELLED, "cancelled"},
+                   {PAY_ERR_NOT_FOUND, "not_found"},
+                   {PAY_ERR_CURRENCY_MISMATCH, "currency_mismatch"},
+                   {PAY_ERR_OVERFLOW, "invalid_request"}};
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
+        t.cancel_code = reasons[i].code;
+        reply(API_EP_TRANSFER_GET, 0, &t, 1, 0, &st, &replayed);
+        assert_int_equal(st, 200);
+        char want[256];
+        snprintf(want, sizeof want,
+                 TRANSFER_HEAD "\"status\":\"cancelled\",\"cancel_reason\":\"%s\","
+                               "\"created_at\":1764201600123}",
+                 reasons[i].reason);
+        assert_string_equal(buf, want);
+    }
+    /* A write cancelled across cells: 409 cancelled, in a transfer's words. */
+    pay_object_t e = {.kind = PAY_KIND_TRANSFER, .code = PAY_ERR_CANCELLED};
+    reply(API_EP_TRANSFER_CREATE, 0, &e, 1, 0, &st, &replayed);
+    assert_int_equal(st, 409);
+    assert_true(strncmp(buf, "{\"error\":{\"code\":\"cancelled\"", 28) == 0);
+    assert_non_null(strstr(buf, "transfer"));
+    assert_null(strstr(buf, "out_request_no"));
+    /* A status no cell answers, or another kind: 500, never a wrong object. */
+    t = transfer(7);
+    reply(API_EP_TRANSFER_GET, 0, &t, 1, 0, &st, &replayed);
+    assert_int_equal(st, 500);
+    pay_object_t p = payment();
+    reply(API_EP_TRANSFER_CREATE, 0, &p, 1, 0, &st, &replayed);
+    assert_int_equal(st, 500);
+}
+
 static void test_reply_lists(void **state) {
     (void)state;
     int st;
@@ -256,7 +341,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_code_status),        cmocka_unit_test(test_render_payment),
         cmocka_unit_test(test_render_other_kinds), cmocka_unit_test(test_reply_statuses),
-        cmocka_unit_test(test_reply_lists),
+        cmocka_unit_test(test_reply_lists),        cmocka_unit_test(test_render_transfer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,7 +43,14 @@ static const route_case_t routes[] = {
     {"DELETE", "/v1/payments/pay_0123456789abcdef0123456789abcdef", API_EP_NONE, 405, "GET, HEAD"},
     {"POST", "/v1/refunds", API_EP_REFUND_CREATE, 0, NULL},
     {"GET", "/v1/refunds/re_00000000000000000000000000000001", API_EP_REFUND_GET, 0, NULL},
+    {"POST", "/v1/transfers", API_EP_TRANSFER_CREATE, 0, NULL},
+    {"GET", "/v1/transfers", API_EP_NONE, 405, "POST"},
+    {"GET", "/v1/transfers/tr_00000000000003e90000010000000009", API_EP_TRANSFER_GET, 0, NULL},
+    {"HEAD", "/v1/transfers/tr_00000000000003e90000010000000009", API_EP_TRANSFER_GET, 0, NULL},
+    {"POST", "/v1/transfers/tr_00000000000003e90000010000000009", API_EP_NONE, 405, "GET, HEAD"},
     /* Nothing can live at a malformed uid or id: 404, whatever the method. */
+    {"GET", "/v1/transfers/pay_00000000000003e90000010000000009", API_EP_NONE, 404, NULL},
+    {"GET", "/v1/transfers/tr_3e90000010000000009", API_EP_NONE, 404, NULL},
     {"GET", "/v1/users/0/balance", API_EP_NONE, 404, NULL},
     {"GET", "/v1/users/042/balance", API_EP_NONE, 404, NULL},
     {"GET", "/v1/users/18446744073709551616/balance", API_EP_NONE, 404, NULL},
@@ -93,11 +100,12 @@ static void test_dispatch_params_and_auth(void **state) {
     api_match("GET", "/v1/healthy", 10, &m);
     assert_int_equal(m.endpoint, API_EP_HEALTH);
     assert_int_equal(api_endpoint_auth(API_EP_HEALTH), API_AUTH_NONE);
-    static const api_endpoint_t op[] = {API_EP_MERCHANT_CREATE, API_EP_USER_CREATE,
-                                        API_EP_TOPUP_CREATE, API_EP_BALANCE, API_EP_USER_PAYMENTS};
+    static const api_endpoint_t op[] = {
+        API_EP_MERCHANT_CREATE, API_EP_USER_CREATE,     API_EP_TOPUP_CREATE, API_EP_BALANCE,
+        API_EP_USER_PAYMENTS,   API_EP_TRANSFER_CREATE, API_EP_TRANSFER_GET};
     static const api_endpoint_t mer[] = {API_EP_PAYMENT_CREATE, API_EP_PAYMENT_GET,
                                          API_EP_REFUND_CREATE, API_EP_REFUND_GET};
-    for (size_t i = 0; i < 5; i++) assert_int_equal(api_endpoint_auth(op[i]), API_AUTH_OPERATOR);
+    for (size_t i = 0; i < 7; i++) assert_int_equal(api_endpoint_auth(op[i]), API_AUTH_OPERATOR);
     for (size_t i = 0; i < 4; i++) assert_int_equal(api_endpoint_auth(mer[i]), API_AUTH_MERCHANT);
 }
 
@@ -284,6 +292,61 @@ static void test_build_refund(void **state) {
     assert_string_equal(f.param, "payment_id");
 }
 
+static const char transfer_body[] =
+    "{\"from_uid\":\"1001\",\"to_uid\":\"2002\",\"amount\":\"250\",\"currency\":\"CNY\"}";
+
+static void test_build_transfer(void **state) {
+    (void)state;
+    api_call_t c;
+    api_fail_t f;
+    api_match_t m = match("POST", "/v1/transfers");
+    http_request_t r = request("POST", "/v1/transfers", "", transfer_body);
+    header_add(&r, "Idempotency-Key", "t-1");
+    assert_true(api_build(&m, &r, 0, &c, &f));
+    assert_int_equal(c.op, PROTO_OP_PAY);
+    assert_int_equal(c.u.req.kind, PAY_KIND_TRANSFER);
+    assert_int_equal(c.u.req.uid, 1001);
+    assert_int_equal(c.u.req.recipient, 2002);
+    assert_true(c.u.req.amount == 250);
+    assert_int_equal(c.u.req.currency, pay_currency_pack("CNY"));
+    assert_int_equal(c.u.req.actor, 0);
+    assert_int_equal(c.u.req.peer_cell, 0); /* the gateway's to set from its route table */
+    assert_int_equal(c.u.req.tcc_type, 0);
+    assert_true(c.u.req.idem_key != 0 && c.u.req.body_hash != 0);
+    assert_int_equal(api_call_route_uid(&c), 1001); /* the sender's cell */
+    /* Refused before any cell is asked, naming the field. */
+    static const struct {
+        const char *body, *param;
+    } bad[] = {
+        {"{\"from_uid\":\"7\",\"to_uid\":\"7\",\"amount\":\"1\",\"currency\":\"CNY\"}", "to_uid"},
+        {"{\"from_uid\":\"0\",\"to_uid\":\"7\",\"amount\":\"1\",\"currency\":\"CNY\"}", "from_uid"},
+        {"{\"from_uid\":\"6\",\"to_uid\":7,\"amount\":\"1\",\"currency\":\"CNY\"}", "to_uid"},
+        {"{\"from_uid\":\"6\",\"to_uid\":\"7\",\"amount\":\"0\",\"currency\":\"CNY\"}", "amount"},
+        {"{\"from_uid\":\"6\",\"to_uid\":\"7\",\"amount\":\"1.5\",\"currency\":\"CNY\"}", "amount"},
+        {"{\"from_uid\":\"6\",\"to_uid\":\"7\",\"amount\":\"1\",\"currency\":\"cny\"}", "currency"},
+        {"{\"from_uid\":\"6\",\"to_uid\":\"7\",\"amount\":\"1\"}", "currency"},
+        {"{\"from_uid\":\"6\",\"to_uid\":\"7\",\"amount\":\"1\",\"currency\":\"CNY\","
+         "\"note\":\"x\"}",
+         "note"},
+        {"[]", ""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = request("POST", "/v1/transfers", "", bad[i].body);
+        if (api_build(&m, &r, 0, &c, &f)) fail_msg("accepted %s", bad[i].body);
+        assert_int_equal(f.status, 400);
+        assert_string_equal(f.code, "invalid_request");
+        assert_string_equal(f.param, bad[i].param);
+    }
+    /* The query: by id, routed by its upper half (the sender). */
+    m = match("GET", "/v1/transfers/tr_00000000000003e90000010000000009");
+    r = request("GET", "/v1/transfers/tr_00000000000003e90000010000000009", "", "");
+    assert_true(api_build(&m, &r, 0, &c, &f));
+    assert_int_equal(c.op, PROTO_OP_PAY_QUERY);
+    assert_int_equal(c.u.query.kind, PAY_Q_TRANSFER);
+    assert_true(c.u.query.id == (((u128)1001 << 64) | ((u128)1 << 40) | 9));
+    assert_int_equal(api_call_route_uid(&c), 1001);
+}
+
 static void test_build_operator_writes(void **state) {
     (void)state;
     api_call_t c;
@@ -386,6 +449,7 @@ int main(void) {
         cmocka_unit_test(test_build_payment),
         cmocka_unit_test(test_build_refuses),
         cmocka_unit_test(test_build_refund),
+        cmocka_unit_test(test_build_transfer),
         cmocka_unit_test(test_build_operator_writes),
         cmocka_unit_test(test_build_queries),
         cmocka_unit_test(test_currency_pack),

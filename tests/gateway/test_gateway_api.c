@@ -4,7 +4,8 @@
  * HTTP clients. Covers the operator's bearer key, merchant signatures with the secret fetched
  * once from the cell, idempotent replays, many connections at once (their requests merged
  * by the client and split back), route table changes, the steps of a refund of a cross-cell
- * payment (the fake plays both cells' parts), and gateway_stop(). Every wait is bounded. */
+ * payment (the fake plays both cells' parts), transfers within a cell and across two cells
+ * (a second fake as the recipient's cell), and gateway_stop(). Every wait is bounded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,6 +32,7 @@
 #define CONNS 32u
 
 static fake_server_t *fake;
+static fake_server_t *fake2; /* cell 2 of the transfer tests */
 static _Atomic uint16_t gw_port;
 static uv_thread_t gw_thread;
 static int gw_rc;
@@ -49,6 +51,8 @@ static char merchant_key[AUTH_HEX_MAX + 1];
 #define TCC_R (((u128)TCC_BUYER << 64) | ((u128)1 << 40) | 9)
 
 typedef struct tcc_script {
+    bool transfer;        /* the activity is a transfer (a decide names no type) */
+    uint8_t start_code;   /* not 0: the initiator's cell refuses the transfer with it */
     bool trying_replayed; /* the refund's trying answer is the key's stored one */
     uint8_t try_code;     /* the Try's answer */
     uint8_t confirm_code; /* a confirm's answer: created (the refund), or a DECIDE error */
@@ -58,7 +62,26 @@ typedef struct tcc_script {
 static uv_mutex_t tcc_lock;
 static tcc_script_t tcc_script;
 static pay_request_t tcc_seen[TCC_SEEN_MAX];
+static uintptr_t tcc_seen_cell[TCC_SEEN_MAX]; /* which fake got it: 1 or 2 */
 static uint32_t tcc_seen_count;
+
+#define XFER_SENDER 1001ull /* zone 0: cell 1 */
+#define XFER_LOCAL 1011ull  /* zone 1: cell 1 */
+#define XFER_REMOTE 1501ull /* zone 50: cell 2 in the two-cell table */
+#define XFER_T (((u128)XFER_SENDER << 64) | ((u128)1 << 40) | 4)
+
+static void xfer_object(pay_object_t *o, const pay_request_t *r, uint8_t code, uint8_t status) {
+    *o = (pay_object_t){.id = XFER_T,
+                        .amount = 250,
+                        .uid = XFER_SENDER,
+                        .created_at = 3,
+                        .currency = pay_currency_pack("CNY"),
+                        .kind = PAY_KIND_TRANSFER,
+                        .code = code,
+                        .peer_cell = r->peer_cell,
+                        .status = status,
+                        .recipient = r->recipient ? r->recipient : XFER_REMOTE};
+}
 
 static void tcc_refund_object(pay_object_t *o, uint8_t code) {
     *o = (pay_object_t){.id = TCC_R,
@@ -76,23 +99,39 @@ static void tcc_refund_object(pay_object_t *o, uint8_t code) {
 static void tcc_decide(const tcc_script_t *sc, const pay_request_t *r, pay_object_t *o) {
     uint8_t fail = r->code == PAY_OK ? (sc->confirm_code == PAY_CREATED ? 0 : sc->confirm_code)
                                      : sc->cancel_fail;
+    uint8_t kind = sc->transfer ? PAY_KIND_TRANSFER : PAY_KIND_REFUND;
     if (fail) {
         *o = (pay_object_t){.kind = PAY_KIND_DECIDE, .code = fail};
+    } else if (r->code == PAY_OK && sc->transfer) {
+        xfer_object(o, r, PAY_CREATED, PAY_TRANSFER_SUCCEEDED);
     } else if (r->code == PAY_OK) {
         tcc_refund_object(o, PAY_CREATED);
     } else {
-        *o = (pay_object_t){.kind = PAY_KIND_REFUND, .code = r->code};
+        *o = (pay_object_t){.kind = kind, .code = r->code};
     }
 }
 
+/* The sender's cell: a local transfer in one step, a cross-cell one trying. */
+static void xfer_start(const tcc_script_t *sc, const pay_request_t *r, pay_object_t *o) {
+    if (sc->start_code)
+        *o = (pay_object_t){.kind = PAY_KIND_TRANSFER, .code = sc->start_code};
+    else if (r->peer_cell == 0)
+        xfer_object(o, r, PAY_CREATED, PAY_TRANSFER_SUCCEEDED);
+    else
+        xfer_object(o, r, PAY_TRYING, PAY_TRANSFER_TRYING);
+    o->replayed = sc->trying_replayed;
+}
+
 static void tcc_hook(void *ctx, const pay_request_t *r, pay_object_t *o) {
-    (void)ctx;
     bool tcc = (r->kind == PAY_KIND_REFUND && r->peer_cell != 0) || r->kind == PAY_KIND_TRY ||
-               r->kind == PAY_KIND_DECIDE;
+               r->kind == PAY_KIND_DECIDE || r->kind == PAY_KIND_TRANSFER;
     if (!tcc) return; /* everything else: the fake's echo */
     uv_mutex_lock(&tcc_lock);
     tcc_script_t sc = tcc_script;
-    if (tcc_seen_count < TCC_SEEN_MAX) tcc_seen[tcc_seen_count++] = *r;
+    if (tcc_seen_count < TCC_SEEN_MAX) {
+        tcc_seen_cell[tcc_seen_count] = (uintptr_t)ctx;
+        tcc_seen[tcc_seen_count++] = *r;
+    }
     uv_mutex_unlock(&tcc_lock);
     switch (r->kind) {
     case PAY_KIND_REFUND:
@@ -100,6 +139,7 @@ static void tcc_hook(void *ctx, const pay_request_t *r, pay_object_t *o) {
         o->peer_cell = r->peer_cell;
         o->replayed = sc.trying_replayed;
         return;
+    case PAY_KIND_TRANSFER: xfer_start(&sc, r, o); return;
     case PAY_KIND_TRY:
         *o = (pay_object_t){.id = r->payment_id, .kind = PAY_KIND_TRY, .code = sc.try_code};
         return;
@@ -130,6 +170,10 @@ static int setup(void **state) {
     assert_int_equal(uv_mutex_init(&tcc_lock), 0);
     fake = fake_start();
     fake->pay_hook = tcc_hook; /* before any request reaches the fake */
+    fake->pay_hook_ctx = (void *)(uintptr_t)1;
+    fake2 = fake_start();
+    fake2->pay_hook = tcc_hook;
+    fake2->pay_hook_ctx = (void *)(uintptr_t)2;
     memset(&cfg, 0, sizeof cfg);
     cfg.listen = "127.0.0.1:0";
     cfg.admin_key = ADMIN_KEY;
@@ -150,6 +194,7 @@ static int teardown(void **state) {
     uv_thread_join(&gw_thread);
     assert_int_equal(gw_rc, 0);
     fake_stop(fake);
+    fake_stop(fake2);
     uv_mutex_destroy(&tcc_lock);
     return 0;
 }
@@ -514,12 +559,166 @@ static void test_tcc_refund_refusals(void **state) {
     assert_int_equal(n, 0); /* the hook saw no TCC item: the echo answered */
 }
 
+/* ---- Transfers ---- */
+
+/* Cell 1 (fake) serves zones 0-49, cell 2 (fake2) zones 50-99. */
+static void two_cells(rt_table_t *t, uint64_t version) {
+    char text[256], err[128];
+    snprintf(text, sizeof text,
+             "version %llu\ncell 1 127.0.0.1:%u\ncell 2 127.0.0.1:%u\nzones 0-49 -> 1\n"
+             "zones 50-99 -> 2\n",
+             (unsigned long long)version, (unsigned)fake->port, (unsigned)fake2->port);
+    assert_true(rt_parse(text, strlen(text), t, err, sizeof err));
+}
+
+/* Runs one transfer from XFER_SENDER to recipient under script sc; r: the reply, seen/cells/
+ * count: what reached the fakes, and which. */
+static void xfer_run(tcc_script_t sc, uint64_t recipient, reply_t *r, pay_request_t *seen,
+                     uintptr_t *cells, uint32_t *count) {
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"from_uid\":\"%llu\",\"to_uid\":\"%llu\",\"amount\":\"250\","
+             "\"currency\":\"CNY\"}",
+             (unsigned long long)XFER_SENDER, (unsigned long long)recipient);
+    sc.transfer = true;
+    uv_mutex_lock(&tcc_lock);
+    tcc_script = sc;
+    tcc_seen_count = 0;
+    uv_mutex_unlock(&tcc_lock);
+    int fd = conn_open();
+    request(fd, "POST", "/v1/transfers",
+            "Authorization: Bearer " ADMIN_KEY "\r\nIdempotency-Key: xfer-1\r\n", body, r);
+    close(fd);
+    uv_mutex_lock(&tcc_lock);
+    *count = tcc_seen_count;
+    memcpy(seen, tcc_seen, sizeof tcc_seen);
+    memcpy(cells, tcc_seen_cell, sizeof tcc_seen_cell);
+    uv_mutex_unlock(&tcc_lock);
+}
+
+static void test_transfers(void **state) {
+    (void)state;
+    rt_table_t *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    two_cells(t, 200);
+    assert_true(gateway_set_routes(t));
+    uv_sleep(100);
+    reply_t r;
+    pay_request_t seen[TCC_SEEN_MAX];
+    uintptr_t cells[TCC_SEEN_MAX];
+    uint32_t n;
+    /* Both in cell 1: one step, no peer_cell. */
+    xfer_run(tcc_ok, XFER_LOCAL, &r, seen, cells, &n);
+    assert_int_equal(r.status, 201);
+    assert_non_null(strstr(r.body, "{\"object\":\"transfer\",\"id\":\"tr_00000000000003e9000001"));
+    assert_non_null(strstr(r.body, "\"to_uid\":\"1011\""));
+    assert_int_equal(n, 1);
+    assert_int_equal(seen[0].kind, PAY_KIND_TRANSFER);
+    assert_int_equal(seen[0].peer_cell, 0);
+    assert_int_equal(seen[0].recipient, XFER_LOCAL);
+    assert_int_equal(cells[0], 1);
+    /* Across cells: the transfer to the sender's cell names the recipient's; the Try goes to
+     * the recipient's cell; the decide back to the sender's confirms. */
+    xfer_run(tcc_ok, XFER_REMOTE, &r, seen, cells, &n);
+    assert_int_equal(r.status, 201);
+    assert_non_null(strstr(r.body, "\"status\":\"succeeded\""));
+    assert_null(strstr(r.head, "Idempotent-Replayed"));
+    assert_int_equal(n, 3);
+    assert_int_equal(seen[0].kind, PAY_KIND_TRANSFER);
+    assert_int_equal(seen[0].peer_cell, 2);
+    assert_int_equal(seen[0].uid, XFER_SENDER);
+    assert_int_equal(seen[0].recipient, XFER_REMOTE);
+    assert_true(seen[0].idem_key != 0);
+    assert_int_equal(cells[0], 1);
+    pay_request_t want_try = {.kind = PAY_KIND_TRY,
+                              .payment_id = XFER_T,
+                              .uid = XFER_SENDER,
+                              .amount = 250,
+                              .currency = pay_currency_pack("CNY"),
+                              .peer_cell = 1,
+                              .tcc_type = PAY_TCC_TRANSFER,
+                              .recipient = XFER_REMOTE};
+    assert_memory_equal(&seen[1], &want_try, sizeof want_try);
+    assert_int_equal(cells[1], 2);
+    pay_request_t want_decide = {
+        .kind = PAY_KIND_DECIDE, .payment_id = XFER_T, .uid = XFER_SENDER, .code = PAY_OK};
+    assert_memory_equal(&seen[2], &want_decide, sizeof want_decide);
+    assert_int_equal(cells[2], 1);
+    char first[8192];
+    strcpy(first, r.body);
+    /* The key's trying answer: the gateway goes on; the client's answer is a replay. */
+    tcc_script_t sc = tcc_ok;
+    sc.trying_replayed = true;
+    xfer_run(sc, XFER_REMOTE, &r, seen, cells, &n);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.body, first);
+    assert_non_null(strstr(r.head, "\r\nIdempotent-Replayed: true\r\n"));
+    assert_int_equal(n, 3);
+    free(t);
+}
+
+static void test_transfer_refusals(void **state) {
+    (void)state;
+    reply_t r;
+    pay_request_t seen[TCC_SEEN_MAX];
+    uintptr_t cells[TCC_SEEN_MAX];
+    uint32_t n;
+    /* The Try's refusals are the decision, and the client's answer. */
+    static const struct {
+        uint8_t try_code, decided;
+        int status;
+        const char *error;
+    } cases[] = {
+        {PAY_ERR_NOT_FOUND, PAY_ERR_NOT_FOUND, 404, "not_found"},
+        {PAY_ERR_CURRENCY_MISMATCH, PAY_ERR_CURRENCY_MISMATCH, 400, "currency_mismatch"},
+        {PAY_ERR_OVERFLOW, PAY_ERR_OVERFLOW, 400, "invalid_request"},
+        {PAY_ERR_CANCELLED, PAY_ERR_CANCELLED, 409, "cancelled"},
+        /* Not a transfer branch's refusal, or no answer that holds: cancelled. */
+        {PAY_ERR_INSUFFICIENT_FUNDS, PAY_ERR_CANCELLED, 409, "cancelled"},
+        {PAY_ERR_FULL, PAY_ERR_CANCELLED, 409, "cancelled"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tcc_script_t sc = tcc_ok;
+        sc.try_code = cases[i].try_code;
+        xfer_run(sc, XFER_REMOTE, &r, seen, cells, &n);
+        assert_int_equal(r.status, cases[i].status);
+        char want[64];
+        snprintf(want, sizeof want, "\"%s\"", cases[i].error);
+        assert_non_null(strstr(r.body, want));
+        assert_int_equal(n, 3);
+        assert_int_equal(seen[2].kind, PAY_KIND_DECIDE);
+        assert_int_equal(seen[2].code, cases[i].decided);
+        assert_int_equal(cells[2], 1);
+    }
+    /* The sender's cell refuses at once (its funds): nothing else is asked. */
+    tcc_script_t sc = tcc_ok;
+    sc.start_code = PAY_ERR_INSUFFICIENT_FUNDS;
+    xfer_run(sc, XFER_REMOTE, &r, seen, cells, &n);
+    assert_int_equal(r.status, 402);
+    assert_int_equal(n, 1);
+    /* A decide that fails: no decision known, retry with the same key. */
+    sc = tcc_ok;
+    sc.confirm_code = PAY_ERR_FULL;
+    xfer_run(sc, XFER_REMOTE, &r, seen, cells, &n);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "transfer is not decided yet"));
+    /* Back to the one-cell table of the other tests. */
+    rt_table_t *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    table_for(t, fake->port);
+    t->version = 300;
+    assert_true(gateway_set_routes(t));
+    uv_sleep(100);
+    free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health_and_operator), cmocka_unit_test(test_signed_payment),
         cmocka_unit_test(test_signature_refusals),  cmocka_unit_test(test_many_connections),
         cmocka_unit_test(test_route_change),        cmocka_unit_test(test_tcc_refund),
-        cmocka_unit_test(test_tcc_refund_refusals),
+        cmocka_unit_test(test_tcc_refund_refusals), cmocka_unit_test(test_transfers),
+        cmocka_unit_test(test_transfer_refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
