@@ -17,14 +17,16 @@ When the load stops and the relays are idle:
     clearing accounts nets to zero (credited once: a credit made twice or lost would show);
   - each cell's replicas report one state hash.
 
-Refunds of cross-cell payments (TCC: docs/cross-cell.md) run in the same load: a thread
-refunds part of one of its acknowledged payments now and then. The gateway is killed too, now
-and then, so refunds are left between their steps; a thread whose refund got no answer may
-give it up (it never sends it again), and the buyer cell's relay must then decide it cancelled
-(`--tcc-recover-after`). Once idle, no refund activity is left trying, each given-up refund
-sent again with its key answers its final outcome (201, or 409 cancelled), and the buyers'
-balances count every refund that answered 201 exactly once; `cellpay admin check` would name
-a hold left pending in a merchant's cell (its clearing position would not net to zero).
+Refunds of cross-cell payments and transfers between users of the two cells (TCC:
+docs/cross-cell.md) run in the same load: a thread refunds part of one of its acknowledged
+payments now and then, and moves money from one buyer to a buyer of the other cell. The
+gateway is killed too, now and then, so refunds and transfers are left between their steps; a
+thread whose refund got no answer may give it up (it never sends it again), and the initiating cell's relay must then decide it
+cancelled (`--tcc-recover-after`). The same for transfers. Once idle, no TCC activity is left
+trying, each given-up refund or transfer sent again with its key answers its final outcome
+(201, or 409 cancelled), and the buyers' balances count every refund and transfer that
+answered 201 exactly once; `cellpay admin check` would name a hold left pending in either cell
+(its clearing position would not net to zero).
 
 usage: xcell_fault_test.py path/to/cellpay   (XCELL_FAULT_SEED=N repeats a run's choices)
 """
@@ -60,7 +62,10 @@ STOP = threading.Event()
 ACKS = []  # (merchant cell, buyer, amount, payment id)
 REFUNDS = []  # (buyer, amount, refund id): answered 201
 GIVEN_UP = []  # (merchant, body, key, buyer, amount): refunds that never got an answer
-STATS = {"attempts": 0, "retries": 0, "refused": 0, "refunds_cancelled": 0, "gateway_kills": 0}
+TRANSFERS = []  # (sender, recipient, amount): answered 201
+GIVEN_UP_T = []  # (body, key, sender, recipient, amount): transfers that never got an answer
+STATS = {"attempts": 0, "retries": 0, "refused": 0, "refunds_cancelled": 0,
+         "transfers_cancelled": 0, "gateway_kills": 0}
 RECOVER_AFTER_S = 2
 
 # zone(uid) = (uid / 10) mod 100
@@ -85,14 +90,17 @@ def admin(c, method, path, body=None):
 # ---- load and chaos ----
 
 def send_until_final(c, m, path, data, key, give_up=False):
-    """POSTs with the same key until a final answer (not 503, not a broken connection).
-    With give_up, a broken connection makes the sender give up: returns (None, None, c)."""
+    """POSTs with the same key until a final answer (not 503, not a broken connection), signed
+    by merchant m, or as the operator when m is None. With give_up, a broken connection makes
+    the sender give up: returns (None, None, c)."""
     deadline = time.time() + 120
     while time.time() < deadline:
         with LOCK:
             STATS["attempts"] += 1
         try:
-            s, j, _, _ = request(c, "POST", path, data, signed_headers(m, "POST", path, data, key))
+            h = (dict(admin_headers(GW.admin_key), **{"Idempotency-Key": key}) if m is None
+                 else signed_headers(m, "POST", path, data, key))
+            s, j, _, _ = request(c, "POST", path, data, h)
         except (OSError, http.client.HTTPException):
             c.close()
             c = conn()
@@ -153,6 +161,28 @@ def refund_one(c, tid, n, rng, mine):
     return c
 
 
+def transfer_one(c, tid, n, rng):
+    """Moves money from a buyer of one cell to a buyer of the other, as the operator."""
+    scell = rng.choice((1, 2))
+    sender, recipient = rng.choice(BUYERS[scell]), rng.choice(BUYERS[3 - scell])
+    amount = rng.randint(1, 9999)
+    data = encode({"from_uid": str(sender), "to_uid": str(recipient), "amount": str(amount),
+                   "currency": "CNY"})
+    key = f"tk{SEED}-t{tid}-{n}"
+    s, j, c = send_until_final(c, None, "/v1/transfers", data, key, give_up=True)
+    with LOCK:
+        if s == 201:
+            TRANSFERS.append((sender, recipient, amount))
+        elif s is None:
+            GIVEN_UP_T.append((data, key, sender, recipient, amount))
+        elif (s, err_code(j)) == (409, "cancelled"):
+            STATS["transfers_cancelled"] += 1
+        else:
+            STATS["refused"] += 1
+            print(f"transfer refused: {s} {j}", flush=True)
+    return c
+
+
 def worker(tid, merchants):
     rng = random.Random(SEED * 1000 + tid)
     c = conn()
@@ -160,8 +190,11 @@ def worker(tid, merchants):
     mine = []  # [merchant, buyer, payment id, refundable rest]
     while not STOP.is_set():
         n += 1
-        if mine and rng.random() < 0.35:
+        x = rng.random()
+        if mine and x < 0.3:
             c = refund_one(c, tid, n, rng, mine)
+        elif x > 0.85:
+            c = transfer_one(c, tid, n, rng)
         else:
             c = pay_one(c, tid, n, rng, merchants, mine)
     c.close()
@@ -245,18 +278,20 @@ def main():
     STOP.set()
     for t in threads:
         t.join(timeout=180)
-    print(f"load: {len(ACKS)} payments and {len(REFUNDS)} refunds acknowledged, "
-          f"{len(GIVEN_UP)} refunds given up, {kills} processes killed, {STATS}", flush=True)
+    print(f"load: {len(ACKS)} payments, {len(REFUNDS)} refunds and {len(TRANSFERS)} transfers "
+          f"acknowledged, {len(GIVEN_UP)} refunds and {len(GIVEN_UP_T)} transfers given up, "
+          f"{kills} processes killed, {STATS}", flush=True)
     check("payments were made", len(ACKS) > 100, len(ACKS))
     check("refunds were made", len(REFUNDS) > 10, len(REFUNDS))
+    check("transfers were made", len(TRANSFERS) > 10, len(TRANSFERS))
     check("no payment refused", STATS["refused"] == 0, STATS)
     verify(c, cells, merchants)
     c.close()
 
 
-def refunds_settle(c, cells):
-    """The relays' recovery decides every refund left trying; then each given-up refund, sent
-    again with its key, answers its outcome."""
+def tcc_settle(c, cells):
+    """The relays' recovery decides every refund and transfer left trying; then each given-up
+    one, sent again with its key, answers its outcome."""
     deadline = time.time() + 60
     out = ""
     while time.time() < deadline:
@@ -266,11 +301,11 @@ def refunds_settle(c, cells):
         if len(trying) == 6 and set(trying) == {"0"}:
             break
         time.sleep(0.5)
-    check("no refund activity left trying", re.findall(r" tcc_trying=(\d+)", out) == ["0"] * 6,
+    check("no TCC activity left trying", re.findall(r" tcc_trying=(\d+)", out) == ["0"] * 6,
           out)
     recovered = sum(int(x) for x in re.findall(r" relay_recovered=(\d+)", out))
-    print(f"refunds: {len(GIVEN_UP)} given up, {recovered} decided by the relays' recovery "
-          "(counted since each process started)", flush=True)
+    print(f"TCC: {len(GIVEN_UP)} refunds and {len(GIVEN_UP_T)} transfers given up, {recovered} "
+          "decided by the relays' recovery (counted since each process started)", flush=True)
     for m, data, key, buyer, amount in GIVEN_UP:
         s, j, c = send_until_final(c, m, "/v1/refunds", data, key)
         if s == 201:
@@ -279,11 +314,18 @@ def refunds_settle(c, cells):
             check("a given-up refund answers 201 or 409 cancelled",
                   (s, err_code(j)) in ((409, "cancelled"), (402, "insufficient_funds")),
                   (s, j))
+    for data, key, sender, recipient, amount in GIVEN_UP_T:
+        s, j, c = send_until_final(c, None, "/v1/transfers", data, key)
+        if s == 201:
+            TRANSFERS.append((sender, recipient, amount))
+        else:
+            check("a given-up transfer answers 201 or 409 cancelled",
+                  (s, err_code(j)) == (409, "cancelled"), (s, j))
     return c
 
 
 def verify(c, cells, merchants):
-    c = refunds_settle(c, cells)
+    c = tcc_settle(c, cells)
     # The relays drain: every acknowledged payment's credit arrives.
     deadline = time.time() + 90
     pending = list(ACKS)
@@ -304,11 +346,14 @@ def verify(c, cells, merchants):
         spent[buyer] = spent.get(buyer, 0) + amount
     for buyer, amount, _ in REFUNDS:
         spent[buyer] -= amount
+    for sender, recipient, amount in TRANSFERS:
+        spent[sender] = spent.get(sender, 0) + amount
+        spent[recipient] = spent.get(recipient, 0) - amount
     for bs in BUYERS.values():
         for b in bs:
             s, j = admin(c, "GET", f"/v1/users/{b}/balance?currency=CNY")
             want = TOPUP - spent.get(b, 0)
-            check(f"buyer {b}: debited its acknowledged payments, credited its refunds",
+            check(f"buyer {b}: debited its acknowledged payments, credited its refunds, transfers counted once",
                   s == 200 and j["available"] == str(want), (s, j, want))
     r = subprocess.run([CELLPAY, "admin", "check", "--routes", ROUTES], capture_output=True,
                        text=True, timeout=120)
