@@ -93,6 +93,9 @@ typedef struct xc_sim_stats {
     /* Refunds: activities recorded, decided each way, gateways that died in one, and the
      * activities the relays recovered (decided cancelled). */
     uint64_t refunds, refunds_confirmed, refunds_cancelled, gateways_died, recovered;
+    /* Orders whose gateway died right after them (for good), their payments that arrived late,
+     * the tombstones the buyers' cells stored, and the orders the resolvers released. */
+    uint64_t orders_abandoned, late_payments, tombstones, resolved;
 } xc_sim_stats_t;
 void xc_sim_stats(const xc_sim_t *s, xc_sim_stats_t *out);
 
