@@ -1090,9 +1090,14 @@ static void apply_resolve(pay_t *p, uint64_t clock, const pay_request_t *r, pay_
     u128 key = pay_idem_key(r->actor, r->payment_id);
     uint32_t key_row = idem_lookup(p, key, clock);
     if (key_row != LINDEX_NONE) {
-        /* No payment row: a refusal of the payment (a success made one), or the tombstone. */
-        *o = p->idem[key_row].answer;
-        cp_assert(o->kind == PAY_KIND_PAYMENT && o->code != PAY_OK && o->code != PAY_CREATED);
+        /* No payment row: a refusal of the payment (a success made one), or the tombstone.
+         * Anything else under that key is another request's that took it (a raw request
+         * naming P as its key): nothing the resolver may release on. */
+        const pay_object_t *stored = &p->idem[key_row].answer;
+        if (stored->kind != PAY_KIND_PAYMENT || stored->code == PAY_OK ||
+            stored->code == PAY_CREATED)
+            return answer_error(o, k, PAY_ERR_INVALID);
+        *o = *stored;
         o->replayed = 0;
         return;
     }

@@ -222,7 +222,8 @@ typedef enum pay_code {
  *            gateway sends P only within its cell deadlines of learning it from M, and after
  *            the release M's key answers the refusal, not P). Errors of the resolve itself,
  *            kind RESOLVE: invalid (P not drawn by peer_cell for uid; the payment P is not
- *            that merchant's cross-cell payment), wrong_cell (the merchant is this cell's),
+ *            that merchant's cross-cell payment; another kind of request took key P),
+ *            wrong_cell (the merchant is this cell's),
  *            full (the idempotency ring: nothing stored, asked again later).
  *
  * Cross-cell refunds (TCC; the buyer's cell B is initiator and coordinator, the merchant's

@@ -223,6 +223,20 @@ static void test_resolve_tombstone(void **state) {
     pay_object_t k = fx_ok(&t.m, &retry, PAY_KIND_PAYMENT, PAY_ERR_CANCELLED);
     assert_int_equal(k.replayed, 1);
     order(&t, BUYER, 300, "t", 2); /* the out_trade_no is free again */
+    /* Another kind of request that took key P (a raw top-up naming the merchant and P):
+     * nothing to release on; the resolve is invalid and changes nothing. */
+    pay_object_t o3 = order(&t, BUYER, 5, "u", 3);
+    pay_request_t tu = rq_topup(BUYER, CNY(), 1);
+    tu.actor = MERCHANT;
+    tu.idem_key = o3.id;
+    fx_ok(&t.b, &tu, PAY_KIND_TOPUP, PAY_CREATED);
+    pay_order_stale_t s3[4];
+    assert_int_equal(stale(&t, AGE, s3, 4), 2); /* the new "t", and "u" */
+    assert_true(s3[1].payment_id == o3.id);
+    rv = rq_resolve(&s3[1]);
+    h = total_hash(&t.b);
+    fx_ok(&t.b, &rv, PAY_KIND_RESOLVE, PAY_ERR_INVALID);
+    assert_true(total_hash(&t.b) == h);
     two_free(&t);
 }
 
