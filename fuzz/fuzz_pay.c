@@ -11,13 +11,17 @@
  *     cell's drawing for buyer 30, so that they meet each other; transfers name a recipient
  *     of this cell (peer_cell 0) or of another (uid 30's cell), and a branch step is often a
  *     transfer's (tcc_type, recipient a user of this cell), whose T ids are drawn like R's;
+ *     orders name a buyer's cell (the other one, this one: invalid, or none), and resolves
+ *     name the orders of another cell's drawing that payments of orders name, so that a
+ *     tombstone meets a late payment;
  *   header bits 0..5: how far the clock moves first (bit 5: by about 12 h, for key expiry;
  *     the ledger then expires pending transfers, as the cell does).
  * Checked after every record: every answer has a known code and echoes the kind; an answer
  * that must change nothing (an error without a stored key, invalid, wrong cell, full,
  * conflict, a replay) left the payments and the ledger exactly as they were; the ledger's
  * invariants hold (balances sum to zero per currency, no account below its limit); the outbox's
- * backlog is its unacknowledged records; the stale refund activities are trying ones. At the
+ * backlog is its unacknowledged records; the stale refund activities are trying ones; the
+ * stale orders name a buyer's cell that is not this one. At the
  * end the image round trip gives the same state
  * hash. */
 #include <stdint.h>
@@ -102,10 +106,22 @@ static void drawn_tcc(const uint8_t *b, const drawn_t *d, pay_request_t *r) {
     }
 }
 
+/* A resolve asks about an order drawn by another cell, as the payments of orders name them
+ * (drawn_xcell), for a buyer of this cell, with the payments' body hashes. */
+static void drawn_resolve(const uint8_t *b, pay_request_t *r) {
+    if (r->kind != PAY_KIND_RESOLVE) return;
+    uint32_t drawing = (b[13] & 2) ? OTHER_CELL : OWN_CELL;
+    r->payment_id = ((u128)r->uid << 64) | ((u128)drawing << 40) | (1 + (b[14] & 7));
+    r->peer_cell = (b[13] & 4) ? OWN_CELL : drawing;
+    if (!(b[15] & 3)) r->actor = UIDS[6]; /* the merchant's cell: 30's */
+    if (!(b[13] & 32)) r->idem_key = 0;
+    r->body_hash = 1 + ((b[9] >> 1) & 1);
+}
+
 /* The cross-cell fields: an order's payment, credit, release; an order of another cell. */
 static void drawn_xcell(const uint8_t *b, const drawn_t *d, pay_request_t *r) {
-    static const uint8_t codes[4] = {PAY_ERR_NOT_FOUND, PAY_ERR_INSUFFICIENT_FUNDS,
-                                     PAY_ERR_OVERFLOW, PAY_ERR_DUPLICATE_OUT_TRADE_NO};
+    static const uint8_t codes[4] = {PAY_ERR_NOT_FOUND, PAY_ERR_CANCELLED, PAY_ERR_OVERFLOW,
+                                     PAY_ERR_DUPLICATE_OUT_TRADE_NO};
     if (r->kind == PAY_KIND_PAYMENT && (b[13] & 1)) { /* the payment of another cell's order */
         uint32_t drawing = (b[13] & 2) ? OTHER_CELL : OWN_CELL;
         r->payment_id = ((u128)r->uid << 64) | ((u128)drawing << 40) | (1 + (b[14] & 7));
@@ -130,6 +146,9 @@ static void drawn_xcell(const uint8_t *b, const drawn_t *d, pay_request_t *r) {
     if (r->kind == PAY_KIND_RELEASE) r->code = codes[b[15] & 3];
     if ((relay || r->kind == PAY_KIND_ACK) && !(b[13] & 32)) r->idem_key = r->body_hash = 0;
     if (r->kind == PAY_KIND_ORDER && (b[13] & 64)) r->uid = UIDS[6]; /* a buyer elsewhere */
+    if (r->kind == PAY_KIND_ORDER)
+        r->peer_cell = (b[15] & 8) ? 0 : (b[15] & 16) ? OWN_CELL : OTHER_CELL;
+    drawn_resolve(b, r);
     drawn_tcc(b, d, r);
 }
 
@@ -138,7 +157,7 @@ static void drawn_request(const uint8_t *b, const drawn_t *d, pay_request_t *r) 
     const u128 *payments = d->payments;
     uint32_t n_payments = d->n_payments;
     memset(r, 0, sizeof *r);
-    r->kind = (uint8_t)(b[0] % 18); /* 0, 6, 7 and 17: invalid kinds */
+    r->kind = (uint8_t)(b[0] % 19); /* 0, 6, 7 and 18: invalid kinds */
     r->uid = UIDS[b[1] & 7];
     r->actor = (b[2] & 8) ? UIDS[b[2] & 7] : 0;
     r->currency = currency(b[3]);
@@ -168,6 +187,9 @@ static bool must_change_nothing(const pay_request_t *r, const pay_object_t *o) {
          o->code == PAY_ERR_NOT_FOUND || o->code == PAY_ERR_CURRENCY_MISMATCH))
         return false;
     if (r->kind == PAY_KIND_DECIDE && (o->kind == PAY_KIND_REFUND || o->kind == PAY_KIND_TRANSFER))
+        return false;
+    /* A resolve answered cancelled may have stored its tombstone. */
+    if (r->kind == PAY_KIND_RESOLVE && o->kind == PAY_KIND_PAYMENT && o->code == PAY_ERR_CANCELLED)
         return false;
     switch (o->code) {
     case PAY_OK:
@@ -242,7 +264,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
          * fails. */
         check(o.replayed || o.kind == r.kind ||
                   (r.kind == PAY_KIND_DECIDE &&
-                   (o.kind == PAY_KIND_REFUND || o.kind == PAY_KIND_TRANSFER)),
+                   (o.kind == PAY_KIND_REFUND || o.kind == PAY_KIND_TRANSFER)) ||
+                  (r.kind == PAY_KIND_RESOLVE && o.kind == PAY_KIND_PAYMENT),
               "answer kind");
         check(clock >= before, "clock went back");
         if (must_change_nothing(&r, &o)) {
@@ -262,6 +285,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static u128 stale[16];
         uint32_t n_stale = pay_activities_stale(pay, clock, 0, stale, 16);
         check(n_stale <= pay_activities_trying(pay), "stale activities are trying ones");
+        static pay_order_stale_t stale_orders[8];
+        uint32_t n_orders = pay_orders_stale(pay, clock, 0, stale_orders, 8);
+        for (uint32_t i = 0; i < n_orders; i++)
+            check(stale_orders[i].peer_cell != 0 && stale_orders[i].peer_cell != OWN_CELL &&
+                      (uint64_t)(stale_orders[i].payment_id >> 64) == stale_orders[i].buyer,
+                  "stale orders name their buyer's cell");
         uint32_t backlog = pay_outbox_backlog(pay);
         check(backlog <= pc.outbox_max && pay_outbox_pending(pay, 0, outbox, 8) == backlog,
               "outbox backlog");

@@ -239,7 +239,7 @@ static bool request_needs_text(uint8_t kind) {
 static bool request_uses_peer_cell(const pay_request_t *r) {
     return (r->kind == PAY_KIND_PAYMENT && r->payment_id != 0) || r->kind == PAY_KIND_CREDIT ||
            r->kind == PAY_KIND_REFUND || r->kind == PAY_KIND_TRANSFER ||
-           kind_is_branch_step(r->kind);
+           r->kind == PAY_KIND_ORDER || r->kind == PAY_KIND_RESOLVE || kind_is_branch_step(r->kind);
 }
 
 /* The refusals a Try stores on its branch: a refund's merchant lacks the money; a transfer's
@@ -271,10 +271,12 @@ static bool tcc_fields_valid(const pay_request_t *r) {
 }
 
 /* The refusals of a buyer's cell that are stored under the payment's key, so the only ones a
- * release may leave under the order's key (docs/cross-cell.md). */
+ * release may leave under the order's key (docs/cross-cell.md): a payment's, or the
+ * tombstone a resolve stores (cancelled). */
 static bool release_code_valid(uint8_t code) {
     return code == PAY_ERR_NOT_FOUND || code == PAY_ERR_INSUFFICIENT_FUNDS ||
-           code == PAY_ERR_CURRENCY_MISMATCH || code == PAY_ERR_OVERFLOW;
+           code == PAY_ERR_CURRENCY_MISMATCH || code == PAY_ERR_OVERFLOW ||
+           code == PAY_ERR_CANCELLED;
 }
 
 static bool actor_valid(uint64_t actor) {
@@ -322,11 +324,18 @@ static bool relay_valid(const pay_request_t *r) {
     return false;
 }
 
+/* A resolve names an order of the merchant's cell (peer_cell) for that buyer, and carries the
+ * order's body_hash (for the tombstone) but no key: it is idempotent by P. */
+static bool resolve_valid(const pay_request_t *r) {
+    return r->idem_key == 0 && actor_valid(r->actor) && r->uid != PAY_SYSTEM_UID &&
+           order_id_valid(r->payment_id, r->uid, r->peer_cell);
+}
+
 /* The request's shape alone (no state): INVALID when it is not one the API or the relay can
  * send (pay.h: the fields per kind). */
 static bool request_valid(const pay_request_t *r) {
     if (r->reserved_1 || !pay_zero(r->reserved, sizeof r->reserved)) return false;
-    if (r->kind < PAY_KIND_MERCHANT || r->kind > PAY_KIND_TRANSFER || r->kind == PAY_KIND_BALANCE ||
+    if (r->kind < PAY_KIND_MERCHANT || r->kind > PAY_KIND_RESOLVE || r->kind == PAY_KIND_BALANCE ||
         r->kind == PAY_KIND_LIST)
         return false;
     if (!tcc_fields_valid(r)) return false;
@@ -347,6 +356,7 @@ static bool request_valid(const pay_request_t *r) {
         /* The operator's: users have no keys of their own. */
         return r->actor == 0 && r->uid != PAY_SYSTEM_UID && pay_currency_valid(r->currency) &&
                r->payment_id == 0 && r->funding == 0;
+    case PAY_KIND_RESOLVE: return resolve_valid(r);
     }
     return relay_valid(r);
 }
@@ -974,6 +984,7 @@ static void order_free_otn(pay_t *p, uint32_t row) {
 /* Reserves the out_trade_no and draws the payment id; the buyer's cell pays it next. */
 static void apply_order(pay_t *p, uint64_t clock, const pay_request_t *r, pay_object_t *o) {
     const uint8_t k = PAY_KIND_ORDER;
+    if (r->peer_cell == p->config.cell_id) return answer_error(o, k, PAY_ERR_INVALID);
     /* A buyer of this cell pays locally, in one request: the gateway's table is wrong. */
     if (pay_owns_uid(p, r->uid)) return answer_error(o, k, PAY_ERR_WRONG_CELL);
     if (pay_find(&p->merchants_ix, r->actor) == LINDEX_NONE)
@@ -994,6 +1005,8 @@ static void apply_order(pay_t *p, uint64_t clock, const pay_request_t *r, pay_ob
         .created_at = clock,
         .currency = r->currency,
         .state = PAY_ORDER_RESERVED,
+        .body_hash = r->body_hash,
+        .peer_cell = r->peer_cell,
     };
     memcpy(x->text, r->text, PAY_TEXT_MAX);
     p->n.seq++;
@@ -1022,6 +1035,7 @@ static void apply_release(pay_t *p, const pay_request_t *r, pay_object_t *o) {
         if (key_row != LINDEX_NONE && p->idem[key_row].answer.kind == PAY_KIND_ORDER &&
             p->idem[key_row].answer.id == x->id)
             answer_error(&p->idem[key_row].answer, PAY_KIND_PAYMENT, (pay_code_t)r->code);
+        pay_orders_low_advance(p);
     }
     *o = (pay_object_t){.id = x->id, .uid = x->buyer, .merchant = x->merchant, .kind = k};
 }
@@ -1034,6 +1048,62 @@ static void order_credited(pay_t *p, uint32_t row) {
     pay_order_row_t *x = &p->orders[row];
     if (x->state == PAY_ORDER_FAILED && !otn_taken(p, x->dup_key)) order_hold_otn(p, row);
     x->state = PAY_ORDER_CREDITED;
+    pay_orders_low_advance(p);
+}
+
+void pay_orders_low_advance(pay_t *p) {
+    while (p->orders_low < p->n.orders && p->orders[p->orders_low].state != PAY_ORDER_RESERVED)
+        p->orders_low++;
+}
+
+uint32_t pay_orders_stale(const pay_t *p, uint64_t clock, uint64_t older_than,
+                          pay_order_stale_t *out, uint32_t max) {
+    uint32_t n = 0;
+    /* Rows are appended in clock order: the first one too young ends the look. */
+    for (uint32_t row = p->orders_low; row < p->n.orders && n < max; row++) {
+        const pay_order_row_t *x = &p->orders[row];
+        if (clock < x->created_at || clock - x->created_at < older_than) break;
+        if (x->state != PAY_ORDER_RESERVED || x->peer_cell == 0) continue;
+        out[n++] = (pay_order_stale_t){.payment_id = x->id,
+                                       .body_hash = x->body_hash,
+                                       .buyer = x->buyer,
+                                       .merchant = x->merchant,
+                                       .peer_cell = x->peer_cell};
+    }
+    return n;
+}
+
+/* The buyer's cell, asked by the merchant's cell's resolver about an order left reserved
+ * (pay.h: resolve). The payment, the refusal stored under its key, or else a tombstone under
+ * that key so that no later payment of it moves money: the order is given up either way. */
+static void apply_resolve(pay_t *p, uint64_t clock, const pay_request_t *r, pay_object_t *o) {
+    const uint8_t k = PAY_KIND_RESOLVE;
+    if (r->peer_cell == p->config.cell_id) return answer_error(o, k, PAY_ERR_INVALID);
+    if (pay_owns_uid(p, r->actor)) return answer_error(o, k, PAY_ERR_WRONG_CELL);
+    uint32_t row = pay_find(&p->payments_ix, r->payment_id);
+    if (row != LINDEX_NONE) {
+        const pay_payment_row_t *pr = &p->payments[row];
+        if (pr->credit == PAY_CREDIT_LOCAL || pr->merchant != r->actor)
+            return answer_error(o, k, PAY_ERR_INVALID);
+        return pay_payment_object(pr, o); /* code ok: its credit is on its way */
+    }
+    u128 key = pay_idem_key(r->actor, r->payment_id);
+    uint32_t key_row = idem_lookup(p, key, clock);
+    if (key_row != LINDEX_NONE) {
+        /* No payment row: a refusal of the payment (a success made one), or the tombstone.
+         * Anything else under that key is another request's that took it (a raw request
+         * naming P as its key): nothing the resolver may release on. */
+        const pay_object_t *stored = &p->idem[key_row].answer;
+        if (stored->kind != PAY_KIND_PAYMENT || stored->code == PAY_OK ||
+            stored->code == PAY_CREATED)
+            return answer_error(o, k, PAY_ERR_INVALID);
+        *o = *stored;
+        o->replayed = 0;
+        return;
+    }
+    if (!idem_room(p, clock)) return answer_error(o, k, PAY_ERR_FULL);
+    answer_error(o, PAY_KIND_PAYMENT, PAY_ERR_CANCELLED);
+    idem_store(p, key, r->body_hash, clock, o);
 }
 
 static bool transfer_exists(const ledger_t *l, u128 id) {
@@ -1611,6 +1681,7 @@ static void apply_kind(pay_t *p, ledger_t *l, uint64_t *clock, const pay_request
     case PAY_KIND_CONFIRM: return apply_confirm(p, l, clock, r, o);
     case PAY_KIND_CANCEL: return apply_cancel(p, l, clock, r, o);
     case PAY_KIND_TRANSFER: return apply_transfer(p, l, clock, r, o);
+    case PAY_KIND_RESOLVE: return apply_resolve(p, *clock, r, o);
     default: cp_assert(!"request_valid() admits known kinds only");
     }
 }

@@ -121,6 +121,9 @@ typedef enum pay_kind {
     /* A user-to-user transfer (operator), in one cell or by TCC across cells: then the same
      * TRY / DECIDE / CONFIRM / CANCEL with tcc_type PAY_TCC_TRANSFER (docs/cross-cell.md). */
     PAY_KIND_TRANSFER = 16,
+    /* Buyer's cell: the merchant's cell's relay asks about an order left reserved (its
+     * gateway died and its client never retried): paid, refused, or never to be paid. */
+    PAY_KIND_RESOLVE = 17,
 } pay_kind_t;
 
 /* What a TCC step is about. A refund's branch debits the participant's merchant (its
@@ -180,7 +183,9 @@ typedef enum pay_code {
  * The cross-cell kinds, field by field (docs/cross-cell.md):
  *   order    (merchant's cell, routed by actor) idem_key and body_hash of the API request,
  *            actor, uid = buyer (of another cell, else invalid), amount, currency, funding,
- *            text = out_trade_no. Answer: kind ORDER, id = the payment id drawn, created
+ *            text = out_trade_no, peer_cell = the buyer's cell (the gateway's route table; 0
+ *            from a gateway that does not name it: such an order is never resolved; this
+ *            cell's own: invalid). Answer: kind ORDER, id = the payment id drawn, created
  *            (or the stored answer of the key: an ORDER, or the PAYMENT error a release left).
  *   payment  with payment_id != 0 (buyer's cell, routed by uid): the order's payment_id,
  *            idem_key = payment_id (the gateway's key for the buyer's cell), body_hash, actor,
@@ -190,9 +195,10 @@ typedef enum pay_code {
  *   release  (merchant's cell, routed by actor) payment_id, actor, code = the buyer's cell's
  *            refusal: the order's out_trade_no is free again and its key answers that error.
  *            code: not_found, insufficient_funds, currency_mismatch or overflow (the
- *            refusals the buyer's cell stores), else invalid. Answer: kind RELEASE, id =
- *            payment_id, code ok (also when released before); not_found: no such order of
- *            this merchant; invalid: the order was credited (nothing changes).
+ *            refusals the buyer's cell stores), or cancelled (the buyer's cell answered a
+ *            resolve, or a late payment, with its tombstone), else invalid. Answer: kind
+ *            RELEASE, id = payment_id, code ok (also when released before); not_found: no
+ *            such order of this merchant; invalid: the order was credited (nothing changes).
  *   credit   (merchant's cell, routed by actor) payment_id, actor, uid = buyer, amount,
  *            currency, peer_cell = the buyer's cell. Answer: kind CREDIT, id = payment_id,
  *            code created (credited now) or ok (credited before); invalid when payment_id
@@ -203,6 +209,22 @@ typedef enum pay_code {
  *            cancel (payment_id = R). Answer: kind ACK, code ok (also when acknowledged
  *            before); not_found when no cross-cell payment or decided refund activity has
  *            that id.
+ *   resolve  (buyer's cell, routed by uid; sent by the merchant's cell's relay for an order
+ *            reserved too long, pay_orders_stale()) payment_id = P, actor = merchant, uid =
+ *            buyer, body_hash = the order's (its API request's hash, which the gateway also
+ *            sends with the payment), peer_cell = the merchant's cell (the cell in P);
+ *            idem_key 0 (idempotent by P). Answer, kind PAYMENT: the payment P exists: the
+ *            payment, code ok (the merchant's cell waits for its credit); a refusal is stored
+ *            under (merchant, key P): that answer; neither: a tombstone is stored under
+ *            (merchant, key P) with body_hash, {kind PAYMENT, code cancelled}, and that is the
+ *            answer. So a late payment of P gets the tombstone replayed (or, with another
+ *            body, idempotency_conflict) and moves nothing while the key is kept (24 h; a
+ *            gateway sends P only within its cell deadlines of learning it from M, and after
+ *            the release M's key answers the refusal, not P). Errors of the resolve itself,
+ *            kind RESOLVE: invalid (P not drawn by peer_cell for uid; the payment P is not
+ *            that merchant's cross-cell payment; another kind of request took key P),
+ *            wrong_cell (the merchant is this cell's),
+ *            full (the idempotency ring: nothing stored, asked again later).
  *
  * Cross-cell refunds (TCC; the buyer's cell B is initiator and coordinator, the merchant's
  * cell M the participant). R is a refund id drawn by B, (buyer << 64) | (B << 40) | seq.
@@ -292,8 +314,8 @@ typedef struct pay_request {
     uint8_t reserved_1;
     uint8_t secret[PAY_SECRET_SIZE]; /* merchant: its new secret, drawn by the gateway */
     char text[PAY_TEXT_MAX];         /* out_trade_no / out_request_no, NUL-padded */
-    uint32_t peer_cell; /* cross-cell payment, refund, credit, try, confirm, cancel, transfer:
-                         * the other cell */
+    uint32_t peer_cell; /* cross-cell payment, refund, credit, try, confirm, cancel, transfer,
+                         * resolve: the other cell; order: the buyer's cell */
     uint8_t tcc_type;   /* try, confirm, cancel: pay_tcc_type_t; else 0 */
     uint8_t reserved_2[3];
     uint64_t recipient; /* transfer, and try / confirm / cancel of a transfer: the recipient */
@@ -478,6 +500,27 @@ uint32_t pay_outbox_backlog(const pay_t *pay);
  * PAY_ERR_CANCELLED). O(activities and branches). */
 uint32_t pay_activities_stale(const pay_t *pay, uint64_t clock, uint64_t older_than, u128 *out,
                               uint32_t max);
+/* An order reserved in this (the merchant's) cell and not yet paid nor released, as the
+ * relay's resolver needs it to ask the buyer's cell (PAY_KIND_RESOLVE). */
+typedef struct pay_order_stale {
+    u128 payment_id;    /* P */
+    u128 body_hash;     /* the order request's (0 if it came without a key) */
+    uint64_t buyer;     /* P's upper half */
+    uint64_t merchant;  /* the order's merchant */
+    uint32_t peer_cell; /* the buyer's cell, as the order's request named it */
+    uint32_t reserved;
+    uint64_t reserved_2;
+} pay_order_stale_t;
+
+/* Resolving orders left reserved (their gateway died after the order, their client never
+ * retried): up to max orders reserved (not credited, not released) that were made at least
+ * older_than ns before clock (the cell's clock) and name their buyer's cell, oldest first;
+ * returns how many. The relay asks each buyer's cell (PAY_KIND_RESOLVE) and releases the
+ * orders it did not pay (PAY_KIND_RELEASE, code its refusal or cancelled). Starts at the
+ * oldest order that may still be reserved (orders never become reserved again). */
+uint32_t pay_orders_stale(const pay_t *pay, uint64_t clock, uint64_t older_than,
+                          pay_order_stale_t *out, uint32_t max);
+
 /* How many refund and transfer activities are trying (not decided). */
 uint32_t pay_activities_trying(const pay_t *pay);
 

@@ -8,12 +8,14 @@
 /* Version 2 added the cross-cell orders and outbox (and two fields of the payment row);
  * version 3 the refund activities and branches (the tcc table, counted where the header had
  * the outbox's head, which follows from outbox_seq) and the outbox records' kind; version 4
- * user-to-user transfers (tcc rows of type transfer, and the outbox records' tcc_type). */
-#define PAY_IMAGE_MAGIC 0x344547414D594150ull    /* "PAYMAGE4" */
+ * user-to-user transfers (tcc rows of type transfer, and the outbox records' tcc_type);
+ * version 5 the resolver's fields of the order row (the buyer's cell, the body hash). */
+#define PAY_IMAGE_MAGIC 0x354547414D594150ull    /* "PAYMAGE5" */
+#define PAY_IMAGE_MAGIC_V4 0x344547414D594150ull /* "PAYMAGE4" */
 #define PAY_IMAGE_MAGIC_V3 0x334547414D594150ull /* "PAYMAGE3" */
 #define PAY_IMAGE_MAGIC_V2 0x324547414D594150ull /* "PAYMAGE2" */
 #define PAY_IMAGE_MAGIC_V1 0x314547414D594150ull /* "PAYMAGE1" */
-#define PAY_HASH_MAGIC 0x3448534148594150ull     /* "PAYHASH4" */
+#define PAY_HASH_MAGIC 0x3548534148594150ull     /* "PAYHASH5" */
 
 /* The outbox ring's rows in use are [head, head + count) modulo its size: the rows from
  * head to the end of the array, then from 0. How many are in the first part. */
@@ -110,6 +112,8 @@ const char *pay_image_check(const pay_image_header_t *h, const pay_config_t *c) 
         return "a payments image of version 2 (before cross-cell refunds): not supported";
     if (h->magic == PAY_IMAGE_MAGIC_V3)
         return "a payments image of version 3 (before user-to-user transfers): not supported";
+    if (h->magic == PAY_IMAGE_MAGIC_V4)
+        return "a payments image of version 4 (before the order resolver): not supported";
     if (h->magic != PAY_IMAGE_MAGIC) return "not a payments image";
     if (h->merchants > c->merchants_max) return "the image has more merchants than the capacity";
     if (h->users > c->users_max) return "the image has more users than the capacity";
@@ -300,7 +304,8 @@ static const char *finish_orders(pay_t *p) {
         pay_order_row_t *x = &p->orders[r];
         if (!seq_ok(p, x->id, x->buyer) || x->amount == 0 || !pay_currency_valid(x->currency) ||
             x->reserved || x->holds_otn > 1 || x->state < PAY_ORDER_RESERVED ||
-            x->state > PAY_ORDER_CREDITED)
+            x->state > PAY_ORDER_CREDITED || x->reserved_2 || x->reserved_3 ||
+            x->peer_cell > PAY_CELL_MAX || x->peer_cell == p->config.cell_id)
             return "an order row is corrupt";
         if (x->holds_otn != (x->state == PAY_ORDER_RESERVED) && x->state != PAY_ORDER_CREDITED)
             return "an order's out_trade_no is held in the wrong state";
@@ -317,6 +322,8 @@ static const char *finish_orders(pay_t *p) {
             return "an out_trade_no is held twice";
         lindex_insert(&p->orders_dup_ix, lindex_hash(x->dup_key), r);
     }
+    p->orders_low = 0;
+    pay_orders_low_advance(p);
     return NULL;
 }
 

@@ -74,6 +74,11 @@ typedef struct pay_order_row {
     uint8_t holds_otn; /* 1: its dup_key is in orders_dup_ix (out_trade_no taken by it) */
     uint16_t reserved;
     char text[PAY_TEXT_MAX];
+    u128 body_hash;     /* the order request's: a resolve's tombstone in the buyer's cell
+                         * must answer a late payment of it as a replay (pay.h) */
+    uint32_t peer_cell; /* the buyer's cell (0: not named; never resolved) */
+    uint32_t reserved_2;
+    uint64_t reserved_3;
 } pay_order_row_t;
 
 /* One outbox record in the buyer's cell: a cross-cell payment whose credit the relay has to
@@ -180,7 +185,7 @@ typedef struct pay_idem_row {
 CP_STATIC_ASSERT(sizeof(pay_merchant_row_t) == 64, "merchant row");
 CP_STATIC_ASSERT(sizeof(pay_user_row_t) == 32, "user row");
 CP_STATIC_ASSERT(sizeof(pay_payment_row_t) == 176, "payment row");
-CP_STATIC_ASSERT(sizeof(pay_order_row_t) == 160, "order row");
+CP_STATIC_ASSERT(sizeof(pay_order_row_t) == 192, "order row");
 CP_STATIC_ASSERT(sizeof(pay_outbox_row_t) == 80, "outbox row");
 CP_STATIC_ASSERT(sizeof(pay_tcc_row_t) == 192, "tcc row");
 CP_STATIC_ASSERT(offsetof(pay_tcc_row_t, id) == 0, "key first");
@@ -225,6 +230,9 @@ struct pay {
     pay_outbox_row_t *outbox;
     pay_tcc_row_t *tcc;
     pay_counts_t n;
+    /* Derived, not hashed: every order below this row is released or credited (an order
+     * never becomes reserved again), so pay_orders_stale() starts here. */
+    uint32_t orders_low;
     /* payments_dup_ix: local payments only (a cross-cell one's out_trade_no is the merchant
      * cell's, held there by its order); orders_dup_ix: the orders that hold theirs. */
     /* tcc_ix: every activity and branch by R; tcc_dup_ix: the trying activities, by the
@@ -253,6 +261,8 @@ void pay_refund_object(const pay_refund_row_t *r, pay_object_t *out);
 void pay_transfer_object(const pay_tcc_row_t *a, pay_object_t *out);
 /* The outbox row of seq (which must be in the ring). */
 uint32_t pay_outbox_row(const pay_t *pay, uint64_t seq);
+/* Moves orders_low past the orders that are no longer reserved. */
+void pay_orders_low_advance(pay_t *pay);
 /* The outbox ring's head row: always (outbox_seq - outbox_count) mod outbox_max, as records
  * are numbered from 1 into row 0 and both move on by one (so the image need not carry it). */
 static inline uint32_t pay_outbox_head(uint64_t outbox_seq, uint32_t count, uint32_t max) {

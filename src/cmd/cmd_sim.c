@@ -53,11 +53,13 @@ static int sim_cells(uint64_t seed, uint32_t cells, uint32_t steps, bool calm) {
            " credited, %" PRIu64 " acknowledged, %" PRIu64 " replayed answers compared, %" PRIu64
            " crashes, %" PRIu64 " leader flaps, %" PRIu64 " messages lost, %" PRIu64
            " duplicated, %" PRIu64 " relay faults on purpose, %" PRIu64 " refunds (%" PRIu64
-           " confirmed, %" PRIu64 " cancelled, %" PRIu64 " recovered)\n",
+           " confirmed, %" PRIu64 " cancelled, %" PRIu64 " recovered), %" PRIu64
+           " orders abandoned (%" PRIu64 " with a late payment, %" PRIu64 " tombstones, %" PRIu64
+           " resolved)\n",
            seed, cells, st.steps, ok ? "ok" : "VIOLATION", st.orders, st.debited, st.refused,
            st.released, st.credited, st.acked, st.replays_checked, st.crashes, st.flaps, st.lost,
            st.duplicated, st.relay_faults, st.refunds, st.refunds_confirmed, st.refunds_cancelled,
-           st.recovered);
+           st.recovered, st.orders_abandoned, st.late_payments, st.tombstones, st.resolved);
     xc_sim_destroy(s);
     return ok ? 0 : 1;
 }

@@ -387,6 +387,11 @@ static void order_send(gateway_t *g, gw_slot_t *s) {
     pay_request_t *q = &s->call.u.req;
     q->kind = PAY_KIND_ORDER;
     s->merchant_cell = rt_cell_of_uid(&g->routes, q->actor);
+    /* The buyer's cell, kept with the order: the merchant's cell's relay asks it about an
+     * order this gateway leaves reserved (it dies before the payment). A number the order
+     * cannot carry is left 0: such an order is only never resolved. */
+    uint64_t buyer_cell = rt_cell_of_uid(&g->routes, q->uid);
+    q->peer_cell = buyer_cell <= PAY_CELL_MAX ? (uint32_t)buyer_cell : 0;
     s->state = SLOT_ORDER;
     slot_send(g, s, q->actor);
 }
@@ -416,10 +421,13 @@ static void order_answered(gateway_t *g, gw_slot_t *s) {
 }
 
 /* The buyer's cell's refusals that it stores under the key (pay.c): final for this payment id,
- * so the order can be given back. Others (wrong cell, full) leave it reserved for a retry. */
+ * so the order can be given back. Others (wrong cell, full) leave it reserved for a retry.
+ * cancelled is the tombstone the merchant's cell's resolver left there: the order was given
+ * up (released already, or released now: ok either way) and the client hears 409. */
 static bool refusal_final(uint8_t code) {
     return code == PAY_ERR_NOT_FOUND || code == PAY_ERR_INSUFFICIENT_FUNDS ||
-           code == PAY_ERR_CURRENCY_MISMATCH || code == PAY_ERR_OVERFLOW;
+           code == PAY_ERR_CURRENCY_MISMATCH || code == PAY_ERR_OVERFLOW ||
+           code == PAY_ERR_CANCELLED;
 }
 
 static void xpay_answered(gateway_t *g, gw_slot_t *s) {

@@ -112,13 +112,15 @@ typedef struct proto_status_reply {
     uint64_t member_match[PROTO_STATUS_MEMBERS_MAX];
     /* Cross-cell (docs/cross-cell.md): outbox records not yet acknowledged, in the state at
      * applied_index; and, on a replica whose relay ran, what it delivered and acknowledged
-     * since the process started, and the stale refund activities it decided. */
+     * since the process started, the stale refund activities it decided and the orders left
+     * reserved it released. */
     uint64_t outbox_backlog;
     uint64_t relay_delivered;
     uint64_t relay_acked;
     uint64_t relay_recovered; /* refund activities its relay decided cancelled (recovery) */
     uint64_t tcc_trying;      /* TCC activities of the cell not decided yet, at applied_index */
-    uint8_t reserved_2[24];
+    uint64_t relay_resolved;  /* orders left reserved its relay's resolver released */
+    uint8_t reserved_2[16];
 } proto_status_reply_t;
 
 /* The request body of PROTO_OP_ADD_REPLICA (the replica joins as a learner; the leader makes

@@ -63,6 +63,7 @@ static uint32_t admin_status(node_t *n, void *out, uint32_t *size) {
         s.relay_delivered = rs.delivered;
         s.relay_acked = rs.acked;
         s.relay_recovered = rs.recovered;
+        s.relay_resolved = rs.resolved;
     }
     rf_members_t m;
     rf_members(n->rf, &m);

@@ -4,7 +4,8 @@
  * credits per target cell. A batch whose answer is not "credited" (an error, a timeout, an
  * item refused) sends that cell back to its first record and pauses it. Now and then a tick
  * also sends one batch of decides to the own cell: the recovery of refund activities left
- * trying (relay_core.h). */
+ * trying; and resolve batches to the buyers' cells about orders left reserved, whose answers
+ * come back to the own cell as releases (relay_core.h). */
 #include "txn/relay_core.h"
 
 #include <stdlib.h>
@@ -33,16 +34,20 @@ typedef enum relay_fault {
 
 typedef enum batch_state {
     BATCH_FREE = 0,
-    BATCH_HELD,    /* FAULT_DELAY: goes out at send_tick */
-    BATCH_CREDITS, /* credits on their way to the peer */
-    BATCH_ACKS,    /* acknowledgements on their way to the own cell */
-    BATCH_DECIDES, /* recovery: decisions (cancel) on their way to the own cell */
+    BATCH_HELD,     /* FAULT_DELAY: goes out at send_tick */
+    BATCH_CREDITS,  /* credits on their way to the peer */
+    BATCH_ACKS,     /* acknowledgements on their way to the own cell */
+    BATCH_DECIDES,  /* recovery: decisions (cancel) on their way to the own cell */
+    BATCH_RESOLVES, /* resolver: questions about stale orders on their way to a buyer's cell */
+    BATCH_RELEASES, /* resolver: releases of the orders it did not pay, to the own cell */
 } batch_state_t;
 
 typedef struct core_batch {
     core_peer_t *peer; /* the cell the credits went to; NULL for recovery */
     uint8_t state;     /* batch_state_t */
     bool recovery;     /* decides of stale refund activities, to the own cell */
+    bool resolve;      /* resolves of stale orders to target, then their releases */
+    uint64_t target;   /* resolve: the buyers' cell asked */
     bool echo;         /* a duplicate sent on purpose (faults): its answer is dropped */
     uint8_t fault;     /* relay_fault_t drawn for it */
     uint64_t send_tick;
@@ -68,6 +73,9 @@ struct relay_core {
     uint64_t recover_at;              /* the next look for stale refund activities, a tick */
     bool recover_failing;             /* logged as failing; logged again once it recovers */
     u128 stale[RELAY_CORE_BATCH_MAX]; /* pay_activities_stale()'s answer */
+    uint64_t resolve_at;              /* the next look for stale orders, a tick */
+    bool resolve_failing;             /* logged as failing; logged again once it recovers */
+    pay_order_stale_t orders[RELAY_CORE_BATCH_MAX]; /* pay_orders_stale()'s answer */
     relay_stats_t stats;
     prng_t fault_rng;
 };
@@ -145,6 +153,14 @@ static void recover_failed(relay_core_t *r, int32_t status, const char *why) {
     r->recover_failing = true;
 }
 
+/* A resolver batch failed (the question or the releases): its orders are still reserved,
+ * and the next look takes them again. */
+static void resolve_failed(relay_core_t *r, uint64_t cell, int32_t status, const char *why) {
+    r->stats.failures++;
+    if (!r->resolve_failing) core_log(r, "cannot resolve orders through", cell, status, why);
+    r->resolve_failing = true;
+}
+
 /* ---- Batches ---- */
 
 static core_batch_t *batch_take(relay_core_t *r, core_peer_t *p) {
@@ -153,6 +169,8 @@ static core_batch_t *batch_take(relay_core_t *r, core_peer_t *p) {
         if (b->state != BATCH_FREE) continue;
         b->state = BATCH_CREDITS;
         b->recovery = false;
+        b->resolve = false;
+        b->target = 0;
         b->echo = false;
         b->fault = FAULT_NONE;
         b->peer = p;
@@ -170,7 +188,8 @@ static core_batch_t *batch_of(relay_core_t *r, uint32_t handle) {
     cp_assert(handle < RELAY_CORE_BATCHES);
     core_batch_t *b = &r->batches[handle];
     /* one answer per message */
-    cp_assert(b->state == BATCH_CREDITS || b->state == BATCH_ACKS || b->state == BATCH_DECIDES);
+    cp_assert(b->state == BATCH_CREDITS || b->state == BATCH_ACKS || b->state == BATCH_DECIDES ||
+              b->state == BATCH_RESOLVES || b->state == BATCH_RELEASES);
     return b;
 }
 
@@ -188,7 +207,9 @@ typedef struct tick_out {
 /* b's message did not go or did not come back: its records go again (or, for recovery, its
  * activities at the next look). */
 static void batch_failed(relay_core_t *r, core_batch_t *b, int32_t status, const char *why) {
-    if (b->recovery)
+    if (b->resolve)
+        resolve_failed(r, b->target, status, why);
+    else if (b->recovery)
         recover_failed(r, status, why);
     else
         peer_failed(r, b->peer, b->first_seq, status, why);
@@ -202,9 +223,10 @@ static void batch_emit(relay_core_t *r, core_batch_t *b, tick_out_t *out) {
         b->state = BATCH_FREE;
         return;
     }
-    b->state = b->recovery ? BATCH_DECIDES : BATCH_CREDITS;
+    b->state = b->resolve ? BATCH_RESOLVES : b->recovery ? BATCH_DECIDES : BATCH_CREDITS;
+    uint64_t cell = b->resolve ? b->target : b->recovery ? r->cfg.cell_id : b->peer->id;
     cp_assert(out->n < RELAY_CORE_BATCHES);
-    out->msgs[out->n++] = batch_msg(r, b, b->recovery ? r->cfg.cell_id : b->peer->id);
+    out->msgs[out->n++] = batch_msg(r, b, cell);
 }
 
 /* Sends b, unless a fault drawn for it says otherwise (a copy too, or later). */
@@ -220,6 +242,8 @@ static void batch_send(relay_core_t *r, core_batch_t *b, tick_out_t *out) {
         if (copy) {
             copy->echo = true;
             copy->recovery = b->recovery;
+            copy->resolve = b->resolve;
+            copy->target = b->target;
             copy->count = b->count;
             copy->first_seq = b->first_seq;
             memcpy(copy->items, b->items, b->count * sizeof b->items[0]);
@@ -349,6 +373,55 @@ static void recover(relay_core_t *r, const pay_t *pay, tick_out_t *out) {
     batch_send(r, b, out);
 }
 
+/* ---- Resolving orders left reserved (their gateway died after the order) ---- */
+
+static bool resolver_busy(const relay_core_t *r) {
+    for (uint32_t i = 0; i < RELAY_CORE_BATCHES; i++)
+        if (r->batches[i].state != BATCH_FREE && r->batches[i].resolve) return true;
+    return false;
+}
+
+/* The open resolve batch of cell in this look, or a new one (at most half of the batches:
+ * the credits must keep going); NULL when none is to be had. */
+static core_batch_t *resolve_batch_for(relay_core_t *r, core_batch_t **open, uint32_t *n_open,
+                                       uint64_t cell) {
+    for (uint32_t i = 0; i < *n_open; i++)
+        if (open[i]->target == cell) return open[i];
+    if (*n_open == RELAY_CORE_RESOLVE_BATCHES) return NULL;
+    core_batch_t *b = batch_take(r, NULL);
+    if (!b) return NULL;
+    b->resolve = true;
+    b->target = cell;
+    b->first_seq = 0;
+    open[(*n_open)++] = b;
+    return b;
+}
+
+/* Every RELAY_CORE_RECOVER_TICKS, the orders reserved for longer than recover_after_ns go as
+ * questions to their buyers' cells, one batch per cell. One look at a time: a second would
+ * only ask the same again. Orders whose cell finds no batch wait for the next look. */
+static void resolve(relay_core_t *r, const pay_t *pay, tick_out_t *out) {
+    if (r->tick < r->resolve_at || resolver_busy(r)) return;
+    r->resolve_at = r->tick + RELAY_CORE_RECOVER_TICKS;
+    uint32_t n =
+        pay_orders_stale(pay, r->now, r->cfg.recover_after_ns, r->orders, RELAY_CORE_BATCH_MAX);
+    core_batch_t *open[RELAY_CORE_RESOLVE_BATCHES];
+    uint32_t n_open = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const pay_order_stale_t *o = &r->orders[i];
+        cp_assert(o->peer_cell != 0 && o->peer_cell != r->cfg.cell_id); /* pay.c */
+        core_batch_t *b = resolve_batch_for(r, open, &n_open, o->peer_cell);
+        if (!b) continue;
+        b->items[b->count++] = (pay_request_t){.kind = PAY_KIND_RESOLVE,
+                                               .payment_id = o->payment_id,
+                                               .actor = o->merchant,
+                                               .uid = o->buyer,
+                                               .body_hash = o->body_hash,
+                                               .peer_cell = (uint32_t)r->cfg.cell_id};
+    }
+    for (uint32_t i = 0; i < n_open; i++) batch_send(r, open[i], out);
+}
+
 /* Is any cell in back-off after a failure (its records go again when it ends)? */
 static bool peers_resting(const relay_core_t *r) {
     for (uint32_t i = 0; i < r->peer_count; i++)
@@ -368,6 +441,7 @@ uint32_t relay_core_tick(relay_core_t *r, uint64_t tick, uint64_t now, bool lead
     batches_due(r, &out); /* as leader or not: they were made while leading */
     if (!leader) return out.n;
     if (pay) recover(r, pay, &out); /* before the credits: it needs one batch at most */
+    if (pay) resolve(r, pay, &out);
     if (!pay || pay_outbox_backlog(pay) == 0) {
         r->idle_ticks = 0;
         return out.n;
@@ -450,6 +524,50 @@ static void decides_answered(relay_core_t *r, core_batch_t *b, int32_t status,
     r->recover_failing = false;
 }
 
+/* The refusals a buyer's cell answers a resolve with that a release takes (pay.h). */
+static bool release_code(uint8_t code) {
+    return code == PAY_ERR_NOT_FOUND || code == PAY_ERR_INSUFFICIENT_FUNDS ||
+           code == PAY_ERR_CURRENCY_MISMATCH || code == PAY_ERR_OVERFLOW ||
+           code == PAY_ERR_CANCELLED;
+}
+
+/* The buyer's cell answered: each order it did not pay (its refusal, or its tombstone:
+ * cancelled) is released in the own cell, in the same batch's memory. A paid one (kind
+ * PAYMENT, ok) waits for its credit; a resolve that failed there (kind RESOLVE) is asked
+ * again at the next look. Returns whether there is anything to release. */
+static bool resolves_answered(relay_core_t *r, core_batch_t *b, int32_t status,
+                              const pay_object_t *o, uint32_t n) {
+    if (b->fault == FAULT_LOSE_ANSWER && status == 0) {
+        resolve_failed(r, b->target, -1, "answer lost on purpose (--relay-faults)");
+        return false;
+    }
+    if (status != 0 || n != b->count) {
+        resolve_failed(r, b->target, status, status ? NULL : "short answer");
+        return false;
+    }
+    uint32_t releases = 0;
+    for (uint32_t i = 0; i < b->count; i++) {
+        if (o[i].kind != PAY_KIND_PAYMENT || !release_code(o[i].code)) continue;
+        const pay_request_t *q = &b->items[i];
+        b->items[releases++] = (pay_request_t){.kind = PAY_KIND_RELEASE,
+                                               .payment_id = q->payment_id,
+                                               .actor = q->actor,
+                                               .code = o[i].code};
+    }
+    b->count = releases;
+    return releases > 0;
+}
+
+/* The own cell answered the releases: ok is an order given back (now, or before). */
+static void releases_answered(relay_core_t *r, core_batch_t *b, int32_t status,
+                              const pay_object_t *o, uint32_t n) {
+    if (status != 0 || n != b->count)
+        return resolve_failed(r, r->cfg.cell_id, status, status ? NULL : "short answer");
+    for (uint32_t i = 0; i < n; i++) r->stats.resolved += o[i].code == PAY_OK;
+    if (r->resolve_failing) core_log(r, "resolving orders again through", b->target, 0, NULL);
+    r->resolve_failing = false;
+}
+
 bool relay_core_answer(relay_core_t *r, uint32_t handle, int32_t status,
                        const pay_object_t *objects, uint32_t n, relay_msg_t *follow_up) {
     core_batch_t *b = batch_of(r, handle);
@@ -466,6 +584,20 @@ bool relay_core_answer(relay_core_t *r, uint32_t handle, int32_t status,
         b->state = BATCH_FREE;
         return false;
     }
+    if (b->state == BATCH_RELEASES) {
+        releases_answered(r, b, status, objects, n);
+        b->state = BATCH_FREE;
+        return false;
+    }
+    if (b->state == BATCH_RESOLVES) {
+        if (!resolves_answered(r, b, status, objects, n)) {
+            b->state = BATCH_FREE;
+            return false;
+        }
+        b->state = BATCH_RELEASES;
+        *follow_up = batch_msg(r, b, r->cfg.cell_id);
+        return true;
+    }
     if (!credits_answered(r, b, status, objects, n)) {
         b->state = BATCH_FREE;
         return false;
@@ -477,7 +609,9 @@ bool relay_core_answer(relay_core_t *r, uint32_t handle, int32_t status,
 
 void relay_core_unsent(relay_core_t *r, uint32_t handle, const char *why) {
     core_batch_t *b = batch_of(r, handle);
-    if (b->state == BATCH_ACKS)
+    if (b->state == BATCH_RELEASES)
+        resolve_failed(r, r->cfg.cell_id, 0, "cannot reach its own cell to release");
+    else if (b->state == BATCH_ACKS)
         peer_failed(r, b->peer, b->first_seq, 0, "cannot reach its own cell to acknowledge");
     else if (!b->echo)
         batch_failed(r, b, 0, why);

@@ -19,6 +19,18 @@
  * gateway's decision made meanwhile stands; the CANCEL record a decide writes goes out as any
  * outbox record. A failed recovery batch is simply made again at the next look.
  *
+ * Resolving orders left reserved (a cross-cell order whose gateway died after the order and
+ * whose client never retried), as the merchants' cell: every RELAY_CORE_RECOVER_TICKS ticks as
+ * leader, with no resolver batch in flight, up to RELAY_CORE_BATCH_MAX orders reserved for
+ * longer than recover_after_ns (pay_orders_stale()) go as PAY_KIND_RESOLVE items to their
+ * buyers' cells, one batch per cell (at most RELAY_CORE_RESOLVE_BATCHES in a look; the other
+ * orders wait for the next). From the answer, in the same batch's memory, each order the
+ * buyer's cell did not pay (its stored refusal, or cancelled: its tombstone) is released in the
+ * own cell (PAY_KIND_RELEASE with that code): the message after a resolve batch's answer goes
+ * to the own cell, as a credit batch's acknowledgements do. A paid order waits for its credit;
+ * a failed batch (faults too) is made again at the next look; `resolved` counts the releases
+ * answered ok.
+ *
  * Per target cell the core keeps the first outbox record not yet sent in this term of
  * leadership; a batch whose answer is not "credited" (an error, a timeout, an item refused)
  * sends that cell back to its first record and pauses it. Records are only ever sent again,
@@ -36,7 +48,8 @@
 #define RELAY_CORE_BACKOFF_TICKS 50u /* a cell whose batch failed rests this long */
 #define RELAY_CORE_RESCAN_TICKS 100u /* backlog, nothing in flight, this long: start over */
 #define RELAY_CORE_FAULT_DELAY_TICKS 20u
-#define RELAY_CORE_RECOVER_TICKS 100u /* ticks between looks for stale refund activities */
+#define RELAY_CORE_RECOVER_TICKS 100u /* ticks between looks for stale activities and orders */
+#define RELAY_CORE_RESOLVE_BATCHES 4u /* resolve batches per look at most: credits go on too */
 /* How long a refund activity may stay trying before the relay decides it cancelled, by
  * default: far more than the gateway's longest refund flow (refund, Try, decide: three round
  * trips of at most its cell deadline, 5 s by default, and their retries). A live gateway that
@@ -58,7 +71,8 @@ typedef struct relay_core_config {
     relay_core_log_fn log; /* NULL: no log */
     void *log_ctx;
     /* Recovery: a refund activity trying for this long by the cell's clock (ns) is decided
-     * cancelled by the relay (its gateway died). 0: RELAY_CORE_RECOVER_AFTER_NS. */
+     * cancelled by the relay (its gateway died); an order reserved this long is resolved with
+     * its buyer's cell. 0: RELAY_CORE_RECOVER_AFTER_NS. */
     uint64_t recover_after_ns;
 } relay_core_config_t;
 
@@ -75,6 +89,7 @@ typedef struct relay_stats {
     uint64_t failures;  /* batches that came back with an error, to be sent again */
     uint64_t faults;    /* faults made on purpose (fault_pct) */
     uint64_t recovered; /* recovery's decide items its own cell answered with a decision */
+    uint64_t resolved;  /* orders left reserved the resolver released (answered ok) */
 } relay_stats_t;
 
 typedef struct relay_core relay_core_t;

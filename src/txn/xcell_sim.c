@@ -33,8 +33,9 @@
 /* Refunds: a refund activity trying this long (sim time) is recovered by its cell's relay.
  * Longer than a client's flow without faults, shorter than the calm period. */
 #define XC_RECOVER_AFTER_TICKS 400u
-#define XC_REFUND_IN 4u /* one begun payment in this many is a refund of the last paid one */
-#define XC_DIE_IN 6u    /* a gateway dies between two steps of a refund with 1 in this */
+#define XC_REFUND_IN 4u   /* one begun payment in this many is a refund of the last paid one */
+#define XC_DIE_IN 6u      /* a gateway dies between two steps of a refund with 1 in this */
+#define XC_ABANDON_IN 12u /* a gateway dies right after an order with 1 in this, for good */
 
 typedef struct xc_entry {
     uint64_t ts;
@@ -87,6 +88,7 @@ typedef struct xc_pay {
     uint64_t buyer, merchant;
     uint32_t bcell, mcell;
     bool debited, has_first, released, acked, client_paid, client_refused;
+    bool tombstoned; /* the buyer's cell answered a resolve of it cancelled: never to be paid */
     uint32_t credits;
     bool refund;
     u128 of;
@@ -297,6 +299,7 @@ static void relay_new(xc_sim_t *s, uint32_t i) {
         s->st.relay_faults += rs.faults;
         s->st.relay_failures += rs.failures;
         s->st.recovered += rs.recovered;
+        s->st.resolved += rs.resolved;
     }
     relay_core_destroy(c->relay);
     c->gen++;
@@ -418,6 +421,7 @@ void xc_sim_stats(const xc_sim_t *s, xc_sim_stats_t *out) {
         out->relay_faults += rs.faults;
         out->relay_failures += rs.failures;
         out->recovered += rs.recovered;
+        out->resolved += rs.resolved;
     }
 }
 
@@ -432,7 +436,23 @@ static uint64_t delay(xc_sim_t *s) {
     return 1 + prng_below(&s->rng, 3);
 }
 
-/* Puts m on the network (its data copied), unless lost; sometimes twice. */
+/* Puts m on the network (its data copied) to arrive at `at`. */
+static void net_put(xc_sim_t *s, const xc_msg_t *m, size_t item_size, uint64_t at) {
+    if (s->net_n == s->net_cap) {
+        s->net_cap = s->net_cap ? s->net_cap * 2 : 256;
+        s->net = realloc(s->net, s->net_cap * sizeof *s->net);
+        cp_assert(s->net);
+    }
+    xc_msg_t *q = &s->net[s->net_n++];
+    *q = *m;
+    q->at = at;
+    q->seq = ++s->msg_seq;
+    q->data = malloc(m->count * item_size);
+    cp_assert(q->data);
+    memcpy(q->data, m->data, m->count * item_size);
+}
+
+/* Puts m on the network, unless lost; sometimes twice. */
 static void net_send(xc_sim_t *s, const xc_msg_t *m, size_t item_size) {
     if (chance(s, s->loss_ppm)) {
         s->st.lost++;
@@ -440,20 +460,7 @@ static void net_send(xc_sim_t *s, const xc_msg_t *m, size_t item_size) {
     }
     uint32_t copies = chance(s, s->dup_ppm) ? 2 : 1;
     s->st.duplicated += copies - 1;
-    for (uint32_t k = 0; k < copies; k++) {
-        if (s->net_n == s->net_cap) {
-            s->net_cap = s->net_cap ? s->net_cap * 2 : 256;
-            s->net = realloc(s->net, s->net_cap * sizeof *s->net);
-            cp_assert(s->net);
-        }
-        xc_msg_t *q = &s->net[s->net_n++];
-        *q = *m;
-        q->at = s->now + delay(s);
-        q->seq = ++s->msg_seq;
-        q->data = malloc(m->count * item_size);
-        cp_assert(q->data);
-        memcpy(q->data, m->data, m->count * item_size);
-    }
+    for (uint32_t k = 0; k < copies; k++) net_put(s, m, item_size, s->now + delay(s));
 }
 
 /* A request of a relay or a client to cell `to`; returns its id (the answer carries it). */
@@ -477,9 +484,11 @@ static bool code_stored(uint8_t code) {
            code != PAY_ERR_CROSS_CELL;
 }
 
+/* As the gateway's: cancelled is the tombstone of an order its merchant's cell resolved. */
 static bool refusal_final(uint8_t code) {
     return code == PAY_ERR_NOT_FOUND || code == PAY_ERR_INSUFFICIENT_FUNDS ||
-           code == PAY_ERR_CURRENCY_MISMATCH || code == PAY_ERR_OVERFLOW;
+           code == PAY_ERR_CURRENCY_MISMATCH || code == PAY_ERR_OVERFLOW ||
+           code == PAY_ERR_CANCELLED;
 }
 
 /* Two answers of one payment are equal but for the replayed flag. */
@@ -521,6 +530,8 @@ static void seen_payment(xc_sim_t *s, uint32_t i, const pay_request_t *r, const 
     }
     if (o->code == PAY_ERR_INVALID)
         return fail(s, "payment %016" PRIx64 " refused as invalid", lo64(p->pid));
+    if (o->code == PAY_CREATED && (p->tombstoned || p->released))
+        return fail(s, "payment %016" PRIx64 ": paid after its order was given up", lo64(p->pid));
     if (!code_stored(o->code)) return;
     if (p->has_first) return fail(s, "payment %016" PRIx64 ": answered afresh twice", lo64(p->pid));
     p->has_first = true;
@@ -541,6 +552,35 @@ static void seen_release(xc_sim_t *s, uint32_t i, const pay_request_t *r, const 
         return fail(s, "payment %016" PRIx64 ": a release of a debited order", lo64(p->pid));
     s->st.released += !p->released;
     p->released = true;
+}
+
+/* The buyer's cell answered a resolve: paid only if debited; a refusal is its first answer;
+ * a new tombstone becomes the payment's first answer (what a late payment must get again). */
+static void seen_resolve(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
+    xc_pay_t *p = pay_find(s, r->payment_id);
+    if (!p || p->bcell != i) return fail(s, "cell %u: a resolve of no order of its buyer", i + 1);
+    if (o->kind == PAY_KIND_RESOLVE) { /* full: asked again */
+        if (o->code != PAY_ERR_FULL) fail(s, "a resolve answered %u", o->code);
+        return;
+    }
+    if (o->kind != PAY_KIND_PAYMENT) return fail(s, "a resolve answered kind %u", o->kind);
+    if (o->code == PAY_OK) {
+        if (!p->debited)
+            fail(s, "payment %016" PRIx64 ": resolved paid, not debited", lo64(p->pid));
+        return;
+    }
+    if (p->debited)
+        return fail(s, "payment %016" PRIx64 ": resolved unpaid, debited", lo64(p->pid));
+    if (o->code == PAY_ERR_CANCELLED && !p->has_first) {
+        p->has_first = true;
+        p->first = *o;
+        p->tombstoned = true;
+        s->st.tombstones++;
+        return;
+    }
+    if (!p->has_first || !answers_equal(&p->first, o))
+        fail(s, "payment %016" PRIx64 ": resolved with another answer than its first",
+             lo64(p->pid));
 }
 
 static void seen_credit(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
@@ -655,6 +695,7 @@ static void seen(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_obje
     case PAY_KIND_RELEASE: return seen_release(s, i, r, o);
     case PAY_KIND_CREDIT: return seen_credit(s, i, r, o);
     case PAY_KIND_ACK: return seen_ack(s, i, r, o);
+    case PAY_KIND_RESOLVE: return seen_resolve(s, i, r, o);
     default: return;
     }
 }
@@ -674,9 +715,11 @@ static void relay_send(xc_sim_t *s, uint32_t i, const relay_msg_t *m) {
         (xc_pending_t){.busy = true, .req = req, .deadline = s->now + XC_RELAY_DEADLINE};
     uint8_t kind = m->items[0].kind;
     tracef(s, "c%u relay: batch %u (%u %s) to c%" PRIu64 " req %" PRIu64, i + 1, m->batch, m->count,
-           kind == PAY_KIND_ACK      ? "acks"
-           : kind == PAY_KIND_DECIDE ? "decides"
-                                     : "records",
+           kind == PAY_KIND_ACK       ? "acks"
+           : kind == PAY_KIND_DECIDE  ? "decides"
+           : kind == PAY_KIND_RESOLVE ? "resolves"
+           : kind == PAY_KIND_RELEASE ? "releases"
+                                      : "records",
            m->cell, req);
 }
 
@@ -813,6 +856,8 @@ static pay_request_t client_request(const xc_sim_t *s, const xc_client_t *c) {
     if (c->state == CL_XPAY) {
         r.payment_id = c->pid;
         r.peer_cell = (uint32_t)s->cells[c->mcell].id;
+    } else { /* the order names the buyer's cell, for the merchant's cell's resolver */
+        r.peer_cell = (uint32_t)s->cells[c->bcell].id;
     }
     return r;
 }
@@ -854,7 +899,30 @@ static void client_done(xc_sim_t *s, xc_client_t *c, uint8_t outcome, uint8_t co
     client_wait(s, c, CL_IDLE, (uint32_t)prng_below(&s->rng, 10));
 }
 
-static void client_order_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) {
+/* The gateway dies right after the order and its client never retries: the order is left
+ * reserved, for the merchant's cell's resolver. Half the time its payment was on its way
+ * and arrives late, after the resolver is likely done (the tombstone must refuse it). */
+static void client_abandon(xc_sim_t *s, uint32_t k, xc_client_t *c) {
+    s->st.orders_abandoned++;
+    tracef(s, "a gateway dies after order %016" PRIx64, lo64(c->pid));
+    if (prng_below(&s->rng, 2) == 0) {
+        c->state = CL_XPAY;
+        pay_request_t r = client_request(s, c);
+        /* its own request id, which no client waits for: the answer is dropped */
+        xc_msg_t m = {.req = ++s->req_seq,
+                      .owner = XC_OWNER_CLIENT | k,
+                      .to = c->bcell,
+                      .count = 1,
+                      .data = &r};
+        uint64_t late = 2 * XC_RECOVER_AFTER_TICKS + prng_below(&s->rng, XC_RECOVER_AFTER_TICKS);
+        net_put(s, &m, sizeof r, s->now + late);
+        s->st.late_payments++;
+    }
+    c->outcome = OUT_NONE; /* not a payment to repeat */
+    client_wait(s, c, CL_IDLE, (uint32_t)prng_below(&s->rng, 10));
+}
+
+static void client_order_answered(xc_sim_t *s, uint32_t k, xc_client_t *c, const pay_object_t *o) {
     if (c->dup_try) {
         if (o->code != PAY_ERR_DUPLICATE_OUT_TRADE_NO)
             fail(s, "out_trade_no %s of a paid order taken again (%u)", c->otn, o->code);
@@ -866,6 +934,7 @@ static void client_order_answered(xc_sim_t *s, xc_client_t *c, const pay_object_
     if (o->kind == PAY_KIND_ORDER && o->code == PAY_CREATED) {
         if ((uint64_t)(o->id >> 64) != c->buyer) return fail(s, "an order's id is not its buyer's");
         c->pid = o->id;
+        if (!c->repeat && prng_below(&s->rng, XC_ABANDON_IN) == 0) return client_abandon(s, k, c);
         return client_wait(s, c, CL_XPAY, 0);
     }
     if (o->kind == PAY_KIND_PAYMENT && refusal_final(o->code)) /* a release left it */
@@ -952,7 +1021,7 @@ static void client_answered(xc_sim_t *s, uint32_t k, const xc_msg_t *m) {
     const pay_object_t *o = m->data;
     c->waiting = false;
     switch (c->state) {
-    case CL_ORDER: return client_order_answered(s, c, o);
+    case CL_ORDER: return client_order_answered(s, k, c, o);
     case CL_XPAY: return client_xpay_answered(s, c, o);
     case CL_RELEASE:
         if (o->code != PAY_OK) return fail(s, "a release answered %u", o->code);
@@ -1107,6 +1176,12 @@ bool xc_sim_run(xc_sim_t *s, uint32_t steps) {
 
 /* ---- The end: everything settled ---- */
 
+/* Has the cell an order neither paid nor released (each names its buyer's cell here)? */
+static bool orders_reserved(const xc_cell_t *c) {
+    pay_order_stale_t one;
+    return pay_orders_stale(cell_pay(c->cell), UINT64_MAX, 0, &one, 1) != 0;
+}
+
 static bool settled(const xc_sim_t *s) {
     if (s->net_n) return false;
     for (uint32_t k = 0; k < XC_CLIENTS; k++)
@@ -1114,7 +1189,8 @@ static bool settled(const xc_sim_t *s) {
     for (uint32_t i = 0; i < s->cfg.cells; i++) {
         const xc_cell_t *c = &s->cells[i];
         if (c->down_until > s->now || pay_outbox_backlog(cell_pay(c->cell)) ||
-            pay_activities_trying(cell_pay(c->cell)) || relay_core_busy(c->relay))
+            pay_activities_trying(cell_pay(c->cell)) || relay_core_busy(c->relay) ||
+            orders_reserved(c))
             return false;
     }
     return true;
@@ -1306,6 +1382,7 @@ bool xc_sim_calm(xc_sim_t *s) {
     for (uint32_t i = 0; i < s->cfg.cells && !s->failed; i++) {
         if (pay_outbox_backlog(cell_pay(s->cells[i].cell)) != 0)
             fail(s, "cell %u: a backlog", i + 1);
+        if (orders_reserved(&s->cells[i])) fail(s, "cell %u: an order left reserved", i + 1);
         cell_rebuild(s, i);
     }
     if (!s->failed) final_payments(s);

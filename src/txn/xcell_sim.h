@@ -30,13 +30,20 @@
  * trying; Try to the merchant's; decide as the Try answered), retried from the refund with the
  * same key; the gateway may die between two steps (or with a step on its way) and never come
  * back, leaving the activity to the relay's recovery (recover_after: 400 ticks of sim time).
+ * Orders name their buyer's cell; now and then a gateway dies right after an order and its
+ * client never retries, leaving the order to its merchant's cell's resolver (after the same
+ * recover_after), and half of those leave their payment on its way, arriving 800 to 1200
+ * ticks later (so mostly after the resolver's tombstone).
  *
  * Checked after every applied entry: the ledger's invariants (ledger_check_invariants) in
  * that cell; an order draws a new payment id; a payment is debited at most once; every
  * replayed answer of a payment, and of an order's key, equals its first (all but the replayed
  * flag; a released order's key answers the refusal); a credit is
  * created at most once and only for a payment debited in its buyer's cell, and is never
- * refused; an ack follows a credit; a release never frees a paid order; a reused out_trade_no
+ * refused; an ack follows a credit; a release never frees a paid order; a resolve is answered
+ * paid only for a debited payment, else with the payment's first answer or a new tombstone
+ * (which becomes its first answer); no payment is debited after its order was released or
+ * tombstoned; a reused out_trade_no
  * is refused as a duplicate; a refund activity is of a debited payment of its buyer's cell,
  * decided once (later decides answer the first decision, a confirm only when asked); a Try
  * holds at most once and never after its Cancel; a Confirm or Cancel is never refused and
@@ -47,7 +54,8 @@
  * (no loss, duplication, crash, flap; the relays' own faults stay) every client has finished, and:
  * every outbox backlog is zero; every debited payment is credited exactly once (transfer
  * pay_leg_id(P) in the merchant's cell, P in the buyer's) and acknowledged, every other never
- * credited; no refund activity is trying in any cell and no transfer pending; each activity was
+ * credited; no order is left reserved in any cell; no refund activity is trying in any cell
+ * and no transfer pending; each activity was
  * decided and its decision delivered once and acknowledged; each payment's refunded (as its buyer's
  * cell answers it) is its confirmed refunds and at most its amount; each merchant's receivable
  * equals the sum of its debited payments less its confirmed refunds, each buyer's balance its
@@ -93,6 +101,9 @@ typedef struct xc_sim_stats {
     /* Refunds: activities recorded, decided each way, gateways that died in one, and the
      * activities the relays recovered (decided cancelled). */
     uint64_t refunds, refunds_confirmed, refunds_cancelled, gateways_died, recovered;
+    /* Orders whose gateway died right after them (for good), their payments that arrived late,
+     * the tombstones the buyers' cells stored, and the orders the resolvers released. */
+    uint64_t orders_abandoned, late_payments, tombstones, resolved;
 } xc_sim_stats_t;
 void xc_sim_stats(const xc_sim_t *s, xc_sim_stats_t *out);
 

@@ -72,6 +72,10 @@ static void total_add(xc_sim_stats_t *t, const xc_sim_stats_t *st) {
     t->refunds_cancelled += st->refunds_cancelled;
     t->gateways_died += st->gateways_died;
     t->recovered += st->recovered;
+    t->orders_abandoned += st->orders_abandoned;
+    t->late_payments += st->late_payments;
+    t->tombstones += st->tombstones;
+    t->resolved += st->resolved;
 }
 
 static void test_seeds(void **state) {
@@ -100,12 +104,15 @@ static void test_seeds(void **state) {
             " leader flaps, %" PRIu64 " messages lost, %" PRIu64 " duplicated, %" PRIu64
             " timeouts, %" PRIu64 " relay faults on purpose, %" PRIu64
             " relay batches failed; %" PRIu64 " refund activities, %" PRIu64 " confirmed, %" PRIu64
-            " cancelled, %" PRIu64 " gateways died in one, %" PRIu64 " recovered by the relays\n",
+            " cancelled, %" PRIu64 " gateways died in one, %" PRIu64
+            " recovered by the relays; %" PRIu64 " orders abandoned, %" PRIu64
+            " late payments, %" PRIu64 " tombstones, %" PRIu64 " orders resolved\n",
             failures, total.steps, total.orders, total.debited, total.refused, total.released,
             total.credited, total.acked, total.replays_checked, total.duplicates_refused,
             total.crashes, total.flaps, total.lost, total.duplicated, total.timeouts,
             total.relay_faults, total.relay_failures, total.refunds, total.refunds_confirmed,
-            total.refunds_cancelled, total.gateways_died, total.recovered);
+            total.refunds_cancelled, total.gateways_died, total.recovered, total.orders_abandoned,
+            total.late_payments, total.tombstones, total.resolved);
     assert_int_equal(failures, 0);
     /* The budget must exercise the paths, not only allow them. */
     if (seeds >= 20)
@@ -113,7 +120,8 @@ static void test_seeds(void **state) {
                     total.replays_checked > 0 && total.duplicates_refused > 0 &&
                     total.crashes > 0 && total.relay_faults > 0 && total.duplicated > 0 &&
                     total.refunds_confirmed > 0 && total.refunds_cancelled > 0 &&
-                    total.gateways_died > 0 && total.recovered > 0);
+                    total.gateways_died > 0 && total.recovered > 0 && total.orders_abandoned > 0 &&
+                    total.late_payments > 0 && total.tombstones > 0 && total.resolved > 0);
 }
 
 int main(void) {

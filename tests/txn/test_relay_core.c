@@ -2,7 +2,8 @@
  * cross-cell payments toward cells 2 and 3 in its outbox, and the answers the merchants'
  * cells and its own cell would give, written by hand. The recovery of refund activities
  * left trying runs against two real payments states: cell 1 (the buyer's) and cell 2 (the
- * merchant's), each message applied to the cell it goes to. */
+ * merchant's), each message applied to the cell it goes to; so does the resolving of orders
+ * left reserved, with a second core as cell 2's relay. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -493,6 +494,177 @@ static void test_recovery_unsent_again(void **state) {
     assert_int_equal(relay_core_stats(f->core).recovered, 1);
 }
 
+/* ---- Resolving orders left reserved (cell 2's relay, cell 1 the buyer's) ---- */
+
+/* Cell 2's relay core, ticked with cell 2's state and clock. */
+typedef struct mrelay {
+    relay_core_t *core;
+    uint64_t tick;
+    relay_msg_t msgs[RELAY_CORE_BATCHES];
+} mrelay_t;
+
+static mrelay_t mrelay_create(uint32_t fault_pct) {
+    mrelay_t m = {.core = relay_core_create(&(relay_core_config_t){
+                      .cell_id = 2, .fault_pct = fault_pct, .fault_seed = 7})};
+    assert_non_null(m.core);
+    return m;
+}
+
+/* An order of cell 2 for BUYER (cell 1 named as the buyer's), body hash key + 100. */
+static pay_object_t morder(fx_t *f, u128 amount, const char *otn, u128 key) {
+    pay_request_t r = {.kind = PAY_KIND_ORDER,
+                       .idem_key = key,
+                       .body_hash = key + 100,
+                       .actor = TO_CELL2,
+                       .uid = BUYER,
+                       .amount = amount,
+                       .currency = cny(),
+                       .funding = 1,
+                       .peer_cell = 1};
+    strcpy(r.text, otn);
+    pay_object_t o;
+    pay_apply(f->mpay, f->mledger, &f->mclock, &r, &o);
+    assert_int_equal(o.code, PAY_CREATED);
+    return o;
+}
+
+/* The gateway's payment of the order in cell 1 (the order's body hash): cell 1's answer. */
+static uint8_t mpay_order(fx_t *f, const pay_object_t *o, u128 key) {
+    pay_request_t r = {.kind = PAY_KIND_PAYMENT,
+                       .payment_id = o->id,
+                       .idem_key = o->id,
+                       .body_hash = key + 100,
+                       .actor = TO_CELL2,
+                       .uid = BUYER,
+                       .amount = o->amount,
+                       .currency = cny(),
+                       .funding = 1,
+                       .peer_cell = 2};
+    memcpy(r.text, o->text, PAY_TEXT_MAX);
+    pay_object_t a;
+    pay_apply(f->pay, f->ledger, &f->clock, &r, &a);
+    return a.code;
+}
+
+/* Ticks cell 2's relay as leader, applying every message (resolves in cell 1, releases in
+ * cell 2) and its follow-up; returns the resolve items sent. */
+static uint32_t mpump(fx_t *f, mrelay_t *m, uint32_t ticks) {
+    uint32_t resolves = 0;
+    for (uint32_t t = 0; t < ticks; t++) {
+        uint32_t n = relay_core_tick(m->core, ++m->tick, f->mclock, true, f->mpay, m->msgs,
+                                     RELAY_CORE_BATCHES);
+        for (uint32_t i = 0; i < n; i++) {
+            relay_msg_t msg = m->msgs[i];
+            for (;;) {
+                for (uint32_t k = 0; k < msg.count; k++) {
+                    assert_true(msg.items[k].kind == PAY_KIND_RESOLVE ? msg.cell == 1
+                                                                      : msg.cell == 2);
+                    resolves += msg.items[k].kind == PAY_KIND_RESOLVE;
+                }
+                cell_applies(f, &msg);
+                relay_msg_t follow;
+                if (!relay_core_answer(m->core, msg.batch, 0, f->answers, msg.count, &follow))
+                    break;
+                msg = follow;
+            }
+        }
+    }
+    return resolves;
+}
+
+static uint32_t stale_orders(const fx_t *f) {
+    pay_order_stale_t s[8];
+    return pay_orders_stale(f->mpay, f->mclock, RELAY_CORE_RECOVER_AFTER_NS, s, 8);
+}
+
+static u128 buyer_balance(fx_t *f) {
+    u128 id = pay_account_id(BUYER, PAY_ACCOUNT_USER, cny());
+    ledger_account_t a;
+    assert_int_equal(ledger_lookup_accounts(f->ledger, &id, 1, &a), 1);
+    return a.credits_posted - a.debits_posted;
+}
+
+/* Three orders whose gateway died: one never paid, one paid (its credit not delivered yet),
+ * one refused by cell 1. Nothing before recover_after; then one resolve batch to cell 1 and
+ * the releases of the unpaid two (cancelled, insufficient_funds) to cell 2; the paid one stays
+ * until its credit arrives. A late payment of the released order moves nothing. */
+static void resolver_scenario(fx_t *f, mrelay_t *m, uint32_t look_ticks) {
+    merchant_cell(f);
+    pay_object_t unpaid = morder(f, 100, "u", 1);
+    pay_object_t paid = morder(f, 200, "p", 2);
+    pay_object_t refused = morder(f, 2000000000, "r", 3);
+    assert_int_equal(mpay_order(f, &paid, 2), PAY_CREATED);
+    assert_int_equal(mpay_order(f, &refused, 3), PAY_ERR_INSUFFICIENT_FUNDS);
+    u128 balance = buyer_balance(f);
+    f->mclock += RELAY_CORE_RECOVER_AFTER_NS - NS_PER_S; /* a second short */
+    assert_int_equal(mpump(f, m, 3 * RELAY_CORE_RECOVER_TICKS), 0);
+    f->mclock += 2 * NS_PER_S;
+    assert_int_equal(stale_orders(f), 3);
+    assert_true(mpump(f, m, look_ticks) >= 3);
+    assert_int_equal(relay_core_stats(m->core).resolved, 2);
+    assert_int_equal(stale_orders(f), 1); /* the paid one, waiting for its credit */
+    /* The late payment of the released order: the tombstone, replayed; nothing moves. */
+    assert_int_equal(mpay_order(f, &unpaid, 1), PAY_ERR_CANCELLED);
+    assert_true(buyer_balance(f) == balance);
+    /* Its out_trade_no is free again. */
+    morder(f, 100, "u", 9);
+    f->mclock += RELAY_CORE_RECOVER_AFTER_NS;
+    /* Cell 1's relay delivers the paid one's credit: only the new order is left, and it is
+     * resolved in turn. */
+    pump(f, 2);
+    assert_int_equal(stale_orders(f), 1);
+    assert_true(mpump(f, m, look_ticks) >= 1);
+    assert_int_equal(stale_orders(f), 0);
+    assert_int_equal(mpump(f, m, 3 * RELAY_CORE_RECOVER_TICKS), 0);
+    assert_int_equal(relay_core_stats(m->core).resolved, 3);
+    assert_int_equal(relay_core_busy(m->core), 0);
+}
+
+static void test_resolver_releases_unpaid(void **state) {
+    fx_t *f = *state;
+    mrelay_t m = mrelay_create(0);
+    resolver_scenario(f, &m, RELAY_CORE_RECOVER_TICKS);
+    assert_int_equal(relay_core_stats(m.core).failures, 0);
+    relay_core_destroy(m.core);
+}
+
+/* The same with faults on purpose (lost, duplicated, delayed batches and lost answers): more
+ * looks, the same outcome, each order released once. */
+static void test_resolver_faults(void **state) {
+    fx_t *f = *state;
+    mrelay_t m = mrelay_create(60);
+    resolver_scenario(f, &m, 40 * RELAY_CORE_RECOVER_TICKS);
+    assert_true(relay_core_stats(m.core).faults > 0);
+    relay_core_destroy(m.core);
+}
+
+/* A resolve batch the driver could not send is made again at the next look; not before. */
+static void test_resolver_unsent_again(void **state) {
+    fx_t *f = *state;
+    merchant_cell(f);
+    mrelay_t m = mrelay_create(0);
+    morder(f, 100, "u", 1);
+    f->mclock += RELAY_CORE_RECOVER_AFTER_NS;
+    uint32_t n = 0;
+    for (uint32_t t = 0; t < 2 * RELAY_CORE_RECOVER_TICKS && n == 0; t++)
+        n = relay_core_tick(m.core, ++m.tick, f->mclock, true, f->mpay, m.msgs, RELAY_CORE_BATCHES);
+    assert_int_equal(n, 1);
+    assert_int_equal(m.msgs[0].cell, 1);
+    assert_int_equal(m.msgs[0].count, 1);
+    const pay_request_t *q = &m.msgs[0].items[0];
+    assert_int_equal(q->kind, PAY_KIND_RESOLVE);
+    assert_true(q->actor == TO_CELL2 && q->uid == BUYER && q->peer_cell == 2 &&
+                q->body_hash == 101 && q->idem_key == 0);
+    relay_core_unsent(m.core, m.msgs[0].batch, "no client");
+    assert_int_equal(relay_core_busy(m.core), 0);
+    assert_int_equal(relay_core_stats(m.core).failures, 1);
+    assert_int_equal(mpump(f, &m, RELAY_CORE_RECOVER_TICKS - 1), 0);
+    assert_int_equal(mpump(f, &m, 1), 1);
+    assert_int_equal(relay_core_stats(m.core).resolved, 1);
+    assert_int_equal(stale_orders(f), 0);
+    relay_core_destroy(m.core);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_batches_per_cell, setup, teardown),
@@ -507,6 +679,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_recovery_skips_decided, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_first_decision_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_unsent_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolver_releases_unpaid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolver_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolver_unsent_again, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
