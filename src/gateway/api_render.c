@@ -243,14 +243,20 @@ void api_render_object(json_out_t *o, const pay_object_t *obj) {
 
 /* ---- Replies ---- */
 
-/* The TCC codes' messages speak of refunds (code_rows); a transfer's say what they mean for
- * it. */
-static const char *transfer_message(uint8_t code, const char *message) {
-    if (code == PAY_ERR_CANCELLED)
+/* The TCC codes' messages speak of refunds (code_rows); a transfer's and a payment's say what
+ * they mean for them. */
+static const char *endpoint_message(api_endpoint_t e, uint8_t code, const char *message) {
+    if (e == API_EP_TRANSFER_CREATE && code == PAY_ERR_CANCELLED)
         return "the transfer was cancelled: the recipient's cell did not take it in time, and "
                "nothing moved; retry with a new Idempotency-Key";
-    if (code == PAY_TRYING)
+    if (e == API_EP_TRANSFER_CREATE && code == PAY_TRYING)
         return "the transfer is still in progress: retry with the same Idempotency-Key";
+    /* A cross-cell payment whose request stopped after its order was reserved: the merchant's
+     * cell gave the order up (docs/cross-cell.md, resolving orders left reserved). */
+    if (e == API_EP_PAYMENT_CREATE && code == PAY_ERR_CANCELLED)
+        return "the payment was cancelled: its order was given up before the buyer's cell paid "
+               "it, and nothing moved; its out_trade_no is free again: retry with a new "
+               "Idempotency-Key";
     return message;
 }
 
@@ -317,7 +323,7 @@ size_t api_render_reply(api_endpoint_t e, int32_t status, const pay_object_t *ob
     const char *code, *message;
     int st = api_code_status(objs[0].code, &code, &message);
     *replayed = objs[0].replayed != 0;
-    if (e == API_EP_TRANSFER_CREATE) message = transfer_message(objs[0].code, message);
+    message = endpoint_message(e, objs[0].code, message);
     if (st >= 400) return render_error(buf, cap, st, code, message, http_status);
     if (!reply_valid(e, objs, n)) {
         *replayed = false;

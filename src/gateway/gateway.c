@@ -412,6 +412,10 @@ static void order_answered(gateway_t *g, gw_slot_t *s) {
         slot_fail(g, s, 500, "internal_error", "the merchant's cell's order does not fit", NULL);
         return;
     }
+    /* Whether the client's request is a replay is the merchant's cell's to say (it keeps the
+     * client's key); the buyer's cell answers by the payment id, and may replay to a fresh
+     * request (the client library's resend of this very XPAY, or a resolver's tombstone). */
+    s->key_replayed = o->replayed != 0;
     q->kind = PAY_KIND_PAYMENT;
     q->payment_id = o->id;
     q->idem_key = o->id;
@@ -431,13 +435,13 @@ static bool refusal_final(uint8_t code) {
 }
 
 static void xpay_answered(gateway_t *g, gw_slot_t *s) {
-    const pay_object_t *o = &s->reply[0];
+    pay_object_t *o = &s->reply[0];
+    if (s->status == 0 && s->count == 1) o->replayed = s->key_replayed;
     if (s->status != 0 || s->count != 1 || !refusal_final(o->code)) {
         call_answered(g, s);
         return;
     }
     s->refusal = o->code;
-    s->key_replayed = o->replayed != 0;
     pay_request_t *q = &s->call.u.req;
     *q = (pay_request_t){
         .kind = PAY_KIND_RELEASE, .payment_id = q->payment_id, .actor = q->actor, .code = o->code};

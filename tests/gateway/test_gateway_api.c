@@ -57,6 +57,10 @@ typedef struct tcc_script {
     uint8_t try_code;     /* the Try's answer */
     uint8_t confirm_code; /* a confirm's answer: created (the refund), or a DECIDE error */
     uint8_t cancel_fail;  /* a cancel's answer, when not 0: a DECIDE error */
+    /* A cross-cell payment (ORDER, then PAYMENT with payment_id, maybe RELEASE): */
+    bool order_replayed; /* the merchant's cell's ORDER answer is the key's stored one */
+    uint8_t xpay_code;   /* the buyer's cell's answer to the payment */
+    bool xpay_replayed;  /* ... given as a replay (a resend's, or a resolver's tombstone) */
 } tcc_script_t;
 
 static uv_mutex_t tcc_lock;
@@ -122,9 +126,47 @@ static void xfer_start(const tcc_script_t *sc, const pay_request_t *r, pay_objec
     o->replayed = sc->trying_replayed;
 }
 
+#define XPAY_BUYER 1501ull /* zone 50: cell 2 in the two-cell table; merchant 77: cell 1 */
+#define XPAY_P (((u128)XPAY_BUYER << 64) | ((u128)1 << 40) | 6)
+
+/* The two cells of a cross-cell payment: the order (cell 1), the payment (cell 2), the
+ * release (cell 1). */
+static void xpay_answer(const tcc_script_t *sc, const pay_request_t *r, pay_object_t *o) {
+    switch (r->kind) {
+    case PAY_KIND_ORDER:
+        *o = (pay_object_t){.id = XPAY_P,
+                            .kind = PAY_KIND_ORDER,
+                            .code = PAY_CREATED,
+                            .replayed = sc->order_replayed};
+        return;
+    case PAY_KIND_RELEASE:
+        *o = (pay_object_t){.id = r->payment_id, .kind = PAY_KIND_RELEASE, .code = PAY_OK};
+        return;
+    default: break;
+    }
+    if (sc->xpay_code != PAY_CREATED) {
+        *o = (pay_object_t){.kind = PAY_KIND_PAYMENT, .code = sc->xpay_code};
+    } else {
+        *o = (pay_object_t){.id = XPAY_P,
+                            .amount = r->amount,
+                            .uid = r->uid,
+                            .merchant = r->actor,
+                            .created_at = 3,
+                            .currency = r->currency,
+                            .kind = PAY_KIND_PAYMENT,
+                            .code = PAY_CREATED,
+                            .merchant_credit = 1,
+                            .peer_cell = r->peer_cell};
+        memcpy(o->text, r->text, sizeof o->text);
+    }
+    o->replayed = sc->xpay_replayed;
+}
+
 static void tcc_hook(void *ctx, const pay_request_t *r, pay_object_t *o) {
+    bool xpay = r->kind == PAY_KIND_ORDER || r->kind == PAY_KIND_RELEASE ||
+                (r->kind == PAY_KIND_PAYMENT && r->payment_id != 0);
     bool tcc = (r->kind == PAY_KIND_REFUND && r->peer_cell != 0) || r->kind == PAY_KIND_TRY ||
-               r->kind == PAY_KIND_DECIDE || r->kind == PAY_KIND_TRANSFER;
+               r->kind == PAY_KIND_DECIDE || r->kind == PAY_KIND_TRANSFER || xpay;
     if (!tcc) return; /* everything else: the fake's echo */
     uv_mutex_lock(&tcc_lock);
     tcc_script_t sc = tcc_script;
@@ -133,6 +175,10 @@ static void tcc_hook(void *ctx, const pay_request_t *r, pay_object_t *o) {
         tcc_seen[tcc_seen_count++] = *r;
     }
     uv_mutex_unlock(&tcc_lock);
+    if (xpay) {
+        xpay_answer(&sc, r, o);
+        return;
+    }
     switch (r->kind) {
     case PAY_KIND_REFUND:
         tcc_refund_object(o, PAY_TRYING);
@@ -657,6 +703,74 @@ static void test_transfers(void **state) {
     free(t);
 }
 
+/* Runs one cross-cell payment by merchant 77 (cell 1) from XPAY_BUYER (cell 2) under sc. */
+static void xpay_run(tcc_script_t sc, reply_t *r, pay_request_t *seen, uintptr_t *cells,
+                     uint32_t *count) {
+    static const char body[] = "{\"buyer_uid\":\"1501\",\"amount\":\"1999\",\"currency\":"
+                               "\"CNY\",\"out_trade_no\":\"X-1\",\"funding\":\"balance\"}";
+    uv_mutex_lock(&tcc_lock);
+    tcc_script = sc;
+    tcc_seen_count = 0;
+    uv_mutex_unlock(&tcc_lock);
+    char h[1024];
+    signed_headers(h, sizeof h, 77, merchant_key, "POST", "/v1/payments", body, 0,
+                   "Idempotency-Key: xpay-1\r\n");
+    int fd = conn_open();
+    request(fd, "POST", "/v1/payments", h, body, r);
+    close(fd);
+    uv_mutex_lock(&tcc_lock);
+    *count = tcc_seen_count;
+    memcpy(seen, tcc_seen, sizeof tcc_seen);
+    memcpy(cells, tcc_seen_cell, sizeof tcc_seen_cell);
+    uv_mutex_unlock(&tcc_lock);
+}
+
+/* Whether the client's request is a replay is the merchant's cell's to say (its ORDER answer):
+ * the buyer's cell answers by the payment id and may replay to a fresh request. */
+static void test_xcell_payment_replays(void **state) {
+    (void)state;
+    rt_table_t *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    two_cells(t, 300);
+    assert_true(gateway_set_routes(t));
+    uv_sleep(100);
+    reply_t r;
+    pay_request_t seen[TCC_SEEN_MAX];
+    uintptr_t cells[TCC_SEEN_MAX];
+    uint32_t n;
+    tcc_script_t sc = {.xpay_code = PAY_CREATED, .xpay_replayed = true};
+    xpay_run(sc, &r, seen, cells, &n);
+    assert_int_equal(r.status, 201);
+    assert_null(strstr(r.head, "Idempotent-Replayed"));
+    assert_int_equal(n, 2);
+    assert_int_equal(seen[0].kind, PAY_KIND_ORDER);
+    assert_int_equal(cells[0], 1);
+    assert_int_equal(seen[0].peer_cell, 2); /* the buyer's cell, for the resolver */
+    assert_int_equal(seen[1].kind, PAY_KIND_PAYMENT);
+    assert_int_equal(cells[1], 2);
+    assert_true(seen[1].payment_id == XPAY_P && seen[1].idem_key == XPAY_P);
+    assert_int_equal(seen[1].peer_cell, 1);
+    /* The client's key seen before: a replay, whatever the buyer's cell says. */
+    sc.order_replayed = true;
+    sc.xpay_replayed = false;
+    xpay_run(sc, &r, seen, cells, &n);
+    assert_int_equal(r.status, 201);
+    assert_non_null(strstr(r.head, "\r\nIdempotent-Replayed: true\r\n"));
+    /* A resolver's tombstone met by a live gateway: the order is released, 409 for the
+     * payment, not marked a replay. */
+    sc = (tcc_script_t){.xpay_code = PAY_ERR_CANCELLED, .xpay_replayed = true};
+    xpay_run(sc, &r, seen, cells, &n);
+    assert_int_equal(r.status, 409);
+    assert_non_null(strstr(r.body, "\"code\":\"cancelled\""));
+    assert_non_null(strstr(r.body, "the payment was cancelled"));
+    assert_null(strstr(r.head, "Idempotent-Replayed"));
+    assert_int_equal(n, 3);
+    assert_int_equal(seen[2].kind, PAY_KIND_RELEASE);
+    assert_int_equal(seen[2].code, PAY_ERR_CANCELLED);
+    assert_int_equal(cells[2], 1);
+    free(t);
+}
+
 static void test_transfer_refusals(void **state) {
     (void)state;
     reply_t r;
@@ -718,7 +832,7 @@ int main(void) {
         cmocka_unit_test(test_signature_refusals),  cmocka_unit_test(test_many_connections),
         cmocka_unit_test(test_route_change),        cmocka_unit_test(test_tcc_refund),
         cmocka_unit_test(test_tcc_refund_refusals), cmocka_unit_test(test_transfers),
-        cmocka_unit_test(test_transfer_refusals),
+        cmocka_unit_test(test_transfer_refusals),   cmocka_unit_test(test_xcell_payment_replays),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
