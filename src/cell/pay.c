@@ -1056,6 +1056,13 @@ void pay_orders_low_advance(pay_t *p) {
         p->orders_low++;
 }
 
+uint32_t pay_orders_reserved(const pay_t *p) {
+    uint32_t n = 0;
+    for (uint32_t row = p->orders_low; row < p->n.orders; row++)
+        n += p->orders[row].state == PAY_ORDER_RESERVED;
+    return n;
+}
+
 uint32_t pay_orders_stale(const pay_t *p, uint64_t clock, uint64_t older_than,
                           pay_order_stale_t *out, uint32_t max) {
     uint32_t n = 0;

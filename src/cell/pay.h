@@ -520,6 +520,9 @@ typedef struct pay_order_stale {
  * oldest order that may still be reserved (orders never become reserved again). */
 uint32_t pay_orders_stale(const pay_t *pay, uint64_t clock, uint64_t older_than,
                           pay_order_stale_t *out, uint32_t max);
+/* How many orders are reserved (waiting for the buyer's cell's payment, or for its credit).
+ * O(orders from the oldest reserved one on): for status, not for every entry. */
+uint32_t pay_orders_reserved(const pay_t *pay);
 
 /* How many refund and transfer activities are trying (not decided). */
 uint32_t pay_activities_trying(const pay_t *pay);

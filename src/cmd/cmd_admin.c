@@ -143,9 +143,10 @@ static void print_status(const replica_t *r) {
             printf("%s%" PRIu32 ":%" PRIu64, i ? "," : " match=", s->members[i],
                    s->member_match[i]);
     printf(" outbox=%" PRIu64 " relay_delivered=%" PRIu64 " relay_acked=%" PRIu64
-           " relay_recovered=%" PRIu64 " tcc_trying=%" PRIu64 " relay_resolved=%" PRIu64,
+           " relay_recovered=%" PRIu64 " tcc_trying=%" PRIu64 " relay_resolved=%" PRIu64
+           " orders_reserved=%" PRIu64,
            s->outbox_backlog, s->relay_delivered, s->relay_acked, s->relay_recovered, s->tcc_trying,
-           s->relay_resolved);
+           s->relay_resolved, s->orders_reserved);
     putchar('\n');
 }
 

@@ -29,7 +29,8 @@ CP_STATIC_ASSERT(offsetof(proto_status_reply_t, cell) == 16 &&
                      offsetof(proto_status_reply_t, relay_recovered) == 216 &&
                      offsetof(proto_status_reply_t, tcc_trying) == 224 &&
                      offsetof(proto_status_reply_t, relay_resolved) == 232 &&
-                     offsetof(proto_status_reply_t, reserved_2) == 240 &&
+                     offsetof(proto_status_reply_t, orders_reserved) == 240 &&
+                     offsetof(proto_status_reply_t, reserved_2) == 248 &&
                      sizeof(proto_status_reply_t) == 256,
                  "status reply layout");
 CP_STATIC_ASSERT(sizeof(proto_transfer_leader_t) == 16 &&

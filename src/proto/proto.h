@@ -120,7 +120,8 @@ typedef struct proto_status_reply {
     uint64_t relay_recovered; /* refund activities its relay decided cancelled (recovery) */
     uint64_t tcc_trying;      /* TCC activities of the cell not decided yet, at applied_index */
     uint64_t relay_resolved;  /* orders left reserved its relay's resolver released */
-    uint8_t reserved_2[16];
+    uint64_t orders_reserved; /* cross-cell orders of the cell not yet paid or credited */
+    uint8_t reserved_2[8];
 } proto_status_reply_t;
 
 /* The request body of PROTO_OP_ADD_REPLICA (the replica joins as a learner; the leader makes

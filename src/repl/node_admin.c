@@ -57,6 +57,7 @@ static uint32_t admin_status(node_t *n, void *out, uint32_t *size) {
         .role = (uint8_t)info.role,
         .outbox_backlog = pay_outbox_backlog(cell_pay(n->cell)),
         .tcc_trying = pay_activities_trying(cell_pay(n->cell)),
+        .orders_reserved = pay_orders_reserved(cell_pay(n->cell)),
     };
     if (n->relay) {
         relay_stats_t rs = relay_stats(n->relay);

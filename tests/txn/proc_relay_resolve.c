@@ -143,11 +143,12 @@ int main(int argc, char **argv) {
     if (o.kind != PAY_KIND_ORDER || o.code != PAY_CREATED)
         FAIL("order: kind %u code %u", o.kind, o.code);
     u128 p = o.id;
+    if (status(2).orders_reserved != 1) FAIL("the status does not count the order reserved");
     /* The gateway is gone: nothing pays nor releases but the resolver of cell 2, after 1 s. */
     uint64_t until = np_now_ms() + WAIT_MS;
     for (;;) {
         proto_status_reply_t s = status(2);
-        if (s.relay_resolved >= 1) break;
+        if (s.relay_resolved >= 1 && s.orders_reserved == 0) break;
         if (np_now_ms() > until)
             FAIL("not resolved: relay_resolved %llu", (unsigned long long)s.relay_resolved);
         np_sleep_ms(100);

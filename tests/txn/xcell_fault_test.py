@@ -21,12 +21,14 @@ Refunds of cross-cell payments and transfers between users of the two cells (TCC
 docs/cross-cell.md) run in the same load: a thread refunds part of one of its acknowledged
 payments now and then, and moves money from one buyer to a buyer of the other cell. The
 gateway is killed too, now and then, so refunds and transfers are left between their steps; a
-thread whose refund got no answer may give it up (it never sends it again), and the initiating cell's relay must then decide it
-cancelled (`--tcc-recover-after`). The same for transfers. Once idle, no TCC activity is left
-trying, each given-up refund or transfer sent again with its key answers its final outcome
-(201, or 409 cancelled), and the buyers' balances count every refund and transfer that
-answered 201 exactly once; `cellpay admin check` would name a hold left pending in either cell
-(its clearing position would not net to zero).
+thread whose refund or transfer got no answer gives it up (it never sends it again), and the
+initiating cell's relay must then decide it cancelled (`--tcc-recover-after`). Payments too
+may be given up: one given up after its order was reserved leaves the order to the merchant
+cell's resolver, which must release it unless the buyer's cell paid it. Once idle, no TCC
+activity is left trying and no order reserved, each given-up payment, refund or transfer sent
+again with its key answers its final outcome (201, or 409 cancelled), and the buyers' balances
+count every refund and transfer that answered 201 exactly once; `cellpay admin check` would
+name a hold left pending in either cell (its clearing position would not net to zero).
 
 usage: xcell_fault_test.py path/to/cellpay   (XCELL_FAULT_SEED=N repeats a run's choices)
 """
@@ -64,6 +66,7 @@ REFUNDS = []  # (buyer, amount, refund id): answered 201
 GIVEN_UP = []  # (merchant, body, key, buyer, amount): refunds that never got an answer
 TRANSFERS = []  # (sender, recipient, amount): answered 201
 GIVEN_UP_T = []  # (body, key, sender, recipient, amount): transfers that never got an answer
+GIVEN_UP_P = []  # (merchant cell, body, key, buyer, amount): payments that never got an answer
 STATS = {"attempts": 0, "retries": 0, "refused": 0, "refunds_cancelled": 0,
          "transfers_cancelled": 0, "gateway_kills": 0}
 RECOVER_AFTER_S = 2
@@ -122,13 +125,18 @@ def pay_one(c, tid, n, rng, merchants, mine):
     amount = rng.randint(1, 9999)
     data = encode({"buyer_uid": str(buyer), "amount": str(amount), "currency": "CNY",
                    "out_trade_no": f"s{SEED}-t{tid}-{n}"})
-    s, j, c = send_until_final(c, merchants[mcell], "/v1/payments", data, f"k{SEED}-t{tid}-{n}")
-    if s == 201:
+    key = f"k{SEED}-t{tid}-{n}"
+    s, j, c = send_until_final(c, merchants[mcell], "/v1/payments", data, key,
+                               give_up=rng.random() < 0.5)
+    if s is None:
+        with LOCK:
+            GIVEN_UP_P.append((mcell, data, key, buyer, amount))
+    elif s == 201:
         with LOCK:
             ACKS.append((mcell, buyer, amount, j["id"]))
         if mcell != bcell:
             mine.append([merchants[mcell], buyer, j["id"], amount])
-    elif s is not None:
+    else:
         with LOCK:
             STATS["refused"] += 1
         print(f"refused: {s} {j}", flush=True)
@@ -289,7 +297,7 @@ def main():
     c.close()
 
 
-def tcc_settle(c, cells):
+def tcc_settle(c, cells, merchants):
     """The relays' recovery decides every refund and transfer left trying; then each given-up
     one, sent again with its key, answers its outcome."""
     deadline = time.time() + 60
@@ -298,11 +306,17 @@ def tcc_settle(c, cells):
         outs = [cell_status(CELLPAY, cells[cell]["addrs"])[1] for cell in (1, 2)]
         out = "".join(outs)
         trying = re.findall(r" tcc_trying=(\d+)", out)
-        if len(trying) == 6 and set(trying) == {"0"}:
+        reserved = re.findall(r" orders_reserved=(\d+)", out)
+        if len(trying) == 6 and set(trying) == {"0"} and reserved == ["0"] * 6:
             break
         time.sleep(0.5)
     check("no TCC activity left trying", re.findall(r" tcc_trying=(\d+)", out) == ["0"] * 6,
           out)
+    check("no order left reserved", re.findall(r" orders_reserved=(\d+)", out) == ["0"] * 6,
+          out)
+    resolved = sum(int(x) for x in re.findall(r" relay_resolved=(\d+)", out))
+    print(f"orders: {len(GIVEN_UP_P)} payments given up, {resolved} orders released by the "
+          "relays' resolver (counted since each process started)", flush=True)
     recovered = sum(int(x) for x in re.findall(r" relay_recovered=(\d+)", out))
     print(f"TCC: {len(GIVEN_UP)} refunds and {len(GIVEN_UP_T)} transfers given up, {recovered} "
           "decided by the relays' recovery (counted since each process started)", flush=True)
@@ -314,6 +328,13 @@ def tcc_settle(c, cells):
             check("a given-up refund answers 201 or 409 cancelled",
                   (s, err_code(j)) in ((409, "cancelled"), (402, "insufficient_funds")),
                   (s, j))
+    for mcell, data, key, buyer, amount in GIVEN_UP_P:
+        s, j, c = send_until_final(c, merchants[mcell], "/v1/payments", data, key)
+        if s == 201:
+            ACKS.append((mcell, buyer, amount, j["id"]))
+        else:
+            check("a given-up payment answers 201 or 409 cancelled",
+                  (s, err_code(j)) == (409, "cancelled"), (s, j))
     for data, key, sender, recipient, amount in GIVEN_UP_T:
         s, j, c = send_until_final(c, None, "/v1/transfers", data, key)
         if s == 201:
@@ -325,7 +346,7 @@ def tcc_settle(c, cells):
 
 
 def verify(c, cells, merchants):
-    c = tcc_settle(c, cells)
+    c = tcc_settle(c, cells, merchants)
     # The relays drain: every acknowledged payment's credit arrives.
     deadline = time.time() + 90
     pending = list(ACKS)
