@@ -185,4 +185,67 @@ static inline void fx_restart(fx_t *f) {
     f->pay = copy;
 }
 
+/* ---- The TCC crash-point table (test_pay_tcc.c: refunds; test_pay_transfer.c: transfers) ----
+ * Each step of a TCC flow (the start in the initiator's cell: the refund or the transfer; the
+ * Try in the participant's; the decide; the relay's delivery of the decision; its ack) with
+ * each way it can go wrong. */
+
+typedef enum tcc_step { S_START, S_TRY, S_DECIDE, S_DELIVER, S_ACK, S_COUNT } step_t;
+
+typedef enum tcc_fault {
+    F_NONE,
+    F_REQ_LOST,
+    F_ANS_LOST,
+    F_REPEAT,
+    F_DIE_BEFORE,
+    F_DIE_AFTER,
+    F_DELAYED, /* try only: in flight until after the cancel reached the participant */
+    F_RESTART, /* the cell that applied the step restarts from its image right after */
+} fault_t;
+
+typedef struct crash {
+    step_t step;
+    fault_t fault;
+} crash_t;
+
+/* The rows; *n gets how many. */
+static inline const crash_t *tcc_crash_points(size_t *n) {
+    static const crash_t points[] = {
+        {S_START, F_NONE},        {S_START, F_REQ_LOST},   {S_START, F_ANS_LOST},
+        {S_START, F_REPEAT},      {S_START, F_DIE_BEFORE}, {S_START, F_DIE_AFTER},
+        {S_TRY, F_REQ_LOST},      {S_TRY, F_ANS_LOST},     {S_TRY, F_REPEAT},
+        {S_TRY, F_DIE_BEFORE},    {S_TRY, F_DIE_AFTER},    {S_TRY, F_DELAYED},
+        {S_DECIDE, F_REQ_LOST},   {S_DECIDE, F_ANS_LOST},  {S_DECIDE, F_REPEAT},
+        {S_DECIDE, F_DIE_BEFORE}, {S_DECIDE, F_DIE_AFTER}, {S_DELIVER, F_REQ_LOST},
+        {S_DELIVER, F_ANS_LOST},  {S_DELIVER, F_REPEAT},   {S_ACK, F_REQ_LOST},
+        {S_ACK, F_REPEAT},        {S_START, F_RESTART},    {S_TRY, F_RESTART},
+        {S_DECIDE, F_RESTART},    {S_DELIVER, F_RESTART},  {S_ACK, F_RESTART},
+    };
+    *n = sizeof points / sizeof points[0];
+    return points;
+}
+
+/* Sends r to f as the sender (the gateway) would with fault: the answer the sender ends up
+ * with; *dead when the sender dies here (the answer is then meaningless). */
+static inline pay_object_t tcc_send(fx_t *f, const pay_request_t *r, fault_t fault, bool *dead) {
+    pay_object_t o = {0};
+    switch (fault) {
+    case F_DIE_BEFORE: *dead = true; return o;
+    case F_DIE_AFTER: *dead = true; return fx_apply(f, r);
+    case F_ANS_LOST: (void)fx_apply(f, r); return fx_apply(f, r);
+    case F_RESTART:
+        o = fx_apply(f, r);
+        fx_restart(f);
+        return o;
+    case F_REPEAT: {
+        o = fx_apply(f, r);
+        pay_object_t again = fx_apply(f, r);
+        assert_int_equal(again.code == PAY_CREATED ? PAY_OK : again.code,
+                         o.code == PAY_CREATED ? PAY_OK : o.code);
+        return o;
+    }
+    default: return fx_apply(f, r); /* none; request lost: the retry is the one applied */
+    }
+}
+
 #endif

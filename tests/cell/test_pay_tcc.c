@@ -740,59 +740,6 @@ static void test_image(void **state) {
  * B decided confirm (buyer + amount, merchant - amount) and not otherwise, the payment's
  * refunded is its refunds' sum, and the refund's key answers the decision, never trying. */
 
-typedef enum step { S_REFUND, S_TRY, S_DECIDE, S_DELIVER, S_ACK, S_COUNT } step_t;
-
-typedef enum fault {
-    F_NONE,
-    F_REQ_LOST,
-    F_ANS_LOST,
-    F_REPEAT,
-    F_DIE_BEFORE,
-    F_DIE_AFTER,
-    F_DELAYED, /* try only: in flight until after the recovery */
-    F_RESTART, /* the cell that applied the step restarts from its image right after */
-} fault_t;
-
-typedef struct crash {
-    step_t step;
-    fault_t fault;
-} crash_t;
-
-static const crash_t crash_points[] = {
-    {S_REFUND, F_NONE},       {S_REFUND, F_REQ_LOST},   {S_REFUND, F_ANS_LOST},
-    {S_REFUND, F_REPEAT},     {S_REFUND, F_DIE_BEFORE}, {S_REFUND, F_DIE_AFTER},
-    {S_TRY, F_REQ_LOST},      {S_TRY, F_ANS_LOST},      {S_TRY, F_REPEAT},
-    {S_TRY, F_DIE_BEFORE},    {S_TRY, F_DIE_AFTER},     {S_TRY, F_DELAYED},
-    {S_DECIDE, F_REQ_LOST},   {S_DECIDE, F_ANS_LOST},   {S_DECIDE, F_REPEAT},
-    {S_DECIDE, F_DIE_BEFORE}, {S_DECIDE, F_DIE_AFTER},  {S_DELIVER, F_REQ_LOST},
-    {S_DELIVER, F_ANS_LOST},  {S_DELIVER, F_REPEAT},    {S_ACK, F_REQ_LOST},
-    {S_ACK, F_REPEAT},        {S_REFUND, F_RESTART},    {S_TRY, F_RESTART},
-    {S_DECIDE, F_RESTART},    {S_DELIVER, F_RESTART},   {S_ACK, F_RESTART},
-};
-
-/* Sends r to f as the sender would with fault: the answer the sender ends up with; *dead when
- * the sender dies here (the answer is then meaningless). */
-static pay_object_t send(fx_t *f, const pay_request_t *r, fault_t fault, bool *dead) {
-    pay_object_t o = {0};
-    switch (fault) {
-    case F_DIE_BEFORE: *dead = true; return o;
-    case F_DIE_AFTER: *dead = true; return fx_apply(f, r);
-    case F_ANS_LOST: (void)fx_apply(f, r); return fx_apply(f, r);
-    case F_RESTART:
-        o = fx_apply(f, r);
-        fx_restart(f);
-        return o;
-    case F_REPEAT: {
-        o = fx_apply(f, r);
-        pay_object_t again = fx_apply(f, r);
-        assert_int_equal(again.code == PAY_CREATED ? PAY_OK : again.code,
-                         o.code == PAY_CREATED ? PAY_OK : o.code);
-        return o;
-    }
-    default: return fx_apply(f, r); /* none; request lost: the retry is the one applied */
-    }
-}
-
 /* The relay with the fault at its first delivery or ack of a decision, then until idle. */
 static void relay_faulty(two_t *t, const crash_t *c) {
     pay_outbox_item_t items[8], it = {0};
@@ -831,8 +778,8 @@ static void crash_run(const crash_t *c, bool poor) {
     f[c->step] = c->fault;
     bool dead = false, confirmed = false, refund_applied = true, have_delayed = false;
     pay_request_t rf = rq_xrefund(p, 100, "r", 1), delayed = {0};
-    pay_object_t o = send(&t.b, &rf, f[S_REFUND], &dead);
-    refund_applied = f[S_REFUND] != F_DIE_BEFORE;
+    pay_object_t o = tcc_send(&t.b, &rf, f[S_START], &dead);
+    refund_applied = f[S_START] != F_DIE_BEFORE;
     if (!dead) {
         fx_assert_code(&o, PAY_KIND_REFUND, PAY_TRYING);
         pay_request_t tr = rq_step(PAY_KIND_TRY, o.id, 100);
@@ -840,13 +787,13 @@ static void crash_run(const crash_t *c, bool poor) {
             delayed = tr;
             have_delayed = dead = true;
         } else {
-            o = send(&t.m, &tr, f[S_TRY], &dead);
+            o = tcc_send(&t.m, &tr, f[S_TRY], &dead);
         }
         if (!dead) {
             pay_code_t code = fx_delivered(o.code) ? PAY_OK : (pay_code_t)o.code;
             assert_int_equal(code, poor ? PAY_ERR_INSUFFICIENT_FUNDS : PAY_OK);
             pay_request_t d = rq_decide(tr.payment_id, code);
-            o = send(&t.b, &d, f[S_DECIDE], &dead);
+            o = tcc_send(&t.b, &d, f[S_DECIDE], &dead);
             confirmed = code == PAY_OK && f[S_DECIDE] != F_DIE_BEFORE;
             if (!dead) fx_assert_code(&o, PAY_KIND_REFUND, confirmed ? PAY_CREATED : code);
         }
@@ -875,7 +822,9 @@ static void crash_run(const crash_t *c, bool poor) {
 
 static void test_crash_points(void **state) {
     (void)state;
-    for (size_t i = 0; i < sizeof crash_points / sizeof crash_points[0]; i++)
+    size_t n;
+    const crash_t *crash_points = tcc_crash_points(&n);
+    for (size_t i = 0; i < n; i++)
         for (int poor = 0; poor < 2; poor++) crash_run(&crash_points[i], poor);
 }
 

@@ -695,19 +695,6 @@ static void test_image(void **state) {
  * debited and the recipient credited exactly when A decided confirm (never twice), the key
  * answers the decision (never trying) and the query shows it. */
 
-typedef enum step { S_TRANSFER, S_TRY, S_DECIDE, S_DELIVER, S_ACK, S_COUNT } step_t;
-
-typedef enum fault {
-    F_NONE,
-    F_REQ_LOST,
-    F_ANS_LOST,
-    F_REPEAT,
-    F_DIE_BEFORE,
-    F_DIE_AFTER,
-    F_DELAYED, /* try only: in flight until after the cancel reached C */
-    F_RESTART,
-} fault_t;
-
 typedef enum variant {
     V_CONFIRM,           /* Try created, the gateway confirms */
     V_UNKNOWN,           /* the recipient is unknown in C: Try refused, the gateway cancels */
@@ -716,46 +703,6 @@ typedef enum variant {
     V_TIMEOUT,           /* Try created, C's hold expires before the gateway cancels */
     V_COUNT,
 } variant_t;
-
-typedef struct crash {
-    step_t step;
-    fault_t fault;
-} crash_t;
-
-static const crash_t crash_points[] = {
-    {S_TRANSFER, F_NONE},     {S_TRANSFER, F_REQ_LOST},   {S_TRANSFER, F_ANS_LOST},
-    {S_TRANSFER, F_REPEAT},   {S_TRANSFER, F_DIE_BEFORE}, {S_TRANSFER, F_DIE_AFTER},
-    {S_TRY, F_REQ_LOST},      {S_TRY, F_ANS_LOST},        {S_TRY, F_REPEAT},
-    {S_TRY, F_DIE_BEFORE},    {S_TRY, F_DIE_AFTER},       {S_TRY, F_DELAYED},
-    {S_DECIDE, F_REQ_LOST},   {S_DECIDE, F_ANS_LOST},     {S_DECIDE, F_REPEAT},
-    {S_DECIDE, F_DIE_BEFORE}, {S_DECIDE, F_DIE_AFTER},    {S_DELIVER, F_REQ_LOST},
-    {S_DELIVER, F_ANS_LOST},  {S_DELIVER, F_REPEAT},      {S_ACK, F_REQ_LOST},
-    {S_ACK, F_REPEAT},        {S_TRANSFER, F_RESTART},    {S_TRY, F_RESTART},
-    {S_DECIDE, F_RESTART},    {S_DELIVER, F_RESTART},     {S_ACK, F_RESTART},
-};
-
-/* Sends r to f as the sender would with fault: the answer it ends up with; *dead when the
- * sender dies here. */
-static pay_object_t send(fx_t *f, const pay_request_t *r, fault_t fault, bool *dead) {
-    pay_object_t o = {0};
-    switch (fault) {
-    case F_DIE_BEFORE: *dead = true; return o;
-    case F_DIE_AFTER: *dead = true; return fx_apply(f, r);
-    case F_ANS_LOST: (void)fx_apply(f, r); return fx_apply(f, r);
-    case F_RESTART:
-        o = fx_apply(f, r);
-        fx_restart(f);
-        return o;
-    case F_REPEAT: {
-        o = fx_apply(f, r);
-        pay_object_t again = fx_apply(f, r);
-        assert_int_equal(again.code == PAY_CREATED ? PAY_OK : again.code,
-                         o.code == PAY_CREATED ? PAY_OK : o.code);
-        return o;
-    }
-    default: return fx_apply(f, r);
-    }
-}
 
 /* The relay's first delivery and ack of a decision with the fault, by hand; then the real
  * relay core until idle. */
@@ -797,7 +744,7 @@ static pay_object_t run_try(run_t *x) {
         x->delayed = tr;
         x->have_delayed = x->dead = true;
     } else {
-        o = send(&x->t.c, &tr, x->f[S_TRY], &x->dead);
+        o = tcc_send(&x->t.c, &tr, x->f[S_TRY], &x->dead);
     }
     if (x->v == V_TIMEOUT) {
         x->t.c.clock += TIMEOUT_NS;
@@ -808,7 +755,7 @@ static pay_object_t run_try(run_t *x) {
 
 static void run_decide(run_t *x, pay_code_t code) {
     pay_request_t d = rq_decide(x->id, code);
-    pay_object_t o = send(&x->t.a, &d, x->f[S_DECIDE], &x->dead);
+    pay_object_t o = tcc_send(&x->t.a, &d, x->f[S_DECIDE], &x->dead);
     x->confirmed = code == PAY_OK && x->f[S_DECIDE] != F_DIE_BEFORE;
     if (x->f[S_DECIDE] == F_DIE_BEFORE) return;
     fx_assert_code(&o, PAY_KIND_TRANSFER, x->confirmed ? PAY_CREATED : code);
@@ -836,8 +783,8 @@ static void crash_run(const crash_t *c, variant_t v) {
     two_init(&x.t, 16, v != V_UNKNOWN);
     x.f[c->step] = c->fault;
     pay_request_t tr = rq_transfer(SENDER, RECIP, 100, CELL_C, 1);
-    pay_object_t o = send(&x.t.a, &tr, x.f[S_TRANSFER], &x.dead);
-    bool applied = x.f[S_TRANSFER] != F_DIE_BEFORE;
+    pay_object_t o = tcc_send(&x.t.a, &tr, x.f[S_START], &x.dead);
+    bool applied = x.f[S_START] != F_DIE_BEFORE;
     if (applied) {
         fx_assert_code(&o, PAY_KIND_TRANSFER, PAY_TRYING);
         x.id = o.id;
@@ -871,7 +818,9 @@ static void crash_run(const crash_t *c, variant_t v) {
 
 static void test_crash_points(void **state) {
     (void)state;
-    for (size_t i = 0; i < sizeof crash_points / sizeof crash_points[0]; i++)
+    size_t n;
+    const crash_t *crash_points = tcc_crash_points(&n);
+    for (size_t i = 0; i < n; i++)
         for (int v = 0; v < V_COUNT; v++) crash_run(&crash_points[i], (variant_t)v);
 }
 
