@@ -185,6 +185,33 @@ static inline void fx_restart(fx_t *f) {
     f->pay = copy;
 }
 
+/* A TCC activity's decision (id: R or T; its upper half is the initiator's user) and an ack
+ * of an outbox record of id. */
+static inline pay_request_t rq_decide(u128 id, pay_code_t code) {
+    return (pay_request_t){.kind = PAY_KIND_DECIDE,
+                           .uid = (uint64_t)(id >> 64),
+                           .payment_id = id,
+                           .code = (uint8_t)code};
+}
+
+static inline pay_request_t rq_ack(u128 id) {
+    return (pay_request_t){.kind = PAY_KIND_ACK, .uid = (uint64_t)(id >> 64), .payment_id = id};
+}
+
+/* The relay's recovery in the initiator's cell f, as the relay does it: the clock moves on by
+ * stale_ns, and every activity trying that long is decided cancelled (its decision, of kind
+ * `kind`, answered cancelled). Returns how many. */
+static inline uint32_t fx_recover(fx_t *f, uint64_t stale_ns, uint8_t kind) {
+    f->clock += stale_ns;
+    u128 stale[64];
+    uint32_t n = pay_activities_stale(f->pay, f->clock, stale_ns, stale, 64);
+    for (uint32_t i = 0; i < n; i++) {
+        pay_request_t d = rq_decide(stale[i], PAY_ERR_CANCELLED);
+        fx_ok(f, &d, kind, PAY_ERR_CANCELLED);
+    }
+    return n;
+}
+
 /* ---- The TCC crash-point table (test_pay_tcc.c: refunds; test_pay_transfer.c: transfers) ----
  * Each step of a TCC flow (the start in the initiator's cell: the refund or the transfer; the
  * Try in the participant's; the decide; the relay's delivery of the decision; its ack) with

@@ -120,17 +120,6 @@ static pay_request_t rq_step(uint8_t kind, u128 r, u128 amount) {
                            .peer_cell = CELL_B};
 }
 
-static pay_request_t rq_decide(u128 r, pay_code_t code) {
-    return (pay_request_t){.kind = PAY_KIND_DECIDE,
-                           .uid = (uint64_t)(r >> 64),
-                           .payment_id = r,
-                           .code = (uint8_t)code};
-}
-
-static pay_request_t rq_ack(u128 id) {
-    return (pay_request_t){.kind = PAY_KIND_ACK, .uid = (uint64_t)(id >> 64), .payment_id = id};
-}
-
 /* The relay's request for an outbox item. */
 static pay_request_t rq_item(const pay_outbox_item_t *it) {
     pay_request_t r = rq_step(it->kind, it->payment_id, it->amount);
@@ -166,16 +155,9 @@ static void relay_run(two_t *t) {
     assert_int_equal(pay_outbox_backlog(t->b.pay), 0);
 }
 
-/* The relay's recovery: every activity trying for STALE_NS by B's clock decided cancelled. */
+/* The relay's recovery in the initiating cell (fx_recover). */
 static uint32_t recover(two_t *t) {
-    t->b.clock += STALE_NS;
-    u128 stale[64];
-    uint32_t n = pay_activities_stale(t->b.pay, t->b.clock, STALE_NS, stale, 64);
-    for (uint32_t i = 0; i < n; i++) {
-        pay_request_t d = rq_decide(stale[i], PAY_ERR_CANCELLED);
-        fx_ok(&t->b, &d, PAY_KIND_REFUND, PAY_ERR_CANCELLED);
-    }
-    return n;
+    return fx_recover(&t->b, STALE_NS, PAY_KIND_REFUND);
 }
 
 /* Nothing in flight: no trying activity, no outbox record, no pending transfer, clearing

@@ -91,17 +91,6 @@ static pay_request_t rq_xstep(uint8_t kind, u128 id, u128 amount) {
                            .recipient = RECIP};
 }
 
-static pay_request_t rq_decide(u128 id, pay_code_t code) {
-    return (pay_request_t){.kind = PAY_KIND_DECIDE,
-                           .uid = (uint64_t)(id >> 64),
-                           .payment_id = id,
-                           .code = (uint8_t)code};
-}
-
-static pay_request_t rq_ack(u128 id) {
-    return (pay_request_t){.kind = PAY_KIND_ACK, .uid = (uint64_t)(id >> 64), .payment_id = id};
-}
-
 /* A's outbox record as a request, field by field as pay.h says the relay fills it. */
 static pay_request_t rq_item(const pay_outbox_item_t *it) {
     assert_int_equal(it->tcc_type, PAY_TCC_TRANSFER);
@@ -149,16 +138,9 @@ static pay_outbox_item_t outbox_of(const two_t *t, u128 id) {
     return items[0];
 }
 
-/* The relay's recovery in A: every activity trying for STALE_NS decided cancelled. */
+/* The relay's recovery in the initiating cell (fx_recover). */
 static uint32_t recover(two_t *t) {
-    t->a.clock += STALE_NS;
-    u128 stale[16];
-    uint32_t n = pay_activities_stale(t->a.pay, t->a.clock, STALE_NS, stale, 16);
-    for (uint32_t i = 0; i < n; i++) {
-        pay_request_t d = rq_decide(stale[i], PAY_ERR_CANCELLED);
-        fx_ok(&t->a, &d, PAY_KIND_TRANSFER, PAY_ERR_CANCELLED);
-    }
-    return n;
+    return fx_recover(&t->a, STALE_NS, PAY_KIND_TRANSFER);
 }
 
 /* Nothing in flight, and the money where it belongs: per currency the two cells' accounts

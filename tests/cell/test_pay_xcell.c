@@ -103,11 +103,6 @@ static pay_request_t rq_credit(const pay_outbox_item_t *it) {
                            .peer_cell = CELL_B};
 }
 
-static pay_request_t rq_ack(u128 payment_id) {
-    return (pay_request_t){
-        .kind = PAY_KIND_ACK, .uid = (uint64_t)(payment_id >> 64), .payment_id = payment_id};
-}
-
 /* ---- Balances ---- */
 
 /* credits - debits of an account (mod 2^128; 0 when it does not exist). */
