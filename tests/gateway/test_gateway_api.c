@@ -499,6 +499,24 @@ static void test_route_change(void **state) {
 
 /* Runs one refund of payment (drawn by cell payment_cell) under script sc; r: the reply,
  * seen/count: what reached the fake. */
+/* Sets the fakes' script, POSTs body to path with headers and collects what reached the
+ * fakes (cells: which fake got each item; may be NULL). */
+static void scripted_post(tcc_script_t sc, const char *path, const char *headers, const char *body,
+                          reply_t *r, pay_request_t *seen, uintptr_t *cells, uint32_t *count) {
+    uv_mutex_lock(&tcc_lock);
+    tcc_script = sc;
+    tcc_seen_count = 0;
+    uv_mutex_unlock(&tcc_lock);
+    int fd = conn_open();
+    request(fd, "POST", path, headers, body, r);
+    close(fd);
+    uv_mutex_lock(&tcc_lock);
+    *count = tcc_seen_count;
+    memcpy(seen, tcc_seen, sizeof tcc_seen);
+    if (cells) memcpy(cells, tcc_seen_cell, sizeof tcc_seen_cell);
+    uv_mutex_unlock(&tcc_lock);
+}
+
 static void tcc_run(tcc_script_t sc, uint32_t payment_cell, reply_t *r, pay_request_t *seen,
                     uint32_t *count) {
     char body[256], h[1024];
@@ -507,19 +525,9 @@ static void tcc_run(tcc_script_t sc, uint32_t payment_cell, reply_t *r, pay_requ
              "\"out_request_no\":\"r-1\"}",
              (unsigned long long)TCC_BUYER,
              (unsigned long long)(((uint64_t)payment_cell << 40) | 7));
-    uv_mutex_lock(&tcc_lock);
-    tcc_script = sc;
-    tcc_seen_count = 0;
-    uv_mutex_unlock(&tcc_lock);
-    int fd = conn_open();
     signed_headers(h, sizeof h, 77, merchant_key, "POST", "/v1/refunds", body, 0,
                    "Idempotency-Key: refund-1\r\n");
-    request(fd, "POST", "/v1/refunds", h, body, r);
-    close(fd);
-    uv_mutex_lock(&tcc_lock);
-    *count = tcc_seen_count;
-    memcpy(seen, tcc_seen, sizeof tcc_seen);
-    uv_mutex_unlock(&tcc_lock);
+    scripted_post(sc, "/v1/refunds", h, body, r, seen, NULL, count);
 }
 
 static const tcc_script_t tcc_ok = {.try_code = PAY_CREATED, .confirm_code = PAY_CREATED};
@@ -627,19 +635,9 @@ static void xfer_run(tcc_script_t sc, uint64_t recipient, reply_t *r, pay_reques
              "\"currency\":\"CNY\"}",
              (unsigned long long)XFER_SENDER, (unsigned long long)recipient);
     sc.transfer = true;
-    uv_mutex_lock(&tcc_lock);
-    tcc_script = sc;
-    tcc_seen_count = 0;
-    uv_mutex_unlock(&tcc_lock);
-    int fd = conn_open();
-    request(fd, "POST", "/v1/transfers",
-            "Authorization: Bearer " ADMIN_KEY "\r\nIdempotency-Key: xfer-1\r\n", body, r);
-    close(fd);
-    uv_mutex_lock(&tcc_lock);
-    *count = tcc_seen_count;
-    memcpy(seen, tcc_seen, sizeof tcc_seen);
-    memcpy(cells, tcc_seen_cell, sizeof tcc_seen_cell);
-    uv_mutex_unlock(&tcc_lock);
+    scripted_post(sc, "/v1/transfers",
+                  "Authorization: Bearer " ADMIN_KEY "\r\nIdempotency-Key: xfer-1\r\n", body, r,
+                  seen, cells, count);
 }
 
 static void test_transfers(void **state) {
@@ -708,21 +706,10 @@ static void xpay_run(tcc_script_t sc, reply_t *r, pay_request_t *seen, uintptr_t
                      uint32_t *count) {
     static const char body[] = "{\"buyer_uid\":\"1501\",\"amount\":\"1999\",\"currency\":"
                                "\"CNY\",\"out_trade_no\":\"X-1\",\"funding\":\"balance\"}";
-    uv_mutex_lock(&tcc_lock);
-    tcc_script = sc;
-    tcc_seen_count = 0;
-    uv_mutex_unlock(&tcc_lock);
     char h[1024];
     signed_headers(h, sizeof h, 77, merchant_key, "POST", "/v1/payments", body, 0,
                    "Idempotency-Key: xpay-1\r\n");
-    int fd = conn_open();
-    request(fd, "POST", "/v1/payments", h, body, r);
-    close(fd);
-    uv_mutex_lock(&tcc_lock);
-    *count = tcc_seen_count;
-    memcpy(seen, tcc_seen, sizeof tcc_seen);
-    memcpy(cells, tcc_seen_cell, sizeof tcc_seen_cell);
-    uv_mutex_unlock(&tcc_lock);
+    scripted_post(sc, "/v1/payments", h, body, r, seen, cells, count);
 }
 
 /* Whether the client's request is a replay is the merchant's cell's to say (its ORDER answer):
