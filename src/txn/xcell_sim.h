@@ -104,6 +104,10 @@ typedef struct xc_sim_stats {
     /* Orders whose gateway died right after them (for good), their payments that arrived late,
      * the tombstones the buyers' cells stored, and the orders the resolvers released. */
     uint64_t orders_abandoned, late_payments, tombstones, resolved;
+    /* Transfers: across cells (activities recorded), decided each way, refused by the
+     * recipient's cell's Try (no such user, no account in the currency), and within a cell. */
+    uint64_t transfers, transfers_confirmed, transfers_cancelled, transfers_try_refused;
+    uint64_t transfers_local;
 } xc_sim_stats_t;
 void xc_sim_stats(const xc_sim_t *s, xc_sim_stats_t *out);
 
