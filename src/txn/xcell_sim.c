@@ -1524,18 +1524,24 @@ static bool orders_reserved(const xc_cell_t *c) {
     return pay_orders_stale(cell_pay(c->cell), UINT64_MAX, 0, &one, 1) != 0;
 }
 
-static bool settled(const xc_sim_t *s) {
-    if (s->net_n) return false;
+/* What is not settled yet (NULL: everything), so that a run that never settles says why. */
+static const char *unsettled(const xc_sim_t *s) {
+    if (s->net_n) return "messages in flight";
     for (uint32_t k = 0; k < XC_CLIENTS; k++)
-        if (s->clients[k].state != CL_IDLE || s->clients[k].waiting) return false;
+        if (s->clients[k].state != CL_IDLE || s->clients[k].waiting) return "a client not done";
     for (uint32_t i = 0; i < s->cfg.cells; i++) {
         const xc_cell_t *c = &s->cells[i];
-        if (c->down_until > s->now || pay_outbox_backlog(cell_pay(c->cell)) ||
-            pay_activities_trying(cell_pay(c->cell)) || relay_core_busy(c->relay) ||
-            orders_reserved(c))
-            return false;
+        if (c->down_until > s->now) return "a cell down";
+        if (pay_outbox_backlog(cell_pay(c->cell))) return "an outbox backlog";
+        if (pay_activities_trying(cell_pay(c->cell))) return "an activity trying";
+        if (relay_core_busy(c->relay)) return "a relay busy";
+        if (orders_reserved(c)) return "an order reserved";
     }
-    return true;
+    return NULL;
+}
+
+static bool settled(const xc_sim_t *s) {
+    return unsettled(s) == NULL;
 }
 
 /* credits_posted - debits_posted of an account, as two halves (0 when it does not exist). */
@@ -1778,7 +1784,7 @@ bool xc_sim_calm(xc_sim_t *s) {
         step(s);
     }
     if (!s->failed && !settled(s))
-        fail(s, "not settled %u ticks after the faults stopped", XC_CALM_TICKS);
+        fail(s, "not settled %u ticks after the faults stopped: %s", XC_CALM_TICKS, unsettled(s));
     for (uint32_t i = 0; i < s->cfg.cells && !s->failed; i++) {
         if (pay_outbox_backlog(cell_pay(s->cells[i].cell)) != 0)
             fail(s, "cell %u: a backlog", i + 1);

@@ -5,7 +5,11 @@
  * once and acknowledged and every pair of cells' clearing must net to zero. Clients also
  * refund paid payments by TCC (refund, Try, decide), their gateway dying between two steps
  * for good now and then: after the calm period no refund activity is trying (the relays
- * recovered them), no transfer is pending, and money is conserved.
+ * recovered them), no transfer is pending, and money is conserved. And they transfer money
+ * between users with the gateway's steps (src/gateway/xtcc.c), across cells and within one,
+ * with each user's account checked against a model after every step and, after the calm
+ * period, every transfer decided, delivered and acknowledged and every balance the reference
+ * model's.
  *
  * CELLPAY_XSIM_SEEDS=N changes the number of seeds (default 500), CELLPAY_XSIM_STEPS the steps
  * per seed (default 3000), CELLPAY_SANITIZED=1 scales the default seeds down to 60 (ASan and
