@@ -28,10 +28,15 @@ static const char sim_usage[] =
     "crash or leader change, which also gives its relay a fresh memory), the relay's core on\n"
     "each, clients paying across cells in the gateway's three steps (order, payment, release on\n"
     "a refusal) and retrying with the same keys, and a network that loses, duplicates, delays\n"
-    "and reorders. Checks the ledger invariants and that no payment is debited or credited\n"
-    "twice after every step; after a calm period, that every debited payment was credited\n"
-    "exactly once and acknowledged, that clearing nets to zero per pair of cells and that the\n"
-    "outboxes are empty. Steps are ticks (at most 10000).\n"
+    "and reorders; clients also refund payments and transfer money between users (across\n"
+    "cells by TCC: transfer, Try, decide; their gateways dying between steps for good, which\n"
+    "the relays' recovery cancels). Checks the ledger invariants, that no payment is debited\n"
+    "or credited twice, that each activity is decided once and each user's account is what\n"
+    "the entries made it (no credit before its confirm, a hold exactly while trying) after\n"
+    "every step; after a calm period, that every debited payment was credited exactly once\n"
+    "and acknowledged, every decision delivered once, each balance the reference model's,\n"
+    "that clearing nets to zero per pair of cells and currency and that the outboxes are\n"
+    "empty. Steps are ticks (at most 10000).\n"
     "\n"
     "Either exits 1 with a trace of the last events on the first violation.\n"
     "\n"
@@ -55,11 +60,15 @@ static int sim_cells(uint64_t seed, uint32_t cells, uint32_t steps, bool calm) {
            " duplicated, %" PRIu64 " relay faults on purpose, %" PRIu64 " refunds (%" PRIu64
            " confirmed, %" PRIu64 " cancelled, %" PRIu64 " recovered), %" PRIu64
            " orders abandoned (%" PRIu64 " with a late payment, %" PRIu64 " tombstones, %" PRIu64
-           " resolved)\n",
+           " resolved), %" PRIu64 " transfers across cells (%" PRIu64 " confirmed, %" PRIu64
+           " cancelled, %" PRIu64 " refused by the recipient's cell's Try), %" PRIu64
+           " within a cell\n",
            seed, cells, st.steps, ok ? "ok" : "VIOLATION", st.orders, st.debited, st.refused,
            st.released, st.credited, st.acked, st.replays_checked, st.crashes, st.flaps, st.lost,
            st.duplicated, st.relay_faults, st.refunds, st.refunds_confirmed, st.refunds_cancelled,
-           st.recovered, st.orders_abandoned, st.late_payments, st.tombstones, st.resolved);
+           st.recovered, st.orders_abandoned, st.late_payments, st.tombstones, st.resolved,
+           st.transfers, st.transfers_confirmed, st.transfers_cancelled, st.transfers_try_refused,
+           st.transfers_local);
     xc_sim_destroy(s);
     return ok ? 0 : 1;
 }

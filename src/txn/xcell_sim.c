@@ -11,6 +11,7 @@
 #include "base/assert.h"
 #include "base/prng.h"
 #include "cell/cell.h"
+#include "gateway/xtcc.h"
 #include "txn/relay_core.h"
 
 #define XC_MERCHANTS 2u /* per cell */
@@ -36,6 +37,8 @@
 #define XC_REFUND_IN 4u   /* one begun payment in this many is a refund of the last paid one */
 #define XC_DIE_IN 6u      /* a gateway dies between two steps of a refund with 1 in this */
 #define XC_ABANDON_IN 12u /* a gateway dies right after an order with 1 in this, for good */
+#define XC_XFER_IN 4u     /* one begun flow in this many is a user-to-user transfer */
+#define XC_LOCAL_IN 6u    /* one transfer in this many stays within the sender's cell */
 
 typedef struct xc_entry {
     uint64_t ts;
@@ -47,6 +50,13 @@ typedef struct xc_pending {
     bool busy;
     uint64_t req, deadline;
 } xc_pending_t;
+
+/* What one user's account must be, as the entries applied so far moved it (check_users):
+ * its posted sides, what it holds for transfers trying (debits pending) and what is held for
+ * it by Tries not yet decided there (credits pending). */
+typedef struct xc_user {
+    u128 cr, dr, held, pend_in;
+} xc_user_t;
 
 typedef struct xc_cell {
     cell_t *cell;
@@ -64,6 +74,7 @@ typedef struct xc_cell {
     uint64_t debited, acked;         /* cross-cell payments debited here, and acknowledged */
     uint64_t decided, decided_acked; /* refund activities decided here, and acknowledged */
     xc_pending_t pending[RELAY_CORE_BATCHES];
+    xc_user_t users[XC_BUYERS]; /* by buyer index: each has at most one account */
 } xc_cell_t;
 
 typedef struct xc_msg {
@@ -82,7 +93,9 @@ enum { DEC_NONE, DEC_CONFIRM, DEC_CANCEL };
 
 /* What the simulator knows of one payment id (drawn by an order), or of one refund activity
  * R (drawn by the buyer's cell; `refund` set, `of` its payment): the two never share an id,
- * the cell that drew it differs. */
+ * the cell that drew it differs. A transfer T (`transfer` set) is kept as an activity too,
+ * with the sender as buyer, its cell bcell (the initiator), the recipient as merchant and its
+ * cell mcell; a transfer within one cell (`local`) is recorded confirmed when it is made. */
 typedef struct xc_pay {
     u128 pid, amount;
     uint64_t buyer, merchant;
@@ -90,7 +103,8 @@ typedef struct xc_pay {
     bool debited, has_first, released, acked, client_paid, client_refused;
     bool tombstoned; /* the buyer's cell answered a resolve of it cancelled: never to be paid */
     uint32_t credits;
-    bool refund;
+    bool refund, transfer, local;
+    uint32_t currency; /* a transfer's */
     u128 of;
     uint8_t decision;                  /* DEC_*: the first decision in the buyer's cell */
     uint32_t tries, confirms, cancels; /* created in the merchant's cell */
@@ -98,7 +112,18 @@ typedef struct xc_pay {
     pay_object_t order_first;          /* the merchant's cell's answer that drew the id */
 } xc_pay_t;
 
-enum { CL_IDLE, CL_ORDER, CL_XPAY, CL_RELEASE, CL_REFUND, CL_TRY, CL_DECIDE };
+enum {
+    CL_IDLE,
+    CL_ORDER,
+    CL_XPAY,
+    CL_RELEASE,
+    CL_REFUND,
+    CL_TRY,
+    CL_DECIDE,
+    CL_XFER,
+    CL_XTRY,
+    CL_XDECIDE
+};
 enum { OUT_NONE, OUT_PAID, OUT_REFUSED };
 
 typedef struct xc_client {
@@ -119,6 +144,11 @@ typedef struct xc_client {
     u128 paid_pid, paid_amount;
     char paid_otn[PAY_TEXT_MAX];
     u128 rid; /* a refund: its activity R, once the buyer's cell answered trying */
+    /* A transfer: buyer and bcell are the sender and its cell; xreq is the Try or the decide
+     * as xtcc.c built it from the answer before. */
+    uint64_t recipient;
+    uint32_t rcell, cur;
+    pay_request_t xreq;
 } xc_client_t;
 
 struct xc_sim {
@@ -185,6 +215,34 @@ static uint32_t cell_of_uid(const xc_sim_t *s, uint64_t uid) {
 }
 static uint32_t CNY(void) {
     return pay_currency_pack("CNY");
+}
+static uint32_t USD(void) {
+    return pay_currency_pack("USD");
+}
+/* The one currency buyer j has an account in (0: none). */
+static uint32_t buyer_currency(uint32_t j) {
+    return j == 3 ? 0 : j == 4 ? USD() : CNY();
+}
+/* What buyer j was topped up with, in its currency. */
+static u128 buyer_funds(uint32_t j) {
+    return j == 3 ? 0 : j == 2 ? XC_POOR : XC_RICH;
+}
+/* A buyer's index, or XC_BUYERS for any other uid. */
+static uint32_t buyer_index(uint64_t uid) {
+    uint64_t j = uid / 1000;
+    return uid % 10 == 7 && j >= 10 && j < 10 + XC_BUYERS ? (uint32_t)(j - 10) : XC_BUYERS;
+}
+/* Does this uid have an account in cur? */
+static bool has_account(uint64_t uid, uint32_t cur) {
+    uint32_t j = buyer_index(uid);
+    return j < XC_BUYERS && buyer_currency(j) == cur;
+}
+
+/* The model of a buyer's account (only buyers move money by transfers). */
+static xc_user_t *user_model(xc_sim_t *s, uint64_t uid) {
+    uint32_t j = buyer_index(uid);
+    cp_assert(j < XC_BUYERS);
+    return &s->cells[cell_of_uid(s, uid)].users[j];
 }
 
 /* ---- Payment records ---- */
@@ -336,23 +394,19 @@ static void accounts_setup(xc_sim_t *s) {
             r[n++] = (pay_request_t){.kind = PAY_KIND_MERCHANT, .uid = merchant_uid(i, j)};
         for (uint32_t j = 0; j < XC_BUYERS; j++) {
             if (j == 3) continue; /* no account: the buyer's cell answers not_found */
-            uint32_t cur = j == 4 ? pay_currency_pack("USD") : CNY();
+            uint32_t cur = buyer_currency(j);
             r[n++] =
                 (pay_request_t){.kind = PAY_KIND_USER, .uid = buyer_uid(i, j), .currency = cur};
             r[n++] = (pay_request_t){.kind = PAY_KIND_TOPUP,
                                      .uid = buyer_uid(i, j),
                                      .currency = cur,
-                                     .amount = j == 2 ? XC_POOR : XC_RICH};
+                                     .amount = buyer_funds(j)};
         }
         commit(s, i, r, n);
         for (uint32_t k = 0; k < n; k++)
             if (s->answers[k].code != PAY_CREATED) fail(s, "setup of cell %u refused", i + 1);
+        for (uint32_t j = 0; j < XC_BUYERS; j++) s->cells[i].users[j].cr = buyer_funds(j);
     }
-}
-
-/* A buyer's top-up: what its balance is before any payment. */
-static u128 buyer_topup(uint32_t j) {
-    return j == 2 ? XC_POOR : j == 0 || j == 1 ? XC_RICH : 0;
 }
 
 /* How hostile this seed's world is, drawn once. */
@@ -541,6 +595,7 @@ static void seen_payment(xc_sim_t *s, uint32_t i, const pay_request_t *r, const 
         return;
     }
     p->debited = true;
+    user_model(s, p->buyer)->dr += p->amount;
     s->cells[i].debited++;
     s->st.debited++;
 }
@@ -596,10 +651,19 @@ static void seen_credit(xc_sim_t *s, uint32_t i, const pay_request_t *r, const p
     }
 }
 
-/* A refund's acknowledgement: of a decision delivered to the merchant's cell. */
-static void seen_refund_ack(xc_sim_t *s, uint32_t i, xc_pay_t *a) {
+/* A refund, or a transfer across cells: decided by its initiator's cell, its decision
+ * delivered to the participant's. */
+static bool is_activity(const xc_pay_t *a) {
+    return a->refund || (a->transfer && !a->local);
+}
+static const char *activity_name(const xc_pay_t *a) {
+    return a->transfer ? "transfer" : "refund";
+}
+
+/* An activity's acknowledgement: of a decision delivered to the participant's cell. */
+static void seen_activity_ack(xc_sim_t *s, uint32_t i, xc_pay_t *a) {
     if (a->confirms + a->cancels == 0)
-        fail(s, "refund %016" PRIx64 ": acknowledged, never delivered", lo64(a->pid));
+        fail(s, "%s %016" PRIx64 ": acknowledged, never delivered", activity_name(a), lo64(a->pid));
     if (a->acked) return;
     a->acked = true;
     s->cells[i].decided_acked++;
@@ -608,7 +672,8 @@ static void seen_refund_ack(xc_sim_t *s, uint32_t i, xc_pay_t *a) {
 static void seen_ack(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
     xc_pay_t *p = pay_find(s, r->payment_id);
     if (!p || o->code != PAY_OK) return fail(s, "cell %u: ack refused (%u)", i + 1, o->code);
-    if (p->refund) return seen_refund_ack(s, i, p);
+    if (is_activity(p)) return seen_activity_ack(s, i, p);
+    if (p->transfer) return fail(s, "transfer %016" PRIx64 " within a cell acked", lo64(p->pid));
     if (p->credits == 0)
         fail(s, "payment %016" PRIx64 ": acknowledged, never credited", lo64(p->pid));
     if (p->acked) return;
@@ -636,56 +701,174 @@ static void seen_refund(xc_sim_t *s, uint32_t i, const pay_request_t *r, const p
     s->st.refunds++;
 }
 
+/* Is there a transfer of cell i with this id and these flags? */
+static bool transfer_flags(xc_sim_t *s, uint32_t i, u128 id, uint16_t flags) {
+    ledger_transfer_t t;
+    return ledger_lookup_transfers(cell_ledger(s->cells[i].cell), &id, 1, &t) == 1 &&
+           t.flags == flags;
+}
+
+/* The first decision of a transfer T in its sender's cell: the hold on the sender's money
+ * goes (posted on a confirm, voided on a cancel) in the decide's own entry. */
+static void transfer_decided(xc_sim_t *s, uint32_t i, const xc_pay_t *a) {
+    xc_user_t *u = user_model(s, a->buyer);
+    u->held -= a->amount;
+    bool confirm = a->decision == DEC_CONFIRM;
+    if (confirm) u->dr += a->amount;
+    uint16_t f = confirm ? LEDGER_TRANSFER_POST_PENDING : LEDGER_TRANSFER_VOID_PENDING;
+    if (!transfer_flags(s, i, pay_tcc_phase2_id(a->pid), f))
+        fail(s, "transfer %016" PRIx64 ": decided %u, but its hold was not %s", lo64(a->pid),
+             a->decision, confirm ? "posted" : "voided");
+    if (confirm)
+        s->st.transfers_confirmed++;
+    else
+        s->st.transfers_cancelled++;
+}
+
 /* A decide: the first decision stands, every later one answers it. */
 static void seen_decide(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
     xc_pay_t *a = pay_find(s, r->payment_id);
-    if (!a || !a->refund || a->bcell != i)
-        return fail(s, "cell %u: a decide of no refund activity of its own", i + 1);
+    if (!a || !is_activity(a) || a->bcell != i)
+        return fail(s, "cell %u: a decide of no activity of its own", i + 1);
     if (o->kind == PAY_KIND_DECIDE) { /* nothing decided: back pressure only */
         if (o->code != PAY_ERR_FULL)
-            fail(s, "refund %016" PRIx64 ": decide answered %u", lo64(a->pid), o->code);
+            fail(s, "%s %016" PRIx64 ": decide answered %u", activity_name(a), lo64(a->pid),
+                 o->code);
         return;
     }
     uint8_t d = o->code == PAY_CREATED ? DEC_CONFIRM : DEC_CANCEL;
     if (a->decision != DEC_NONE) {
         if (d != a->decision)
-            fail(s, "refund %016" PRIx64 ": decided twice, differently", lo64(a->pid));
+            fail(s, "%s %016" PRIx64 ": decided twice, differently", activity_name(a),
+                 lo64(a->pid));
         return;
     }
     if (d == DEC_CONFIRM ? r->code != PAY_OK : o->code != r->code)
-        return fail(s, "refund %016" PRIx64 ": decided other than asked", lo64(a->pid));
+        return fail(s, "%s %016" PRIx64 ": decided other than asked", activity_name(a),
+                    lo64(a->pid));
     a->decision = d;
     s->cells[i].decided++;
-    if (d == DEC_CONFIRM)
+    if (a->transfer) return transfer_decided(s, i, a);
+    if (d == DEC_CONFIRM) {
+        user_model(s, a->buyer)->cr += a->amount;
         s->st.refunds_confirmed++;
-    else
+    } else {
         s->st.refunds_cancelled++;
+    }
 }
 
-/* The merchant's cell's branch: a Try holds once and never after a Cancel (anti-hanging); a
- * Confirm or Cancel is never refused and follows the buyer's cell's decision. */
+/* A transfer's Try in the recipient's cell: it holds the credit (pending) only for a
+ * recipient with an account in the currency, and refuses not_found / currency_mismatch only
+ * for one without. */
+static void transfer_try(xc_sim_t *s, const xc_pay_t *a, const pay_object_t *o) {
+    bool can = has_account(a->merchant, a->currency);
+    if (o->code == PAY_CREATED) {
+        if (!can) return fail(s, "transfer %016" PRIx64 ": tried for no account", lo64(a->pid));
+        user_model(s, a->merchant)->pend_in += a->amount;
+    } else if (o->code == PAY_ERR_NOT_FOUND || o->code == PAY_ERR_CURRENCY_MISMATCH) {
+        if (can) return fail(s, "transfer %016" PRIx64 ": Try refused %u", lo64(a->pid), o->code);
+        s->st.transfers_try_refused++;
+    }
+}
+
+/* A transfer's Confirm or Cancel created in the recipient's cell: the credit held by its Try
+ * is posted, or voided (nothing held without a Try). */
+static void transfer_branch_done(xc_sim_t *s, const xc_pay_t *a, uint8_t want) {
+    xc_user_t *u = a->tries ? user_model(s, a->merchant) : NULL;
+    if (u) u->pend_in -= a->amount;
+    if (u && want == DEC_CONFIRM) u->cr += a->amount;
+}
+
+/* The participant's cell's branch: a Try holds once and never after a Cancel (anti-hanging); a
+ * Confirm or Cancel is never refused and follows the initiator's cell's decision. */
 static void seen_branch(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
     xc_pay_t *a = pay_find(s, r->payment_id);
-    if (!a || !a->refund || a->mcell != i)
-        return fail(s, "cell %u: a branch step of no refund toward it", i + 1);
+    if (!a || !is_activity(a) || a->mcell != i)
+        return fail(s, "cell %u: a branch step of no activity toward it", i + 1);
     bool created = o->code == PAY_CREATED, ok = created || o->code == PAY_OK;
     if (r->kind == PAY_KIND_TRY) {
+        if (a->transfer) transfer_try(s, a, o);
         if (created && (++a->tries > 1 || a->cancels))
-            fail(s, "refund %016" PRIx64 ": held twice, or after its cancel", lo64(a->pid));
+            fail(s, "%s %016" PRIx64 ": held twice, or after its cancel", activity_name(a),
+                 lo64(a->pid));
         return;
     }
     uint8_t want = r->kind == PAY_KIND_CONFIRM ? DEC_CONFIRM : DEC_CANCEL;
     if (!ok || a->decision != want)
-        return fail(s, "refund %016" PRIx64 ": %s answered %u (decided %u)", lo64(a->pid),
-                    want == DEC_CONFIRM ? "confirm" : "cancel", o->code, a->decision);
+        return fail(s, "%s %016" PRIx64 ": %s answered %u (decided %u)", activity_name(a),
+                    lo64(a->pid), want == DEC_CONFIRM ? "confirm" : "cancel", o->code, a->decision);
     uint32_t *n = want == DEC_CONFIRM ? &a->confirms : &a->cancels;
-    if (created && ++*n > 1) fail(s, "refund %016" PRIx64 ": delivered twice", lo64(a->pid));
-    if (!created && *n == 0) fail(s, "refund %016" PRIx64 ": ok before created", lo64(a->pid));
+    if (created && a->transfer && *n == 0) transfer_branch_done(s, a, want);
+    if (created && ++*n > 1)
+        fail(s, "%s %016" PRIx64 ": delivered twice", activity_name(a), lo64(a->pid));
+    if (!created && *n == 0)
+        fail(s, "%s %016" PRIx64 ": ok before created", activity_name(a), lo64(a->pid));
+}
+
+/* A transfer within the sender's cell i, made in one entry: the money moved, nothing held. */
+static void transfer_local(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
+    if (r->peer_cell != 0 || cell_of_uid(s, r->recipient) != i ||
+        !has_account(r->recipient, r->currency) || !has_account(r->uid, r->currency))
+        return fail(s, "cell %u: transfer %016" PRIx64 " made where it should not", i + 1,
+                    lo64(o->id));
+    xc_pay_t *a = pay_add(s, &(xc_pay_t){.pid = o->id,
+                                         .amount = r->amount,
+                                         .buyer = r->uid,
+                                         .merchant = r->recipient,
+                                         .bcell = i,
+                                         .mcell = i,
+                                         .transfer = true,
+                                         .local = true,
+                                         .currency = r->currency,
+                                         .decision = DEC_CONFIRM});
+    user_model(s, a->buyer)->dr += a->amount;
+    user_model(s, a->merchant)->cr += a->amount;
+    s->st.transfers_local++;
+}
+
+/* A transfer across cells answered trying afresh: the activity T, the sender's money held
+ * in the same entry (pending T: sender -> clearing toward the recipient's cell). */
+static void transfer_trying(xc_sim_t *s, uint32_t i, const pay_request_t *r,
+                            const pay_object_t *o) {
+    uint32_t rc = cell_of_uid(s, r->recipient);
+    if (r->peer_cell != s->cells[rc].id || rc == i || (uint64_t)(o->id >> 64) != r->uid)
+        return fail(s, "cell %u: transfer %016" PRIx64 " trying toward the wrong cell", i + 1,
+                    lo64(o->id));
+    xc_pay_t *a = pay_add(s, &(xc_pay_t){.pid = o->id,
+                                         .amount = r->amount,
+                                         .buyer = r->uid,
+                                         .merchant = r->recipient,
+                                         .bcell = i,
+                                         .mcell = rc,
+                                         .transfer = true,
+                                         .currency = r->currency});
+    user_model(s, a->buyer)->held += a->amount;
+    if (!transfer_flags(s, i, a->pid, LEDGER_TRANSFER_PENDING))
+        fail(s, "transfer %016" PRIx64 ": trying, the sender's money not held", lo64(a->pid));
+    s->st.transfers++;
+}
+
+/* The sender's cell's answer to a transfer; a replayed one says what the key holds: trying
+ * only while undecided, created only once confirmed. */
+static void seen_transfer(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
+    if (o->kind != PAY_KIND_TRANSFER || (o->code != PAY_TRYING && o->code != PAY_CREATED)) return;
+    xc_pay_t *a = pay_find(s, o->id);
+    if (o->replayed) {
+        s->st.replays_checked++;
+        bool fits =
+            a && (o->code == PAY_TRYING ? a->decision == DEC_NONE : a->decision == DEC_CONFIRM);
+        if (!fits) fail(s, "transfer %016" PRIx64 ": a replay is not its state", lo64(o->id));
+        return;
+    }
+    if (a) return fail(s, "cell %u drew transfer id %016" PRIx64 " twice", i + 1, lo64(o->id));
+    if (o->code == PAY_CREATED) return transfer_local(s, i, r, o);
+    transfer_trying(s, i, r, o);
 }
 
 static void seen(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
     switch (r->kind) {
     case PAY_KIND_REFUND: return seen_refund(s, i, r, o);
+    case PAY_KIND_TRANSFER: return seen_transfer(s, i, r, o);
     case PAY_KIND_DECIDE: return seen_decide(s, i, r, o);
     case PAY_KIND_TRY:
     case PAY_KIND_CONFIRM:
@@ -775,7 +958,40 @@ static void refund_begin(xc_sim_t *s, uint32_t k, xc_client_t *c) {
     client_wait(s, c, CL_REFUND, 0);
 }
 
+/* A buyer index drawn with these weights (out of 100). */
+static uint32_t pick_buyer(xc_sim_t *s, const uint32_t weights[XC_BUYERS]) {
+    uint32_t w = (uint32_t)prng_below(&s->rng, 100), j = 0;
+    while (w >= weights[j]) w -= weights[j++];
+    return j;
+}
+
+/* A transfer between two buyers, as the operator asks for it: mostly across cells, some to
+ * a recipient with no account (not_found) or none in the currency (currency_mismatch: USD
+ * senders send USD, which only buyer 4 holds), some within one cell; poor senders run out. */
+static void transfer_begin(xc_sim_t *s, uint32_t k, xc_client_t *c) {
+    static const uint32_t from[XC_BUYERS] = {25, 25, 25, 5, 20},
+                          to[XC_BUYERS] = {30, 25, 20, 10, 15};
+    uint32_t n = s->cfg.cells, sj = pick_buyer(s, from);
+    c->bcell = (uint32_t)prng_below(&s->rng, n);
+    c->rcell = prng_below(&s->rng, XC_LOCAL_IN) == 0
+                   ? c->bcell
+                   : (c->bcell + 1 + (uint32_t)prng_below(&s->rng, n - 1)) % n;
+    uint32_t rj = sj == 4 && prng_below(&s->rng, 4) != 0 ? 4 : pick_buyer(s, to);
+    if (c->rcell == c->bcell && rj == sj) rj = (rj + 1) % XC_BUYERS; /* not to oneself */
+    c->buyer = buyer_uid(c->bcell, sj);
+    c->recipient = buyer_uid(c->rcell, rj);
+    c->cur = sj == 4 ? USD() : CNY();
+    c->amount = 1 + prng_below(&s->rng, XC_AMOUNT_MAX);
+    c->serial++;
+    c->key = ((u128)(k + 1) << 64) | c->serial;
+    c->body_hash = c->key * 31 + 13;
+    c->pid = 0;
+    c->outcome = OUT_NONE; /* not a payment to repeat */
+    client_wait(s, c, CL_XFER, 0);
+}
+
 static void client_begin(xc_sim_t *s, uint32_t k, xc_client_t *c) {
+    if (prng_below(&s->rng, XC_XFER_IN) == 0) return transfer_begin(s, k, c);
     if (c->has_paid && prng_below(&s->rng, XC_REFUND_IN) == 0) return refund_begin(s, k, c);
     if (c->outcome != OUT_NONE && prng_below(&s->rng, 8) == 0) {
         c->repeat = true; /* its answer was lost, say: the same request again */
@@ -785,9 +1001,7 @@ static void client_begin(xc_sim_t *s, uint32_t k, xc_client_t *c) {
     c->mcell = (uint32_t)prng_below(&s->rng, s->cfg.cells);
     c->bcell = (c->mcell + 1 + (uint32_t)prng_below(&s->rng, s->cfg.cells - 1)) % s->cfg.cells;
     c->merchant = merchant_uid(c->mcell, (uint32_t)prng_below(&s->rng, XC_MERCHANTS));
-    uint32_t w = (uint32_t)prng_below(&s->rng, 100), j = 0;
-    while (w >= weights[j]) w -= weights[j++];
-    c->buyer = buyer_uid(c->bcell, j);
+    c->buyer = buyer_uid(c->bcell, pick_buyer(s, weights));
     c->amount = 1 + prng_below(&s->rng, XC_AMOUNT_MAX);
     c->serial++;
     c->key = ((u128)(k + 1) << 64) | c->serial;
@@ -836,7 +1050,23 @@ static pay_request_t refund_request(const xc_sim_t *s, const xc_client_t *c) {
     return r;
 }
 
+/* A transfer's steps: the transfer as the operator's API call makes it (peer_cell from the
+ * route table's cells of sender and recipient), then the Try and the decide xtcc.c built. */
+static pay_request_t transfer_request(const xc_sim_t *s, const xc_client_t *c) {
+    if (c->state != CL_XFER) return c->xreq;
+    return (pay_request_t){
+        .kind = PAY_KIND_TRANSFER,
+        .idem_key = c->key,
+        .body_hash = c->body_hash,
+        .uid = c->buyer,
+        .recipient = c->recipient,
+        .amount = c->amount,
+        .currency = c->cur,
+        .peer_cell = xtcc_transfer_peer_cell(s->cells[c->bcell].id, s->cells[c->rcell].id)};
+}
+
 static pay_request_t client_request(const xc_sim_t *s, const xc_client_t *c) {
+    if (c->state >= CL_XFER) return transfer_request(s, c);
     if (c->state >= CL_REFUND) return refund_request(s, c);
     pay_request_t r = {.actor = c->merchant};
     if (c->state == CL_RELEASE) {
@@ -866,6 +1096,7 @@ static void client_send(xc_sim_t *s, uint32_t k, xc_client_t *c) {
     pay_request_t r = client_request(s, c);
     bool to_buyers = c->state == CL_XPAY || c->state == CL_REFUND || c->state == CL_DECIDE;
     uint32_t to = to_buyers ? c->bcell : c->mcell;
+    if (c->state >= CL_XFER) to = cell_of_uid(s, pay_request_route_uid(&r)); /* the route table */
     c->req = request(s, XC_OWNER_CLIENT | k, 0, 0, to, &r, 1);
     c->waiting = true;
     c->deadline = s->now + XC_CLIENT_DEADLINE;
@@ -1014,6 +1245,76 @@ static void decide_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) 
     fail(s, "unexpected answer to a decide: kind %u code %u", o->kind, o->code);
 }
 
+/* The transfer is over for this client: answered, refused, or its gateway died. */
+static void transfer_done(xc_sim_t *s, xc_client_t *c) {
+    client_wait(s, c, CL_IDLE, (uint32_t)prng_below(&s->rng, 10));
+}
+
+/* The next step of a transfer, unless the gateway dies first, for good: the activity is left
+ * to the sender's cell's relay's recovery (and a Try it made, to the Cancel that follows). */
+static void transfer_step(xc_sim_t *s, xc_client_t *c, uint8_t state) {
+    if (prng_below(&s->rng, XC_DIE_IN) == 0) {
+        s->st.gateways_died++;
+        tracef(s, "a gateway dies before step %u of transfer %016" PRIx64, state,
+               lo64(c->xreq.payment_id));
+        return transfer_done(s, c);
+    }
+    client_wait(s, c, state, 0);
+}
+
+/* The sender's cell's answer: trying goes on with the Try xtcc.c builds from it; anything
+ * else (made within the cell, decided before under the key, refused) is the client's. */
+static void xfer_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) {
+    if (xtcc_trying(0, o, 1)) {
+        pay_request_t t;
+        if (o->uid != c->buyer || o->recipient != c->recipient || o->amount != c->amount ||
+            o->currency != c->cur || !xtcc_try_build(o, &t))
+            return fail(s, "transfer %016" PRIx64 ": the trying answer is not it", lo64(o->id));
+        c->xreq = t;
+        return transfer_step(s, c, CL_XTRY);
+    }
+    if (o->code == PAY_ERR_FULL) return client_wait(s, c, CL_XFER, 20);
+    bool final = o->kind == PAY_KIND_TRANSFER &&
+                 (o->code == PAY_CREATED || o->code == PAY_ERR_NOT_FOUND ||
+                  o->code == PAY_ERR_CURRENCY_MISMATCH || o->code == PAY_ERR_INSUFFICIENT_FUNDS ||
+                  o->code == PAY_ERR_OVERFLOW || o->code == PAY_ERR_CANCELLED);
+    if (!final)
+        return fail(s, "unexpected answer to a transfer: kind %u code %u", o->kind, o->code);
+    transfer_done(s, c);
+}
+
+/* The decide of the activity with code, as the gateway builds it from its last request. */
+static void xdecide(xc_sim_t *s, xc_client_t *c, uint8_t code) {
+    pay_request_t d;
+    xtcc_decide_build(&c->xreq, code, &d);
+    c->xreq = d;
+    transfer_step(s, c, CL_XDECIDE);
+}
+
+/* The Try's answer, or its timeout (status XC_TIMEOUT): the gateway decides as xtcc.c says
+ * (a Try not answered is cancelled: the Cancel voids it if it did get through). */
+static void xtry_answered(xc_sim_t *s, xc_client_t *c, int32_t status, const pay_object_t *o,
+                          uint32_t n) {
+    xdecide(s, c, xtcc_decision(&c->xreq, status, o, n));
+}
+
+static void xdecide_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) {
+    uint8_t code = 0;
+    const xc_pay_t *a = pay_find(s, c->xreq.payment_id);
+    switch (xtcc_after_decide(PAY_TCC_TRANSFER, 0, o, 1, c->xreq.code, &code)) {
+    case XTCC_ANSWER: /* the decision (maybe not ours): the client's answer */
+        if (!a || a->decision != (o->code == PAY_CREATED ? DEC_CONFIRM : DEC_CANCEL))
+            return fail(s, "transfer %016" PRIx64 ": the client heard another decision",
+                        lo64(c->xreq.payment_id));
+        return transfer_done(s, c);
+    case XTCC_CANCEL: return xdecide(s, c, code);
+    case XTCC_RETRY: /* 503: the client retries with the same key */
+        if (o->code != PAY_ERR_FULL)
+            return fail(s, "unexpected answer to a decide: kind %u code %u", o->kind, o->code);
+        return client_wait(s, c, CL_XFER, 20);
+    }
+}
+
 static void client_answered(xc_sim_t *s, uint32_t k, const xc_msg_t *m) {
     xc_client_t *c = &s->clients[k];
     if (!c->waiting || c->req != m->req) return; /* a late or duplicate answer */
@@ -1029,22 +1330,40 @@ static void client_answered(xc_sim_t *s, uint32_t k, const xc_msg_t *m) {
     case CL_REFUND: return refund_answered(s, c, o);
     case CL_TRY: return try_answered(s, c, o);
     case CL_DECIDE: return decide_answered(s, c, o);
+    case CL_XFER: return xfer_answered(s, c, o);
+    case CL_XTRY: return xtry_answered(s, c, 0, o, 1);
+    case CL_XDECIDE: return xdecide_answered(s, c, o);
+    }
+}
+
+/* A transfer's step not answered in time: the gateway dies (with its step maybe still on
+ * its way), or decides cancelled on a Try, or the client retries with the same key. */
+static void transfer_timeout(xc_sim_t *s, xc_client_t *c) {
+    if (prng_below(&s->rng, XC_DIE_IN) == 0) {
+        s->st.gateways_died++;
+        return transfer_done(s, c);
+    }
+    c->waiting = false;
+    if (c->state == CL_XTRY) return xtry_answered(s, c, XC_TIMEOUT, NULL, 0);
+    client_wait(s, c, CL_XFER, (uint32_t)prng_below(&s->rng, 20));
+}
+
+static void client_timeout(xc_sim_t *s, xc_client_t *c) {
+    s->st.timeouts++;
+    if (c->state >= CL_XFER) return transfer_timeout(s, c);
+    if (c->state >= CL_REFUND && prng_below(&s->rng, XC_DIE_IN) == 0) {
+        s->st.gateways_died++; /* with its step maybe still on its way */
+        refund_done(s, c);
+    } else { /* 503 or a broken connection: the same key again, from the top */
+        uint8_t top = c->state >= CL_REFUND ? CL_REFUND : CL_ORDER;
+        client_wait(s, c, top, (uint32_t)prng_below(&s->rng, 20));
     }
 }
 
 static void clients_act(xc_sim_t *s) {
     for (uint32_t k = 0; k < XC_CLIENTS; k++) {
         xc_client_t *c = &s->clients[k];
-        if (c->waiting && c->deadline <= s->now) { /* 503 or a broken connection: from the top */
-            s->st.timeouts++;
-            if (c->state >= CL_REFUND && prng_below(&s->rng, XC_DIE_IN) == 0) {
-                s->st.gateways_died++; /* with its step maybe still on its way */
-                refund_done(s, c);
-            } else { /* the same key again */
-                uint8_t top = c->state >= CL_REFUND ? CL_REFUND : CL_ORDER;
-                client_wait(s, c, top, (uint32_t)prng_below(&s->rng, 20));
-            }
-        }
+        if (c->waiting && c->deadline <= s->now) client_timeout(s, c);
         if (c->waiting || c->wake > s->now) continue;
         if (c->state == CL_IDLE) {
             if (s->calm) continue;
@@ -1137,6 +1456,28 @@ static void faults(xc_sim_t *s) {
 
 /* ---- Steps ---- */
 
+/* Each buyer's account of cell i is what the entries applied so far made it: posted, what
+ * it holds for its transfers trying (held exactly while they are), and credits pending for
+ * it (a transfer's Try; posted only by its Confirm, so never credited unless confirmed). */
+static void check_users(xc_sim_t *s, uint32_t i) {
+    for (uint32_t j = 0; j < XC_BUYERS && !s->failed; j++) {
+        const xc_user_t *u = &s->cells[i].users[j];
+        uint32_t cur = buyer_currency(j);
+        ledger_account_t a = {0};
+        u128 id = pay_account_id(buyer_uid(i, j), PAY_ACCOUNT_USER, cur);
+        if (cur && ledger_lookup_accounts(cell_ledger(s->cells[i].cell), &id, 1, &a) != 1)
+            a.credits_posted = ~(u128)0; /* no account: differs from any model */
+        if (a.credits_posted != u->cr || a.debits_posted != u->dr || a.debits_pending != u->held ||
+            a.credits_pending != u->pend_in)
+            fail(s,
+                 "buyer %" PRIu64 ": posted +%" PRIu64 " -%" PRIu64 ", pending -%" PRIu64
+                 " +%" PRIu64 "; the model says +%" PRIu64 " -%" PRIu64 ", -%" PRIu64 " +%" PRIu64,
+                 buyer_uid(i, j), lo64(a.credits_posted), lo64(a.debits_posted),
+                 lo64(a.debits_pending), lo64(a.credits_pending), lo64(u->cr), lo64(u->dr),
+                 lo64(u->held), lo64(u->pend_in));
+    }
+}
+
 static void check_step(xc_sim_t *s) {
     for (uint32_t i = 0; i < s->cfg.cells && !s->failed; i++) {
         xc_cell_t *c = &s->cells[i];
@@ -1149,6 +1490,7 @@ static void check_step(xc_sim_t *s) {
         c->applied = false;
         const char *why = ledger_check_invariants(cell_ledger(c->cell));
         if (why) fail(s, "cell %u: ledger: %s", i + 1, why);
+        check_users(s, i);
         uint32_t backlog = pay_outbox_backlog(cell_pay(c->cell));
         if (backlog != c->debited - c->acked + c->decided - c->decided_acked)
             fail(s,
@@ -1182,18 +1524,24 @@ static bool orders_reserved(const xc_cell_t *c) {
     return pay_orders_stale(cell_pay(c->cell), UINT64_MAX, 0, &one, 1) != 0;
 }
 
-static bool settled(const xc_sim_t *s) {
-    if (s->net_n) return false;
+/* What is not settled yet (NULL: everything), so that a run that never settles says why. */
+static const char *unsettled(const xc_sim_t *s) {
+    if (s->net_n) return "messages in flight";
     for (uint32_t k = 0; k < XC_CLIENTS; k++)
-        if (s->clients[k].state != CL_IDLE || s->clients[k].waiting) return false;
+        if (s->clients[k].state != CL_IDLE || s->clients[k].waiting) return "a client not done";
     for (uint32_t i = 0; i < s->cfg.cells; i++) {
         const xc_cell_t *c = &s->cells[i];
-        if (c->down_until > s->now || pay_outbox_backlog(cell_pay(c->cell)) ||
-            pay_activities_trying(cell_pay(c->cell)) || relay_core_busy(c->relay) ||
-            orders_reserved(c))
-            return false;
+        if (c->down_until > s->now) return "a cell down";
+        if (pay_outbox_backlog(cell_pay(c->cell))) return "an outbox backlog";
+        if (pay_activities_trying(cell_pay(c->cell))) return "an activity trying";
+        if (relay_core_busy(c->relay)) return "a relay busy";
+        if (orders_reserved(c)) return "an order reserved";
     }
-    return true;
+    return NULL;
+}
+
+static bool settled(const xc_sim_t *s) {
+    return unsettled(s) == NULL;
 }
 
 /* credits_posted - debits_posted of an account, as two halves (0 when it does not exist). */
@@ -1237,7 +1585,7 @@ static void final_legs(xc_sim_t *s, const xc_pay_t *p) {
 static void final_payments(xc_sim_t *s) {
     for (uint32_t k = 0; k < s->pays_n && !s->failed; k++) {
         const xc_pay_t *p = &s->pays[k];
-        if (p->refund) continue;
+        if (p->refund || p->transfer) continue;
         if (p->debited) final_legs(s, p);
         if (p->debited && (p->credits != 1 || !p->acked))
             fail(s, "payment %016" PRIx64 ": debited, %u credits, %s", lo64(p->pid), p->credits,
@@ -1251,13 +1599,13 @@ static void final_payments(xc_sim_t *s) {
     }
 }
 
-/* Per refund activity: decided, delivered once as its decision and acknowledged; per
- * payment: what its buyer's cell counts refunded is what was confirmed, within its amount. No
- * activity is trying, no transfer pending in any cell. */
+/* Per activity (refund, transfer across cells): decided, delivered once as its decision and
+ * acknowledged; per payment: what its buyer's cell counts refunded is what was confirmed,
+ * within its amount. No activity is trying, no transfer pending in any cell. */
 static void final_refunds(xc_sim_t *s) {
     for (uint32_t i = 0; i < s->cfg.cells; i++) {
         if (pay_activities_trying(cell_pay(s->cells[i].cell)))
-            fail(s, "cell %u: a refund activity still trying", i + 1);
+            fail(s, "cell %u: an activity still trying", i + 1);
         if (ledger_next_expiry(cell_ledger(s->cells[i].cell)))
             fail(s, "cell %u: a transfer still pending", i + 1);
     }
@@ -1265,14 +1613,14 @@ static void final_refunds(xc_sim_t *s) {
     cp_assert(confirmed);
     for (uint32_t k = 0; k < s->pays_n && !s->failed; k++) {
         const xc_pay_t *a = &s->pays[k];
-        if (!a->refund) continue;
+        if (!is_activity(a)) continue;
         bool confirm = a->decision == DEC_CONFIRM;
         if (a->decision == DEC_NONE || !a->acked || a->confirms != confirm ||
             a->cancels != !confirm)
-            fail(s, "refund %016" PRIx64 ": decision %u, %u confirms, %u cancels, %s", lo64(a->pid),
-                 a->decision, a->confirms, a->cancels,
+            fail(s, "%s %016" PRIx64 ": decision %u, %u confirms, %u cancels, %s", activity_name(a),
+                 lo64(a->pid), a->decision, a->confirms, a->cancels,
                  a->acked ? "acknowledged" : "not acknowledged");
-        if (confirm) add(s, &confirmed[pay_find(s, a->of) - s->pays], a->amount);
+        if (confirm && a->refund) add(s, &confirmed[pay_find(s, a->of) - s->pays], a->amount);
     }
     for (uint32_t k = 0; k < s->pays_n && !s->failed; k++) {
         const xc_pay_t *p = &s->pays[k];
@@ -1288,35 +1636,78 @@ static void final_refunds(xc_sim_t *s) {
     free(confirmed);
 }
 
-/* What the payments and the confirmed refunds moved, per cell and account (final_money). */
+/* A transfer as its sender's cell answers it (status, and its credit acknowledged), and, across
+ * cells, its two holds: posted on both sides if confirmed, else voided (or never made, in the
+ * recipient's cell). */
+static void final_transfer(xc_sim_t *s, const xc_pay_t *t) {
+    bool confirm = t->decision == DEC_CONFIRM;
+    pay_object_t o[PAY_LIST_MAX + 2];
+    pay_query_t q = {.kind = PAY_Q_TRANSFER, .id = t->pid};
+    xc_cell_t *a = &s->cells[t->bcell];
+    if (pay_query(cell_pay(a->cell), cell_ledger(a->cell), &q, o) != 1 || o[0].code != PAY_OK ||
+        o[0].status != (confirm ? PAY_TRANSFER_SUCCEEDED : PAY_TRANSFER_CANCELLED) ||
+        o[0].merchant_credit != 0)
+        return fail(s, "transfer %016" PRIx64 ": its query says otherwise", lo64(t->pid));
+    if (t->local) return;
+    u128 p2 = pay_tcc_phase2_id(t->pid);
+    uint16_t f = confirm ? LEDGER_TRANSFER_POST_PENDING : LEDGER_TRANSFER_VOID_PENDING;
+    if (!transfer_flags(s, t->bcell, p2, f) || (confirm && !transfer_flags(s, t->mcell, p2, f)) ||
+        (!confirm && transfer_flags(s, t->mcell, p2, LEDGER_TRANSFER_POST_PENDING)))
+        fail(s, "transfer %016" PRIx64 ": its holds are not what it was decided", lo64(t->pid));
+}
+
+/* Currencies the books keep apart: payments and refunds are CNY, transfers CNY or USD. */
+#define XC_CURS 2u
+static uint32_t cur_ix(uint32_t cur) {
+    return cur == USD() ? 1 : 0;
+}
+static uint32_t cur_of_ix(uint32_t ix) {
+    return ix ? USD() : CNY();
+}
+
+/* What the payments, the confirmed refunds and the confirmed transfers moved, per cell and
+ * account (final_money): the reference model, from the records alone. */
 typedef struct xc_books {
     u128 recv[XC_SIM_CELLS_MAX][XC_MERCHANTS], refunded[XC_SIM_CELLS_MAX][XC_MERCHANTS];
     u128 spent[XC_SIM_CELLS_MAX][XC_BUYERS], back[XC_SIM_CELLS_MAX][XC_BUYERS];
-    u128 flow[XC_SIM_CELLS_MAX][XC_SIM_CELLS_MAX];  /* paid by buyers of a to merchants of b */
-    u128 rflow[XC_SIM_CELLS_MAX][XC_SIM_CELLS_MAX]; /* refunded to buyers of a by b's */
+    u128 xout[XC_SIM_CELLS_MAX][XC_BUYERS], xin[XC_SIM_CELLS_MAX][XC_BUYERS];
+    /* paid by buyers of a to merchants of b, and sent by users of a to users of b */
+    u128 flow[XC_CURS][XC_SIM_CELLS_MAX][XC_SIM_CELLS_MAX];
+    u128 rflow[XC_CURS][XC_SIM_CELLS_MAX][XC_SIM_CELLS_MAX]; /* refunded to buyers of a by b's */
 } xc_books_t;
+
+static void books_transfer(xc_sim_t *s, xc_books_t *k, const xc_pay_t *t) {
+    if (t->decision != DEC_CONFIRM) return;
+    add(s, &k->xout[t->bcell][buyer_index(t->buyer)], t->amount);
+    add(s, &k->xin[t->mcell][buyer_index(t->merchant)], t->amount);
+    if (!t->local) add(s, &k->flow[cur_ix(t->currency)][t->bcell][t->mcell], t->amount);
+}
 
 static void books_add(xc_sim_t *s, xc_books_t *k) {
     for (uint32_t r = 0; r < s->pays_n; r++) {
         const xc_pay_t *p = &s->pays[r];
-        uint32_t m = (uint32_t)(p->merchant / 1000) - 1, b = (uint32_t)(p->buyer / 1000) - 10;
+        if (p->transfer) {
+            books_transfer(s, k, p);
+            continue;
+        }
+        uint32_t m = (uint32_t)(p->merchant / 1000) - 1, b = buyer_index(p->buyer);
         if (!p->refund && p->debited) {
             add(s, &k->recv[p->mcell][m], p->amount);
             add(s, &k->spent[p->bcell][b], p->amount);
-            add(s, &k->flow[p->bcell][p->mcell], p->amount);
+            add(s, &k->flow[0][p->bcell][p->mcell], p->amount);
         } else if (p->refund && p->decision == DEC_CONFIRM) {
             add(s, &k->refunded[p->mcell][m], p->amount);
             add(s, &k->back[p->bcell][b], p->amount);
-            add(s, &k->rflow[p->bcell][p->mcell], p->amount);
+            add(s, &k->rflow[0][p->bcell][p->mcell], p->amount);
         }
     }
 }
 
-/* Cell a's clearing toward b: credited by a's buyers' payments to b and by a's merchants'
- * refunds to b's buyers; debited by b's buyers' payments credited in a and by refunds from b
- * paid to a's buyers. With b's toward a, it nets to zero. */
-static void final_clearing(xc_sim_t *s, const xc_books_t *k, uint32_t a, uint32_t b) {
-    uint32_t cur = CNY();
+/* Cell a's clearing toward b in currency ix: credited by what a's users paid or sent to b and
+ * by a's merchants' refunds to b's buyers; debited by what b's users paid or sent, credited
+ * in a, and by refunds from b paid to a's buyers. With b's toward a, it nets to zero. */
+static void final_clearing(xc_sim_t *s, const xc_books_t *k, uint32_t ix, uint32_t a, uint32_t b) {
+    uint32_t cur = cur_of_ix(ix);
     u128 cra, dra, crb, drb, in = 0, out = 0, want[4] = {0};
     account_sides(s, a, pay_clearing_account_id((uint32_t)s->cells[b].id, cur), &cra, &dra);
     account_sides(s, b, pay_clearing_account_id((uint32_t)s->cells[a].id, cur), &crb, &drb);
@@ -1324,26 +1715,44 @@ static void final_clearing(xc_sim_t *s, const xc_books_t *k, uint32_t a, uint32_
     add(s, &in, crb);
     add(s, &out, dra);
     add(s, &out, drb);
-    add(s, &want[0], k->flow[a][b]);
-    add(s, &want[0], k->rflow[b][a]);
-    add(s, &want[1], k->flow[b][a]);
-    add(s, &want[1], k->rflow[a][b]);
-    add(s, &want[2], k->flow[b][a]);
-    add(s, &want[2], k->rflow[a][b]);
-    add(s, &want[3], k->flow[a][b]);
-    add(s, &want[3], k->rflow[b][a]);
+    add(s, &want[0], k->flow[ix][a][b]);
+    add(s, &want[0], k->rflow[ix][b][a]);
+    add(s, &want[1], k->flow[ix][b][a]);
+    add(s, &want[1], k->rflow[ix][a][b]);
+    add(s, &want[2], k->flow[ix][b][a]);
+    add(s, &want[2], k->rflow[ix][a][b]);
+    add(s, &want[3], k->flow[ix][a][b]);
+    add(s, &want[3], k->rflow[ix][b][a]);
     if (in != out || cra != want[0] || dra != want[1] || crb != want[2] || drb != want[3])
         fail(s, "clearing of cells %u and %u does not net to zero", a + 1, b + 1);
 }
 
-/* Money: receivables, buyers' balances, clearing per pair of cells, and all of it conserved
- * (what buyers and merchants hold is what was topped up). */
+/* Each buyer's balance is the reference model's: top-up - payments + refunds - transfers out
+ * + transfers in (what was confirmed); what users hold is summed into held by currency. */
+static void final_buyers(xc_sim_t *s, const xc_books_t *k, uint32_t i, u128 held[XC_CURS],
+                         u128 topped[XC_CURS]) {
+    u128 cr, dr;
+    for (uint32_t j = 0; j < XC_BUYERS; j++) {
+        uint32_t cur = buyer_currency(j);
+        if (!cur) continue;
+        account_sides(s, i, pay_account_id(buyer_uid(i, j), PAY_ACCOUNT_USER, cur), &cr, &dr);
+        if (cr != buyer_funds(j) + k->back[i][j] + k->xin[i][j] ||
+            dr != k->spent[i][j] + k->xout[i][j])
+            fail(s, "buyer %" PRIu64 ": balance is not its payments, refunds and transfers",
+                 buyer_uid(i, j));
+        add(s, &held[cur_ix(cur)], cr - dr);
+        add(s, &topped[cur_ix(cur)], buyer_funds(j));
+    }
+}
+
+/* Money: receivables, buyers' balances, clearing per pair of cells and currency, and all of
+ * it conserved per currency (what buyers and merchants hold is what was topped up). */
 static void final_money(xc_sim_t *s) {
     uint32_t n = s->cfg.cells, cur = CNY();
     xc_books_t *k = calloc(1, sizeof *k);
     cp_assert(k);
     books_add(s, k);
-    u128 cr, dr, held = 0, topped = 0;
+    u128 cr, dr, held[XC_CURS] = {0}, topped[XC_CURS] = {0};
     for (uint32_t i = 0; i < n; i++) {
         for (uint32_t j = 0; j < XC_MERCHANTS; j++) {
             account_sides(s, i, pay_account_id(merchant_uid(i, j), PAY_ACCOUNT_MERCHANT, cur), &cr,
@@ -1351,20 +1760,17 @@ static void final_money(xc_sim_t *s) {
             if (dr != k->refunded[i][j] || cr != k->recv[i][j])
                 fail(s, "merchant %" PRIu64 ": receivable is not its payments less refunds",
                      merchant_uid(i, j));
-            add(s, &held, cr - dr);
+            add(s, &held[0], cr - dr);
         }
-        for (uint32_t j = 0; j < XC_BUYERS; j++) {
-            account_sides(s, i, pay_account_id(buyer_uid(i, j), PAY_ACCOUNT_USER, cur), &cr, &dr);
-            if (cr != buyer_topup(j) + k->back[i][j] || dr != k->spent[i][j])
-                fail(s, "buyer %" PRIu64 ": balance is not its payments and refunds",
-                     buyer_uid(i, j));
-            add(s, &held, cr - dr);
-            add(s, &topped, buyer_topup(j));
-        }
+        final_buyers(s, k, i, held, topped);
     }
-    if (held != topped) fail(s, "money is not conserved");
-    for (uint32_t a = 0; a < n; a++)
-        for (uint32_t b = a + 1; b < n; b++) final_clearing(s, k, a, b);
+    for (uint32_t ix = 0; ix < XC_CURS; ix++) {
+        if (held[ix] != topped[ix]) fail(s, "money is not conserved in currency %u", ix);
+        for (uint32_t a = 0; a < n; a++)
+            for (uint32_t b = a + 1; b < n; b++) final_clearing(s, k, ix, a, b);
+    }
+    for (uint32_t r = 0; r < s->pays_n && !s->failed; r++)
+        if (s->pays[r].transfer) final_transfer(s, &s->pays[r]);
     free(k);
 }
 
@@ -1378,7 +1784,7 @@ bool xc_sim_calm(xc_sim_t *s) {
         step(s);
     }
     if (!s->failed && !settled(s))
-        fail(s, "not settled %u ticks after the faults stopped", XC_CALM_TICKS);
+        fail(s, "not settled %u ticks after the faults stopped: %s", XC_CALM_TICKS, unsettled(s));
     for (uint32_t i = 0; i < s->cfg.cells && !s->failed; i++) {
         if (pay_outbox_backlog(cell_pay(s->cells[i].cell)) != 0)
             fail(s, "cell %u: a backlog", i + 1);

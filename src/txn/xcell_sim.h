@@ -33,7 +33,16 @@
  * Orders name their buyer's cell; now and then a gateway dies right after an order and its
  * client never retries, leaving the order to its merchant's cell's resolver (after the same
  * recover_after), and half of those leave their payment on its way, arriving 800 to 1200
- * ticks later (so mostly after the resolver's tombstone).
+ * ticks later (so mostly after the resolver's tombstone). Some transfer money between buyers
+ * as the gateway does (src/gateway/xtcc.c, linked): the transfer to the sender's cell with
+ * peer_cell from the route table (0 within one cell, one in six), answered trying; the Try
+ * xtcc_try_build() makes to the recipient's cell; the decide xtcc_decision() says to the
+ * sender's cell (a Try not answered in time: cancelled), then xtcc_after_decide(); a lost
+ * answer of the transfer or the decide is retried from the transfer with the same key. Some go
+ * to a recipient with no account (the Try refuses not_found) or none in the currency (USD
+ * senders send USD, which one buyer per cell holds: currency_mismatch); poor senders run out
+ * (insufficient_funds). The gateway dies between any two steps, or with a step on its way,
+ * and never comes back: the sender's cell's relay recovers the activity (cancelled).
  *
  * Checked after every applied entry: the ledger's invariants (ledger_check_invariants) in
  * that cell; an order draws a new payment id; a payment is debited at most once; every
@@ -50,20 +59,30 @@
  * follows the decision, created once; the buyer's cell's outbox backlog equals its payments
  * and decided refunds not yet acknowledged; no relay is stuck (relay_core_stuck(): a backlog,
  * nothing in flight, no cell resting: a record skipped or a failure not sent back, which its rescan
- * would hide). After a crash: the replayed state hash equals the one before. After the calm period
- * (no loss, duplication, crash, flap; the relays' own faults stay) every client has finished, and:
- * every outbox backlog is zero; every debited payment is credited exactly once (transfer
- * pay_leg_id(P) in the merchant's cell, P in the buyer's) and acknowledged, every other never
- * credited; no order is left reserved in any cell; no refund activity is trying in any cell
- * and no transfer pending; each activity was
- * decided and its decision delivered once and acknowledged; each payment's refunded (as its buyer's
- * cell answers it) is its confirmed refunds and at most its amount; each merchant's receivable
- * equals the sum of its debited payments less its confirmed refunds, each buyer's balance its
- * top-up less its debited payments plus its refunds; money is conserved (balances and receivables
- * add up to the top-ups); each pair of cells' clearing positions net to zero (and each side is what
- * the payments and refunds made it); a client's success is a debited payment whose answers it got
- * equal the first, a client's refusal one never debited; each cell rebuilt from its log hashes the
- * same.
+ * would hide). Transfers: one decision per activity (a later decide answers it), its hold
+ * posted or voided by it in the same entry; a replayed transfer answer is trying only while
+ * undecided and created only once confirmed; a Try holds only for a recipient with an account
+ * in the currency (and refuses only one without); and every buyer's account in a cell that
+ * applied an entry is what the model says: posted credits its top-up, confirmed refunds and
+ * transfers in (a recipient's posted only by its Confirm, so never before its activity was
+ * confirmed), posted debits its payments and transfers out, debits pending what its transfers
+ * trying hold (the sender's hold exactly while trying), credits pending its Tries not yet
+ * decided there. After a crash: the replayed state hash equals the one before. After the calm
+ * period (no loss, duplication, crash, flap; the relays' own faults stay) every client has
+ * finished, and: every outbox backlog is zero; every transfer's query says its decision (credit
+ * acknowledged), its holds posted on both sides if confirmed, else voided; every debited payment is
+ * credited exactly once (transfer pay_leg_id(P) in the merchant's cell, P in the buyer's) and
+ * acknowledged, every other never credited; no order is left reserved in any cell; no refund
+ * activity is trying in any cell and no transfer pending; each activity was decided and its
+ * decision delivered once and acknowledged; each payment's refunded (as its buyer's cell answers
+ * it) is its confirmed refunds and at most its amount; each merchant's receivable equals the sum of
+ * its debited payments less its confirmed refunds, each buyer's balance the reference model's from
+ * the records alone (top-up - payments + refunds - transfers out + transfers in, counting only what
+ * was confirmed); money is conserved per currency (CNY, USD: balances and receivables add up to the
+ * top-ups); each pair of cells' clearing positions net to zero per currency (and each side is what
+ * the payments, refunds and transfers made it); a client's success is a debited payment whose
+ * answers it got equal the first, a client's refusal one never debited; each cell rebuilt from its
+ * log hashes the same.
  *
  * Used by tests/sim/test_xcell_sim.c and `cellpay sim --cells N`. Reproducible from the seed. */
 #ifndef CP_XCELL_SIM_H
@@ -104,6 +123,10 @@ typedef struct xc_sim_stats {
     /* Orders whose gateway died right after them (for good), their payments that arrived late,
      * the tombstones the buyers' cells stored, and the orders the resolvers released. */
     uint64_t orders_abandoned, late_payments, tombstones, resolved;
+    /* Transfers: across cells (activities recorded), decided each way, refused by the
+     * recipient's cell's Try (no such user, no account in the currency), and within a cell. */
+    uint64_t transfers, transfers_confirmed, transfers_cancelled, transfers_try_refused;
+    uint64_t transfers_local;
 } xc_sim_stats_t;
 void xc_sim_stats(const xc_sim_t *s, xc_sim_stats_t *out);
 

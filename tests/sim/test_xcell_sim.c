@@ -5,7 +5,11 @@
  * once and acknowledged and every pair of cells' clearing must net to zero. Clients also
  * refund paid payments by TCC (refund, Try, decide), their gateway dying between two steps
  * for good now and then: after the calm period no refund activity is trying (the relays
- * recovered them), no transfer is pending, and money is conserved.
+ * recovered them), no transfer is pending, and money is conserved. And they transfer money
+ * between users with the gateway's steps (src/gateway/xtcc.c), across cells and within one,
+ * with each user's account checked against a model after every step and, after the calm
+ * period, every transfer decided, delivered and acknowledged and every balance the reference
+ * model's.
  *
  * CELLPAY_XSIM_SEEDS=N changes the number of seeds (default 500), CELLPAY_XSIM_STEPS the steps
  * per seed (default 3000), CELLPAY_SANITIZED=1 scales the default seeds down to 60 (ASan and
@@ -36,9 +40,9 @@ static bool run_seed(uint64_t seed, uint32_t cells, uint32_t steps, xc_sim_stats
     fprintf(stderr,
             "xcell sim: seed %" PRIu64 " cells %u: %s; %" PRIu64 " orders, %" PRIu64
             " debited, %" PRIu64 " credited, %" PRIu64 " refused, %" PRIu64 " crashes, %" PRIu64
-            " refunds (%" PRIu64 " recovered)\n",
+            " refunds, %" PRIu64 " transfers (%" PRIu64 " recovered)\n",
             seed, cells, ok ? "ok" : "FAILED", st->orders, st->debited, st->credited, st->refused,
-            st->crashes, st->refunds, st->recovered);
+            st->crashes, st->refunds, st->transfers + st->transfers_local, st->recovered);
     if (!ok) {
         fprintf(stderr,
                 "seed %" PRIu64 " FAILED; replay: CELLPAY_SEED=%" PRIu64
@@ -76,6 +80,11 @@ static void total_add(xc_sim_stats_t *t, const xc_sim_stats_t *st) {
     t->late_payments += st->late_payments;
     t->tombstones += st->tombstones;
     t->resolved += st->resolved;
+    t->transfers += st->transfers;
+    t->transfers_confirmed += st->transfers_confirmed;
+    t->transfers_cancelled += st->transfers_cancelled;
+    t->transfers_try_refused += st->transfers_try_refused;
+    t->transfers_local += st->transfers_local;
 }
 
 static void test_seeds(void **state) {
@@ -96,23 +105,26 @@ static void test_seeds(void **state) {
         if (!run_seed(seed, (seed & 1) ? 3 : 2, (uint32_t)steps, &st)) failures++;
         total_add(&total, &st);
     }
-    fprintf(stderr,
-            "xcell sim: %u failures; %" PRIu64 " steps, %" PRIu64 " orders, %" PRIu64
-            " payments debited, %" PRIu64 " refused (%" PRIu64 " orders released), %" PRIu64
-            " credited, %" PRIu64 " acknowledged, %" PRIu64 " replayed answers compared, %" PRIu64
-            " reused out_trade_no's refused, %" PRIu64 " crashes, %" PRIu64
-            " leader flaps, %" PRIu64 " messages lost, %" PRIu64 " duplicated, %" PRIu64
-            " timeouts, %" PRIu64 " relay faults on purpose, %" PRIu64
-            " relay batches failed; %" PRIu64 " refund activities, %" PRIu64 " confirmed, %" PRIu64
-            " cancelled, %" PRIu64 " gateways died in one, %" PRIu64
-            " recovered by the relays; %" PRIu64 " orders abandoned, %" PRIu64
-            " late payments, %" PRIu64 " tombstones, %" PRIu64 " orders resolved\n",
-            failures, total.steps, total.orders, total.debited, total.refused, total.released,
-            total.credited, total.acked, total.replays_checked, total.duplicates_refused,
-            total.crashes, total.flaps, total.lost, total.duplicated, total.timeouts,
-            total.relay_faults, total.relay_failures, total.refunds, total.refunds_confirmed,
-            total.refunds_cancelled, total.gateways_died, total.recovered, total.orders_abandoned,
-            total.late_payments, total.tombstones, total.resolved);
+    fprintf(
+        stderr,
+        "xcell sim: %u failures; %" PRIu64 " steps, %" PRIu64 " orders, %" PRIu64
+        " payments debited, %" PRIu64 " refused (%" PRIu64 " orders released), %" PRIu64
+        " credited, %" PRIu64 " acknowledged, %" PRIu64 " replayed answers compared, %" PRIu64
+        " reused out_trade_no's refused, %" PRIu64 " crashes, %" PRIu64 " leader flaps, %" PRIu64
+        " messages lost, %" PRIu64 " duplicated, %" PRIu64 " timeouts, %" PRIu64
+        " relay faults on purpose, %" PRIu64 " relay batches failed; %" PRIu64
+        " refund activities, %" PRIu64 " confirmed, %" PRIu64 " cancelled, %" PRIu64
+        " gateways died in one, %" PRIu64 " recovered by the relays; %" PRIu64
+        " orders abandoned, %" PRIu64 " late payments, %" PRIu64 " tombstones, %" PRIu64
+        " orders resolved; %" PRIu64 " transfers across cells, %" PRIu64 " confirmed, %" PRIu64
+        " cancelled (%" PRIu64 " refused by the Try), %" PRIu64 " within a cell\n",
+        failures, total.steps, total.orders, total.debited, total.refused, total.released,
+        total.credited, total.acked, total.replays_checked, total.duplicates_refused, total.crashes,
+        total.flaps, total.lost, total.duplicated, total.timeouts, total.relay_faults,
+        total.relay_failures, total.refunds, total.refunds_confirmed, total.refunds_cancelled,
+        total.gateways_died, total.recovered, total.orders_abandoned, total.late_payments,
+        total.tombstones, total.resolved, total.transfers, total.transfers_confirmed,
+        total.transfers_cancelled, total.transfers_try_refused, total.transfers_local);
     assert_int_equal(failures, 0);
     /* The budget must exercise the paths, not only allow them. */
     if (seeds >= 20)
@@ -121,7 +133,9 @@ static void test_seeds(void **state) {
                     total.crashes > 0 && total.relay_faults > 0 && total.duplicated > 0 &&
                     total.refunds_confirmed > 0 && total.refunds_cancelled > 0 &&
                     total.gateways_died > 0 && total.recovered > 0 && total.orders_abandoned > 0 &&
-                    total.late_payments > 0 && total.tombstones > 0 && total.resolved > 0);
+                    total.late_payments > 0 && total.tombstones > 0 && total.resolved > 0 &&
+                    total.transfers_confirmed > 0 && total.transfers_cancelled > 0 &&
+                    total.transfers_try_refused > 0 && total.transfers_local > 0);
 }
 
 int main(void) {
