@@ -31,7 +31,7 @@ static const char node_usage[] =
     "                      printed as \"listening on HOST:PORT\")\n"
     "  --test-ops          accept test_set_balances and test_set_clock\n"
     "  --cell C            the cell's number, 0..8388607 (default 0; it is part of payment\n"
-    "                      ids)\n"
+    "                      ids); with --routes 1 or more (0 means no cell there)\n"
     "  --id N              this replica's id in --peers\n"
     "  --peers LIST        ID=HOST:PORT of every replica's peer address, this one included\n"
     "  --join              a new replica for an existing group: it is not a member (and\n"
@@ -57,9 +57,10 @@ static const char node_usage[] =
     "  --relay-faults PCT  for fault tests: the relay loses, duplicates or delays PCT in 100\n"
     "                      of its batches on purpose (default 0)\n"
     "  --tcc-recover-after SECONDS\n"
-    "                      a refund of a cross-cell payment left undecided this long (its\n"
-    "                      gateway died) is decided cancelled by the relay while this\n"
-    "                      replica leads (default 60; needs --routes)\n";
+    "                      a refund or transfer across cells left undecided this long (its\n"
+    "                      gateway died) is decided cancelled, and a cross-cell order left\n"
+    "                      unpaid this long is resolved with the buyer's cell, by the relay\n"
+    "                      while this replica leads (default 60; needs --routes)\n";
 
 int cmd_node(int argc, char **argv) {
     node_config_t cfg = {
@@ -152,6 +153,11 @@ int cmd_node(int argc, char **argv) {
     }
     if (!cfg.data_dir) {
         fprintf(stderr, "cellpay node: --data DIR is required\n\n%s", node_usage);
+        return 2;
+    }
+    if (cfg.routes_path && cfg.cell_id == 0) {
+        /* Cross-cell requests name "no other cell" with 0, and route tables refuse it. */
+        fprintf(stderr, "cellpay node: --routes needs --cell N with N >= 1\n");
         return 2;
     }
     return node_run(&cfg);

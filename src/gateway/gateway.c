@@ -303,10 +303,10 @@ static void on_answer(void *ctx, int32_t status, uint64_t timestamp, const void 
 
 /* Submits the slot's call to the cell that owns uid; false (and *why) when it cannot, and
  * then nothing was sent. */
-static bool slot_submit(gateway_t *g, gw_slot_t *s, uint64_t uid, const char **why) {
-    gw_cell_t *c = cell_find(g, rt_cell_of_uid(&g->routes, uid));
+static bool slot_submit_cell(gateway_t *g, gw_slot_t *s, uint64_t cell, const char **why) {
+    gw_cell_t *c = cell_find(g, cell);
     if (!c) {
-        *why = "no cell serves this uid";
+        *why = "the route table does not name the cell";
         return false;
     }
     int rc = client_submit(c->client, s->call.op, &s->call.u, sizeof s->call.u, on_answer, s);
@@ -317,6 +317,11 @@ static bool slot_submit(gateway_t *g, gw_slot_t *s, uint64_t uid, const char **w
     c->inflight++;
     s->cell = c;
     return true;
+}
+
+/* Submits the slot's call to the cell that owns uid (as slot_submit_cell). */
+static bool slot_submit(gateway_t *g, gw_slot_t *s, uint64_t uid, const char **why) {
+    return slot_submit_cell(g, s, rt_cell_of_uid(&g->routes, uid), why);
 }
 
 /* Sends the slot's call to the cell that owns uid; the client hears 503 when it cannot. */
@@ -544,13 +549,17 @@ static void tcc_answered(gateway_t *g, gw_slot_t *s) {
     }
     s->key_replayed = s->reply[0].replayed != 0;
     s->tcc_type = try_req.tcc_type;
+    /* The Try goes to the participant the initiator recorded (its decision's record will go
+     * there too), not to where today's table puts the user: if the two differ (the table
+     * changed since, or was wrong then), that cell answers wrong_cell and the activity is
+     * cancelled, rather than one cell holding what another is told to confirm. */
+    uint64_t participant = s->reply[0].peer_cell;
     s->call.u.req = try_req;
     s->state = SLOT_TRY;
     const char *why;
     /* Not sent: nothing is held in the participant's cell, so cancelling is safe, and frees
      * the refund's out_request_no or releases the sender's held money now. */
-    if (!slot_submit(g, s, pay_request_route_uid(&try_req), &why))
-        decide_send(g, s, PAY_ERR_CANCELLED);
+    if (!slot_submit_cell(g, s, participant, &why)) decide_send(g, s, PAY_ERR_CANCELLED);
 }
 
 static void tcc_send(gateway_t *g, gw_slot_t *s, uint32_t peer_cell) {

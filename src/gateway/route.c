@@ -182,7 +182,9 @@ static bool parse_line(rt_table_t *t, parse_state_t *ps, uint32_t line, const to
     }
     if (token_is(&tok[0], "cell")) {
         if (ntok != 3) FAIL("expected \"cell C HOST:PORT[,HOST:PORT...]\"");
-        if (!parse_u64(&tok[1], RT_CELL_ID_MAX, &v)) FAIL("the cell number must be 0..4294967295");
+        /* 0 is no cell: cross-cell requests name "no other cell" with it. */
+        if (!parse_u64(&tok[1], RT_CELL_ID_MAX, &v) || v == 0)
+            FAIL("the cell number must be 1..4294967295");
         rt_cell_t *old = find_cell(t, v);
         if (old)
             FAIL("cell %llu is given twice (first on line %u)", (unsigned long long)v,
@@ -204,7 +206,8 @@ static bool parse_line(rt_table_t *t, parse_state_t *ps, uint32_t line, const to
         cp_zones_t z;
         char why[160];
         if (!cp_zones_parse(tok[1].p, tok[1].len, &z, why, sizeof why)) FAIL("%s", why);
-        if (!parse_u64(&tok[3], RT_CELL_ID_MAX, &v)) FAIL("the cell number must be 0..4294967295");
+        if (!parse_u64(&tok[3], RT_CELL_ID_MAX, &v) || v == 0)
+            FAIL("the cell number must be 1..4294967295");
         for (uint32_t i = 0; i < RT_ZONES; i++) {
             if (!cp_zones_has(&z, i)) continue;
             if (ps->zone_line[i])
@@ -306,7 +309,7 @@ bool rt_validate(const rt_table_t *t, char *err, size_t err_size) {
     }
     for (uint32_t i = 0; i < t->cell_count; i++) {
         const rt_cell_t *c = &t->cells[i];
-        if (c->id > RT_CELL_ID_MAX || (i > 0 && c->id <= t->cells[i - 1].id)) {
+        if (c->id == 0 || c->id > RT_CELL_ID_MAX || (i > 0 && c->id <= t->cells[i - 1].id)) {
             snprintf(err, err_size, "cell %llu is out of order or out of range",
                      (unsigned long long)c->id);
             return false;
@@ -414,8 +417,8 @@ bool rt_equal(const rt_table_t *a, const rt_table_t *b) {
 }
 
 bool rt_set_cell(rt_table_t *t, uint64_t id, const char *addrs, char *err, size_t err_size) {
-    if (id > RT_CELL_ID_MAX) {
-        snprintf(err, err_size, "the cell number must be 0..4294967295");
+    if (id == 0 || id > RT_CELL_ID_MAX) {
+        snprintf(err, err_size, "the cell number must be 1..4294967295");
         return false;
     }
     rt_cell_t c = {.id = id};

@@ -54,6 +54,7 @@ typedef struct tcc_script {
     bool transfer;        /* the activity is a transfer (a decide names no type) */
     uint8_t start_code;   /* not 0: the initiator's cell refuses the transfer with it */
     bool trying_replayed; /* the refund's trying answer is the key's stored one */
+    uint32_t trying_peer; /* not 0: the participant the trying answer names (else the asked) */
     uint8_t try_code;     /* the Try's answer */
     uint8_t confirm_code; /* a confirm's answer: created (the refund), or a DECIDE error */
     uint8_t cancel_fail;  /* a cancel's answer, when not 0: a DECIDE error */
@@ -123,6 +124,7 @@ static void xfer_start(const tcc_script_t *sc, const pay_request_t *r, pay_objec
         xfer_object(o, r, PAY_CREATED, PAY_TRANSFER_SUCCEEDED);
     else
         xfer_object(o, r, PAY_TRYING, PAY_TRANSFER_TRYING);
+    if (sc->trying_peer && o->code == PAY_TRYING) o->peer_cell = sc->trying_peer;
     o->replayed = sc->trying_replayed;
 }
 
@@ -497,8 +499,6 @@ static void test_route_change(void **state) {
     free(t);
 }
 
-/* Runs one refund of payment (drawn by cell payment_cell) under script sc; r: the reply,
- * seen/count: what reached the fake. */
 /* Sets the fakes' script, POSTs body to path with headers and collects what reached the
  * fakes (cells: which fake got each item; may be NULL). */
 static void scripted_post(tcc_script_t sc, const char *path, const char *headers, const char *body,
@@ -517,8 +517,10 @@ static void scripted_post(tcc_script_t sc, const char *path, const char *headers
     uv_mutex_unlock(&tcc_lock);
 }
 
-static void tcc_run(tcc_script_t sc, uint32_t payment_cell, reply_t *r, pay_request_t *seen,
-                    uint32_t *count) {
+/* Runs one refund of payment (drawn by cell payment_cell) under script sc; r: the reply,
+ * seen/count: what reached the fakes, cells: which fake got each item (may be NULL). */
+static void tcc_run_cells(tcc_script_t sc, uint32_t payment_cell, reply_t *r, pay_request_t *seen,
+                          uintptr_t *cells, uint32_t *count) {
     char body[256], h[1024];
     snprintf(body, sizeof body,
              "{\"payment_id\":\"pay_%016llx%016llx\",\"amount\":\"40\","
@@ -527,18 +529,40 @@ static void tcc_run(tcc_script_t sc, uint32_t payment_cell, reply_t *r, pay_requ
              (unsigned long long)(((uint64_t)payment_cell << 40) | 7));
     signed_headers(h, sizeof h, 77, merchant_key, "POST", "/v1/refunds", body, 0,
                    "Idempotency-Key: refund-1\r\n");
-    scripted_post(sc, "/v1/refunds", h, body, r, seen, NULL, count);
+    scripted_post(sc, "/v1/refunds", h, body, r, seen, cells, count);
+}
+
+static void tcc_run(tcc_script_t sc, uint32_t payment_cell, reply_t *r, pay_request_t *seen,
+                    uint32_t *count) {
+    tcc_run_cells(sc, payment_cell, r, seen, NULL, count);
 }
 
 static const tcc_script_t tcc_ok = {.try_code = PAY_CREATED, .confirm_code = PAY_CREATED};
 
 static void test_tcc_refund(void **state) {
     (void)state;
+    /* Every zone in cell 1 (the buyer's, and the merchant's by today's table), and cell 5,
+     * which drew the payment id: the merchant's cell the Try goes to. */
+    rt_table_t *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    char text[256], err[128];
+    snprintf(text, sizeof text,
+             "version 150\ncell 1 127.0.0.1:%u\ncell 5 127.0.0.1:%u\n"
+             "zones 0-99 -> 1\n",
+             (unsigned)fake->port, (unsigned)fake2->port);
+    assert_true(rt_parse(text, strlen(text), t, err, sizeof err));
+    assert_true(gateway_set_routes(t));
+    uv_sleep(100);
+    free(t);
     reply_t r;
     pay_request_t seen[TCC_SEEN_MAX];
     uint32_t n;
-    tcc_run(tcc_ok, 5, &r, seen, &n);
+    uintptr_t cells[TCC_SEEN_MAX];
+    tcc_run_cells(tcc_ok, 5, &r, seen, cells, &n);
     assert_int_equal(r.status, 201);
+    assert_int_equal(cells[0], 1);
+    assert_int_equal(cells[1], 2); /* the Try: cell 5, which drew the payment id */
+    assert_int_equal(cells[2], 1);
     assert_non_null(
         strstr(r.body, "\"object\":\"refund\",\"id\":\"re_00000000000003e90000010000000009\""));
     assert_null(strstr(r.head, "Idempotent-Replayed"));
@@ -790,6 +814,19 @@ static void test_transfer_refusals(void **state) {
         assert_int_equal(seen[2].kind, PAY_KIND_DECIDE);
         assert_int_equal(seen[2].code, cases[i].decided);
         assert_int_equal(cells[2], 1);
+    }
+    /* The sender's cell recorded another participant than today's table gives for the
+     * recipient (cell 7, which the table does not name): the Try goes to the recorded one, not
+     * to the recipient's cell by the table; it cannot be sent, so the transfer is cancelled. */
+    {
+        tcc_script_t sc = tcc_ok;
+        sc.trying_peer = 7;
+        xfer_run(sc, XFER_REMOTE, &r, seen, cells, &n);
+        assert_int_equal(r.status, 409);
+        assert_int_equal(n, 2);
+        assert_int_equal(seen[1].kind, PAY_KIND_DECIDE);
+        assert_int_equal(seen[1].code, PAY_ERR_CANCELLED);
+        assert_int_equal(cells[1], 1);
     }
     /* The sender's cell refuses at once (its funds): nothing else is asked. */
     tcc_script_t sc = tcc_ok;

@@ -149,8 +149,8 @@ static void test_good_table(void **state) {
     assert_true(rt_equal(&table, &again));
 
     /* The rule is optional; the default is 10/100. A cell may own no zone (a spare). */
-    assert_true(parse("version 1\ncell 0 localhost:1\ncell 9 h-9.example:65535\n"
-                      "zones 0-99 -> 0\n"));
+    assert_true(parse("version 1\ncell 1 localhost:1\ncell 9 h-9.example:65535\n"
+                      "zones 0-99 -> 1\n"));
     assert_int_equal(table.rule.divisor, 10);
     assert_int_equal(table.rule.modulus, 100);
     assert_int_equal(table.cell_count, 2);
@@ -181,6 +181,9 @@ static void test_bad_tables(void **state) {
     refused("version 1\ncell 1 a:1\nzones 9-0 -> 1\n", "line 3: zone range 9-0 runs backwards");
     refused("version 1\ncell 1 a:1\nzones 0-99 => 1\n", "line 3: expected \"zones A-B");
     refused("version 1\ncell 1 a:1\nzones 0-99 -> x\n", "line 3: the cell number");
+    /* 0 means "no other cell" in cross-cell requests: no cell has it. */
+    refused("version 1\ncell 0 a:1\nzones 0-99 -> 0\n", "line 2: the cell number must be 1..");
+    refused("version 1\ncell 1 a:1\nzones 0-99 -> 0\n", "line 3: the cell number must be 1..");
     refused("version 1\ncell 1 a:1\ncell 1 b:1\n",
             "line 3: cell 1 is given twice (first on line 2)");
     refused("version 1\ncell 4294967296 a:1\n", "line 2: the cell number");
@@ -207,7 +210,7 @@ static void test_bad_tables(void **state) {
     assert_non_null(big);
     size_t n = (size_t)sprintf(big, "version 1\n");
     for (uint32_t i = 0; i <= RT_CELLS_MAX; i++)
-        n += (size_t)sprintf(big + n, "cell %u h:%u\n", i, i + 1);
+        n += (size_t)sprintf(big + n, "cell %u h:%u\n", i + 1, i + 1);
     assert_false(rt_parse(big, n, &table, err, sizeof err));
     assert_non_null(strstr(err, "line 130: more than 128 cells"));
     free(big);
@@ -225,8 +228,8 @@ static void test_changes(void **state) {
     assert_non_null(strstr(err, "address a:1 is already cell 1's"));
     assert_false(rt_set_cell(&table, 2, "b", err, sizeof err));
     assert_true(rt_set_cell(&table, 2, "b:1,b:2", err, sizeof err));
-    assert_true(rt_set_cell(&table, 0, "c:1", err, sizeof err));
-    assert_int_equal(table.cells[0].id, 0);
+    assert_false(rt_set_cell(&table, 0, "c:1", err, sizeof err)); /* 0: no cell */
+    assert_non_null(strstr(err, "the cell number must be 1..4294967295"));
     assert_true(rt_assign(&table, &z, 2, err, sizeof err));
     assert_int_equal(table.version, 5);
     assert_int_equal(table.zone_cell[49], 1);
@@ -234,7 +237,7 @@ static void test_changes(void **state) {
     assert_true(rt_validate(&table, err, sizeof err));
     /* Replacing a cell's addresses may reuse its own. */
     assert_true(rt_set_cell(&table, 1, "a:1,a:2", err, sizeof err));
-    assert_int_equal(table.cells[1].addr_count, 2);
+    assert_int_equal(table.cells[0].addr_count, 2);
     size_t n = rt_format(&table, text, sizeof text);
     assert_true(rt_parse(text, n, &again, err, sizeof err));
     assert_true(rt_equal(&table, &again));
