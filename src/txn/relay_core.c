@@ -125,6 +125,18 @@ uint32_t relay_core_busy(const relay_core_t *r) {
     return n;
 }
 
+/* Batches of outbox records in flight (credits, decisions, their acks): recovery and the
+ * resolver, which run every second while anything is stale, do not count, or they would keep
+ * the rescan below from ever finding records lost track of. */
+static uint32_t records_busy(const relay_core_t *r) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < RELAY_CORE_BATCHES; i++) {
+        const core_batch_t *b = &r->batches[i];
+        n += b->state != BATCH_FREE && !b->recovery && !b->resolve;
+    }
+    return n;
+}
+
 static core_peer_t *peer_of(relay_core_t *r, uint64_t id) {
     for (uint32_t i = 0; i < r->peer_count; i++)
         if (r->peers[i].id == id) return &r->peers[i];
@@ -448,7 +460,7 @@ uint32_t relay_core_tick(relay_core_t *r, uint64_t tick, uint64_t now, bool lead
     }
     /* A backlog and nothing in flight for long: a record was lost track of (an answer that
      * never came back to a closed client, say). Sending everything again is always safe. */
-    r->idle_ticks = relay_core_busy(r) ? 0 : r->idle_ticks + 1;
+    r->idle_ticks = records_busy(r) ? 0 : r->idle_ticks + 1;
     if (r->idle_ticks >= RELAY_CORE_RESCAN_TICKS) {
         r->idle_ticks = 0;
         relay_restart(r);
