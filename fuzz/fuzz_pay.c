@@ -286,7 +286,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uint32_t n_stale = pay_activities_stale(pay, clock, 0, stale, 16);
         check(n_stale <= pay_activities_trying(pay), "stale activities are trying ones");
         static pay_order_stale_t stale_orders[8];
-        uint32_t n_orders = pay_orders_stale(pay, clock, 0, stale_orders, 8);
+        uint32_t n_orders = pay_orders_stale(pay, clock, 0, 0, stale_orders, 8);
         for (uint32_t i = 0; i < n_orders; i++)
             check(stale_orders[i].peer_cell != 0 && stale_orders[i].peer_cell != OWN_CELL &&
                       (uint64_t)(stale_orders[i].payment_id >> 64) == stale_orders[i].buyer,

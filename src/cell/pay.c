@@ -1063,11 +1063,13 @@ uint32_t pay_orders_reserved(const pay_t *p) {
     return n;
 }
 
-uint32_t pay_orders_stale(const pay_t *p, uint64_t clock, uint64_t older_than,
+uint32_t pay_orders_stale(const pay_t *p, uint64_t clock, uint64_t older_than, u128 after,
                           pay_order_stale_t *out, uint32_t max) {
-    uint32_t n = 0;
+    uint32_t n = 0, start = p->orders_low;
+    uint32_t after_row = after ? pay_find(&p->orders_ix, after) : LINDEX_NONE;
+    if (after_row != LINDEX_NONE && after_row >= start) start = after_row + 1;
     /* Rows are appended in clock order: the first one too young ends the look. */
-    for (uint32_t row = p->orders_low; row < p->n.orders && n < max; row++) {
+    for (uint32_t row = start; row < p->n.orders && n < max; row++) {
         const pay_order_row_t *x = &p->orders[row];
         if (clock < x->created_at || clock - x->created_at < older_than) break;
         if (x->state != PAY_ORDER_RESERVED || x->peer_cell == 0) continue;

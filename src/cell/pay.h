@@ -517,8 +517,11 @@ typedef struct pay_order_stale {
  * older_than ns before clock (the cell's clock) and name their buyer's cell, oldest first;
  * returns how many. The relay asks each buyer's cell (PAY_KIND_RESOLVE) and releases the
  * orders it did not pay (PAY_KIND_RELEASE, code its refusal or cancelled). Starts at the
- * oldest order that may still be reserved (orders never become reserved again). */
-uint32_t pay_orders_stale(const pay_t *pay, uint64_t clock, uint64_t older_than,
+ * oldest order that may still be reserved (orders never become reserved again), or with
+ * after (not 0: an order id an earlier call returned) just after that order: the resolver's
+ * cursor, so that orders beyond the first max (behind paid ones waiting for their credit)
+ * are reached too. */
+uint32_t pay_orders_stale(const pay_t *pay, uint64_t clock, uint64_t older_than, u128 after,
                           pay_order_stale_t *out, uint32_t max);
 /* How many orders are reserved (waiting for the buyer's cell's payment, or for its credit).
  * O(orders from the oldest reserved one on): for status, not for every entry. */

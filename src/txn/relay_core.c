@@ -76,6 +76,10 @@ struct relay_core {
     uint64_t resolve_at;              /* the next look for stale orders, a tick */
     bool resolve_failing;             /* logged as failing; logged again once it recovers */
     pay_order_stale_t orders[RELAY_CORE_BATCH_MAX]; /* pay_orders_stale()'s answer */
+    /* The last order the resolver's previous look took (0: start from the oldest): each look
+     * goes on after it, so orders beyond one look's worth (behind paid ones waiting for their
+     * credit, or for a fifth buyer's cell) come up in turn. */
+    u128 resolve_after;
     relay_stats_t stats;
     prng_t fault_rng;
 };
@@ -415,8 +419,10 @@ static core_batch_t *resolve_batch_for(relay_core_t *r, core_batch_t **open, uin
 static void resolve(relay_core_t *r, const pay_t *pay, tick_out_t *out) {
     if (r->tick < r->resolve_at || resolver_busy(r)) return;
     r->resolve_at = r->tick + RELAY_CORE_RECOVER_TICKS;
-    uint32_t n =
-        pay_orders_stale(pay, r->now, r->cfg.recover_after_ns, r->orders, RELAY_CORE_BATCH_MAX);
+    uint32_t n = pay_orders_stale(pay, r->now, r->cfg.recover_after_ns, r->resolve_after, r->orders,
+                                  RELAY_CORE_BATCH_MAX);
+    /* A short look reached the newest stale order: the next starts from the oldest again. */
+    r->resolve_after = n == RELAY_CORE_BATCH_MAX ? r->orders[n - 1].payment_id : 0;
     core_batch_t *open[RELAY_CORE_RESOLVE_BATCHES];
     uint32_t n_open = 0;
     for (uint32_t i = 0; i < n; i++) {

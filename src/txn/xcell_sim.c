@@ -1521,7 +1521,7 @@ bool xc_sim_run(xc_sim_t *s, uint32_t steps) {
 /* Has the cell an order neither paid nor released (each names its buyer's cell here)? */
 static bool orders_reserved(const xc_cell_t *c) {
     pay_order_stale_t one;
-    return pay_orders_stale(cell_pay(c->cell), UINT64_MAX, 0, &one, 1) != 0;
+    return pay_orders_stale(cell_pay(c->cell), UINT64_MAX, 0, 0, &one, 1) != 0;
 }
 
 /* What is not settled yet (NULL: everything), so that a run that never settles says why. */

@@ -72,7 +72,7 @@ static pay_request_t rq_xpay(const pay_object_t *o, u128 body_hash) {
 
 /* M's relay: the stale orders, at M's clock plus `later`. */
 static uint32_t stale(const two_t *t, uint64_t later, pay_order_stale_t *out, uint32_t max) {
-    return pay_orders_stale(t->m.pay, t->m.clock + later, AGE, out, max);
+    return pay_orders_stale(t->m.pay, t->m.clock + later, AGE, 0, out, max);
 }
 
 static pay_request_t rq_resolve(const pay_order_stale_t *s) {

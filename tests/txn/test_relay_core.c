@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,14 +250,15 @@ static void test_unsent(void **state) {
 #define NS_PER_S 1000000000ull
 
 /* Cell 2, the merchant's: TO_CELL2's zone (1), its merchant, and an order drawn there. */
-static void merchant_cell(fx_t *f) {
+/* Cell 2, the merchant's, with room for orders orders. */
+static void merchant_cell_sized(fx_t *f, uint32_t orders) {
     pay_config_t pc = {.merchants_max = 64,
                        .users_max = 64,
                        .payments_max = 64,
                        .refunds_max = 64,
                        .topups_max = 64,
-                       .idempotency_max = 64,
-                       .orders_max = 64,
+                       .idempotency_max = orders,
+                       .orders_max = orders,
                        .outbox_max = 64,
                        .tcc_max = 64,
                        .cell_id = 2};
@@ -270,6 +272,10 @@ static void merchant_cell(fx_t *f) {
     pay_apply(f->mpay, f->mledger, &f->mclock,
               &(pay_request_t){.kind = PAY_KIND_MERCHANT, .uid = TO_CELL2}, &o);
     assert_int_equal(o.code, PAY_CREATED);
+}
+
+static void merchant_cell(fx_t *f) {
+    merchant_cell_sized(f, 64);
 }
 
 /* Applies a message's items in the cell it goes to, into f->answers. */
@@ -574,7 +580,7 @@ static uint32_t mpump(fx_t *f, mrelay_t *m, uint32_t ticks) {
 
 static uint32_t stale_orders(const fx_t *f) {
     pay_order_stale_t s[8];
-    return pay_orders_stale(f->mpay, f->mclock, RELAY_CORE_RECOVER_AFTER_NS, s, 8);
+    return pay_orders_stale(f->mpay, f->mclock, RELAY_CORE_RECOVER_AFTER_NS, 0, s, 8);
 }
 
 static u128 buyer_balance(fx_t *f) {
@@ -638,6 +644,34 @@ static void test_resolver_faults(void **state) {
     relay_core_destroy(m.core);
 }
 
+/* More stale orders than one look takes, the first look's worth all paid (their credits
+ * not delivered): the looks go on after the last order taken, so the unpaid ones behind them
+ * are released too, and the paid ones are never released. */
+static void test_resolver_goes_past_one_look(void **state) {
+    fx_t *f = *state;
+    const uint32_t paid = RELAY_CORE_BATCH_MAX + 6, unpaid = 5;
+    merchant_cell_sized(f, 2048);
+    mrelay_t m = mrelay_create(0);
+    char otn[16];
+    for (uint32_t i = 0; i < paid + unpaid; i++) {
+        snprintf(otn, sizeof otn, "o%u", i);
+        pay_object_t o = morder(f, 1, otn, 1000 + i);
+        if (i < paid) assert_int_equal(mpay_order(f, &o, 1000 + i), PAY_CREATED);
+    }
+    f->mclock += RELAY_CORE_RECOVER_AFTER_NS;
+    mpump(f, &m, 4 * RELAY_CORE_RECOVER_TICKS);
+    assert_int_equal(relay_core_stats(m.core).resolved, unpaid);
+    pay_order_stale_t s[8];
+    u128 last = 0;
+    uint32_t left = 0, n;
+    while ((n = pay_orders_stale(f->mpay, f->mclock, RELAY_CORE_RECOVER_AFTER_NS, last, s, 8))) {
+        left += n;
+        last = s[n - 1].payment_id;
+    }
+    assert_int_equal(left, paid); /* reserved, waiting for their credits */
+    relay_core_destroy(m.core);
+}
+
 /* A resolve batch the driver could not send is made again at the next look; not before. */
 static void test_resolver_unsent_again(void **state) {
     fx_t *f = *state;
@@ -682,6 +716,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_resolver_releases_unpaid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resolver_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resolver_unsent_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolver_goes_past_one_look, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
