@@ -1189,20 +1189,25 @@ static void client_xpay_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t
     fail(s, "unexpected answer to a payment: kind %u code %u", o->kind, o->code);
 }
 
-/* The refund is over for this client: decided, refused, or its gateway died. */
-static void refund_done(xc_sim_t *s, xc_client_t *c) {
+/* A refund or transfer is over for this client: decided, refused, or its gateway died. */
+static void flow_done(xc_sim_t *s, xc_client_t *c) {
     client_wait(s, c, CL_IDLE, (uint32_t)prng_below(&s->rng, 10));
 }
 
-/* The next step of a refund, unless the gateway dies first: it never comes back, the
- * activity is left to the relay's recovery (and a Try it made, to the Cancel that follows). */
-static void refund_step(xc_sim_t *s, xc_client_t *c, uint8_t state) {
+/* The next step of a refund or transfer (what, id: for the trace), unless the gateway dies
+ * first: it never comes back, the activity is left to the initiating cell's relay's recovery
+ * (and a Try it made, to the Cancel that follows). */
+static void flow_step(xc_sim_t *s, xc_client_t *c, uint8_t state, const char *what, u128 id) {
     if (prng_below(&s->rng, XC_DIE_IN) == 0) {
         s->st.gateways_died++;
-        tracef(s, "a gateway dies before step %u of refund %016" PRIx64, state, lo64(c->rid));
-        return refund_done(s, c);
+        tracef(s, "a gateway dies before step %u of %s %016" PRIx64, state, what, lo64(id));
+        return flow_done(s, c);
     }
     client_wait(s, c, state, 0);
+}
+
+static void refund_step(xc_sim_t *s, xc_client_t *c, uint8_t state) {
+    flow_step(s, c, state, "refund", c->rid);
 }
 
 static void refund_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) {
@@ -1221,7 +1226,7 @@ static void refund_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) 
                     o->code == PAY_ERR_REFUND_EXCEEDS);
     if (!decided)
         return fail(s, "unexpected answer to a refund: kind %u code %u", o->kind, o->code);
-    refund_done(s, c);
+    flow_done(s, c);
 }
 
 /* The Try's outcome is what the gateway decides: ok confirms, a refusal cancels (a Try
@@ -1240,26 +1245,13 @@ static void try_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) {
 }
 
 static void decide_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) {
-    if (o->kind == PAY_KIND_REFUND) return refund_done(s, c); /* the decision, maybe not ours */
+    if (o->kind == PAY_KIND_REFUND) return flow_done(s, c); /* the decision, maybe not ours */
     if (o->code == PAY_ERR_FULL) return client_wait(s, c, CL_DECIDE, 20);
     fail(s, "unexpected answer to a decide: kind %u code %u", o->kind, o->code);
 }
 
-/* The transfer is over for this client: answered, refused, or its gateway died. */
-static void transfer_done(xc_sim_t *s, xc_client_t *c) {
-    client_wait(s, c, CL_IDLE, (uint32_t)prng_below(&s->rng, 10));
-}
-
-/* The next step of a transfer, unless the gateway dies first, for good: the activity is left
- * to the sender's cell's relay's recovery (and a Try it made, to the Cancel that follows). */
 static void transfer_step(xc_sim_t *s, xc_client_t *c, uint8_t state) {
-    if (prng_below(&s->rng, XC_DIE_IN) == 0) {
-        s->st.gateways_died++;
-        tracef(s, "a gateway dies before step %u of transfer %016" PRIx64, state,
-               lo64(c->xreq.payment_id));
-        return transfer_done(s, c);
-    }
-    client_wait(s, c, state, 0);
+    flow_step(s, c, state, "transfer", c->xreq.payment_id);
 }
 
 /* The sender's cell's answer: trying goes on with the Try xtcc.c builds from it; anything
@@ -1280,7 +1272,7 @@ static void xfer_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o) {
                   o->code == PAY_ERR_OVERFLOW || o->code == PAY_ERR_CANCELLED);
     if (!final)
         return fail(s, "unexpected answer to a transfer: kind %u code %u", o->kind, o->code);
-    transfer_done(s, c);
+    flow_done(s, c);
 }
 
 /* The decide of the activity with code, as the gateway builds it from its last request. */
@@ -1306,7 +1298,7 @@ static void xdecide_answered(xc_sim_t *s, xc_client_t *c, const pay_object_t *o)
         if (!a || a->decision != (o->code == PAY_CREATED ? DEC_CONFIRM : DEC_CANCEL))
             return fail(s, "transfer %016" PRIx64 ": the client heard another decision",
                         lo64(c->xreq.payment_id));
-        return transfer_done(s, c);
+        return flow_done(s, c);
     case XTCC_CANCEL: return xdecide(s, c, code);
     case XTCC_RETRY: /* 503: the client retries with the same key */
         if (o->code != PAY_ERR_FULL)
@@ -1341,7 +1333,7 @@ static void client_answered(xc_sim_t *s, uint32_t k, const xc_msg_t *m) {
 static void transfer_timeout(xc_sim_t *s, xc_client_t *c) {
     if (prng_below(&s->rng, XC_DIE_IN) == 0) {
         s->st.gateways_died++;
-        return transfer_done(s, c);
+        return flow_done(s, c);
     }
     c->waiting = false;
     if (c->state == CL_XTRY) return xtry_answered(s, c, XC_TIMEOUT, NULL, 0);
@@ -1353,7 +1345,7 @@ static void client_timeout(xc_sim_t *s, xc_client_t *c) {
     if (c->state >= CL_XFER) return transfer_timeout(s, c);
     if (c->state >= CL_REFUND && prng_below(&s->rng, XC_DIE_IN) == 0) {
         s->st.gateways_died++; /* with its step maybe still on its way */
-        refund_done(s, c);
+        flow_done(s, c);
     } else { /* 503 or a broken connection: the same key again, from the top */
         uint8_t top = c->state >= CL_REFUND ? CL_REFUND : CL_ORDER;
         client_wait(s, c, top, (uint32_t)prng_below(&s->rng, 20));
