@@ -805,22 +805,29 @@ static void seen_branch(xc_sim_t *s, uint32_t i, const pay_request_t *r, const p
         fail(s, "%s %016" PRIx64 ": ok before created", activity_name(a), lo64(a->pid));
 }
 
+/* The model's row of transfer o (request r) from a user of cell bcell to one of mcell. */
+static xc_pay_t transfer_row(const pay_request_t *r, const pay_object_t *o, uint32_t bcell,
+                             uint32_t mcell) {
+    return (xc_pay_t){.pid = o->id,
+                      .amount = r->amount,
+                      .buyer = r->uid,
+                      .merchant = r->recipient,
+                      .bcell = bcell,
+                      .mcell = mcell,
+                      .transfer = true,
+                      .currency = r->currency};
+}
+
 /* A transfer within the sender's cell i, made in one entry: the money moved, nothing held. */
 static void transfer_local(xc_sim_t *s, uint32_t i, const pay_request_t *r, const pay_object_t *o) {
     if (r->peer_cell != 0 || cell_of_uid(s, r->recipient) != i ||
         !has_account(r->recipient, r->currency) || !has_account(r->uid, r->currency))
         return fail(s, "cell %u: transfer %016" PRIx64 " made where it should not", i + 1,
                     lo64(o->id));
-    xc_pay_t *a = pay_add(s, &(xc_pay_t){.pid = o->id,
-                                         .amount = r->amount,
-                                         .buyer = r->uid,
-                                         .merchant = r->recipient,
-                                         .bcell = i,
-                                         .mcell = i,
-                                         .transfer = true,
-                                         .local = true,
-                                         .currency = r->currency,
-                                         .decision = DEC_CONFIRM});
+    xc_pay_t row = transfer_row(r, o, i, i);
+    row.local = true;
+    row.decision = DEC_CONFIRM;
+    xc_pay_t *a = pay_add(s, &row);
     user_model(s, a->buyer)->dr += a->amount;
     user_model(s, a->merchant)->cr += a->amount;
     s->st.transfers_local++;
@@ -834,14 +841,8 @@ static void transfer_trying(xc_sim_t *s, uint32_t i, const pay_request_t *r,
     if (r->peer_cell != s->cells[rc].id || rc == i || (uint64_t)(o->id >> 64) != r->uid)
         return fail(s, "cell %u: transfer %016" PRIx64 " trying toward the wrong cell", i + 1,
                     lo64(o->id));
-    xc_pay_t *a = pay_add(s, &(xc_pay_t){.pid = o->id,
-                                         .amount = r->amount,
-                                         .buyer = r->uid,
-                                         .merchant = r->recipient,
-                                         .bcell = i,
-                                         .mcell = rc,
-                                         .transfer = true,
-                                         .currency = r->currency});
+    xc_pay_t row = transfer_row(r, o, i, rc);
+    xc_pay_t *a = pay_add(s, &row);
     user_model(s, a->buyer)->held += a->amount;
     if (!transfer_flags(s, i, a->pid, LEDGER_TRANSFER_PENDING))
         fail(s, "transfer %016" PRIx64 ": trying, the sender's money not held", lo64(a->pid));
