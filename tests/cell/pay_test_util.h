@@ -185,6 +185,17 @@ static inline void fx_restart(fx_t *f) {
     f->pay = copy;
 }
 
+/* f's image restores to the same state: its hash, trying activities and outbox backlog. */
+static inline void fx_assert_image_same(fx_t *f) {
+    const char *err = "unset";
+    pay_t *copy = fx_image_copy(f, &err, 0);
+    assert_null(err);
+    assert_true(pay_state_hash(copy) == pay_state_hash(f->pay));
+    assert_int_equal(pay_activities_trying(copy), pay_activities_trying(f->pay));
+    assert_int_equal(pay_outbox_backlog(copy), pay_outbox_backlog(f->pay));
+    pay_destroy(copy);
+}
+
 /* A TCC activity's decision (id: R or T; its upper half is the initiator's user) and an ack
  * of an outbox record of id. */
 static inline pay_request_t rq_decide(u128 id, pay_code_t code) {

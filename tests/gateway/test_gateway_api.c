@@ -649,6 +649,16 @@ static void two_cells(rt_table_t *t, uint64_t version) {
     assert_true(rt_parse(text, strlen(text), t, err, sizeof err));
 }
 
+/* The gateway takes the two-cell table (version: above the one it has). */
+static void use_two_cells(uint64_t version) {
+    rt_table_t *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    two_cells(t, version);
+    assert_true(gateway_set_routes(t));
+    uv_sleep(100);
+    free(t);
+}
+
 /* Runs one transfer from XFER_SENDER to recipient under script sc; r: the reply, seen/cells/
  * count: what reached the fakes, and which. */
 static void xfer_run(tcc_script_t sc, uint64_t recipient, reply_t *r, pay_request_t *seen,
@@ -666,11 +676,7 @@ static void xfer_run(tcc_script_t sc, uint64_t recipient, reply_t *r, pay_reques
 
 static void test_transfers(void **state) {
     (void)state;
-    rt_table_t *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    two_cells(t, 200);
-    assert_true(gateway_set_routes(t));
-    uv_sleep(100);
+    use_two_cells(200);
     reply_t r;
     pay_request_t seen[TCC_SEEN_MAX];
     uintptr_t cells[TCC_SEEN_MAX];
@@ -722,7 +728,6 @@ static void test_transfers(void **state) {
     assert_string_equal(r.body, first);
     assert_non_null(strstr(r.head, "\r\nIdempotent-Replayed: true\r\n"));
     assert_int_equal(n, 3);
-    free(t);
 }
 
 /* Runs one cross-cell payment by merchant 77 (cell 1) from XPAY_BUYER (cell 2) under sc. */
@@ -740,11 +745,7 @@ static void xpay_run(tcc_script_t sc, reply_t *r, pay_request_t *seen, uintptr_t
  * the buyer's cell answers by the payment id and may replay to a fresh request. */
 static void test_xcell_payment_replays(void **state) {
     (void)state;
-    rt_table_t *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    two_cells(t, 300);
-    assert_true(gateway_set_routes(t));
-    uv_sleep(100);
+    use_two_cells(300);
     reply_t r;
     pay_request_t seen[TCC_SEEN_MAX];
     uintptr_t cells[TCC_SEEN_MAX];
@@ -779,7 +780,6 @@ static void test_xcell_payment_replays(void **state) {
     assert_int_equal(seen[2].kind, PAY_KIND_RELEASE);
     assert_int_equal(seen[2].code, PAY_ERR_CANCELLED);
     assert_int_equal(cells[2], 1);
-    free(t);
 }
 
 static void test_transfer_refusals(void **state) {
