@@ -82,9 +82,11 @@ static void ledger_prefault(ledger_t *l) {
     cp_table_prefault(l->balances, c->balances_max, sizeof l->balances[0]);
     cp_table_prefault(l->failed_ids, c->failed_ids_max, sizeof l->failed_ids[0]);
     cp_table_prefault(l->expiry, c->transfers_max, sizeof l->expiry[0]);
-    cp_table_prefault(l->accounts_ix.slots, l->accounts_ix.mask + 1, sizeof(uint64_t));
-    cp_table_prefault(l->transfers_ix.slots, l->transfers_ix.mask + 1, sizeof(uint64_t));
-    cp_table_prefault(l->failed_ix.slots, l->failed_ix.mask + 1, sizeof(uint64_t));
+    lindex_t *ixs[] = {&l->accounts_ix, &l->transfers_ix, &l->failed_ix};
+    for (size_t i = 0; i < sizeof ixs / sizeof ixs[0]; i++) {
+        lindex_presize(ixs[i]);
+        cp_table_prefault(ixs[i]->slots, ixs[i]->mask + 1, sizeof(uint64_t));
+    }
 }
 
 ledger_t *ledger_create(const ledger_config_t *config) {

@@ -2,23 +2,63 @@
 
 #include "base/table.h"
 
-bool lindex_init(lindex_t *ix, uint32_t capacity, const void *rows, size_t stride) {
-    uint64_t n = 16;
-    while (n < (uint64_t)capacity * 2) n <<= 1;
-    ix->slots = cp_table_alloc(n, sizeof ix->slots[0]);
+/* The first slot array: 4096 slots (32 KiB) or fewer when the table is small. */
+#define LINDEX_START_SLOTS 4096u
+
+static uint32_t log2_u64(uint64_t n) {
+    return 63u - (uint32_t)__builtin_clzll(n);
+}
+
+static void lindex_size(lindex_t *ix, uint64_t n) {
+    cp_assert(n >= 16 && n <= ix->max_slots && (n & (n - 1)) == 0);
     ix->mask = n - 1;
-    ix->rows = rows;
-    ix->stride = stride;
-    return ix->slots != NULL;
+    ix->shift = 32u - log2_u64(n);
+}
+
+bool lindex_init(lindex_t *ix, uint32_t capacity, const void *rows, size_t stride) {
+    *ix = (lindex_t){.rows = rows, .stride = stride};
+    if (capacity > (1u << 31)) return false;
+    uint64_t max = 16;
+    while (max < (uint64_t)capacity * 2) max <<= 1;
+    ix->max_slots = max;
+    for (int r = 0; r < 2; r++)
+        if (!(ix->region[r] = cp_table_alloc(max, sizeof(uint64_t)))) {
+            lindex_free(ix);
+            return false;
+        }
+    ix->slots = ix->region[0];
+    lindex_size(ix, max < LINDEX_START_SLOTS ? max : LINDEX_START_SLOTS);
+    return true;
 }
 
 void lindex_free(lindex_t *ix) {
-    cp_table_free(ix->slots, ix->mask + 1, sizeof ix->slots[0]);
-    ix->slots = NULL;
+    for (int r = 0; r < 2; r++) cp_table_free(ix->region[r], ix->max_slots, sizeof(uint64_t));
+    ix->region[0] = ix->region[1] = ix->slots = NULL;
+}
+
+void lindex_presize(lindex_t *ix) {
+    cp_assert(ix->count == 0);
+    lindex_size(ix, ix->max_slots);
+}
+
+void lindex_grow(lindex_t *ix) {
+    uint64_t *from = ix->slots, n = ix->mask + 1;
+    uint64_t *to = from == ix->region[0] ? ix->region[1] : ix->region[0];
+    lindex_size(ix, n * 2);
+    ix->slots = to;
+    /* Each entry's home in the larger array is one more bit of its fingerprint. */
+    for (uint64_t i = 0; i < n; i++) {
+        if (from[i] == 0) continue;
+        uint64_t j = (from[i] >> 32) >> ix->shift;
+        while (to[j] != 0) j = (j + 1) & ix->mask;
+        to[j] = from[i];
+    }
+    /* The region left must be all zero for the growth after next. */
+    memset(from, 0, n * sizeof from[0]);
 }
 
 void lindex_remove(lindex_t *ix, uint64_t hash, uint32_t row) {
-    uint64_t i = hash & ix->mask;
+    uint64_t i = lindex_home(ix, hash);
     while ((uint32_t)ix->slots[i] != row + 1) {
         cp_assert(ix->slots[i] != 0);
         i = (i + 1) & ix->mask;
@@ -27,8 +67,7 @@ void lindex_remove(lindex_t *ix, uint64_t hash, uint32_t row) {
      * before the hole into the hole. */
     uint64_t hole = i;
     for (uint64_t j = (i + 1) & ix->mask; ix->slots[j] != 0; j = (j + 1) & ix->mask) {
-        uint32_t r = (uint32_t)ix->slots[j] - 1;
-        uint64_t home = lindex_hash(lindex_row_id(ix, r)) & ix->mask;
+        uint64_t home = (ix->slots[j] >> 32) >> ix->shift;
         /* Is home cyclically outside (hole, j]? Then the entry may move to the hole. */
         bool movable = (hole <= j) ? (home <= hole || home > j) : (home <= hole && home > j);
         if (movable) {
@@ -37,6 +76,7 @@ void lindex_remove(lindex_t *ix, uint64_t hash, uint32_t row) {
         }
     }
     ix->slots[hole] = 0;
+    ix->count--;
 }
 
 void lindex_clear(lindex_t *ix, uint32_t count) {
@@ -44,8 +84,10 @@ void lindex_clear(lindex_t *ix, uint32_t count) {
      * the run of its home slot. Clearing from each entry's home slot to the end of its run
      * therefore empties every run: a slot found empty here was emptied by a walk that started
      * at or before it and went on to the end of the run. */
+    cp_assert(count == ix->count);
     for (uint32_t r = 0; r < count; r++)
-        for (uint64_t i = lindex_hash(lindex_row_id(ix, r)) & ix->mask; ix->slots[i] != 0;
+        for (uint64_t i = lindex_home(ix, lindex_hash(lindex_row_id(ix, r))); ix->slots[i] != 0;
              i = (i + 1) & ix->mask)
             ix->slots[i] = 0;
+    ix->count = 0;
 }

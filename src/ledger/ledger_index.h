@@ -1,8 +1,16 @@
 /* An open-addressing hash index from a u128 id to a 32-bit row number of a table whose rows
  * start with that id (accounts, transfers, failed ids). Linear probing; each 8-byte slot holds
- * a 32-bit fingerprint of the hash and row+1 (0 = empty), so a miss touches only the slot
- * array and a hit touches one row. Sized at creation to at most half full; deletion (the undo
- * of a linked chain) shifts entries back, so there are no tombstones. */
+ * the hash's top 32 bits (a fingerprint) and row+1 (0 = empty), so a miss touches only the
+ * slot array and a hit touches one row. Deletion (the undo of a linked chain) shifts entries
+ * back, so there are no tombstones.
+ *
+ * The slot array grows with its entries, doubling whenever it would pass half full, up to the
+ * size that keeps the table's full capacity at most half full. A slot's home is the top bits
+ * of its fingerprint, so growing moves entries without reading a row. Sizing the array to its
+ * content rather than its capacity matters because hashing spreads the first few hundred
+ * entries over every page: a full-size array of a 4M-row table is 64 MiB of memory committed
+ * and zeroed almost at once, most of it on the request path. Both arrays a growth alternates
+ * between are reserved (address space only) at creation, so growing never fails. */
 #ifndef CP_LEDGER_INDEX_H
 #define CP_LEDGER_INDEX_H
 
@@ -16,8 +24,12 @@
 #include "base/u128.h"
 
 typedef struct lindex {
-    uint64_t *slots;
+    uint64_t *slots; /* mask + 1 slots at the start of one of the two regions */
     uint64_t mask;
+    uint32_t shift;            /* home slot of a hash: (hash >> 32) >> shift */
+    uint32_t count;            /* entries */
+    uint64_t *region[2];       /* max_slots each; the one slots is not in is all zero */
+    uint64_t max_slots;        /* a power of two, at least twice the table's capacity */
     const unsigned char *rows; /* the table: row r starts at rows + r * stride with its id */
     size_t stride;
 } lindex_t;
@@ -28,6 +40,10 @@ static inline uint64_t lindex_hash(u128 id) {
     return XXH3_64bits(&id, sizeof id);
 }
 
+static inline uint64_t lindex_home(const lindex_t *ix, uint64_t hash) {
+    return (hash >> 32) >> ix->shift;
+}
+
 static inline u128 lindex_row_id(const lindex_t *ix, uint32_t row) {
     u128 id;
     memcpy(&id, ix->rows + (size_t)row * ix->stride, sizeof id);
@@ -35,7 +51,7 @@ static inline u128 lindex_row_id(const lindex_t *ix, uint32_t row) {
 }
 
 static inline void lindex_prefetch(const lindex_t *ix, uint64_t hash) {
-    __builtin_prefetch(&ix->slots[hash & ix->mask]);
+    __builtin_prefetch(&ix->slots[lindex_home(ix, hash)]);
 }
 
 /* Prefetches the row that probably holds the id (the first fingerprint match; it is not
@@ -43,7 +59,7 @@ static inline void lindex_prefetch(const lindex_t *ix, uint64_t hash) {
  * lindex_prefetch(ix, hash) had time to bring the slot in. */
 static inline void lindex_prefetch_row(const lindex_t *ix, uint64_t hash, size_t row_bytes) {
     uint64_t fp = hash >> 32;
-    for (uint64_t i = hash & ix->mask;; i = (i + 1) & ix->mask) {
+    for (uint64_t i = lindex_home(ix, hash);; i = (i + 1) & ix->mask) {
         uint64_t s = ix->slots[i];
         if (s == 0) return;
         if ((s >> 32) == fp) {
@@ -57,7 +73,7 @@ static inline void lindex_prefetch_row(const lindex_t *ix, uint64_t hash, size_t
 /* The row holding id, or LINDEX_NONE. */
 static inline uint32_t lindex_find(const lindex_t *ix, u128 id, uint64_t hash) {
     uint64_t fp = hash >> 32;
-    for (uint64_t i = hash & ix->mask;; i = (i + 1) & ix->mask) {
+    for (uint64_t i = lindex_home(ix, hash);; i = (i + 1) & ix->mask) {
         uint64_t s = ix->slots[i];
         if (s == 0) return LINDEX_NONE;
         if ((s >> 32) == fp) {
@@ -67,11 +83,18 @@ static inline uint32_t lindex_find(const lindex_t *ix, u128 id, uint64_t hash) {
     }
 }
 
+/* Doubles the slot array (an O(entries) pause, rare: at each power of two of the entries). */
+void lindex_grow(lindex_t *ix);
+
 /* Adds id -> row; the id must not be present. */
 static inline void lindex_insert(lindex_t *ix, uint64_t hash, uint32_t row) {
-    uint64_t i = hash & ix->mask;
+    if ((uint64_t)ix->count * 2 + 2 > ix->mask + 1 && ix->mask + 1 < ix->max_slots) lindex_grow(ix);
+    /* Never full: the table's capacity fills at most half of max_slots. */
+    cp_assert(ix->count < ix->mask);
+    uint64_t i = lindex_home(ix, hash);
     while (ix->slots[i] != 0) i = (i + 1) & ix->mask;
     ix->slots[i] = ((hash >> 32) << 32) | ((uint64_t)row + 1);
+    ix->count++;
 }
 
 /* Removes the entry of row (which must be present), shifting later entries of the probe run
@@ -82,8 +105,12 @@ void lindex_remove(lindex_t *ix, uint64_t hash, uint32_t row);
  * runs they sit in) rather than O(slots). */
 void lindex_clear(lindex_t *ix, uint32_t count);
 
-/* Slots for `capacity` rows at a load factor of at most 1/2; false when out of memory. */
+/* An index for a table of `capacity` rows (at most 2^31); false when out of address space. */
 bool lindex_init(lindex_t *ix, uint32_t capacity, const void *rows, size_t stride);
+
+/* Sizes the (empty) slot array for the full capacity at once: for callers that commit all
+ * memory up front (cp_table_prefault) and want no growth later. */
+void lindex_presize(lindex_t *ix);
 void lindex_free(lindex_t *ix);
 
 #endif
