@@ -5,12 +5,15 @@
 
 void *cp_table_alloc(size_t count, size_t size) {
     if (count == 0 || size == 0 || count > SIZE_MAX / size) return NULL;
-    size_t bytes = count * size;
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
-    if (p == MAP_FAILED) return NULL;
+    void *p = mmap(NULL, count * size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void *cp_table_alloc_huge(size_t count, size_t size) {
+    void *p = cp_table_alloc(count, size);
     /* Advice only: where huge pages are off, the table still works with small pages. */
-    (void)madvise(p, bytes, MADV_HUGEPAGE);
+    if (p) (void)madvise(p, count * size, MADV_HUGEPAGE);
     return p;
 }
 
@@ -21,6 +24,8 @@ void cp_table_free(void *p, size_t count, size_t size) {
 void cp_table_prefault(void *p, size_t count, size_t size) {
     if (!p) return;
     size_t bytes = count * size;
+    /* Committed now, the table may as well take huge pages: fewer TLB misses, no later cost. */
+    (void)madvise(p, bytes, MADV_HUGEPAGE);
 #ifdef MADV_POPULATE_WRITE
     if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0) return;
 #endif

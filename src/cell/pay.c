@@ -146,16 +146,18 @@ void pay_transfer_object(const pay_tcc_row_t *a, pay_object_t *o) {
 
 /* ---- Creation ---- */
 
+/* Each table, its capacity and how it is allocated (base/table.h): merchants and users are
+ * looked up at random and added slowly (huge pages); the rest are appended per request. */
 #define PAY_TABLES(X)                                                                              \
-    X(merchants, merchants_max)                                                                    \
-    X(users, users_max)                                                                            \
-    X(payments, payments_max)                                                                      \
-    X(refunds, refunds_max)                                                                        \
-    X(topups, topups_max)                                                                          \
-    X(idem, idempotency_max)                                                                       \
-    X(orders, orders_max)                                                                          \
-    X(outbox, outbox_max)                                                                          \
-    X(tcc, tcc_max)
+    X(merchants, merchants_max, cp_table_alloc_huge)                                               \
+    X(users, users_max, cp_table_alloc_huge)                                                       \
+    X(payments, payments_max, cp_table_alloc)                                                      \
+    X(refunds, refunds_max, cp_table_alloc)                                                        \
+    X(topups, topups_max, cp_table_alloc)                                                          \
+    X(idem, idempotency_max, cp_table_alloc)                                                       \
+    X(orders, orders_max, cp_table_alloc)                                                          \
+    X(outbox, outbox_max, cp_table_alloc)                                                          \
+    X(tcc, tcc_max, cp_table_alloc)
 
 pay_t *pay_create(const pay_config_t *config) {
     const pay_config_t *c = config;
@@ -170,7 +172,7 @@ pay_t *pay_create(const pay_config_t *config) {
     p->config = *c;
     if (cp_zones_is_empty(&p->config.zones)) p->config.zones = cp_zones_all();
     bool ok = true;
-#define ALLOC(t, max) ok = ok && (p->t = cp_table_alloc(c->max, sizeof p->t[0])) != NULL;
+#define ALLOC(t, max, alloc) ok = ok && (p->t = alloc(c->max, sizeof p->t[0])) != NULL;
     PAY_TABLES(ALLOC)
 #undef ALLOC
     ok =
@@ -197,7 +199,7 @@ pay_t *pay_create(const pay_config_t *config) {
 
 void pay_destroy(pay_t *p) {
     if (!p) return;
-#define FREE(t, max)                                                                               \
+#define FREE(t, max, alloc)                                                                        \
     if (p->t) cp_table_free(p->t, p->config.max, sizeof p->t[0]);
     PAY_TABLES(FREE)
 #undef FREE

@@ -103,8 +103,9 @@ ledger_t *ledger_create(const ledger_config_t *config) {
     ledger_t *l = calloc(1, sizeof *l);
     if (!l) return NULL;
     l->config = c;
-    l->accounts = cp_table_alloc(c.accounts_max, sizeof l->accounts[0]);
-    l->ameta = cp_table_alloc(c.accounts_max, sizeof l->ameta[0]);
+    /* Accounts are looked up at random and added slowly: huge pages (base/table.h). */
+    l->accounts = cp_table_alloc_huge(c.accounts_max, sizeof l->accounts[0]);
+    l->ameta = cp_table_alloc_huge(c.accounts_max, sizeof l->ameta[0]);
     l->transfers = cp_table_alloc(c.transfers_max, sizeof l->transfers[0]);
     l->tmeta = cp_table_alloc(c.transfers_max, sizeof l->tmeta[0]);
     l->balances = cp_table_alloc(c.balances_max, sizeof l->balances[0]);

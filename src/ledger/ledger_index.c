@@ -22,7 +22,7 @@ bool lindex_init(lindex_t *ix, uint32_t capacity, const void *rows, size_t strid
     while (max < (uint64_t)capacity * 2) max <<= 1;
     ix->max_slots = max;
     for (int r = 0; r < 2; r++)
-        if (!(ix->region[r] = cp_table_alloc(max, sizeof(uint64_t)))) {
+        if (!(ix->region[r] = cp_table_alloc_huge(max, sizeof(uint64_t)))) {
             lindex_free(ix);
             return false;
         }
