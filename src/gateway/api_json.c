@@ -171,11 +171,12 @@ static bool decode(const char *body, size_t len, const field_t *fields, uint32_t
         int f = -1;
         for (uint32_t j = 0; j < nfields && f < 0; j++)
             if (strlen(fields[j].name) == kn && !memcmp(fields[j].name, ks, kn)) f = (int)j;
-        char name[32];
-        snprintf(name, sizeof name, "%.*s", kn < 24 ? (int)kn : 24, ks);
-        if (f < 0 || !plain_text(ks, kn))
+        if (f < 0 || !plain_text(ks, kn)) {
+            char name[32];
+            snprintf(name, sizeof name, "%.*s", kn < 24 ? (int)kn : 24, ks);
             return fail(err, plain_text(ks, kn) ? name : "", "this endpoint takes no field %s",
                         plain_text(ks, kn) ? name : "with that name");
+        }
         if (seen >> f & 1) return fail(err, fields[f].name, "%s is given twice", fields[f].name);
         seen |= 1u << f;
         if (v->type != JSMN_STRING)

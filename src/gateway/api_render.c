@@ -106,8 +106,8 @@ static void put_literal(json_out_t *o, const char *key, const char *value) {
 }
 
 static void put_number(json_out_t *o, const char *key, uint64_t v) {
-    char s[24];
-    snprintf(s, sizeof s, "%" PRIu64, v);
+    char s[U128_DEC_MAX + 1];
+    u128_format(v, s);
     put_key(o, key);
     json_out_raw(o, s);
 }

@@ -59,6 +59,15 @@ void json_out_str(json_out_t *o, const char *s, size_t len) {
     const unsigned char *u = (const unsigned char *)s;
     put(o, "\"", 1);
     for (size_t i = 0; i < len && !o->overflow;) {
+        /* A run of printable ASCII that needs no escape goes in one piece. */
+        size_t run = i;
+        while (run < len && u[run] >= 0x20 && u[run] < 0x7f && u[run] != '"' && u[run] != '\\')
+            run++;
+        if (run > i) {
+            put(o, s + i, run - i);
+            i = run;
+            continue;
+        }
         unsigned char c = u[i];
         char esc[8];
         if (c == '"' || c == '\\') {
