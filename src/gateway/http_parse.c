@@ -4,6 +4,7 @@
 #include "gateway/http_parse.h"
 
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -62,7 +63,12 @@ static int on_message_begin(llhttp_t *l) {
     p->in_value = false;
     p->expect_100 = false;
     p->head_len = 0;
-    p->req = (http_request_t){.path = "", .query = "", .method = "", .body = p->body};
+    /* Everything but the header array (2 KiB): each header is written whole when it starts,
+     * and only the first header_count are read. */
+    http_request_t *r = &p->req;
+    memset(r, 0, offsetof(http_request_t, headers));
+    r->path = r->query = r->method = "";
+    r->body = p->body;
     return 0;
 }
 
@@ -215,7 +221,12 @@ void http_parse_init(http_parse_t *p) {
     p->err_status = 0;
     p->err_code = NULL;
     p->err_message[0] = '\0';
-    p->req = (http_request_t){.path = "", .query = "", .method = "", .body = p->body};
+    /* Everything but the header array (2 KiB): each header is written whole when it starts,
+     * and only the first header_count are read. */
+    http_request_t *r = &p->req;
+    memset(r, 0, offsetof(http_request_t, headers));
+    r->path = r->query = r->method = "";
+    r->body = p->body;
 }
 
 static http_parse_status_t parse_error(http_parse_t *p, llhttp_errno_t e) {
