@@ -2,6 +2,8 @@
 
 #include "base/table.h"
 
+#include <sys/mman.h>
+
 /* The first slot array: 4096 slots (32 KiB) or fewer when the table is small. */
 #define LINDEX_START_SLOTS 4096u
 
@@ -53,8 +55,11 @@ void lindex_grow(lindex_t *ix) {
         while (to[j] != 0) j = (j + 1) & ix->mask;
         to[j] = from[i];
     }
-    /* The region left must be all zero for the growth after next. */
-    memset(from, 0, n * sizeof from[0]);
+    /* The region left must be all zero for the growth after next. From 2 MiB on (whole huge
+     * pages, as the regions are aligned to them) its memory goes back to the system, zero again
+     * on the next touch; a smaller array is cleared in place. */
+    size_t bytes = n * sizeof from[0];
+    if (bytes < (2u << 20) || madvise(from, bytes, MADV_DONTNEED) != 0) memset(from, 0, bytes);
 }
 
 void lindex_remove(lindex_t *ix, uint64_t hash, uint32_t row) {
@@ -83,8 +88,10 @@ void lindex_clear(lindex_t *ix, uint32_t count) {
     /* A run of occupied slots starts with an entry in its home slot, and every entry lies in
      * the run of its home slot. Clearing from each entry's home slot to the end of its run
      * therefore empties every run: a slot found empty here was emptied by a walk that started
-     * at or before it and went on to the end of the run. */
-    cp_assert(count == ix->count);
+     * at or before it and went on to the end of the run. Rows in [0, count) that are not
+     * indexed (a load that failed half-way) only start walks that clear nothing or more of a
+     * run that is going anyway. */
+    cp_assert(ix->count <= count);
     for (uint32_t r = 0; r < count; r++)
         for (uint64_t i = lindex_home(ix, lindex_hash(lindex_row_id(ix, r))); ix->slots[i] != 0;
              i = (i + 1) & ix->mask)

@@ -1,9 +1,10 @@
 /* The hash index (src/ledger/ledger_index.h) against a plain reference: a row table whose
  * rows start with their id and a flag per row saying whether it is indexed. Random inserts,
- * removals (the undo of a chain: the newest rows) and clears drive the slot array through its
- * growths; after every step each row is found exactly when indexed, ids never inserted are
- * not found, and the entry count matches. Ids come from a small pool now and then so that
- * fingerprints and home slots collide and removals shift long runs.
+ * removals of any row (as payments' tables do) and of the newest rows (the undo of a chain),
+ * and clears drive the slot array through its growths up to its largest size; after every
+ * step each row is found exactly when indexed, ids never inserted are not found, and the
+ * entry count matches. Ids come from a small pool now and then so that fingerprints and home
+ * slots collide and removals shift long runs.
  *
  * Environment: CELLPAY_SEED (default: from the clock; always printed as "seed=<N>"). */
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "base/prng.h"
@@ -28,7 +30,9 @@ typedef struct row {
 
 typedef struct model {
     row_t *rows;
-    uint32_t nrows; /* rows [0, nrows) are indexed, as in the ledger's append-only tables */
+    bool *indexed;
+    uint32_t nrows; /* rows [0, nrows) exist; the index holds those flagged */
+    uint32_t entries;
     uint32_t capacity;
 } model_t;
 
@@ -47,18 +51,19 @@ static u128 fresh_id(prng_t *r, uint32_t n) {
     return id ^ ((u128)n << 100);
 }
 
-/* Every indexed row when `all`, else 256 random ones. */
+static void check_row(const lindex_t *ix, const model_t *m, uint32_t i) {
+    uint32_t want = m->indexed[i] ? i : LINDEX_NONE;
+    assert_int_equal(lindex_find(ix, m->rows[i].id, lindex_hash(m->rows[i].id)), want);
+}
+
+/* Every row when `all`, else 256 random ones. */
 static void check(const lindex_t *ix, const model_t *m, prng_t *r, bool all) {
-    assert_int_equal(ix->count, m->nrows);
-    for (uint32_t k = 0; k < (all ? m->nrows : (m->nrows ? 256u : 0u)); k++) {
-        uint32_t i = all ? k : (uint32_t)prng_below(r, m->nrows);
-        assert_int_equal(lindex_find(ix, m->rows[i].id, lindex_hash(m->rows[i].id)), i);
-    }
-    /* Rows removed by an undo (beyond nrows, their ids still in the table) are not found. */
-    for (uint32_t i = m->nrows; i < m->capacity && i < m->nrows + 64; i++)
-        if (m->rows[i].id != 0)
-            assert_int_equal(lindex_find(ix, m->rows[i].id, lindex_hash(m->rows[i].id)),
-                             LINDEX_NONE);
+    assert_int_equal(ix->count, m->entries);
+    if (all)
+        for (uint32_t i = 0; i < m->nrows; i++) check_row(ix, m, i);
+    else
+        for (uint32_t k = 0; m->nrows && k < 256; k++)
+            check_row(ix, m, (uint32_t)prng_below(r, m->nrows));
     for (int k = 0; k < 64; k++) {
         u128 id = ((u128)prng_next(r) << 64) | prng_next(r) | ((u128)1 << 127);
         assert_int_equal(lindex_find(ix, id, lindex_hash(id)), LINDEX_NONE);
@@ -68,50 +73,105 @@ static void check(const lindex_t *ix, const model_t *m, prng_t *r, bool all) {
     assert_true(ix->mask + 1 <= ix->max_slots);
 }
 
-static void run_case(uint64_t seed, uint32_t capacity, uint32_t steps) {
+static void insert(lindex_t *ix, model_t *m, prng_t *r) {
+    uint32_t i = m->nrows++;
+    m->rows[i].id = fresh_id(r, i);
+    m->indexed[i] = true;
+    m->entries++;
+    lindex_insert(ix, lindex_hash(m->rows[i].id), i);
+}
+
+static void unindex(lindex_t *ix, model_t *m, uint32_t i) {
+    cp_assert(m->indexed[i]);
+    lindex_remove(ix, lindex_hash(m->rows[i].id), i);
+    m->indexed[i] = false;
+    m->entries--;
+}
+
+/* ppm per step: removals of any row, undo of the newest rows, clears. */
+typedef struct mix {
+    uint32_t remove_ppm, undo_ppm, clear_ppm;
+} mix_t;
+
+static void step(lindex_t *ix, model_t *m, prng_t *r, const mix_t *mix) {
+    uint64_t dice = prng_below(r, 1000000);
+    if (dice < mix->remove_ppm && m->entries > 0) {
+        for (;;) { /* a random indexed row; they are at least entries / nrows of the rows */
+            uint32_t i = (uint32_t)prng_below(r, m->nrows);
+            if (m->indexed[i]) {
+                unindex(ix, m, i);
+                return;
+            }
+        }
+    }
+    dice -= mix->remove_ppm;
+    if (dice < mix->undo_ppm && m->nrows > 0) {
+        uint32_t k = 1 + (uint32_t)prng_below(r, m->nrows < 50 ? m->nrows : 50);
+        for (uint32_t j = 0; j < k; j++) {
+            uint32_t i = --m->nrows;
+            if (m->indexed[i]) unindex(ix, m, i);
+        }
+        return;
+    }
+    dice -= mix->undo_ppm;
+    if (dice < mix->clear_ppm) {
+        lindex_clear(ix, m->nrows);
+        memset(m->indexed, 0, m->capacity * sizeof m->indexed[0]);
+        m->nrows = m->entries = 0;
+        return;
+    }
+    if (m->nrows < m->capacity) insert(ix, m, r);
+}
+
+/* Runs `steps` steps of the mix on an index for `capacity` rows; returns the largest slot
+ * count the index reached. */
+static uint64_t run_case(uint64_t seed, uint32_t capacity, uint32_t steps, mix_t mix) {
     prng_t r = {seed};
-    model_t m = {.rows = calloc(capacity, sizeof(row_t)), .capacity = capacity};
-    assert_non_null(m.rows);
+    model_t m = {.rows = calloc(capacity, sizeof(row_t)),
+                 .indexed = calloc(capacity, sizeof(bool)),
+                 .capacity = capacity};
+    assert_true(m.rows && m.indexed);
     lindex_t ix;
     assert_true(lindex_init(&ix, capacity, m.rows, sizeof(row_t)));
-    uint64_t first_slots = ix.mask + 1;
+    uint64_t largest = 0;
     for (uint32_t s = 0; s < steps; s++) {
-        uint64_t dice = prng_below(&r, 1000);
-        if (dice < 8 && m.nrows > 0) { /* undo the newest rows, newest first */
-            uint32_t k = 1 + (uint32_t)prng_below(&r, m.nrows < 50 ? m.nrows : 50);
-            for (uint32_t i = 0; i < k; i++) {
-                row_t *row = &m.rows[--m.nrows];
-                lindex_remove(&ix, lindex_hash(row->id), m.nrows);
-            }
-        } else if (dice < 9) {
-            lindex_clear(&ix, m.nrows);
-            m.nrows = 0;
-        } else if (m.nrows < capacity) {
-            row_t *row = &m.rows[m.nrows];
-            row->id = fresh_id(&r, m.nrows);
-            lindex_insert(&ix, lindex_hash(row->id), m.nrows++);
-        }
-        if (s % 997 == 0) check(&ix, &m, &r, s % 99700 == 0);
+        step(&ix, &m, &r, &mix);
+        if (ix.mask + 1 > largest) largest = ix.mask + 1;
+        if (s % 997 == 0 || capacity <= 64) check(&ix, &m, &r, s % 99700 == 0 || capacity <= 64);
     }
     check(&ix, &m, &r, true);
-    /* Large cases must have grown from a small array (the point of growing). */
-    if (capacity >= 100000) assert_true(first_slots < ix.max_slots / 64);
+    /* Rows beyond nrows that an undo left behind, and ids of unindexed rows, are not found:
+     * a clear over more rows than are indexed (a load that failed half-way) is harmless. */
+    uint32_t rows_before = m.nrows;
+    while (m.nrows < capacity && m.nrows < rows_before + 100) insert(&ix, &m, &r);
+    for (uint32_t i = rows_before; i < m.nrows; i++) unindex(&ix, &m, i);
+    lindex_clear(&ix, m.nrows);
+    assert_int_equal(ix.count, 0);
+    for (uint32_t i = 0; i < m.nrows; i++)
+        assert_int_equal(lindex_find(&ix, m.rows[i].id, lindex_hash(m.rows[i].id)), LINDEX_NONE);
     lindex_free(&ix);
     free(m.rows);
+    free(m.indexed);
+    return largest;
 }
 
 static void test_random_small(void **state) {
     (void)state;
     uint64_t seed = test_seed();
     /* Tiny tables: the first array is already the largest. */
-    for (uint32_t cap = 1; cap <= 40; cap++) run_case(seed + cap, cap, 400);
+    for (uint32_t cap = 1; cap <= 40; cap++)
+        run_case(seed + cap, cap, 400, (mix_t){100000, 10000, 2000});
 }
 
 static void test_random_grows(void **state) {
     (void)state;
     uint64_t seed = test_seed();
-    run_case(seed, 5000, 20000);
-    run_case(seed + 1, 300000, 400000); /* grows from 4096 slots to 2^20 */
+    /* Few removals, no clears: the array grows from 4096 slots to its largest. */
+    uint32_t cap = 300000;
+    uint64_t largest = run_case(seed, cap, cap + cap / 10, (mix_t){20000, 100, 0});
+    assert_int_equal(largest, 1u << 20); /* the power of two >= twice 300000 */
+    /* Many removals of any row and undos, with clears: growth amid deletions. */
+    run_case(seed + 1, 20000, 200000, (mix_t){300000, 5000, 20});
 }
 
 static void test_presize(void **state) {
