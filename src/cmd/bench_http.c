@@ -165,10 +165,9 @@ static auth_key_t *zone_key(bench_t *b, uint32_t zone) {
     return b->keys[zone];
 }
 
-/* A payment's request, formatted at once: the load generator shares the machine with what it
- * measures, so what it spends per request is taken from the server. */
-/* Appenders for the payment requests: the load generator shares the machine with the server,
- * so a request is built with copies and one digit loop per number rather than snprintf. */
+/* Appenders for the payment requests: the load generator shares the machine with what it
+ * measures, so what it spends per request is taken from the server; a request is built with
+ * copies and one digit loop per number rather than snprintf. */
 static char *put_lit(char *p, const char *s) {
     size_t n = strlen(s);
     memcpy(p, s, n);

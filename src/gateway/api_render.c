@@ -1,7 +1,6 @@
 /* The answer side of api.h: pay codes to HTTP statuses, and pay_object_t as the API's JSON.
  * Field order is fixed so that the same object always renders to the same bytes (a replayed
  * answer is byte for byte the first). */
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 

@@ -57,18 +57,22 @@ static bool value_close(http_parse_t *p) {
     return head_nul(p);
 }
 
+/* Clears the request but its header array (2 KiB): each header is written whole when it
+ * starts, and only the first header_count are read. */
+static void request_reset(http_parse_t *p) {
+    http_request_t *r = &p->req;
+    memset(r, 0, offsetof(http_request_t, headers));
+    r->path = r->query = r->method = "";
+    r->body = p->body;
+}
+
 static int on_message_begin(llhttp_t *l) {
     http_parse_t *p = parse_of(l);
     p->begun = true;
     p->in_value = false;
     p->expect_100 = false;
     p->head_len = 0;
-    /* Everything but the header array (2 KiB): each header is written whole when it starts,
-     * and only the first header_count are read. */
-    http_request_t *r = &p->req;
-    memset(r, 0, offsetof(http_request_t, headers));
-    r->path = r->query = r->method = "";
-    r->body = p->body;
+    request_reset(p);
     return 0;
 }
 
@@ -221,12 +225,7 @@ void http_parse_init(http_parse_t *p) {
     p->err_status = 0;
     p->err_code = NULL;
     p->err_message[0] = '\0';
-    /* Everything but the header array (2 KiB): each header is written whole when it starts,
-     * and only the first header_count are read. */
-    http_request_t *r = &p->req;
-    memset(r, 0, offsetof(http_request_t, headers));
-    r->path = r->query = r->method = "";
-    r->body = p->body;
+    request_reset(p);
 }
 
 static http_parse_status_t parse_error(http_parse_t *p, llhttp_errno_t e) {

@@ -55,9 +55,9 @@ void lindex_grow(lindex_t *ix) {
         while (to[j] != 0) j = (j + 1) & ix->mask;
         to[j] = from[i];
     }
-    /* The region left must be all zero for the growth after next. From 2 MiB on (whole huge
-     * pages, as the regions are aligned to them) its memory goes back to the system, zero again
-     * on the next touch; a smaller array is cleared in place. */
+    /* The region left must be all zero for the growth after next. From 2 MiB on its memory
+     * goes back to the system (zero again on the next touch); a smaller array is cleared in
+     * place, which keeps the huge page it lies in whole. */
     size_t bytes = n * sizeof from[0];
     if (bytes < (2u << 20) || madvise(from, bytes, MADV_DONTNEED) != 0) memset(from, 0, bytes);
 }
