@@ -87,17 +87,6 @@ static struct cluster {
         exit(1);                                                                                   \
     } while (0)
 
-static inline int cl_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0) CL_FAIL("bind");
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void cl_watchdog(int sig) {
     (void)sig;
     static const char msg[] = "FAIL: the test ran past its watchdog; replicas are killed\n";
@@ -130,8 +119,8 @@ static inline void cl_init_n(const char *cellpay, bool proxied, unsigned watchdo
         snprintf(cl.r[i].dir, sizeof cl.r[i].dir, "/tmp/cellpay-faults-XXXXXX");
         if (!mkdtemp(cl.r[i].dir)) CL_FAIL("mkdtemp");
         snprintf(cl.r[i].log, sizeof cl.r[i].log, "%s.log", cl.r[i].dir);
-        cl.r[i].client_port = cl_free_port();
-        cl.r[i].peer_port = cl_free_port();
+        cl.r[i].client_port = np_free_port();
+        cl.r[i].peer_port = np_free_port();
         al += (size_t)snprintf(cl.addrs + al, sizeof cl.addrs - al, "%s127.0.0.1:%d", i ? "," : "",
                                cl.r[i].client_port);
     }

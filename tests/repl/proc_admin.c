@@ -32,17 +32,6 @@ static int checks;
         checks++;                                                                                  \
     } while (0)
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0, "bind");
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void make_dir(char *dir, size_t n) {
     snprintf(dir, n, "/tmp/cellpay-admin-XXXXXX");
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
@@ -156,9 +145,9 @@ static void three_replicas(void) {
     size_t pl = 0, al = 0;
     for (int i = 0; i < 3; i++) {
         make_dir(dirs[i], sizeof dirs[i]);
-        ports[i] = free_port();
+        ports[i] = np_free_port();
         pl += (size_t)snprintf(peers + pl, sizeof peers - pl, "%s%d=127.0.0.1:%d", i ? "," : "",
-                               i + 1, free_port());
+                               i + 1, np_free_port());
     }
     for (int i = 0; i < 3; i++) {
         char id[8];
@@ -259,7 +248,7 @@ static void three_replicas(void) {
     for (char *p = out; (p = strstr(p, "role=leader")); p++) leaders++;
     CHECK(lines == 3 && leaders == 1, "three lines, one leader: %s", out);
     snprintf(cmd, sizeof cmd, "%s admin cell status --addr %s,127.0.0.1:%d --timeout-ms 500",
-             cellpay, addrs, free_port());
+             cellpay, addrs, np_free_port());
     CHECK(run(cmd, out, sizeof out) == 1, "a replica that does not answer: exit 1");
     CHECK(strstr(out, " error: ") != NULL, "its line says so: %s", out);
     for (int i = 0; i < 3; i++) {

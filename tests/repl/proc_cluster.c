@@ -47,17 +47,6 @@ static atomic_ulong acked;
         exit(1);                                                                                   \
     } while (0)
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) FAIL("bind");
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void start(int i) {
     char id[16];
     snprintf(id, sizeof id, "%d", i + 1);
@@ -163,9 +152,9 @@ int main(int argc, char **argv) {
     for (int i = 0; i < REPLICAS; i++) {
         snprintf(dirs[i], sizeof dirs[i], "/tmp/cellpay-cluster-XXXXXX");
         if (!mkdtemp(dirs[i])) FAIL("mkdtemp");
-        client_ports[i] = free_port();
+        client_ports[i] = np_free_port();
         pl += (size_t)snprintf(peers + pl, sizeof peers - pl, "%s%d=127.0.0.1:%d", i ? "," : "",
-                               i + 1, free_port());
+                               i + 1, np_free_port());
         al += (size_t)snprintf(addrs + al, sizeof addrs - al, "%s127.0.0.1:%d", i ? "," : "",
                                client_ports[i]);
     }

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "node_proc.h"
 #include "repl/peer.h"
 #include "repl/raft_wire.h"
 
@@ -35,17 +36,6 @@ static void recv_cb(void *ctx, const rf_msg_t *m) {
     g->last_index = m->h.index;
     g->count++;
     for (uint32_t i = 0; i < m->h.entry_count; i++) g->entry_bytes += m->entries[i].size;
-}
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 static void run_for(uv_loop_t *loop, int ms) {
@@ -82,7 +72,7 @@ static void test_delivery_and_reconnect(void **state) {
     memset(got, 0, sizeof got);
     for (int i = 0; i < N; i++) {
         addrs[i].id = (uint32_t)i + 1;
-        snprintf(addrs[i].addr, sizeof addrs[i].addr, "127.0.0.1:%d", free_port());
+        snprintf(addrs[i].addr, sizeof addrs[i].addr, "127.0.0.1:%d", np_free_port());
         got[i + 1].in_order = true;
     }
     peer_net_t *a = make(&loop, 1), *b = make(&loop, 2), *c = make(&loop, 3);

@@ -34,17 +34,6 @@ static node_proc_t np[2];
 static char dirs[2][64];
 static char routes[64];
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) FAIL("bind");
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* One request to cell i (1 or 2), its answer. */
 static pay_object_t pay1(int i, const pay_request_t *r) {
     pay_object_t o = {0};
@@ -81,7 +70,7 @@ static void two_cells_start(const char *cellpay, const char *name) {
     snprintf(routes, sizeof routes, "/tmp/cellpay-%s-routes-XXXXXX", name);
     int fd = mkstemp(routes);
     if (fd < 0) FAIL("mkstemp");
-    int ports[2] = {free_port(), free_port()};
+    int ports[2] = {np_free_port(), np_free_port()};
     dprintf(fd,
             "version 1\nrule 10 100\ncell 1 127.0.0.1:%d\ncell 2 127.0.0.1:%d\n"
             "zones 0-49 -> 1\nzones 50-99 -> 2\n",
